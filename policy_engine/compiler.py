@@ -1,0 +1,282 @@
+"""Lowering a :class:`RuleSet` to what the matchers run: flat facts and primitive tests.
+
+Both matchers see the same thing: a flat dict of *facts* (one short key per field the rules read, per ``add``
+sum and per numeric ``ref`` comparison, plus the payment's local date) and, per rule, a tree of primitive
+tests on those keys with negation already pushed down to the leaves (durable-rules has no ``not``).
+
+Numbers are exact. A value ``x`` is handed over as the integer ``2*floor(x*S) + (0 if x*S is whole else 1)``
+with ``S = 10**SCALE_DIGITS``; thresholds (which the loader restricts to multiples of ``1/S``) become ``2*t*S``.
+Every comparison of ``x`` with ``t`` then has the same answer on the encodings, for decimals and for the
+rationals that cross-rate conversions produce, so ``0.1 + 0.2 > 0.3`` is false here as it is in arithmetic.
+Values beyond the largest allowed threshold saturate, which keeps every comparison right and keeps the
+integers inside the 53 bits durable-rules compares exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Union
+
+from .conditions import All, Any_, Leaf, Node, Not, Operand
+from .loader import SCALE_DIGITS
+from .ruleset import Rule, RuleSet
+
+SCALE = 10**SCALE_DIGITS
+_SATURATE = 2**51 + 1  # odd, beyond 2 * MAX_CONSTANT * SCALE: compares right with every threshold
+DAY_KEY = "d"
+
+_INVERSE = {"eq": "ne", "ne": "eq", "gt": "lte", "lte": "gt", "gte": "lt", "lt": "gte", "exists": "missing",
+            "missing": "exists"}
+
+
+def encode_number(x: Any) -> int:
+    """The exact order-preserving integer encoding described in the module docstring."""
+    num, den = x.as_integer_ratio()
+    q, r = divmod(num * SCALE, den)
+    enc = 2 * q + (1 if r else 0)
+    if enc > _SATURATE:
+        return _SATURATE
+    if enc < -_SATURATE:
+        return -_SATURATE
+    return enc
+
+
+def encode_constant(x: Decimal | int) -> int:
+    return 2 * int(Decimal(x).scaleb(SCALE_DIGITS))
+
+
+# -- the lowered tree --------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Test:
+    """``facts[key] <op> const`` (or ``<op> facts[ref_key]``); a test on a missing key is false except
+    ``missing``."""
+
+    key: str
+    op: str  # eq ne gt gte lt lte exists missing
+    const: Any = None
+    ref_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LAll:
+    children: tuple[LNode, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LAny:
+    children: tuple[LNode, ...]
+
+
+LNode = Union[Test, LAll, LAny]  # noqa: UP007 -- runtime alias
+TRUE = LAll(())
+FALSE = LAny(())
+
+
+def _all(children: list[LNode]) -> LNode:
+    flat: list[LNode] = []
+    for c in children:
+        if c == FALSE:
+            return FALSE
+        if isinstance(c, LAll):
+            flat.extend(c.children)
+        else:
+            flat.append(c)
+    return flat[0] if len(flat) == 1 else LAll(tuple(flat))
+
+
+def _any(children: list[LNode]) -> LNode:
+    flat: list[LNode] = []
+    for c in children:
+        if c == TRUE:
+            return TRUE
+        if isinstance(c, LAny):
+            flat.extend(c.children)
+        else:
+            flat.append(c)
+    return flat[0] if len(flat) == 1 else LAny(tuple(flat))
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    index: int  # position in pack order
+    rule_id: str
+    tree: LNode
+
+
+class FactLayout:
+    """Which fact key carries which field, sum or comparison; encodes a normalised request into facts."""
+
+    def __init__(self, ruleset: RuleSet, catalog_kinds: Mapping[str, str]):
+        self.kinds = catalog_kinds
+        self.plain: dict[str, str] = {}
+        self.sums: dict[tuple[str, ...], str] = {}
+        self.cmps: dict[tuple[str, str], str] = {}
+        self.uses_day = False
+        for rule in ruleset.rules:
+            for leaf in _leaves(rule.when):
+                self._register(leaf)
+            if rule.effective_from is not None or rule.effective_to is not None:
+                self.uses_day = True
+
+    def _register(self, leaf: Leaf) -> None:
+        if leaf.operand.is_sum:
+            self.sums.setdefault(leaf.operand.paths, f"s{len(self.sums)}")
+        elif leaf.ref is not None and self.kinds[leaf.operand.paths[0]] == "num":
+            self.cmps.setdefault((leaf.operand.paths[0], leaf.ref), f"c{len(self.cmps)}")
+        else:
+            self.key_for(leaf.operand.paths[0])
+            if leaf.ref is not None:
+                self.key_for(leaf.ref)
+        if leaf.items and any(i.start is not None or i.end is not None for i in leaf.items):
+            self.uses_day = True
+
+    def key_for(self, path: str) -> str:
+        return self.plain.setdefault(path, f"f{len(self.plain)}")
+
+    def encode(self, view: Mapping[str, Any], day: int) -> dict[str, Any]:
+        """Facts for one request. Missing fields are simply absent."""
+        facts: dict[str, Any] = {}
+        kinds = self.kinds
+        for path, key in self.plain.items():
+            v = view.get(path)
+            if v is not None:
+                facts[key] = encode_number(v) if kinds[path] == "num" else v
+        for paths, key in self.sums.items():
+            total = Operand(paths, True).value(view)
+            if total is not None:
+                facts[key] = encode_number(total)
+        for (left, right), key in self.cmps.items():
+            a, b = view.get(left), view.get(right)
+            if a is not None and b is not None:
+                facts[key] = (a > b) - (a < b)
+        if self.uses_day:
+            facts[DAY_KEY] = day
+        return facts
+
+
+def _leaves(node: Node) -> Iterator[Leaf]:
+    from .conditions import leaves
+
+    return leaves(node)
+
+
+class Lowerer:
+    def __init__(self, layout: FactLayout):
+        self.layout = layout
+
+    def rule(self, rule: Rule) -> LNode:
+        tree = self.node(rule.when, negate=False)
+        dates: list[LNode] = []
+        if rule.effective_from is not None:
+            dates.append(Test(DAY_KEY, "gte", rule.effective_from))
+        if rule.effective_to is not None:
+            dates.append(Test(DAY_KEY, "lt", rule.effective_to))
+        return _all([*dates, tree])
+
+    def node(self, node: Node, negate: bool) -> LNode:
+        if isinstance(node, Not):
+            return self.node(node.child, not negate)
+        if isinstance(node, All | Any_):
+            kids = [self.node(c, negate) for c in node.children]
+            conj = isinstance(node, All) != negate  # De Morgan
+            return _all(kids) if conj else _any(kids)
+        return self.leaf(node, negate)
+
+    def leaf(self, leaf: Leaf, negate: bool) -> LNode:
+        lay = self.layout
+        operand = leaf.operand
+        if operand.is_sum:
+            key, numeric = lay.sums[operand.paths], True
+        elif leaf.ref is not None and lay.kinds[operand.paths[0]] == "num":
+            # x <op> y  <=>  sign(x - y) <op> 0, computed exactly when the facts are built
+            key = lay.cmps[(operand.paths[0], leaf.ref)]
+            positive = Test(key, leaf.op, 0)
+            return _any([Test(key, "missing"), Test(key, _INVERSE[leaf.op], 0)]) if negate else positive
+        else:
+            key, numeric = lay.plain[operand.paths[0]], lay.kinds[operand.paths[0]] == "num"
+        op = leaf.op
+        if op in ("exists", "missing"):
+            return Test(key, _INVERSE[op] if negate else op)
+        present = Test(key, "exists")
+        absent = Test(key, "missing")
+        if leaf.ref is not None:
+            other = lay.plain[leaf.ref]
+            if negate:
+                return _any([absent, Test(other, "missing"), Test(key, _INVERSE[op], ref_key=other)])
+            return _all([Test(other, "exists"), Test(key, op, ref_key=other)])
+        enc = encode_constant if numeric else (lambda v: v)
+        if op == "between":
+            lo, hi = (enc(v) for v in leaf.value)  # type: ignore[union-attr]
+            if negate:
+                return _any([absent, Test(key, "lt", lo), Test(key, "gte", hi)])
+            return _all([Test(key, "gte", lo), Test(key, "lt", hi)])
+        if op in ("in", "not_in"):
+            member = self._membership(key, leaf, enc)
+            non_member = self._non_membership(key, leaf, enc)
+            if (op == "in") != negate:  # in, or not(not_in): present and a member (missing fails eq)
+                return member if not negate else _any([absent, member])
+            # not_in, or not(in)
+            return _all([present, non_member]) if not negate else _any([absent, non_member])
+        if negate:
+            return _any([absent, Test(key, _INVERSE[op], enc(leaf.value))])
+        return Test(key, op, enc(leaf.value))
+
+    @staticmethod
+    def _membership(key: str, leaf: Leaf, enc) -> LNode:
+        seen: set = set()
+        alts: list[LNode] = []
+        for item in leaf.items or ():
+            v = enc(item.value)
+            test = Test(key, "eq", v)
+            dated = [Test(DAY_KEY, "gte", item.start)] if item.start is not None else []
+            dated += [Test(DAY_KEY, "lt", item.end)] if item.end is not None else []
+            marker = (type(v), v, item.start, item.end)
+            if marker in seen:
+                continue
+            seen.add(marker)
+            alts.append(_all([test, *dated]))
+        return _any(alts)
+
+    @staticmethod
+    def _non_membership(key: str, leaf: Leaf, enc) -> LNode:
+        parts: list[LNode] = []
+        seen: set = set()
+        for item in leaf.items or ():
+            v = enc(item.value)
+            marker = (type(v), v, item.start, item.end)
+            if marker in seen:
+                continue
+            seen.add(marker)
+            alts: list[LNode] = [Test(key, "ne", v)]
+            if item.start is not None:
+                alts.append(Test(DAY_KEY, "lt", item.start))
+            if item.end is not None:
+                alts.append(Test(DAY_KEY, "gte", item.end))
+            parts.append(_any(alts))
+        return _all(parts) if parts else TRUE
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """A rule set lowered for matching: shared by every matcher built from it."""
+
+    layout: FactLayout
+    rules: tuple[CompiledRule, ...]  # rules whose condition can be true, in pack order
+    never: tuple[str, ...]  # ids of rules whose condition is always false (e.g. `in` an empty list)
+    locations: Mapping[str, tuple[str, int, int]]  # rule id -> file, line, col (for compile errors)
+
+
+def compile_program(ruleset: RuleSet, catalog_kinds: Mapping[str, str]) -> Program:
+    layout = FactLayout(ruleset, catalog_kinds)
+    lowerer = Lowerer(layout)
+    compiled, never = [], []
+    for i, rule in enumerate(ruleset.rules):
+        tree = lowerer.rule(rule)
+        if tree == FALSE:
+            never.append(rule.id)
+        else:
+            compiled.append(CompiledRule(i, rule.id, tree))
+    locations = {r.id: (r.file, r.line, r.col) for r in ruleset.rules}
+    return Program(layout, tuple(compiled), tuple(never), locations)

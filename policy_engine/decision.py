@@ -1,0 +1,161 @@
+"""Outcomes, the reason trail, the decision, and how fired rules combine into one decision."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from fractions import Fraction
+from typing import Any
+
+
+class Outcome(StrEnum):
+    DENY = "deny"
+    REVIEW = "review"
+    STEP_UP = "step_up"
+    ALLOW = "allow"
+
+
+def format_value(value: Any) -> str:
+    """How a value reads in a reason: money with thousands separators, rational amounts to the cent."""
+    if value is None:
+        return "<missing>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Fraction):
+        value = Decimal(value.numerator) / Decimal(value.denominator)
+        return f"{value.quantize(Decimal('0.01')):,}"
+    if isinstance(value, Decimal):
+        return f"{value.normalize():,f}" if value == value.to_integral_value() else f"{value:,}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def json_value(value: Any) -> Any:
+    """A JSON-ready evidence value. Finite decimals stay exact (int, or float when it round-trips, else a
+    string); rationals from cross-rate conversions are rounded to six decimal places."""
+    if isinstance(value, Fraction):
+        value = (Decimal(value.numerator) / Decimal(value.denominator)).quantize(Decimal("0.000001"))
+    if isinstance(value, Decimal):
+        if value == value.to_integral_value():
+            return int(value)
+        as_float = float(value)
+        return as_float if Decimal(repr(as_float)) == value else str(value)
+    return value
+
+
+class ReasonTemplate:
+    """A reason with ``{field.path}`` placeholders, parsed once at load time."""
+
+    __slots__ = ("fields", "parts", "text")
+
+    def __init__(self, text: str):
+        self.text = text
+        parts: list[tuple[str, str | None]] = []
+        for literal, name, spec, conversion in string.Formatter().parse(text):
+            if spec or conversion:
+                raise ValueError(f"placeholder {{{name}{'!' + conversion if conversion else ''}"
+                                 f"{':' + spec if spec else ''}}} may not have a format spec or conversion")
+            if name == "":
+                raise ValueError("empty placeholder {} (write {{ and }} for literal braces)")
+            parts.append((literal, name))
+        self.parts = tuple(parts)
+        self.fields = tuple(name for _, name in parts if name)
+
+    def render(self, view: Mapping[str, Any]) -> str:
+        out = []
+        for literal, name in self.parts:
+            out.append(literal)
+            if name:
+                value = view.get(name)
+                out.append(f"<missing {name}>" if value is None else format_value(value))
+        return "".join(out)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ReasonTemplate) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __repr__(self) -> str:
+        return f"ReasonTemplate({self.text!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class TrailEntry:
+    rule_id: str
+    category: str
+    outcome: str
+    title: str
+    reason: str
+    evidence: Mapping[str, Any]
+    source: str
+    report: str | None = None
+    reason_zh: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "rule_id": self.rule_id,
+            "category": self.category,
+            "outcome": self.outcome,
+            "title": self.title,
+            "reason": self.reason,
+            "evidence": {k: json_value(v) for k, v in self.evidence.items()},
+            "source": self.source,
+        }
+        if self.report:
+            out["report"] = self.report
+        if self.reason_zh:
+            out["reason_zh"] = self.reason_zh
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    request_id: str
+    decision: Outcome
+    trail: tuple[TrailEntry, ...]
+    obligations: tuple[Mapping[str, str], ...]
+    ruleset: Mapping[str, str]
+    engine: Mapping[str, str]
+    elapsed_us: int
+    as_of: str = ""
+    fx_as_of: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision is Outcome.ALLOW
+
+    @property
+    def rule_ids(self) -> tuple[str, ...]:
+        return tuple(entry.rule_id for entry in self.trail)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "decision": self.decision.value,
+            "allowed": self.allowed,
+            "trail": [entry.to_dict() for entry in self.trail],
+            "obligations": [dict(o) for o in self.obligations],
+            "ruleset": dict(self.ruleset),
+            "engine": dict(self.engine),
+            "as_of": self.as_of,
+            "fx_as_of": self.fx_as_of,
+            "elapsed_us": self.elapsed_us,
+        }
+
+
+def combine(outcomes: list[str], order: tuple[str, ...]) -> Outcome:
+    """The most severe outcome in the pack's ``decision_order``; nothing fired means allow.
+
+    ``allow`` rules are informational (report flags): they can never make a decision more permissive,
+    because every other outcome ranks above them.
+    """
+    if not outcomes:
+        return Outcome.ALLOW
+    rank = {name: i for i, name in enumerate(order)}
+    return Outcome(min(outcomes, key=rank.__getitem__))

@@ -1,0 +1,515 @@
+"""YAML rule files → a validated, immutable :class:`RuleSet`.
+
+Every problem in a pack is collected (schema violations, then semantic errors: duplicate ids, unknown lists,
+fields the request contract does not define, type mismatches, malformed conditions) and reported together as
+``file:line:col rule-id: message``. A pack with any error raises :class:`RuleSetError`; nothing is half-loaded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import hashlib
+import json
+from collections.abc import Iterable
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import best_match
+
+from .conditions import OPERATORS, All, Any_, Leaf, ListItem, Node, Not, Operand
+from .decision import ReasonTemplate
+from .errors import Issue, RuleSetError
+from .fields import FieldCatalog
+from .resources import default_pack_path, load_schema
+from .ruleset import DEFAULT_DECISION_ORDER, FxTable, Rule, RuleSet
+from .yamlsource import SourceDoc, YamlSourceError, load_yaml
+
+#: Numbers in conditions are compared exactly in units of 10^-SCALE_DIGITS (see ``facts.py``).
+SCALE_DIGITS = 4
+MAX_CONSTANT = Decimal(10) ** 11
+MAX_CONDITION_DEPTH = 32
+MAX_RULES = 20_000
+MANIFEST_KEYS = ("pack", "version", "decision_order", "description")
+
+
+def load_ruleset(path: str | Path | None = None) -> RuleSet:
+    """Load a pack: a directory of ``*.yaml`` files (``tests/`` below it excluded) or one YAML file.
+
+    ``None`` loads the bundled default pack. Raises :class:`RuleSetError` listing every problem.
+    """
+    root = Path(path) if path is not None else default_pack_path()
+    return _Loader(root).load()
+
+
+def _did_you_mean(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _date_ordinal(text: str) -> int:
+    return dt.date.fromisoformat(text).toordinal()
+
+
+def _exact_number(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return Decimal(value) if isinstance(value, int) else Decimal(repr(value))
+
+
+class _Loader:
+    def __init__(self, root: Path):
+        self.root = root
+        self.issues: list[Issue] = []
+        self.catalog = FieldCatalog(load_schema("payment_request"))
+        self.validator = jsonschema.Draft202012Validator(load_schema("ruleset"))
+
+    # -- files -------------------------------------------------------------------------------------------
+    def _files(self) -> list[tuple[Path, str]]:
+        if self.root.is_file():
+            return [(self.root, self.root.name)]
+        if not self.root.is_dir():
+            raise RuleSetError([Issue(str(self.root), 1, 1, None, "no such rule pack (file or directory)")])
+        found = []
+        for p in sorted(self.root.rglob("*")):
+            rel = p.relative_to(self.root)
+            if p.suffix in (".yaml", ".yml") and p.is_file() and "tests" not in rel.parts[:-1]:
+                found.append((p, rel.as_posix()))
+        if not found:
+            raise RuleSetError([Issue(str(self.root), 1, 1, None, "directory holds no *.yaml rule files")])
+        return found
+
+    def load(self) -> RuleSet:
+        docs: list[SourceDoc] = []
+        for path, rel in self._files():
+            display = str(path) if self.root.is_file() else str(self.root / rel)
+            try:
+                doc = load_yaml(path, display)
+            except YamlSourceError as exc:
+                self.issues.append(exc.issue)
+                continue
+            if doc.data is None:
+                doc.data = {}
+            docs.append(doc)
+        bad_paths = {id(d): self._schema_check(d) for d in docs}
+        manifest = self._manifest(docs, bad_paths)
+        lists = self._lists(docs, bad_paths)
+        fx = self._fx(docs, bad_paths)
+        rules = self._rules(docs, bad_paths, lists)
+        if self.issues:
+            raise RuleSetError(self.issues)
+        pack, version, order, description = manifest
+        digest = self._digest(docs)
+        return RuleSet(pack=pack, version=version, decision_order=order, rules=tuple(rules), lists=lists,
+                       fx_tables=fx, digest=digest, path=str(self.root),
+                       files=tuple(d.file for d in docs), description=description)
+
+    def _digest(self, docs: list[SourceDoc]) -> str:
+        # Canonical content: the parsed data of each file under its path relative to the pack. Comments and
+        # formatting do not change it; anything that can change a decision does.
+        names = [Path(d.file).relative_to(self.root).as_posix() if self.root.is_dir() else Path(d.file).name
+                 for d in docs]
+        canonical = json.dumps([[n, d.data] for n, d in zip(names, docs, strict=True)], sort_keys=True,
+                               ensure_ascii=False, separators=(",", ":"), default=str)
+        return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    # -- schema ------------------------------------------------------------------------------------------
+    def _schema_check(self, doc: SourceDoc) -> set[tuple]:
+        """Validate one file against ruleset.schema.json; returns the paths that had errors."""
+        bad: set[tuple] = set()
+        for error in self.validator.iter_errors(doc.data):
+            path = tuple(error.absolute_path)
+            # Condition trees get precise messages from the condition parser below; JSON Schema's oneOf
+            # report for them is noise.
+            if "when" in path and len(path) >= 3 and path[0] == "rules":
+                bad.add((*path[:2], "when"))
+                continue
+            bad.add(path)
+            rule_id = self._rule_id_at(doc, path)
+            self.issues.append(doc.issue(self._issue_path(error, path), rule_id, self._message(error)))
+        return bad
+
+    @staticmethod
+    def _rule_id_at(doc: SourceDoc, path: tuple) -> str | None:
+        if len(path) >= 2 and path[0] == "rules" and isinstance(doc.data, dict):
+            rules = doc.data.get("rules")
+            if isinstance(rules, list) and isinstance(path[1], int) and path[1] < len(rules):
+                rid = rules[path[1]].get("id") if isinstance(rules[path[1]], dict) else None
+                return rid if isinstance(rid, str) else None
+        return None
+
+    @staticmethod
+    def _issue_path(error: jsonschema.ValidationError, path: tuple) -> tuple:
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = error.schema.get("properties", {})
+            extra = [k for k in error.instance if k not in allowed]
+            if extra:
+                return (*path, extra[0])
+        return path
+
+    @staticmethod
+    def _message(error: jsonschema.ValidationError) -> str:
+        if error.validator in ("oneOf", "anyOf") and error.context:
+            error = best_match(error.context)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = list(error.schema.get("properties", {}))
+            extra = [k for k in error.instance if k not in allowed]
+            return "; ".join(f"unknown key {k!r}{_did_you_mean(k, allowed)}" for k in extra)
+        if error.validator == "required":
+            return f"missing required key: {error.message.split(' is a required')[0]}"
+        if error.validator == "enum":
+            options = [str(o) for o in error.validator_value]
+            return f"{error.instance!r} is not one of {options}{_did_you_mean(str(error.instance), options)}"
+        where = "/".join(str(p) for p in error.absolute_path)
+        return f"{where}: {error.message}" if where else error.message
+
+    # -- manifest, lists, FX -----------------------------------------------------------------------------
+    def _manifest(self, docs: list[SourceDoc], bad: dict) -> tuple[str, str, tuple[str, ...], str | None]:
+        carriers = [d for d in docs if isinstance(d.data, dict) and any(k in d.data for k in MANIFEST_KEYS)]
+        if not docs:
+            return "", "", DEFAULT_DECISION_ORDER, None
+        if not carriers:
+            self.issues.append(Issue(docs[0].file, 1, 1, None,
+                                     "no manifest: one file must set `pack:` and `version:` (e.g. pack.yaml)"))
+            return "", "", DEFAULT_DECISION_ORDER, None
+        for extra in carriers[1:]:
+            key = next(k for k in MANIFEST_KEYS if k in extra.data)
+            self.issues.append(extra.issue((key,), None, f"manifest key {key!r} also set in {carriers[0].file}; "
+                                                         "keep pack/version/decision_order in one file"))
+        data = carriers[0].data
+        for key in ("pack", "version"):
+            if key not in data:
+                self.issues.append(carriers[0].issue((), None, f"manifest is missing `{key}:`"))
+        order = tuple(data.get("decision_order") or DEFAULT_DECISION_ORDER)
+        if ("decision_order",) not in bad[id(carriers[0])] and order[-1:] != ("allow",):
+            self.issues.append(carriers[0].issue(("decision_order",), None,
+                                                 "`allow` must be last: allow rules are report flags and may "
+                                                 "never outrank a refusal"))
+        return str(data.get("pack", "")), str(data.get("version", "")), order, data.get("description")
+
+    def _lists(self, docs: list[SourceDoc], bad: dict) -> dict[str, tuple[ListItem, ...]]:
+        lists: dict[str, tuple[ListItem, ...]] = {}
+        origin: dict[str, str] = {}
+        for doc in docs:
+            section = doc.data.get("lists") if isinstance(doc.data, dict) else None
+            if not isinstance(section, dict):
+                continue
+            for name, spec in section.items():
+                path = ("lists", name)
+                if any(b[: len(path)] == path for b in bad[id(doc)]):
+                    lists.setdefault(name, ())
+                    continue
+                if name in lists:
+                    self.issues.append(doc.issue(path, None, f"list {name!r} is already defined in {origin[name]}"))
+                    continue
+                raw = spec["values"] if isinstance(spec, dict) else spec
+                base = (*path, "values") if isinstance(spec, dict) else path
+                items = []
+                seen: set = set()
+                for i, item in enumerate(raw):
+                    if isinstance(item, dict):
+                        start = _date_ordinal(item["from"]) if "from" in item else None
+                        end = _date_ordinal(item["to"]) if "to" in item else None
+                        if start is not None and end is not None and start >= end:
+                            self.issues.append(doc.issue((*base, i), None, f"list {name!r}: `from` must be "
+                                                                            "before `to`"))
+                        li = ListItem(item["value"], start, end)
+                    else:
+                        li = ListItem(item)
+                    if isinstance(li.value, float):
+                        li = ListItem(Decimal(repr(li.value)), li.start, li.end)
+                    key = (type(li.value), li.value, li.start, li.end)
+                    if key in seen:
+                        self.issues.append(doc.issue((*base, i), None, f"list {name!r}: {li.value!r} is listed twice"))
+                    seen.add(key)
+                    items.append(li)
+                lists[name] = tuple(items)
+                origin[name] = doc.file
+        return lists
+
+    def _fx(self, docs: list[SourceDoc], bad: dict) -> tuple[FxTable, ...]:
+        tables: list[FxTable] = []
+        seen: dict[int, str] = {}
+        for doc in docs:
+            section = doc.data.get("reference_fx") if isinstance(doc.data, dict) else None
+            if not isinstance(section, list) or any(b[:1] == ("reference_fx",) for b in bad[id(doc)]):
+                continue
+            for i, table in enumerate(section):
+                day = _date_ordinal(table["as_of"])
+                if day in seen:
+                    self.issues.append(doc.issue(("reference_fx", i, "as_of"), None,
+                                                 f"two reference_fx tables dated {table['as_of']} ({seen[day]})"))
+                    continue
+                seen[day] = doc.file
+                rates = {}
+                for ccy, text in table["rates"].items():
+                    rate = Decimal(text)
+                    if rate <= 0:
+                        self.issues.append(doc.issue(("reference_fx", i, "rates", ccy), None,
+                                                     f"rate for {ccy} must be positive"))
+                        continue
+                    rates[ccy] = rate
+                if rates.get("CNY", Decimal(1)) != 1:
+                    self.issues.append(doc.issue(("reference_fx", i, "rates", "CNY"), None,
+                                                 "rates are CNY per unit, so CNY must be 1"))
+                rates["CNY"] = Decimal(1)
+                tables.append(FxTable(day, rates, table.get("source")))
+        if not tables and docs:
+            self.issues.append(Issue(docs[0].file, 1, 1, None, "no `reference_fx:` table: derived amounts need "
+                                                               "dated reference rates (at least CNY: \"1\")"))
+        return tuple(sorted(tables, key=lambda t: t.as_of))
+
+    # -- rules -------------------------------------------------------------------------------------------
+    def _rules(self, docs: list[SourceDoc], bad: dict, lists: dict) -> list[Rule]:
+        rules: list[Rule] = []
+        seen: dict[str, str] = {}
+        for doc in docs:
+            section = doc.data.get("rules") if isinstance(doc.data, dict) else None
+            if not isinstance(section, list):
+                continue
+            for i, raw in enumerate(section):
+                path = ("rules", i)
+                rid = raw.get("id") if isinstance(raw, dict) else None
+                rid = rid if isinstance(rid, str) else None
+                if rid is not None:
+                    if rid in seen:
+                        self.issues.append(doc.issue((*path, "id"), rid, f"duplicate rule id (first defined at "
+                                                                          f"{seen[rid]})"))
+                    else:
+                        line, col = doc.mark((*path, "id"))
+                        seen[rid] = f"{doc.file}:{line}:{col}"
+                if not isinstance(raw, dict) or "when" not in raw:
+                    continue
+                rule_bad = {b for b in bad[id(doc)] if b[:2] == path}
+                rule = self._rule(doc, path, raw, rid, lists, structural_only=bool(rule_bad - {(*path, "when")}))
+                if rule is not None:
+                    rules.append(rule)
+        if len(rules) > MAX_RULES:
+            self.issues.append(Issue(docs[0].file, 1, 1, None, f"{len(rules)} rules; the limit is {MAX_RULES}"))
+        return rules
+
+    def _rule(self, doc: SourceDoc, path: tuple, raw: dict, rid: str | None, lists: dict,
+              structural_only: bool) -> Rule | None:
+        before = len(self.issues)
+        when = self._node(doc, (*path, "when"), raw["when"], rid, lists, depth=0)
+        if structural_only:
+            return None
+        reason = self._template(doc, (*path, "reason"), raw["reason"], rid)
+        reason_zh = self._template(doc, (*path, "reason_zh"), raw["reason_zh"], rid) if "reason_zh" in raw else None
+        if raw.get("report") and raw["outcome"] != "allow":
+            self.issues.append(doc.issue((*path, "report"), rid, "`report:` is for informational rules; set "
+                                                                 "`outcome: allow` or drop the report"))
+        eff = raw.get("effective") or {}
+        start = _date_ordinal(eff["from"]) if "from" in eff else None
+        end = _date_ordinal(eff["to"]) if "to" in eff else None
+        if start is not None and end is not None and start >= end:
+            self.issues.append(doc.issue((*path, "effective"), rid, "effective `from` must be before `to`"))
+        if len(self.issues) != before or when is None:
+            return None
+        line, col = doc.mark(path)
+        return Rule(id=raw["id"], category=raw["category"], title=raw["title"], when=when, outcome=raw["outcome"],
+                    reason=reason, source=raw["source"], verified=raw["verified"], file=doc.file, line=line,
+                    col=col, report=raw.get("report"), effective_from=start, effective_to=end,
+                    reason_zh=reason_zh, tags=tuple(raw.get("tags", ())), notes=raw.get("notes"))
+
+    def _template(self, doc: SourceDoc, path: tuple, text: str, rid: str | None) -> ReasonTemplate:
+        try:
+            template = ReasonTemplate(text)
+        except ValueError as exc:
+            self.issues.append(doc.issue(path, rid, f"reason template: {exc}"))
+            return ReasonTemplate("")
+        for name in template.fields:
+            if name not in self.catalog:
+                self.issues.append(doc.issue(path, rid, f"reason placeholder {{{name}}} is not a request or "
+                                                        f"derived field{self._suggest(name)}"))
+        return template
+
+    def _suggest(self, name: str) -> str:
+        s = self.catalog.suggest(name)
+        return f"; did you mean {s!r}?" if s else ""
+
+    def _node(self, doc: SourceDoc, path: tuple, raw: Any, rid: str | None, lists: dict, depth: int) -> Node | None:
+        err = lambda p, msg: self.issues.append(doc.issue(p, rid, msg))  # noqa: E731
+        if depth > MAX_CONDITION_DEPTH:
+            err(path, f"condition nested deeper than {MAX_CONDITION_DEPTH} levels")
+            return None
+        if not isinstance(raw, dict):
+            err(path, "a condition must be a mapping: {all: [...]}, {any: [...]}, {not: ...} or a leaf "
+                      "{field: ..., op: ..., value: ...}")
+            return None
+        groups = [k for k in ("all", "any", "not") if k in raw]
+        if groups:
+            if len(raw) != 1:
+                others = [k for k in raw if k != groups[0]]
+                err((*path, others[0]), f"`{groups[0]}:` must be the only key of its node, found {others}")
+                return None
+            key = groups[0]
+            if key == "not":
+                child = self._node(doc, (*path, "not"), raw["not"], rid, lists, depth + 1)
+                return Not(child) if child is not None else None
+            items = raw[key]
+            if not isinstance(items, list) or not items:
+                err((*path, key), f"`{key}:` needs a non-empty list of conditions")
+                return None
+            children = [self._node(doc, (*path, key, i), c, rid, lists, depth + 1) for i, c in enumerate(items)]
+            if any(c is None for c in children):
+                return None
+            return (All if key == "all" else Any_)(tuple(children))  # type: ignore[arg-type]
+        return self._leaf(doc, path, raw, rid, lists, err)
+
+    def _leaf(self, doc: SourceDoc, path: tuple, raw: dict, rid: str | None, lists: dict, err) -> Leaf | None:
+        allowed = ("field", "op", "value", "list", "ref")
+        for key in raw:
+            if key not in allowed:
+                hint = _did_you_mean(key, (*allowed, "all", "any", "not"))
+                err((*path, key), f"unknown key {key!r} in condition{hint}")
+                return None
+        if "field" not in raw or "op" not in raw:
+            err(path, "a leaf needs `field:` and `op:` (or use all/any/not)")
+            return None
+        op = raw["op"]
+        if op not in OPERATORS:
+            err((*path, "op"), f"unknown operator {op!r}{_did_you_mean(str(op), OPERATORS)}; "
+                               f"operators are {', '.join(OPERATORS)}")
+            return None
+        operand = self._operand(doc, (*path, "field"), raw["field"], err)
+        if operand is None:
+            return None
+        kind = "num" if operand.is_sum else self.catalog.get(operand.paths[0]).kind  # type: ignore[union-attr]
+        given = [k for k in ("value", "list", "ref") if k in raw]
+        label = operand.label
+        if op in ("exists", "missing"):
+            if given:
+                err((*path, given[0]), f"`{op}` takes no {given[0]}")
+                return None
+            return Leaf(operand, op)
+        if len(given) != 1:
+            err(path, f"`{op}` needs exactly one of value / list / ref, found {given or 'none'}")
+            return None
+        how = given[0]
+        if op in ("in", "not_in"):
+            if how == "ref":
+                err((*path, "ref"), f"`{op}` takes a `value:` list or a `list:` name, not a ref")
+                return None
+            if how == "list":
+                name = raw["list"]
+                if name not in lists:
+                    err((*path, "list"), f"unknown list {name!r}{_did_you_mean(str(name), lists)}")
+                    return None
+                items = lists[name]
+            else:
+                values = raw["value"]
+                if not isinstance(values, list):
+                    err((*path, "value"), f"`{op}` needs a list value, e.g. value: [a, b]")
+                    return None
+                items = tuple(ListItem(v) for v in values)
+            checked = []
+            for item in items:
+                v = self._constant(doc, (*path, how), item.value, kind, label, op, err)
+                if v is None:
+                    return None
+                checked.append(ListItem(v, item.start, item.end))
+            return Leaf(operand, op, items=tuple(checked), list_name=raw.get("list"))
+        if how == "list":
+            err((*path, "list"), f"`list:` goes with in / not_in, not `{op}`")
+            return None
+        if how == "ref":
+            if op == "between":
+                err((*path, "ref"), "`between` takes value: [lo, hi], not a ref")
+                return None
+            ref = raw["ref"]
+            info = self.catalog.get(ref)
+            if info is None:
+                err((*path, "ref"), f"unknown field {ref!r} in ref{self._suggest(ref)}")
+                return None
+            if info.kind != kind:
+                err((*path, "ref"), f"cannot compare {label} ({kind}) with {ref} ({info.kind})")
+                return None
+            if kind != "num" and op not in ("eq", "ne"):
+                err((*path, "op"), f"`{op}` orders values; {label} and {ref} are not numbers (use eq / ne)")
+                return None
+            return Leaf(operand, op, ref=ref)
+        value = raw["value"]
+        if op == "between":
+            if not (isinstance(value, list) and len(value) == 2):
+                err((*path, "value"), "`between` needs value: [lo, hi] (half-open: lo <= x < hi)")
+                return None
+            lo = self._constant(doc, (*path, "value"), value[0], "num", label, op, err, need_kind=kind)
+            hi = self._constant(doc, (*path, "value"), value[1], "num", label, op, err, need_kind=kind)
+            if lo is None or hi is None:
+                return None
+            if not lo < hi:
+                err((*path, "value"), f"`between` needs lo < hi, got [{value[0]}, {value[1]}]")
+                return None
+            return Leaf(operand, op, value=(lo, hi))
+        if isinstance(value, list):
+            err((*path, "value"), f"`{op}` compares with one value; for several use `in`")
+            return None
+        if op in ("gt", "gte", "lt", "lte") and kind != "num":
+            err((*path, "op"), f"`{op}` orders numbers; {label} is a {kind} field (use eq / ne / in)")
+            return None
+        v = self._constant(doc, (*path, "value"), value, kind, label, op, err)
+        return None if v is None else Leaf(operand, op, value=v)
+
+    def _operand(self, doc: SourceDoc, path: tuple, raw: Any, err) -> Operand | None:
+        if isinstance(raw, dict):
+            paths = raw.get("add")
+            if set(raw) != {"add"} or not isinstance(paths, list) or len(paths) < 2:
+                err(path, "a computed field is {add: [field, field, ...]} with two or more fields")
+                return None
+            for i, p in enumerate(paths):
+                if not self._field_ok((*path, "add", i), p, err):
+                    return None
+                if self.catalog.get(p).kind != "num":  # type: ignore[union-attr]
+                    err((*path, "add", i), f"`add` sums numbers; {p} is not numeric")
+                    return None
+            return Operand(tuple(paths), is_sum=True)
+        if not self._field_ok(path, raw, err):
+            return None
+        return Operand((raw,))
+
+    def _field_ok(self, path: tuple, name: Any, err) -> bool:
+        if not isinstance(name, str):
+            err(path, f"field must be a dotted path string, got {name!r}")
+            return False
+        if name not in self.catalog:
+            err(path, f"unknown field {name!r}: the request schema does not define it{self._suggest(name)}")
+            return False
+        return True
+
+    def _constant(self, doc: SourceDoc, path: tuple, value: Any, kind: str, label: str, op: str, err,
+                  need_kind: str | None = None) -> Any:
+        kind_needed = need_kind or kind
+        if kind_needed == "num":
+            number = _exact_number(value)
+            if number is None:
+                err(path, f"{label} is a number; {value!r} is a {type(value).__name__} (write it without quotes)")
+                return None
+            try:
+                scaled = number.scaleb(SCALE_DIGITS)
+                exact = scaled == scaled.to_integral_value()
+            except InvalidOperation:
+                exact = False
+            if not exact:
+                err(path, f"{value} has more than {SCALE_DIGITS} decimal places; thresholds are compared exactly "
+                          f"in units of 1e-{SCALE_DIGITS}")
+                return None
+            if abs(number) >= MAX_CONSTANT:
+                err(path, f"{value} is too large (the limit for thresholds is {MAX_CONSTANT:,})")
+                return None
+            return number
+        if kind_needed == "bool":
+            if not isinstance(value, bool):
+                err(path, f"{label} is a boolean; compare it with true or false, not {value!r}")
+                return None
+            return value
+        if not isinstance(value, str):
+            hint = " (quote it: YAML reads NO/yes/on as booleans and 6012 as a number)"
+            err(path, f"{label} is a string field; {value!r} is a {type(value).__name__}{hint}")
+            return None
+        if op in ("gt", "gte", "lt", "lte"):
+            err(path, f"`{op}` orders numbers; {label} is a string")
+            return None
+        return value

@@ -1,0 +1,259 @@
+"""The durable-rules matcher: lowered rules compiled to durable_rules Rete rulesets, driven through the C API.
+
+durable-rules has hard limits (DESIGN §6) that this module keeps every compiled ruleset inside:
+
+* **64-entry match stack** (error 303 at request time): the alpha network is walked depth-first with a fixed
+  stack of 64 entries, so a ruleset must never have more than 64 alpha nodes matching one fact. Every rule is
+  expanded to its alternatives (disjunctive normal form, with an ``in`` list kept as one ``$or`` of equalities
+  on one key, of which at most one can hold); each alternative becomes its own durable rule, and rules are
+  packed into *shards* so that the tests of one shard add up to at most ``SHARD_BUDGET``. Expanding also means
+  a rule never fires once per true ``$or`` branch: the only ``$or`` left has mutually exclusive branches.
+* **512 branches under one node** hang ruleset creation or matching: ``in`` lists longer than
+  ``MAX_BRANCHES`` are split across several alternatives.
+* **256 rules sharing one identical condition** crash the process (every rule shares the anchor test):
+  a shard holds at most ``MAX_RULES_PER_SHARD`` durable rules.
+* **4,096 rules per ruleset**: implied by the two limits above.
+
+Facts, not events (``assert_fact`` fires every matching rule); each fact gets a fresh id and is retracted
+after matching. Every rule is anchored on the constant ``t == "pay"`` so none is only "field missing".
+A ruleset handle is not thread-safe and the C core keeps the GIL, so each evaluation borrows a whole set of
+handles from a pool; handles are deleted when the matcher is closed (after a reload) or after an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import durable_rules_engine as _dre
+
+from ..compiler import CompiledRule, LAny, LNode, Program, Test
+from ..errors import EvaluationError, Issue, RuleSetError
+
+SHARD_BUDGET = 48  # alpha-node tests per shard; the engine's stack holds 64 (anchor and margin below)
+DURABLE_STACK_LIMIT = 64
+MAX_BRANCHES = 256  # members of one `in` $or; durable hangs at 512
+MAX_RULES_PER_SHARD = 200  # rules sharing the anchor; durable crashes at 256
+MAX_ALTERNATIVES = 4096  # per pack rule after expansion; beyond this the rule is refused for this matcher
+
+_OPS = {"ne": "$neq", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
+
+Atom = Test | LAny  # an LAny atom is a group of equalities on one key
+
+
+def _is_group(node: LNode) -> bool:
+    return (isinstance(node, LAny) and len(node.children) > 1 and all(
+        isinstance(t, Test) and t.op == "eq" and t.ref_key is None for t in node.children)
+        and len({t.key for t in node.children}) == 1)  # type: ignore[union-attr]
+
+
+def _dnf(node: LNode, limit: int) -> list[list[Atom]]:
+    if isinstance(node, Test):
+        return [[node]]
+    if _is_group(node):
+        members = node.children  # type: ignore[union-attr]
+        if len(members) <= MAX_BRANCHES:
+            return [[node]]  # type: ignore[list-item]
+        return [[LAny(members[i:i + MAX_BRANCHES])] for i in range(0, len(members), MAX_BRANCHES)]
+    if isinstance(node, LAny):
+        out: list[list[Atom]] = []
+        for child in node.children:
+            out.extend(_dnf(child, limit))
+            if len(out) > limit:
+                raise OverflowError
+        return out
+    terms: list[list[Atom]] = [[]]
+    for child in node.children:  # type: ignore[union-attr]
+        alts = _dnf(child, limit)
+        terms = [t + a for t in terms for a in alts]
+        if len(terms) > limit:
+            raise OverflowError
+    return terms
+
+
+def _test_json(test: Test) -> dict:
+    if test.op == "exists":
+        return {"$ex": {test.key: 1}}
+    if test.op == "missing":
+        return {"$nex": {test.key: 1}}
+    right = {"$m": test.ref_key} if test.ref_key is not None else test.const
+    if test.op == "eq":
+        return {test.key: right} if test.ref_key is None else {"$eq": {test.key: right}}
+    return {_OPS[test.op]: {test.key: right}}
+
+
+def _atom_json(atom: Atom) -> dict:
+    if isinstance(atom, Test):
+        return _test_json(atom)
+    return {"$or": [_test_json(t) for t in atom.children]}  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    definition: str  # JSON for create_ruleset
+    names: dict[str, int]  # durable rule name -> pack rule index
+    cost: int
+
+
+def plan_shards(program: Program, budget: int = SHARD_BUDGET,
+                max_rules: int = MAX_RULES_PER_SHARD) -> list[Shard]:
+    """Split the program into durable rulesets that stay inside durable-rules' limits."""
+    variants: list[tuple[int, str, list[Atom]]] = []
+    issues: list[Issue] = []
+    for rule in program.rules:
+        try:
+            terms = _dnf(rule.tree, MAX_ALTERNATIVES)
+        except OverflowError:
+            issues.append(_issue(program, rule, f"condition expands to more than {MAX_ALTERNATIVES} alternatives; "
+                                                "the durable matcher cannot run it (split the rule or use lists)"))
+            continue
+        for n, term in enumerate(terms):
+            if len(term) > budget:
+                issues.append(_issue(program, rule, f"one alternative has {len(term)} tests; the durable matcher "
+                                                    f"allows {budget} (simplify the condition)"))
+                break
+            variants.append((rule.index, f"r{rule.index}_{n}", term))
+    if issues:
+        raise RuleSetError(issues)
+    shards: list[Shard] = []
+    current: dict[str, Any] = {}
+    names: dict[str, int] = {}
+    cost = 0
+
+    def flush() -> None:
+        nonlocal current, names, cost
+        if current:
+            shards.append(Shard(json.dumps(current, ensure_ascii=False), names, cost))
+        current, names, cost = {}, {}, 0
+
+    for index, name, term in variants:
+        term_cost = len(term)
+        if current and (cost + term_cost > budget or len(current) >= max_rules):
+            flush()
+        current[name] = {"all": [{"m": {"$and": [{"t": "pay"}, *(_atom_json(a) for a in term)]}}]}
+        names[name] = index
+        cost += term_cost
+    flush()
+    return shards
+
+
+def _issue(program: Program, rule: CompiledRule, message: str) -> Issue:
+    loc = program.locations.get(rule.rule_id, ("<pack>", 1, 1))
+    return Issue(loc[0], loc[1], loc[2], rule.rule_id, message)
+
+
+class _HandleSet:
+    __slots__ = ("handles", "ids")
+
+    def __init__(self, shards: list[Shard], tag: str):
+        self.handles: list[int] = []
+        try:
+            for n, shard in enumerate(shards):
+                self.handles.append(_dre.create_ruleset(f"{tag}_{n}", shard.definition))
+        except BaseException:
+            self.delete()
+            raise
+        self.ids = itertools.count(1)
+
+    def delete(self) -> None:
+        for h in self.handles:
+            with contextlib.suppress(Exception):  # best effort: the handle is unusable either way
+                _dre.delete_ruleset(h)
+        self.handles = []
+
+
+_tags = itertools.count(1)
+
+
+class DurableMatcher:
+    name = "durable"
+
+    def __init__(self, program: Program, budget: int = SHARD_BUDGET, max_rules: int = MAX_RULES_PER_SHARD):
+        self.program = program
+        self.shards = plan_shards(program, budget, max_rules)
+        self._tag = f"pe{next(_tags)}"
+        self._lock = threading.Lock()
+        self._idle: list[_HandleSet] = [_HandleSet(self.shards, self._tag)]  # fail at load, not at request
+        self._live = 1
+        self._closed = False
+
+    # -- pool ----------------------------------------------------------------------------------------------
+    def _acquire(self) -> _HandleSet:
+        with self._lock:
+            # After close() (a reload) an evaluation that picked up this pack just before the swap still gets
+            # handles; they are deleted when it releases them.
+            if self._idle:
+                return self._idle.pop()
+            self._live += 1
+        try:
+            return _HandleSet(self.shards, self._tag)
+        except BaseException:
+            with self._lock:
+                self._live -= 1
+            raise
+
+    def _release(self, hs: _HandleSet, healthy: bool) -> None:
+        with self._lock:
+            if healthy and not self._closed:
+                self._idle.append(hs)
+                return
+            self._live -= 1
+        hs.delete()
+
+    @property
+    def handle_sets(self) -> int:
+        """Handle sets alive now (idle + in use); 0 after ``close`` once in-flight calls finished."""
+        with self._lock:
+            return self._live
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._live -= len(idle)
+        for hs in idle:
+            hs.delete()
+
+    # -- matching ------------------------------------------------------------------------------------------
+    def match(self, facts: dict[str, Any]) -> list[int]:
+        hs = self._acquire()
+        healthy = False
+        try:
+            fired = self._run(hs, facts)
+            healthy = True
+            return fired
+        except EvaluationError:
+            raise
+        except Exception as exc:
+            raise EvaluationError(f"durable matcher failed: {exc}") from exc
+        finally:
+            self._release(hs, healthy)
+
+    def _run(self, hs: _HandleSet, facts: dict[str, Any]) -> list[int]:
+        fact = dict(facts)
+        fact["id"] = next(hs.ids)
+        fact["sid"] = "0"
+        fact["t"] = "pay"
+        text = json.dumps(fact, ensure_ascii=False)
+        fired: set[int] = set()
+        for handle, shard in zip(hs.handles, self.shards, strict=True):
+            code, state = _dre.assert_fact(handle, text)
+            try:
+                if code == 0:
+                    result = _dre.start_action_for_state(handle, state)
+                    message = result[1] if result else None
+                    while message:
+                        # '{"r12_0":{"m":{...}}}' -- only the rule name is needed, so skip parsing the fact
+                        name = message[2:message.index('"', 2)]
+                        fired.add(shard.names[name])
+                        message = _dre.complete_and_start_action(handle, state)
+                elif code != 1:  # 1: no rule matched
+                    raise EvaluationError(f"durable-rules returned status {code}")
+            finally:
+                _dre.retract_fact(handle, text)
+        return sorted(fired)
+

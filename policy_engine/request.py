@@ -1,0 +1,181 @@
+"""Requests: validate against the request contract, normalise money and time, compute derived fields.
+
+An invalid request is never evaluated: :class:`RequestError` lists every violation with its JSON path.
+Money is exact: amounts become ``Decimal`` (JSON numbers or strings; floats by their shortest repr), FX
+conversion uses the pack's dated reference rates without rounding (a cross rate is an exact ``Fraction``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Context, Decimal, Inexact, InvalidOperation
+from fractions import Fraction
+from typing import Any
+
+from .errors import RequestError, Violation
+from .resources import load_schema
+from .ruleset import FxTable, RuleSet
+from .validator import compile_schema
+
+#: ISO 4217 minor units where they are not 2.
+MINOR_UNITS = {"BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
+               "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+               "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3}
+MAX_AMOUNT = Decimal(10) ** 15
+#: Request fields that hold money in a fixed currency: at most two decimal places, like the amount.
+_MONEY_SUFFIXES = ("_cny", "_usd", "_eur")
+#: Products of an amount (<= 18 digits) and a rate never round in this context; Inexact would raise.
+_EXACT = Context(prec=80, traps=[Inexact, InvalidOperation])
+
+
+def _to_decimal(value: Any) -> Decimal | int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | Decimal):
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value))  # the shortest repr is what the caller wrote: 0.1 stays 0.1
+    if isinstance(value, str):
+        try:
+            return Decimal(value)
+        except InvalidOperation:
+            return None
+    return None
+
+
+def _decimals(value: Decimal | int) -> int:
+    if isinstance(value, int):
+        return 0
+    exponent = value.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """A valid request, normalised: ``view`` maps dotted field paths to exact values (missing = absent)."""
+
+    request_id: str
+    view: Mapping[str, Any]
+    day: int  # local calendar date of the payment, as an ordinal (as-of evaluation)
+    fx: FxTable
+
+
+class RequestPreparer:
+    """Validates and normalises requests for one rule set."""
+
+    def __init__(self, ruleset: RuleSet, paths: tuple[str, ...]):
+        schema = load_schema("payment_request")
+        self.ruleset = ruleset
+        self._validate = compile_schema(schema)
+        self._defaults = self._collect_defaults(schema)
+        # Only the fields the pack reads (conditions, reasons) are flattened; derived fields are computed
+        # only when some rule reads them.
+        self._paths = tuple((p, tuple(p.split("."))) for p in paths if not p.startswith("derived."))
+        self._derived = {p for p in paths if p.startswith("derived.")}
+        self._history_money = tuple(
+            name for name in schema["properties"]["history"]["properties"] if name.endswith(_MONEY_SUFFIXES))
+
+    @staticmethod
+    def _collect_defaults(schema: dict) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+
+        def walk(s: dict, prefix: str) -> None:
+            for name, sub in s.get("properties", {}).items():
+                if "default" in sub:
+                    out[prefix + name] = sub["default"]
+                walk(sub, f"{prefix}{name}.")
+
+        walk(schema, "")
+        return out
+
+    def prepare(self, request: Any) -> PreparedRequest:
+        if not isinstance(request, Mapping):
+            raise RequestError([Violation("$", f"a request is a JSON object, got {type(request).__name__}")])
+        request = request if isinstance(request, dict) else dict(request)
+        rid = request.get("request_id") if isinstance(request.get("request_id"), str) else None
+        violations = self._validate(request)
+        if "derived" in request:
+            violations.append(Violation("$.derived", "derived fields are computed by the engine; do not send them"))
+        amount = currency = when = None
+        money = request.get("amount")
+        if isinstance(money, dict) and not any(v.path.startswith("$.amount") for v in violations):
+            amount, currency = _to_decimal(money["value"]), money["currency"]
+            if amount is None or amount <= 0:
+                violations.append(Violation("$.amount.value", "amount must be a positive decimal"))
+            elif amount >= MAX_AMOUNT:
+                violations.append(Violation("$.amount.value", f"amount {amount} is beyond the supported "
+                                                              f"{MAX_AMOUNT:,}"))
+            elif _decimals(amount) > MINOR_UNITS.get(currency, 2):
+                violations.append(Violation("$.amount.value", f"{money['value']} has more decimal places than "
+                                                              f"{currency} has ({MINOR_UNITS.get(currency, 2)})"))
+        stamp = request.get("timestamp")
+        if isinstance(stamp, str):
+            try:
+                when = dt.datetime.fromisoformat(stamp)
+            except ValueError:
+                violations.append(Violation("$.timestamp", f"{stamp!r} is not an ISO 8601 date-time"))
+            else:
+                if when.tzinfo is None:
+                    violations.append(Violation("$.timestamp", f"{stamp!r} has no UTC offset (e.g. +08:00 or Z); "
+                                                               "local-time rules need it"))
+                    when = None
+        history = request.get("history")
+        if isinstance(history, dict):
+            for name in self._history_money:
+                v = history.get(name)
+                if v is not None and not isinstance(v, bool) and isinstance(v, int | float | Decimal):
+                    d = _to_decimal(v)
+                    if d is not None and _decimals(d) > 2:
+                        violations.append(Violation(f"$.history.{name}", f"{v} has more than 2 decimal places"))
+        if violations:
+            raise RequestError(violations, rid)
+        assert when is not None and amount is not None and currency is not None
+        return self._normalise(request, rid or "", amount, currency, when)
+
+    def _normalise(self, request: dict, rid: str, amount: Decimal | int, currency: str,
+                   when: dt.datetime) -> PreparedRequest:
+        view: dict[str, Any] = {}
+        for path, parts in self._paths:
+            node: Any = request
+            for part in parts:
+                if not isinstance(node, dict):
+                    node = None
+                    break
+                node = node.get(part)
+            if node is None:
+                node = self._defaults.get(path)
+                if node is None:
+                    continue
+                parent = request.get(parts[0]) if len(parts) > 1 else request
+                if not isinstance(parent, dict):
+                    continue
+            if isinstance(node, float):
+                node = Decimal(repr(node))
+            view[path] = node
+        if "amount.value" in view:
+            view["amount.value"] = amount
+        day = when.date().toordinal()
+        fx = self.ruleset.fx_for(day)
+        if self._derived:
+            self._derive(view, amount, currency, when, fx)
+        return PreparedRequest(rid, view, day, fx)
+
+    def _derive(self, view: dict, amount: Decimal | int, currency: str, when: dt.datetime, fx: FxTable) -> None:
+        want = self._derived
+        if "derived.local_hour" in want:
+            view["derived.local_hour"] = when.hour  # the timestamp's own offset (DOMAIN §5.1)
+        rate = fx.rates.get(currency)
+        if rate is None:
+            return  # no reference rate: amounts stay missing and the pack fails closed (CMP-000)
+        cny = amount if currency == "CNY" else _EXACT.multiply(Decimal(amount), rate)
+        if "derived.amount_cny" in want:
+            view["derived.amount_cny"] = cny
+        for target, path in (("USD", "derived.amount_usd"), ("EUR", "derived.amount_eur")):
+            if path not in want:
+                continue
+            if currency == target:
+                view[path] = amount
+            elif target in fx.rates:
+                view[path] = Fraction(cny) / Fraction(fx.rates[target])

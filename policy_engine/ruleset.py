@@ -1,0 +1,84 @@
+"""The loaded, validated, immutable rule pack."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from .conditions import ListItem, Node
+from .decision import ReasonTemplate
+
+DEFAULT_DECISION_ORDER = ("deny", "review", "step_up", "allow")
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    category: str
+    title: str
+    when: Node
+    outcome: str
+    reason: ReasonTemplate
+    source: str
+    verified: bool
+    file: str
+    line: int
+    col: int
+    report: str | None = None
+    effective_from: int | None = None  # date ordinal, inclusive
+    effective_to: int | None = None  # date ordinal, exclusive
+    reason_zh: ReasonTemplate | None = None
+    tags: tuple[str, ...] = ()
+    notes: str | None = None
+
+    def in_force(self, day: int) -> bool:
+        return (self.effective_from is None or day >= self.effective_from) and (
+            self.effective_to is None or day < self.effective_to
+        )
+
+    @property
+    def location(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True, slots=True)
+class FxTable:
+    """Reference rates in CNY per one unit, valid from ``as_of`` (a date ordinal) until the next table."""
+
+    as_of: int
+    rates: Mapping[str, Decimal]
+    source: str | None = None
+
+    @property
+    def as_of_iso(self) -> str:
+        return dt.date.fromordinal(self.as_of).isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    pack: str
+    version: str
+    decision_order: tuple[str, ...]
+    rules: tuple[Rule, ...]
+    lists: Mapping[str, tuple[ListItem, ...]]
+    fx_tables: tuple[FxTable, ...]  # sorted by as_of
+    digest: str
+    path: str
+    files: tuple[str, ...]
+    description: str | None = None
+
+    def rule(self, rule_id: str) -> Rule:
+        for r in self.rules:
+            if r.id == rule_id:
+                return r
+        raise KeyError(rule_id)
+
+    def fx_for(self, day: int) -> FxTable:
+        """The latest table dated on or before ``day``; payments older than every table use the earliest."""
+        chosen = self.fx_tables[0]
+        for table in self.fx_tables:
+            if table.as_of <= day:
+                chosen = table
+        return chosen

@@ -1,0 +1,133 @@
+"""Safe YAML loading that remembers where every value came from.
+
+PyYAML's ``safe_load`` forgets positions, so the loader composes the node graph itself and converts it to plain
+Python data while recording the ``(line, col)`` of every node by its path. JSON Schema errors and semantic
+errors are then mapped back to ``file:line:col``. Only the YAML core types are constructed (no Python tags), and
+aliases are expanded under a node budget so an alias bomb is refused instead of exhausting memory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import Issue
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_NODES = 200_000
+MAX_DEPTH = 64
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(slots=True)
+class SourceDoc:
+    """One YAML file as plain data plus the position of every node, keyed by its path from the root."""
+
+    file: str
+    data: Any
+    marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+
+    def mark(self, path: Path_) -> tuple[int, int]:
+        """The position of ``path``, or of its nearest ancestor that has one."""
+        while path not in self.marks and path:
+            path = path[:-1]
+        return self.marks.get(path, (1, 1))
+
+    def issue(self, path: Path_, rule_id: str | None, message: str) -> Issue:
+        line, col = self.mark(path)
+        return Issue(self.file, line, col, rule_id, message)
+
+
+class _Budget:
+    def __init__(self) -> None:
+        self.nodes = 0
+
+
+class YamlSourceError(Exception):
+    def __init__(self, issue: Issue):
+        self.issue = issue
+        super().__init__(str(issue))
+
+
+def load_yaml(path: Path, display: str | None = None) -> SourceDoc:
+    """Read and convert one YAML file; raises ``YamlSourceError`` with a positioned issue."""
+    name = display or str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise YamlSourceError(Issue(name, 1, 1, None, f"file is {size} bytes; the limit is {MAX_FILE_BYTES}"))
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise YamlSourceError(Issue(name, 1, 1, None, f"cannot read file: {exc.strerror or exc}")) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise YamlSourceError(Issue(name, 1, 1, None, f"file is not UTF-8 (byte {exc.start})")) from exc
+    return parse_yaml(text, name)
+
+
+def parse_yaml(text: str, name: str) -> SourceDoc:
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            raise YamlSourceError(Issue(name, line, col, None, f"YAML syntax: {exc.problem or exc}")) from exc
+        except yaml.YAMLError as exc:
+            raise YamlSourceError(Issue(name, 1, 1, None, f"YAML syntax: {exc}")) from exc
+        doc = SourceDoc(name, None)
+        if node is not None:
+            doc.data = _convert(loader, node, (), doc, _Budget(), 0)
+        return doc
+    finally:
+        loader.dispose()
+
+
+def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: Path_, doc: SourceDoc, budget: _Budget,
+             depth: int) -> Any:
+    budget.nodes += 1
+    mark = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if budget.nodes > MAX_NODES:
+        raise YamlSourceError(Issue(doc.file, *mark, None,
+                                    f"document expands to more than {MAX_NODES} nodes (alias bomb?)"))
+    if depth > MAX_DEPTH:
+        raise YamlSourceError(Issue(doc.file, *mark, None, f"nesting deeper than {MAX_DEPTH} levels"))
+    doc.marks.setdefault(path, mark)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # resolves `<<` merge keys the way safe_load does
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = _scalar(loader, key_node, doc) if isinstance(key_node, yaml.ScalarNode) else None
+            kmark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            if not isinstance(key, str):
+                raise YamlSourceError(Issue(doc.file, *kmark, None, f"mapping keys must be strings, got {key!r}"))
+            if key in out:
+                raise YamlSourceError(Issue(doc.file, *kmark, None, f"duplicate key {key!r} in one mapping"))
+            doc.marks[(*path, key)] = kmark
+            out[key] = _convert(loader, value_node, (*path, key), doc, budget, depth + 1)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(loader, item, (*path, i), doc, budget, depth + 1) for i, item in enumerate(node.value)]
+    return _scalar(loader, node, doc)
+
+
+def _scalar(loader: yaml.SafeLoader, node: yaml.Node, doc: SourceDoc) -> Any:
+    try:
+        value = loader.construct_object(node, deep=True)
+    except yaml.YAMLError as exc:
+        mark = (node.start_mark.line + 1, node.start_mark.column + 1)
+        raise YamlSourceError(Issue(doc.file, *mark, None, f"unsupported YAML value: {exc}")) from exc
+    # Dates are kept as ISO strings: the schema and the as-of logic work on one representation.
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        mark = (node.start_mark.line + 1, node.start_mark.column + 1)
+        raise YamlSourceError(Issue(doc.file, *mark, None, "binary values are not allowed in rule files"))
+    return value
