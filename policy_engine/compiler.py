@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Union
 
-from .conditions import All, Any_, Leaf, Node, Not, Operand
+from .conditions import ZERO_WHEN_MISSING_PREFIX, All, Any_, Leaf, Node, Not
 from .loader import SCALE_DIGITS
 from .ruleset import Rule, RuleSet
 
@@ -33,7 +33,10 @@ _INVERSE = {"eq": "ne", "ne": "eq", "gt": "lte", "lte": "gt", "gte": "lt", "lt":
 
 def encode_number(x: Any) -> int:
     """The exact order-preserving integer encoding described in the module docstring."""
-    num, den = x.as_integer_ratio()
+    return _encode_ratio(*x.as_integer_ratio())
+
+
+def _encode_ratio(num: int, den: int) -> int:
     q, r = divmod(num * SCALE, den)
     enc = 2 * q + (1 if r else 0)
     if enc > _SATURATE:
@@ -138,22 +141,47 @@ class FactLayout:
     def encode(self, view: Mapping[str, Any], day: int) -> dict[str, Any]:
         """Facts for one request. Missing fields are simply absent."""
         facts: dict[str, Any] = {}
-        kinds = self.kinds
-        for path, key in self.plain.items():
-            v = view.get(path)
+        get = view.get
+        for path, key, numeric in self._plain_items:
+            v = get(path)
             if v is not None:
-                facts[key] = encode_number(v) if kinds[path] == "num" else v
-        for paths, key in self.sums.items():
-            total = Operand(paths, True).value(view)
+                facts[key] = encode_number(v) if numeric else v
+        for paths, key in self._sum_items:
+            total = exact_sum(view, paths)
             if total is not None:
-                facts[key] = encode_number(total)
+                facts[key] = _encode_ratio(*total)
         for (left, right), key in self.cmps.items():
-            a, b = view.get(left), view.get(right)
+            a, b = get(left), get(right)
             if a is not None and b is not None:
                 facts[key] = (a > b) - (a < b)
         if self.uses_day:
             facts[DAY_KEY] = day
         return facts
+
+    def freeze(self) -> None:
+        """Precompute the iteration tables once every key is registered."""
+        self._plain_items = tuple((p, k, self.kinds[p] == "num") for p, k in self.plain.items())
+        self._sum_items = tuple(self.sums.items())
+
+
+def exact_sum(view: Mapping[str, Any], paths: tuple[str, ...]) -> tuple[int, int] | None:
+    """The exact sum of ``paths`` as (numerator, denominator), with ``add`` semantics for missing operands.
+
+    Integer arithmetic on ``as_integer_ratio`` pairs: exact for Decimals and Fractions alike, and several times
+    faster than summing ``Fraction`` objects on the hot path."""
+    num, den = 0, 1
+    for path in paths:
+        v = view.get(path)
+        if v is None:
+            if path.startswith(ZERO_WHEN_MISSING_PREFIX):
+                continue
+            return None
+        n, d = v.as_integer_ratio()
+        if d == den:
+            num += n
+        else:
+            num, den = num * d + n * den, den * d
+    return num, den
 
 
 def _leaves(node: Node) -> Iterator[Leaf]:
@@ -270,6 +298,7 @@ class Program:
 
 def compile_program(ruleset: RuleSet, catalog_kinds: Mapping[str, str]) -> Program:
     layout = FactLayout(ruleset, catalog_kinds)
+    layout.freeze()
     lowerer = Lowerer(layout)
     compiled, never = [], []
     for i, rule in enumerate(ruleset.rules):

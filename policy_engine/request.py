@@ -72,7 +72,19 @@ class RequestPreparer:
         self._defaults = self._collect_defaults(schema)
         # Only the fields the pack reads (conditions, reasons) are flattened; derived fields are computed
         # only when some rule reads them.
-        self._paths = tuple((p, tuple(p.split("."))) for p in paths if not p.startswith("derived."))
+        plain = [p for p in paths if not p.startswith("derived.")]
+        nested: dict[str, list[tuple[str, str]]] = {}
+        for p in plain:
+            if "." in p:
+                head, tail = p.split(".", 1)
+                nested.setdefault(head, []).append((tail, p))
+        # The request contract nests at most one level (payer.id, history.x): two flat loops suffice.
+        if any("." in tail for kids in nested.values() for tail, _ in kids):
+            raise ValueError("request fields nest deeper than one level; extend RequestPreparer._normalise")
+        self._top = tuple((p, p) for p in plain if "." not in p)
+        self._nested = tuple((head, tuple(kids)) for head, kids in nested.items())
+        self._defaults_needed = {p: (p.split(".")[0] if "." in p else None, v)
+                                 for p, v in self._defaults.items() if p in plain}
         self._derived = {p for p in paths if p.startswith("derived.")}
         self._history_money = tuple(
             name for name in schema["properties"]["history"]["properties"] if name.endswith(_MONEY_SUFFIXES))
@@ -137,23 +149,22 @@ class RequestPreparer:
     def _normalise(self, request: dict, rid: str, amount: Decimal | int, currency: str,
                    when: dt.datetime) -> PreparedRequest:
         view: dict[str, Any] = {}
-        for path, parts in self._paths:
-            node: Any = request
-            for part in parts:
-                if not isinstance(node, dict):
-                    node = None
-                    break
-                node = node.get(part)
-            if node is None:
-                node = self._defaults.get(path)
-                if node is None:
-                    continue
-                parent = request.get(parts[0]) if len(parts) > 1 else request
-                if not isinstance(parent, dict):
-                    continue
-            if isinstance(node, float):
-                node = Decimal(repr(node))
-            view[path] = node
+        get = request.get
+        for name, path in self._top:
+            v = get(name)
+            if v is not None:
+                view[path] = Decimal(repr(v)) if type(v) is float else v
+        for name, children in self._nested:
+            sub = get(name)
+            if type(sub) is not dict:
+                continue
+            for child, path in children:
+                v = sub.get(child)
+                if v is not None:
+                    view[path] = Decimal(repr(v)) if type(v) is float else v
+        for path, (parent, value) in self._defaults_needed.items():
+            if path not in view and (parent is None or type(get(parent)) is dict):
+                view[path] = value
         if "amount.value" in view:
             view["amount.value"] = amount
         day = when.date().toordinal()

@@ -1,0 +1,105 @@
+"""Shared fixtures: Hypothesis profiles, pack builders, the acceptance cases."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from policy_engine.cli import parse_json
+from policy_engine.matchers import durable_available
+
+# `ci`: quick and deterministic, used by .ci/run. `thorough`: a long local search
+# (HYPOTHESIS_PROFILE=thorough pytest tests/test_differential.py). The example database stays out of git.
+settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("dev", max_examples=150, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("thorough", max_examples=5000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+REPO = Path(__file__).resolve().parent.parent
+RULES = REPO / "rules"
+EXAMPLES = REPO / "examples"
+SHARED_SPEC = REPO.parent / "shared" / "spec"
+CASES_FILE = SHARED_SPEC / "cases.jsonl"
+
+DURABLE_OK = durable_available()[0]
+MATCHERS = ["python", "durable"] if DURABLE_OK else ["python"]
+needs_durable = pytest.mark.skipif(not DURABLE_OK, reason="durable-rules cannot import on this interpreter")
+
+#: The manifest and FX table every fixture pack starts from (rates as in the default pack).
+PACK_HEADER = """\
+pack: fixture
+version: "1"
+reference_fx:
+  - as_of: 2020-01-01
+    rates: {CNY: "1", USD: "7.2", EUR: "7.8", GBP: "9.1", HKD: "0.92", JPY: "0.048"}
+"""
+
+
+def load_cases() -> list[dict]:
+    with open(CASES_FILE, encoding="utf-8") as fh:
+        return [parse_json(line) for line in fh if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def cases() -> list[dict]:
+    return load_cases()
+
+
+@pytest.fixture
+def make_pack(tmp_path: Path) -> Callable[..., Path]:
+    """Write a one-file pack: ``make_pack(rules_yaml, lists_yaml="")`` -> path of the file.
+
+    ``rules_yaml`` is the YAML text of the `rules:` list items (dedented); the header adds the manifest and FX.
+    """
+    counter = {"n": 0}
+
+    def build(rules_yaml: str, lists_yaml: str = "", header: str = PACK_HEADER) -> Path:
+        counter["n"] += 1
+        body = header
+        if lists_yaml:
+            body += "lists:\n" + textwrap.indent(textwrap.dedent(lists_yaml), "  ")
+        body += "rules:\n" + textwrap.indent(textwrap.dedent(rules_yaml), "  ")
+        path = tmp_path / f"pack{counter['n']}.yaml"
+        path.write_text(body, encoding="utf-8")
+        return path
+
+    return build
+
+
+def base_request(**overrides) -> dict:
+    """A valid, unremarkable request (CNY 100 debit-card purchase); keyword overrides use `__` for nesting."""
+    req = {
+        "request_id": "t-1",
+        "timestamp": "2025-06-10T14:30:00+08:00",
+        "payer": {"id": "u-1"},
+        "funding_source": {"type": "debit_card"},
+        "purpose": "merchant_purchase",
+        "amount": {"value": 100, "currency": "CNY"},
+    }
+    for key, value in overrides.items():
+        node = req
+        parts = key.split("__")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        if value is _DELETE:
+            node.pop(parts[-1], None)
+        else:
+            node[parts[-1]] = value
+    return req
+
+
+_DELETE = object()
+DELETE = _DELETE
+
+
+def decision_json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

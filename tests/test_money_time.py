@@ -1,0 +1,157 @@
+"""Exact money at thresholds, cross rates, local time and as-of evaluation (effective dates, dated lists, FX)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from conftest import MATCHERS, PACK_HEADER, base_request
+
+from policy_engine import PolicyEngine, load_ruleset
+
+
+def rule(when: str, rid: str = "T-1", extra: str = "") -> str:
+    return f"""\
+- id: {rid}
+  category: compliance
+  title: test
+  when: {when}
+  outcome: deny
+  reason: "amount {{amount.value}} {{amount.currency}} = CNY {{derived.amount_cny}}"
+  source: test
+  verified: true
+{extra}"""
+
+
+def fires(make_pack, matcher, when, lists="", extra="", header=PACK_HEADER, **overrides) -> bool:
+    engine = PolicyEngine(load_ruleset(make_pack(rule(when, extra=extra), lists, header)), matcher=matcher)
+    return engine.evaluate(base_request(**overrides)).rule_ids == ("T-1",)
+
+
+@pytest.mark.parametrize("matcher", MATCHERS)
+def test_decimal_sums_are_exact(make_pack, matcher):
+    # 0.1 + 0.2 > 0.3 is false in exact arithmetic (and true in binary floating point)
+    when = "{field: {add: [history.cash_today_cny, derived.amount_cny]}, op: gt, value: 0.3}"
+    assert not fires(make_pack, matcher, when, history__cash_today_cny=0.1, amount__value=0.2)
+    assert fires(make_pack, matcher, when, history__cash_today_cny=0.1, amount__value=0.21)
+    when_eq = "{field: {add: [history.cash_today_cny, derived.amount_cny]}, op: eq, value: 0.3}"
+    assert fires(make_pack, matcher, when_eq, history__cash_today_cny=0.1, amount__value=0.2)
+
+
+@pytest.mark.parametrize("matcher", MATCHERS)
+@pytest.mark.parametrize(("value", "currency", "expect"), [
+    # USD 10,000 threshold, strict: the request currency is USD -> value unchanged
+    ("10000", "USD", False), ("10000.01", "USD", True),
+    # CNY 72,000 / 7.2 = exactly 10,000; one fen more is 10,000.0013...
+    ("72000", "CNY", False), ("72000.01", "CNY", True),
+    # EUR -> USD cross rate 7.8 / 7.2: 9,230.76 EUR = 9,999.99 USD; 9,230.77 EUR = 10,000.0008 USD
+    ("9230.76", "EUR", False), ("9230.77", "EUR", True),
+    # HKD 0.92 CNY: HKD 78,260.86 = USD 9,999.99...; 78,260.87 = USD 10,000.0001...
+    ("78260.86", "HKD", False), ("78260.87", "HKD", True),
+    # JPY has no minor unit: 1,500,000 JPY = CNY 72,000 = USD 10,000 exactly
+    ("1500000", "JPY", False), ("1500001", "JPY", True),
+])
+def test_cross_rate_thresholds_are_exact(make_pack, matcher, value, currency, expect):
+    when = "{field: derived.amount_usd, op: gt, value: 10000}"
+    assert fires(make_pack, matcher, when, amount__value=value, amount__currency=currency) is expect
+
+
+@pytest.mark.parametrize("matcher", MATCHERS)
+def test_inclusive_threshold_in_cny_from_gbp(make_pack, matcher):
+    when = "{field: derived.amount_cny, op: gte, value: 50000}"
+    # GBP 5,494.51 * 9.1 = 50,000.041; GBP 5,494.50 * 9.1 = 49,999.95
+    assert fires(make_pack, matcher, when, amount__value="5494.51", amount__currency="GBP")
+    assert not fires(make_pack, matcher, when, amount__value="5494.50", amount__currency="GBP")
+
+
+@pytest.mark.parametrize("matcher", MATCHERS)
+def test_currency_without_rate_leaves_amounts_missing(make_pack, matcher):
+    assert fires(make_pack, matcher, "{field: derived.amount_cny, op: missing}", amount__currency="THB")
+    assert not fires(make_pack, matcher, "{field: derived.amount_cny, op: gte, value: 0}", amount__currency="THB")
+    assert not fires(make_pack, matcher, "{field: derived.amount_cny, op: missing}", amount__currency="USD")
+
+
+def test_float_amounts_are_read_as_written():
+    engine = PolicyEngine.from_path(None)
+    prepared = engine.prepare(base_request(amount__value=0.1))
+    assert prepared.view["amount.value"] == Decimal("0.1")
+
+
+def test_evidence_and_reason_show_exact_and_rounded_values(make_pack):
+    path = make_pack(rule("{field: derived.amount_usd, op: gt, value: 1}"))
+    d = PolicyEngine(load_ruleset(path)).evaluate(base_request(amount__value="100.10"))
+    entry = d.to_dict()["trail"][0]
+    assert entry["evidence"]["derived.amount_usd"] == pytest.approx(13.902778)
+    assert entry["reason"] == "amount 100.10 CNY = CNY 100.10"  # money keeps the scale it was written in
+
+
+@pytest.mark.parametrize("matcher", MATCHERS)
+@pytest.mark.parametrize(("stamp", "hour"), [
+    ("2025-06-11T02:30:00+08:00", 2), ("2025-06-10T18:30:00Z", 18), ("2025-06-10T23:59:59-05:00", 23),
+    ("2025-06-10T05:59:59+05:45", 5), ("2025-06-10T06:00:00+08:00", 6),
+])
+def test_local_hour_uses_the_timestamps_own_offset(make_pack, matcher, stamp, hour):
+    assert fires(make_pack, matcher, "{field: derived.local_hour, op: lt, value: 6}", timestamp=stamp) is (hour < 6)
+    assert fires(make_pack, matcher, f"{{field: derived.local_hour, op: eq, value: {hour}}}", timestamp=stamp)
+
+
+@pytest.mark.parametrize("matcher", MATCHERS)
+def test_rule_effective_dates_follow_the_payment_date(make_pack, matcher):
+    extra = "  effective: {from: 2022-07-07, to: 2024-01-01}\n"
+    when = "{field: purpose, op: eq, value: merchant_purchase}"
+    for stamp, expect in [("2022-07-06T23:59:59+08:00", False), ("2022-07-07T00:00:00+08:00", True),
+                          ("2023-12-31T23:59:59+08:00", True), ("2024-01-01T00:00:00+08:00", False),
+                          # the local date counts: 2022-07-06 16:30 UTC is already the 7th in Beijing
+                          ("2022-07-07T00:30:00+08:00", True), ("2022-07-06T20:00:00-05:00", False)]:
+        assert fires(make_pack, matcher, when, extra=extra, timestamp=stamp) is expect, stamp
+
+
+@pytest.mark.parametrize("matcher", MATCHERS)
+def test_dated_list_items(make_pack, matcher):
+    lists = """\
+embargoed:
+  values:
+    - CU
+    - {value: SY, to: 2025-07-01, note: "comprehensive programme lifted"}
+    - {value: XX, from: 2025-01-01}
+"""
+    when_in = "{field: merchant.country, op: in, list: embargoed}"
+    when_not_in = "{field: merchant.country, op: not_in, list: embargoed}"
+    before, after = "2025-06-30T23:00:00+03:00", "2025-07-01T00:00:00+03:00"
+    for when, member in ((when_in, True), (when_not_in, False)):
+        assert fires(make_pack, matcher, when, lists, timestamp=before, merchant__country="SY") is member
+        assert fires(make_pack, matcher, when, lists, timestamp=after, merchant__country="SY") is not member
+        assert fires(make_pack, matcher, when, lists, timestamp=after, merchant__country="CU") is member
+        assert fires(make_pack, matcher, when, lists, timestamp="2024-12-31T12:00:00Z",
+                     merchant__country="XX") is not member
+        assert fires(make_pack, matcher, when, lists, timestamp=after, merchant__country="XX") is member
+    negated = "{not: {field: merchant.country, op: in, list: embargoed}}"
+    assert fires(make_pack, matcher, negated, lists, timestamp=after, merchant__country="SY")
+    assert not fires(make_pack, matcher, negated, lists, timestamp=before, merchant__country="SY")
+
+
+@pytest.mark.parametrize("matcher", MATCHERS)
+def test_fx_table_as_of_the_payment_date(make_pack, matcher):
+    header = """\
+pack: fx
+version: "1"
+reference_fx:
+  - {as_of: 2024-01-01, rates: {CNY: "1", USD: "7.0"}}
+  - {as_of: 2025-01-01, rates: {CNY: "1", USD: "7.5"}}
+"""
+    when = "{field: derived.amount_cny, op: gte, value: 7500}"
+    kw = {"amount__value": 1000, "amount__currency": "USD"}
+    assert not fires(make_pack, matcher, when, header=header, timestamp="2024-12-31T23:00:00+08:00", **kw)
+    assert fires(make_pack, matcher, when, header=header, timestamp="2025-01-01T00:00:00+08:00", **kw)
+    # older than every table: the earliest table is used
+    assert not fires(make_pack, matcher, when, header=header, timestamp="2019-05-01T00:00:00+08:00", **kw)
+    engine = PolicyEngine(load_ruleset(make_pack(rule(when), header=header)), matcher=matcher)
+    assert engine.evaluate(base_request(timestamp="2025-03-01T00:00:00Z")).fx_as_of == "2025-01-01"
+
+
+def test_syria_in_the_default_pack_is_dated():
+    engine = PolicyEngine.from_path(None)
+    def ids(stamp):
+        return engine.evaluate(base_request(timestamp=stamp, merchant__country="SY")).rule_ids
+    assert "CMP-002" in ids("2025-06-30T12:00:00+03:00")
+    assert "CMP-002" not in ids("2025-07-01T12:00:00+03:00")
