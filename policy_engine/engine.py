@@ -82,11 +82,10 @@ class PolicyEngine:
         program = compile_program(ruleset, kinds)
         name = self._matcher_name or DEFAULT_MATCHER
         engine_info = {"version": __version__, "matcher": name}
-        if name == "durable" and self._matcher_name is None:
-            ok, why = durable_available()
-            if not ok:
-                name = "python"
-                engine_info = {"version": __version__, "matcher": name, "note": why or ""}
+        ok, why = durable_available()
+        if not ok:
+            # Say so in every decision: a reviewer comparing decisions across hosts should know which ran.
+            engine_info["note"] = f"{why}; running on the python matcher"
         matcher = build_matcher(name, program)
         metas = tuple(_RuleMeta(r, fields_read(r.when)) for r in ruleset.rules)
         needed = {p for m in metas for p in m.evidence}

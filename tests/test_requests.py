@@ -1,0 +1,322 @@
+"""Request validation: every violation with its JSON path, exact money, no decision on half a request; and the
+compiled request validator agrees with jsonschema."""
+
+from __future__ import annotations
+
+import io
+import json
+from decimal import Decimal
+
+import jsonschema
+import pytest
+from conftest import DELETE, EXAMPLES, base_request, decision_json_lines
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from policy_engine import Decision, PolicyEngine, RequestError
+from policy_engine.cli import main
+from policy_engine.resources import load_schema
+from policy_engine.validator import compile_schema
+
+
+@pytest.fixture(scope="module")
+def engine() -> PolicyEngine:
+    return PolicyEngine.from_path(matcher="python")
+
+
+def violations(engine: PolicyEngine, request) -> list[tuple[str, str]]:
+    with pytest.raises(RequestError) as info:
+        engine.evaluate(request)
+    return [(v.path, v.message) for v in info.value.violations]
+
+
+def paths(engine: PolicyEngine, request) -> list[str]:
+    return [p for p, _ in violations(engine, request)]
+
+
+REQUIRED = {
+    "$.request_id": "request_id",
+    "$.timestamp": "timestamp",
+    "$.payer.id": "payer__id",
+    "$.funding_source.type": "funding_source__type",
+    "$.purpose": "purpose",
+    "$.amount.value": "amount__value",
+    "$.amount.currency": "amount__currency",
+}
+
+
+@pytest.mark.parametrize(("path", "key"), REQUIRED.items(), ids=list(REQUIRED))
+def test_missing_required_field(engine, path, key):
+    assert violations(engine, base_request(**{key: DELETE})) == [(path, "required field is missing")]
+
+
+def test_every_violation_is_reported_together(engine):
+    request = base_request(request_id=DELETE, payer__id=DELETE, payer__age="32", channel="web",
+                           amount__currency="usd", timestamp="2025-06-10T14:30:00", derived={"amount_cny": 1})
+    assert sorted(paths(engine, request)) == sorted([
+        "$.request_id", "$.payer.id", "$.payer.age", "$.channel", "$.amount.currency", "$.timestamp", "$.derived"])
+
+
+def test_error_carries_request_id_and_dict(engine):
+    with pytest.raises(RequestError) as info:
+        engine.evaluate(base_request(request_id="r-9", channel="web"))
+    assert info.value.request_id == "r-9"
+    assert info.value.to_dict() == {"error": "invalid_request", "request_id": "r-9", "violations": [
+        {"path": "$.channel", "message": info.value.violations[0].message}]}
+
+
+SINGLE_VIOLATIONS = [
+    ({"payer__age": "32"}, "$.payer.age", "expected integer, got string"),
+    ({"payer__age": 32.5}, "$.payer.age", "expected integer"),
+    ({"payer__sanctions_hit": 1}, "$.payer.sanctions_hit", "expected boolean"),
+    ({"channel": "web"}, "$.channel", "'web' is not one of"),
+    ({"payer__kyc_level": "gold"}, "$.payer.kyc_level", "'gold' is not one of"),
+    ({"amount__currency": "usd"}, "$.amount.currency", "does not match"),
+    ({"merchant__mcc": "601"}, "$.merchant.mcc", "does not match"),
+    ({"risk_score": 100}, "$.risk_score", "greater than 99"),
+    ({"amount__value": -5}, "$.amount.value", "less than or equal to 0"),
+    ({"amount__value": 0}, "$.amount.value", "less than or equal to 0"),
+    ({"amount__value": "0.00"}, "$.amount.value", "positive"),
+    ({"amount__value": "-5"}, "$.amount.value", "does not match"),
+    ({"amount__value": "1e3"}, "$.amount.value", "does not match"),
+    ({"amount__value": True}, "$.amount.value", "expected number or string, got boolean"),
+    ({"amount__value": Decimal("100.5"), "amount__currency": "JPY"}, "$.amount.value", "JPY has (0)"),
+    ({"amount__value": "100.5", "amount__currency": "JPY"}, "$.amount.value", "JPY has (0)"),
+    ({"amount__value": 1.005, "amount__currency": "CNY"}, "$.amount.value", "CNY has (2)"),
+    ({"amount__value": "1.005", "amount__currency": "CNY"}, "$.amount.value", "CNY has (2)"),
+    ({"amount__value": Decimal("1E-400")}, "$.amount.value", "CNY has (2)"),
+    ({"amount__value": float("nan")}, "$.amount.value", "non-finite"),
+    ({"amount__value": float("inf")}, "$.amount.value", "non-finite"),
+    ({"amount__value": Decimal("NaN")}, "$.amount.value", "non-finite"),
+    ({"amount__value": Decimal("Infinity")}, "$.amount.value", "non-finite"),
+    ({"amount__value": Decimal("1e400")}, "$.amount.value", "beyond the supported"),
+    ({"amount__value": 10**15}, "$.amount.value", "beyond the supported"),
+    ({"timestamp": "2025-06-10T14:30:00"}, "$.timestamp", "no UTC offset"),
+    ({"timestamp": "2025-06-10"}, "$.timestamp", "no UTC offset"),
+    ({"timestamp": "10/06/2025 14:30"}, "$.timestamp", "not an ISO 8601 date-time"),
+    ({"timestamp": 1749537000}, "$.timestamp", "expected string"),
+    ({"derived": {"amount_cny": 1}}, "$.derived", "computed by the engine"),
+    ({"history__p2p_amount_24h_cny": 1.005}, "$.history.p2p_amount_24h_cny", "more than 2 decimal places"),
+    ({"history__cash_today_usd": Decimal("10.001")}, "$.history.cash_today_usd", "more than 2 decimal places"),
+    # Aggregates are counts and sums: a negative one would let a payment slip under a cumulative limit.
+    ({"history__payer_txn_count_1h": -1}, "$.history.payer_txn_count_1h", "less than 0"),
+    ({"history__p2p_amount_24h_cny": -50000}, "$.history.p2p_amount_24h_cny", "less than 0"),
+    ({"history__some_new_counter_cny": -1}, "$.history.some_new_counter_cny", "less than 0"),
+    ({"history__p2p_amount_24h_cny": "100"}, "$.history.p2p_amount_24h_cny", "expected number"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "path", "fragment"), SINGLE_VIOLATIONS,
+                         ids=[",".join(f"{k}={v!r}" for k, v in o.items()) for o, _, _ in SINGLE_VIOLATIONS])
+def test_single_violation(engine, overrides, path, fragment):
+    found = violations(engine, base_request(**overrides))
+    assert [p for p, _ in found] == [path], found
+    assert fragment in found[0][1]
+
+
+def test_null_counts_as_absent(engine):
+    assert violations(engine, base_request(payer__id=None, amount__currency=None)) == [
+        ("$.payer.id", "required field is missing"), ("$.amount.currency", "required field is missing")]
+    engine.evaluate(base_request(channel=None, payer__age=None, history__p2p_amount_24h_cny=None))
+
+
+@pytest.mark.parametrize("request_", [[base_request()], None, "request", 42, Decimal(1)],
+                         ids=["list", "null", "string", "int", "decimal"])
+def test_a_request_is_an_object(engine, request_):
+    (found,) = violations(engine, request_)
+    assert found[0] == "$" and "JSON object" in found[1]
+
+
+@pytest.mark.parametrize(("value", "currency"), [
+    ("2000.00", "CNY"), ("2000", "CNY"), (2000, "CNY"), (Decimal("2000.00"), "CNY"), (2000.0, "CNY"),
+    ("100.000", "JPY"), ("1.234", "KWD"),
+])
+def test_amounts_in_any_exact_form_are_accepted(engine, value, currency):
+    prepared = engine.prepare(base_request(amount__value=value, amount__currency=currency))
+    assert prepared.view["amount.value"] == Decimal(str(value))
+
+
+def test_string_amounts_compare_exactly(make_pack):
+    pack = make_pack("""\
+        - id: SUM-1
+          category: risk
+          title: Cumulative limit
+          when: {field: {add: [history.p2p_amount_24h_cny, amount.value]}, op: gt, value: 0.3}
+          outcome: review
+          reason: "{amount.value} on top of {history.p2p_amount_24h_cny}"
+          source: test
+          verified: false
+        - id: EDGE-1
+          category: risk
+          title: Threshold
+          when: {field: amount.value, op: gte, value: 2000.01}
+          outcome: review
+          reason: "{amount.value} CNY"
+          source: test
+          verified: false
+        """)
+    engine = PolicyEngine.from_path(pack, matcher="python")
+
+    def fired(**overrides) -> list[str]:
+        return [e.rule_id for e in engine.evaluate(base_request(**overrides)).trail]
+
+    assert fired(amount__value="0.20", history__p2p_amount_24h_cny=0.1) == []  # 0.1 + 0.2 == 0.3 exactly
+    assert fired(amount__value="0.21", history__p2p_amount_24h_cny=0.1) == ["SUM-1"]
+    assert fired(amount__value="2000.00", history__p2p_amount_24h_cny=0) == ["SUM-1"]
+    assert fired(amount__value="2000.01", history__p2p_amount_24h_cny=0) == ["SUM-1", "EDGE-1"]
+    decision = engine.evaluate(base_request(amount__value="2000.01"))
+    assert decision.trail[1].reason == "2,000.01 CNY"
+
+
+def test_invalid_requests_never_produce_a_decision(engine):
+    results = list(engine.evaluate_many([
+        base_request(request_id="ok-1"),
+        base_request(request_id="bad-1", amount__value=float("nan")),
+        {"request_id": "bad-2"},
+        "not a request",
+        base_request(request_id="ok-2"),
+    ]))
+    assert [type(r) for r in results] == [Decision, RequestError, RequestError, RequestError, Decision]
+    assert [r.request_id for r in results] == ["ok-1", "bad-1", "bad-2", None, "ok-2"]
+
+
+def test_cli_invalid_request_is_not_decided(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(base_request(request_id="bad-1", channel="web")), encoding="utf-8")
+    out = io.StringIO()
+    assert main(["evaluate", "--json", str(path)], out=out, err=io.StringIO()) == 2
+    (record,) = decision_json_lines(out.getvalue())
+    assert "decision" not in record
+    assert record["error"] == "invalid_request" and record["request_id"] == "bad-1" and record["line"] == 1
+    assert record["violations"][0]["path"] == "$.channel"
+
+
+def test_cli_non_finite_and_huge_numbers(tmp_path):
+    good = json.dumps(base_request(request_id="ok"))
+    nan = good.replace('"value": 100', '"value": NaN').replace('"ok"', '"nan"')
+    infinity = good.replace('"value": 100', '"value": Infinity').replace('"ok"', '"inf"')
+    huge = good.replace('"value": 100', '"value": 1e400').replace('"ok"', '"huge"')
+    path = tmp_path / "stream.jsonl"
+    path.write_text("\n".join([good, nan, infinity, huge, good]) + "\n", encoding="utf-8")
+    out = io.StringIO()
+    assert main(["evaluate", "--json", str(path)], out=out, err=io.StringIO()) == 2
+    records = decision_json_lines(out.getvalue())
+    assert [r.get("decision") for r in records] == ["allow", None, None, None, "allow"]
+    assert [(r["error"], r["line"]) for r in records[1:4]] == [
+        ("invalid_json", 2), ("invalid_json", 3), ("invalid_request", 4)]
+    assert "NaN" in records[1]["message"] and "Infinity" in records[2]["message"]
+    assert records[3]["violations"][0]["path"] == "$.amount.value"
+
+
+def test_examples_are_valid_requests(engine):
+    for path in sorted(EXAMPLES.glob("*.json")):
+        engine.prepare(json.loads(path.read_text(encoding="utf-8")))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The compiled validator against jsonschema, on generated request-like documents.
+
+REQUEST_SCHEMA = load_schema("payment_request")
+COMPILED = compile_schema(REQUEST_SCHEMA)
+REFERENCE = jsonschema.Draft202012Validator(REQUEST_SCHEMA)
+
+
+def _schema_paths(schema: dict, prefix: tuple = ()) -> list[tuple[str, ...]]:
+    out = []
+    for name, sub in schema.get("properties", {}).items():
+        out.append((*prefix, name))
+        out.extend(_schema_paths(sub, (*prefix, name)))
+    return out
+
+
+#: Every property of the contract, plus a few it does not define (extra keys are allowed in most objects).
+PATHS = [*_schema_paths(REQUEST_SCHEMA), ("history", "new_counter_cny"), ("payer", "nickname"), ("note",)]
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([0, -1, 1.0, 0.5, -0.5, 99, 100, 1e20, 10**15]),
+    st.text(max_size=6),
+    st.sampled_from(["", "CN", "cn", "CNY", "usd", "CN\n", "5411", "541", "100", "1.005", "-1", "0", "0.00",
+                     "1e3", "web", "pos", "gold", "basic", "II", "business", "2025-06-10T14:30:00Z"]),
+)
+anything = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                         st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+                        max_leaves=6)
+country = st.sampled_from(["CN", "US", "DE", "IR"])
+count = st.integers(0, 10**6) | st.just(3.0)
+money = st.integers(0, 10**9) | st.floats(0, 1e9) | st.decimals(0, 10**6, places=2).map(float)
+
+#: A request that is valid except where the generated values step outside the contract (they rarely do).
+VALID_ISH = st.fixed_dictionaries({
+    "request_id": st.text(min_size=1, max_size=6),
+    "timestamp": st.sampled_from(["2025-06-10T14:30:00+08:00", "2025-06-10T14:30:00", "nonsense"]),
+    "payer": st.fixed_dictionaries({"id": st.text(max_size=4)}, optional={
+        "type": st.sampled_from(["individual", "business"]),
+        "kyc_level": st.sampled_from(["none", "basic", "standard", "enhanced"]),
+        "account_tier": st.sampled_from(["I", "II", "III"]), "age": count, "residence_country": country,
+        "account_age_days": count, "sanctions_hit": st.booleans(), "pep": st.booleans()}),
+    "funding_source": st.fixed_dictionaries({"type": st.sampled_from(["bnpl", "debit_card", "crypto"])}, optional={
+        "product": st.text(max_size=4), "issuer_country": country, "available_credit_cny": money,
+        "overdue_days": count}),
+    "purpose": st.sampled_from(["merchant_purchase", "credit_card_repayment", "other"]),
+    "amount": st.fixed_dictionaries({
+        "value": st.integers(1, 10**14) | st.floats(0.01, 1e9) | st.from_regex(r"[0-9]{1,6}(\.[0-9]{1,3})?",
+                                                                              fullmatch=True),
+        "currency": st.sampled_from(["CNY", "JPY", "EUR"])}),
+}, optional={
+    "psp_country": country,
+    "merchant": st.fixed_dictionaries({}, optional={"mcc": st.sampled_from(["5411", "7995"]), "country": country,
+                                                    "in_issuer_network": st.booleans()}),
+    "payee": st.fixed_dictionaries({}, optional={"country": country, "first_time": st.booleans()}),
+    "cross_border": st.booleans(),
+    "channel": st.sampled_from(["online", "in_app", "pos", "qr_static", "qr_dynamic", "atm", "counter"]),
+    "auth": st.fixed_dictionaries({}, optional={"factors": count, "sca_performed": st.booleans()}),
+    "device": st.fixed_dictionaries({}, optional={"is_new": st.booleans(), "distinct_payers_24h": count}),
+    "ip_country": country,
+    "risk_score": st.integers(0, 99),
+    "history": st.fixed_dictionaries({}, optional={"payer_txn_count_1h": count, "p2p_amount_24h_cny": money,
+                                                   "cash_today_usd": money, "new_counter_cny": money}),
+})
+
+
+@st.composite
+def requests(draw) -> dict:
+    """A valid-ish request with up to three mutations: a field deleted, or replaced by any JSON value."""
+    request = draw(VALID_ISH)
+    for path in draw(st.lists(st.sampled_from(PATHS), max_size=3)):
+        node = request
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        if draw(st.booleans()):
+            node.pop(path[-1], None)
+        else:
+            node[path[-1]] = draw(anything)
+    return request
+
+
+def without_nulls(value):
+    """The request contract reads a property whose value is null as absent; JSON Schema does not."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
+@given(st.one_of(requests(), anything))
+@example(base_request())
+@example(base_request(amount__value="0"))
+@example(base_request(amount__value="0.000"))
+@example(base_request(amount__value=1.0, payer__age=30.0))
+@example(base_request(payer__sanctions_hit=0))
+@example(base_request(psp_country="CN\n"))
+@example(base_request(history__anything=-1))
+@example(base_request(psp_country=None, payer__id=None))
+@example([])
+def test_compiled_validator_agrees_with_jsonschema(instance):
+    errors = COMPILED(instance)
+    reference_errors = [e.message for e in REFERENCE.iter_errors(without_nulls(instance))]
+    assert bool(errors) == bool(reference_errors), (errors, reference_errors)
