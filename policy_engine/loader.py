@@ -99,7 +99,8 @@ class _Loader:
         fx = self._fx(docs, bad_paths)
         rules = self._rules(docs, bad_paths, lists)
         if self.issues:
-            raise RuleSetError(self.issues)
+            rank = {d.file: n for n, d in enumerate(docs)}
+            raise RuleSetError(sorted(self.issues, key=lambda i: (rank.get(i.file, -1), i.line, i.col)))
         pack, version, order, description = manifest
         digest = self._digest(docs)
         return RuleSet(pack=pack, version=version, decision_order=order, rules=tuple(rules), lists=lists,
@@ -406,8 +407,9 @@ class _Loader:
                     return None
                 items = tuple(ListItem(v) for v in values)
             checked = []
-            for item in items:
-                v = self._constant(doc, (*path, how), item.value, kind, label, op, err)
+            for i, item in enumerate(items):
+                where = (*path, "value", i) if how == "value" else (*path, "list")
+                v = self._constant(doc, where, item.value, kind, label, op, err)
                 if v is None:
                     return None
                 checked.append(ListItem(v, item.start, item.end))

@@ -63,6 +63,8 @@ def _type_name(v: Any) -> str:
         return "null"
     if isinstance(v, bool):
         return "boolean"
+    if isinstance(v, Decimal) and not v.is_finite():
+        return f"non-finite number ({v})"
     if isinstance(v, int | Decimal):
         return "number"
     if isinstance(v, float):

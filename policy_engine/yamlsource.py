@@ -22,6 +22,7 @@ MAX_NODES = 200_000
 MAX_DEPTH = 64
 
 Path_ = tuple[str | int, ...]
+_PLAIN_COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 @dataclass(slots=True)
@@ -100,6 +101,8 @@ def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: Path_, doc: SourceD
     if depth > MAX_DEPTH:
         raise YamlSourceError(Issue(doc.file, *mark, None, f"nesting deeper than {MAX_DEPTH} levels"))
     doc.marks.setdefault(path, mark)
+    if isinstance(node, yaml.CollectionNode) and node.tag not in _PLAIN_COLLECTION_TAGS:
+        raise YamlSourceError(Issue(doc.file, *mark, None, f"YAML tag {node.tag!r} is not allowed in rule files"))
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolves `<<` merge keys the way safe_load does
         out: dict[str, Any] = {}

@@ -231,8 +231,8 @@ def test_300_rules_with_one_identical_condition_all_fire(make_pack):
 
 
 def test_rule_cap_alone_keeps_identical_conditions_safe(make_pack):
-    """With the test budget lifted, only ``MAX_RULES_PER_SHARD`` stands between 300 identical rules and the
-    256-rule crash."""
+    """With the test budget lifted, only ``MAX_RULES_PER_SHARD`` keeps 300 identical rules working: in one
+    ruleset, 256 of them crash the process at the first assert and 257 or more are refused (error 108)."""
     rules = "".join(rule_yaml(f"S{i:03d}", "{field: purpose, op: eq, value: p2p_transfer}") for i in range(300))
     pack = make_pack(rules)
     code = """

@@ -8,8 +8,9 @@ durable-rules has hard limits (DESIGN §6) that this module keeps every compiled
   on one key, of which at most one can hold); each alternative becomes its own durable rule, and rules are
   packed into *shards* so that the tests of one shard add up to at most ``SHARD_BUDGET``. Expanding also means
   a rule never fires once per true ``$or`` branch: the only ``$or`` left has mutually exclusive branches.
-* **512 branches under one node** hang ruleset creation or matching: ``in`` lists longer than
-  ``MAX_BRANCHES`` are split across several alternatives.
+* **512 conditions under one node** hang ruleset creation or matching, whether they sit in one ``$or`` or in
+  several rules of the same ruleset: ``in`` lists longer than ``MAX_BRANCHES`` are split across several
+  alternatives, and a shard holds at most ``MAX_SHARD_TESTS`` tests in all (every ``$or`` member counted).
 * **256 rules sharing one identical condition** crash the process (every rule shares the anchor test):
   a shard holds at most ``MAX_RULES_PER_SHARD`` durable rules.
 * **4,096 rules per ruleset**: implied by the two limits above.
@@ -37,6 +38,7 @@ from ..errors import EvaluationError, Issue, RuleSetError
 SHARD_BUDGET = 48  # alpha-node tests per shard; the engine's stack holds 64 (anchor and margin below)
 DURABLE_STACK_LIMIT = 64
 MAX_BRANCHES = 256  # members of one `in` $or; durable hangs at 512
+MAX_SHARD_TESTS = 400  # all tests of one ruleset, $or members included; durable hangs at 512 under one node
 MAX_RULES_PER_SHARD = 200  # rules sharing the anchor; durable crashes at 256
 MAX_ALTERNATIVES = 4096  # per pack rule after expansion; beyond this the rule is refused for this matcher
 
@@ -96,7 +98,12 @@ def _atom_json(atom: Atom) -> dict:
 class Shard:
     definition: str  # JSON for create_ruleset
     names: dict[str, int]  # durable rule name -> pack rule index
-    cost: int
+    cost: int  # tests that can match one fact at once (an `in` group counts once)
+    tests: int  # all tests, every `in` member counted
+
+
+def _size(term: list[Atom]) -> int:
+    return sum(len(a.children) if isinstance(a, LAny) else 1 for a in term)
 
 
 def plan_shards(program: Program, budget: int = SHARD_BUDGET,
@@ -122,21 +129,23 @@ def plan_shards(program: Program, budget: int = SHARD_BUDGET,
     shards: list[Shard] = []
     current: dict[str, Any] = {}
     names: dict[str, int] = {}
-    cost = 0
+    cost = tests = 0
 
     def flush() -> None:
-        nonlocal current, names, cost
+        nonlocal current, names, cost, tests
         if current:
-            shards.append(Shard(json.dumps(current, ensure_ascii=False), names, cost))
-        current, names, cost = {}, {}, 0
+            shards.append(Shard(json.dumps(current, ensure_ascii=False), names, cost, tests))
+        current, names, cost, tests = {}, {}, 0, 0
 
     for index, name, term in variants:
-        term_cost = len(term)
-        if current and (cost + term_cost > budget or len(current) >= max_rules):
+        term_cost, term_tests = len(term), _size(term) + 1  # + the anchor
+        if current and (cost + term_cost > budget or tests + term_tests > MAX_SHARD_TESTS
+                        or len(current) >= max_rules):
             flush()
         current[name] = {"all": [{"m": {"$and": [{"t": "pay"}, *(_atom_json(a) for a in term)]}}]}
         names[name] = index
         cost += term_cost
+        tests += term_tests
     flush()
     return shards
 

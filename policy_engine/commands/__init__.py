@@ -1,0 +1,6 @@
+"""Subcommands of `policy-engine`. Each module has `register(subparsers)`; add new ones to COMMANDS."""
+
+COMMANDS = (
+    "evaluate",
+    "validate",
+)
