@@ -150,6 +150,12 @@ class PolicyEngine:
             elapsed_us=(time.perf_counter_ns() - start) // 1000,
             as_of=dt.date.fromordinal(prepared.day).isoformat(), fx_as_of=prepared.fx.as_of_iso)
 
+    def explain(self, request: Any, rule_id: str | None = None) -> Any:
+        """Condition-level explanation of every rule (or one) for a request; see :mod:`policy_engine.explain`."""
+        from .explain import explain
+
+        return explain(self, request, rule_id)
+
     # -- reload --------------------------------------------------------------------------------------------
     def reload(self, path: str | Path | None = None) -> RuleSet:
         """Load the pack again (from ``path``, or from where the current pack came from) and swap it in

@@ -167,7 +167,11 @@ CASES: list[Case] = [
     C("Syria 2025-07-01 00:30 +08:00 (UTC still 06-30) -> lifted", P2P, "allow", "", payee__country="SY",
       timestamp="2025-07-01T00:30:00+08:00"),
     C("CMP-003 session from North Korea", PURCHASE, "review", "CMP-003", ip_country="KP"),
-    C("CMP-003 not for an IP in Syria after 2025-07-01", PURCHASE, "allow", "", ip_country="SY"),
+    C("CMP-003 IP in Syria on 2025-06-30 -> review", PURCHASE, "review", "CMP-003", ip_country="SY",
+      timestamp="2025-06-30T12:00:00+08:00"),
+    C("CMP-003 not for an IP in Syria on 2025-07-01", PURCHASE, "allow", "", ip_country="SY",
+      timestamp="2025-07-01T12:00:00+08:00"),
+    C("CMP-003 missing ip_country never fires", PURCHASE, "allow", "", ip_country=DELETE),
     # CMP-004: Class I, CNY 1,000 since opening, "may not exceed" -> fires at >
     C("CMP-004 class I 900 + 100 = exactly CNY 1,000 -> allow", WALLET_I, "allow", "",
       history__tier_used_total_cny=900),
