@@ -18,6 +18,7 @@ To add a rule: add at least one row that fires it and one at its edge that does 
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import NamedTuple
 
 import pytest
@@ -648,8 +649,6 @@ def test_pack_lists_and_rates_match_the_catalogue_today(pack, catalogue):
     for name, values in catalogue["lists"].items():
         members = [item.value for item in pack.lists[name] if item.applies(today)]
         assert members == values, name
-    from decimal import Decimal
-
     rates = {k: Decimal(v) for k, v in catalogue["reference_fx"].items()}
     assert {k: Decimal(v) for k, v in pack.fx_for(today).rates.items()} == rates
 
