@@ -33,10 +33,10 @@ _INVERSE = {"eq": "ne", "ne": "eq", "gt": "lte", "lte": "gt", "gte": "lt", "lt":
 
 def encode_number(x: Any) -> int:
     """The exact order-preserving integer encoding described in the module docstring."""
-    return _encode_ratio(*x.as_integer_ratio())
+    return encode_ratio(*x.as_integer_ratio())
 
 
-def _encode_ratio(num: int, den: int) -> int:
+def encode_ratio(num: int, den: int) -> int:
     q, r = divmod(num * SCALE, den)
     enc = 2 * q + (1 if r else 0)
     if enc > _SATURATE:
@@ -140,43 +140,57 @@ class FactLayout:
 
     def encode(self, view: Mapping[str, Any], day: int) -> dict[str, Any]:
         """Facts for one request. Missing fields are simply absent."""
-        facts: dict[str, Any] = {}
-        get = view.get
-        for path, key, numeric in self._plain_items:
-            v = get(path)
-            if v is not None:
-                facts[key] = encode_number(v) if numeric else v
-        for paths, key in self._sum_items:
-            total = exact_sum(view, paths)
-            if total is not None:
-                facts[key] = _encode_ratio(*total)
-        for (left, right), key in self.cmps.items():
-            a, b = get(left), get(right)
-            if a is not None and b is not None:
-                facts[key] = (a > b) - (a < b)
-        if self.uses_day:
-            facts[DAY_KEY] = day
-        return facts
+        return self._encode(view, day)
 
     def freeze(self) -> None:
-        """Precompute the iteration tables once every key is registered."""
-        self._plain_items = tuple((p, k, self.kinds[p] == "num") for p, k in self.plain.items())
-        self._sum_items = tuple(self.sums.items())
+        """Generate the encoder once every key is registered.
+
+        The encoder is straight-line generated code: one read per field, each number's exact ratio taken once
+        (the amount appears in a dozen cumulative sums), no loops over the layout on the hot path."""
+        numeric = [p for p in self.plain if self.kinds[p] == "num"]
+        for paths in self.sums:
+            numeric += [p for p in paths if p not in numeric]
+        ratio_var = {p: f"r{i}" for i, p in enumerate(numeric)}
+        lines = ["def encode(view, day):", "    g = view.get", "    facts = {}"]
+        for path in numeric:
+            r = ratio_var[path]
+            lines.append(f"    v = g({path!r})")
+            lines.append(f"    {r} = None if v is None else v.as_integer_ratio()")
+        for path, key in self.plain.items():
+            if path in ratio_var:
+                r = ratio_var[path]
+                lines.append(f"    if {r} is not None: facts[{key!r}] = _enc(*{r})")
+            else:
+                lines.append(f"    v = g({path!r})")
+                lines.append(f"    if v is not None: facts[{key!r}] = v")
+        for paths, key in self.sums.items():
+            terms = ", ".join(f"({ratio_var[p]}, {p.startswith(ZERO_WHEN_MISSING_PREFIX)})" for p in paths)
+            lines.append(f"    t = _sum(({terms},))")
+            lines.append(f"    if t is not None: facts[{key!r}] = _enc(*t)")
+        for (left, right), key in self.cmps.items():
+            lines.append(f"    a, b = g({left!r}), g({right!r})")
+            lines.append(f"    if a is not None and b is not None: facts[{key!r}] = (a > b) - (a < b)")
+        if self.uses_day:
+            lines.append(f"    facts[{DAY_KEY!r}] = day")
+        lines.append("    return facts")
+        namespace: dict[str, Any] = {"_enc": encode_ratio, "_sum": _sum_ratios}
+        exec(compile("\n".join(lines) + "\n", "<policy_engine.fact_encoder>", "exec"), namespace)
+        self._encode = namespace["encode"]
 
 
-def exact_sum(view: Mapping[str, Any], paths: tuple[str, ...]) -> tuple[int, int] | None:
-    """The exact sum of ``paths`` as (numerator, denominator), with ``add`` semantics for missing operands.
+def _sum_ratios(terms: tuple[tuple[tuple[int, int] | None, bool], ...]) -> tuple[int, int] | None:
+    """The exact sum of (ratio, zero_if_missing) terms as (numerator, denominator), with ``add`` semantics:
+    a missing ``history.*`` operand counts as 0, any other missing operand makes the sum missing.
 
     Integer arithmetic on ``as_integer_ratio`` pairs: exact for Decimals and Fractions alike, and several times
     faster than summing ``Fraction`` objects on the hot path."""
     num, den = 0, 1
-    for path in paths:
-        v = view.get(path)
-        if v is None:
-            if path.startswith(ZERO_WHEN_MISSING_PREFIX):
+    for ratio, zero_if_missing in terms:
+        if ratio is None:
+            if zero_if_missing:
                 continue
             return None
-        n, d = v.as_integer_ratio()
+        n, d = ratio
         if d == den:
             num += n
         else:

@@ -11,7 +11,7 @@ when ``x`` is absent.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Union
@@ -77,6 +77,9 @@ class Leaf:
     items: tuple[ListItem, ...] | None = None  # in / not_in
     list_name: str | None = None  # the named list the items came from, for explain and lint
     ref: str | None = None  # comparisons against another field
+    # Where the leaf was written, (file, line, col), for lint findings and coverage reports. Not part of the
+    # leaf's identity: two leaves that test the same thing are equal wherever they are written.
+    pos: tuple[str, int, int] | None = field(default=None, compare=False, repr=False)
 
     def fields(self) -> Iterator[str]:
         yield from self.operand.paths

@@ -20,6 +20,8 @@ class Outcome(StrEnum):
 
 def format_value(value: Any) -> str:
     """How a value reads in a reason: money with thousands separators, rational amounts to the cent."""
+    if type(value) is str:  # the common case first: most placeholders are codes and names
+        return value
     if value is None:
         return "<missing>"
     if isinstance(value, bool):

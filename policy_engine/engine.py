@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -44,6 +45,11 @@ class _Loaded:
     metas: tuple[_RuleMeta, ...]
     ruleset_info: dict[str, str]
     engine_info: dict[str, str]
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_day(day: int) -> str:
+    return dt.date.fromordinal(day).isoformat()
 
 
 def _catalog() -> FieldCatalog:
@@ -110,8 +116,7 @@ class PolicyEngine:
         loaded = self._loaded  # one consistent pack for the whole evaluation, even across a reload
         prepared = loaded.preparer.prepare(request)
         try:
-            facts = loaded.program.layout.encode(prepared.view, prepared.day)
-            fired = loaded.matcher.match(facts)
+            fired = loaded.matcher.match(prepared)
             return self._decide(loaded, prepared, fired, start)
         except EvaluationError:
             raise
@@ -148,7 +153,7 @@ class PolicyEngine:
             request_id=prepared.request_id, decision=outcome, trail=tuple(trail), obligations=tuple(obligations),
             ruleset=loaded.ruleset_info, engine=loaded.engine_info,
             elapsed_us=(time.perf_counter_ns() - start) // 1000,
-            as_of=dt.date.fromordinal(prepared.day).isoformat(), fx_as_of=prepared.fx.as_of_iso)
+            as_of=_iso_day(prepared.day), fx_as_of=prepared.fx.as_of_iso)
 
     def explain(self, request: Any, rule_id: str | None = None) -> Any:
         """Condition-level explanation of every rule (or one) for a request; see :mod:`policy_engine.explain`."""

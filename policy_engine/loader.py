@@ -378,6 +378,7 @@ class _Loader:
         operand = self._operand(doc, (*path, "field"), raw["field"], err)
         if operand is None:
             return None
+        pos = (doc.file, *doc.mark(path))
         kind = "num" if operand.is_sum else self.catalog.get(operand.paths[0]).kind  # type: ignore[union-attr]
         given = [k for k in ("value", "list", "ref") if k in raw]
         label = operand.label
@@ -385,7 +386,7 @@ class _Loader:
             if given:
                 err((*path, given[0]), f"`{op}` takes no {given[0]}")
                 return None
-            return Leaf(operand, op)
+            return Leaf(operand, op, pos=pos)
         if len(given) != 1:
             err(path, f"`{op}` needs exactly one of value / list / ref, found {given or 'none'}")
             return None
@@ -413,7 +414,7 @@ class _Loader:
                 if v is None:
                     return None
                 checked.append(ListItem(v, item.start, item.end))
-            return Leaf(operand, op, items=tuple(checked), list_name=raw.get("list"))
+            return Leaf(operand, op, items=tuple(checked), list_name=raw.get("list"), pos=pos)
         if how == "list":
             err((*path, "list"), f"`list:` goes with in / not_in, not `{op}`")
             return None
@@ -432,7 +433,7 @@ class _Loader:
             if kind != "num" and op not in ("eq", "ne"):
                 err((*path, "op"), f"`{op}` orders values; {label} and {ref} are not numbers (use eq / ne)")
                 return None
-            return Leaf(operand, op, ref=ref)
+            return Leaf(operand, op, ref=ref, pos=pos)
         value = raw["value"]
         if op == "between":
             if not (isinstance(value, list) and len(value) == 2):
@@ -445,7 +446,7 @@ class _Loader:
             if not lo < hi:
                 err((*path, "value"), f"`between` needs lo < hi, got [{value[0]}, {value[1]}]")
                 return None
-            return Leaf(operand, op, value=(lo, hi))
+            return Leaf(operand, op, value=(lo, hi), pos=pos)
         if isinstance(value, list):
             err((*path, "value"), f"`{op}` compares with one value; for several use `in`")
             return None
@@ -453,7 +454,7 @@ class _Loader:
             err((*path, "op"), f"`{op}` orders numbers; {label} is a {kind} field (use eq / ne / in)")
             return None
         v = self._constant(doc, (*path, "value"), value, kind, label, op, err)
-        return None if v is None else Leaf(operand, op, value=v)
+        return None if v is None else Leaf(operand, op, value=v, pos=pos)
 
     def _operand(self, doc: SourceDoc, path: tuple, raw: Any, err) -> Operand | None:
         if isinstance(raw, dict):

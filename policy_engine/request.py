@@ -46,10 +46,16 @@ def _to_decimal(value: Any) -> Decimal | int | None:
 
 
 def _decimals(value: Decimal | int) -> int:
+    """Significant decimal places: 100.10 has 1, 1.000 has 0."""
     if isinstance(value, int):
         return 0
+    exponent = value.as_tuple().exponent
+    if not isinstance(exponent, int) or exponent >= 0:
+        return 0
+    if value == value.to_integral_value():
+        return 0
     exponent = value.normalize().as_tuple().exponent
-    return max(0, -exponent) if isinstance(exponent, int) else 0
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,21 +79,54 @@ class RequestPreparer:
         # Only the fields the pack reads (conditions, reasons) are flattened; derived fields are computed
         # only when some rule reads them.
         plain = [p for p in paths if not p.startswith("derived.")]
-        nested: dict[str, list[tuple[str, str]]] = {}
-        for p in plain:
+        self._flatten = self._generate_flatten(plain, schema, self._defaults)
+        self._derived = {p for p in paths if p.startswith("derived.")}
+        self._history_money = frozenset(
+            name for name in schema["properties"]["history"]["properties"] if name.endswith(_MONEY_SUFFIXES))
+
+    @staticmethod
+    def _generate_flatten(paths: list[str], schema: dict, defaults: dict[str, Any]):
+        """Generate ``flatten(request) -> view``: straight-line reads of exactly the fields the pack uses.
+
+        JSON null counts as missing; schema defaults fill absent fields whose parent object is present; a float
+        from a library caller becomes the Decimal of its shortest repr (0.1 stays 0.1)."""
+        props = schema.get("properties", {})
+        top = [p for p in paths if "." not in p]
+        nested: dict[str, list[str]] = {}
+        for p in paths:
             if "." in p:
                 head, tail = p.split(".", 1)
-                nested.setdefault(head, []).append((tail, p))
-        # The request contract nests at most one level (payer.id, history.x): two flat loops suffice.
-        if any("." in tail for kids in nested.values() for tail, _ in kids):
-            raise ValueError("request fields nest deeper than one level; extend RequestPreparer._normalise")
-        self._top = tuple((p, p) for p in plain if "." not in p)
-        self._nested = tuple((head, tuple(kids)) for head, kids in nested.items())
-        self._defaults_needed = {p: (p.split(".")[0] if "." in p else None, v)
-                                 for p, v in self._defaults.items() if p in plain}
-        self._derived = {p for p in paths if p.startswith("derived.")}
-        self._history_money = tuple(
-            name for name in schema["properties"]["history"]["properties"] if name.endswith(_MONEY_SUFFIXES))
+                if "." in tail:
+                    # The request contract nests one level (payer.id, history.x); deeper needs a deeper walk.
+                    raise ValueError(f"request field {p!r} nests deeper than one level")
+                nested.setdefault(head, []).append(tail)
+
+        def numeric(sub: dict) -> bool:
+            t = sub.get("type")
+            return t in ("number", "integer") or (isinstance(t, list) and ("number" in t or "integer" in t))
+
+        def read(lines: list[str], getter: str, name: str, path: str, sub: dict, indent: str) -> None:
+            lines.append(f"{indent}v = {getter}({name!r})")
+            if path in defaults:
+                lines.append(f"{indent}if v is None: v = {defaults[path]!r}")
+            conv = "Decimal(repr(v)) if type(v) is float else v" if numeric(sub) else "v"
+            lines.append(f"{indent}if v is not None: view[{path!r}] = {conv}")
+
+        lines = ["def flatten(request):", "    view = {}", "    get = request.get"]
+        for name in top:
+            read(lines, "get", name, name, props.get(name, {}), "    ")
+        for head, tails in nested.items():
+            lines.append(f"    sub = get({head!r})")
+            lines.append("    if type(sub) is dict:")
+            lines.append("        sget = sub.get")
+            sub_props = props.get(head, {})
+            for tail in tails:
+                child = sub_props.get("properties", {}).get(tail) or sub_props.get("additionalProperties") or {}
+                read(lines, "sget", tail, f"{head}.{tail}", child if isinstance(child, dict) else {}, "        ")
+        lines.append("    return view")
+        namespace: dict[str, Any] = {"Decimal": Decimal}
+        exec(compile("\n".join(lines) + "\n", "<policy_engine.request_flatten>", "exec"), namespace)
+        return namespace["flatten"]
 
     @staticmethod
     def _collect_defaults(schema: dict) -> dict[str, Any]:
@@ -103,9 +142,10 @@ class RequestPreparer:
         return out
 
     def prepare(self, request: Any) -> PreparedRequest:
-        if not isinstance(request, Mapping):
-            raise RequestError([Violation("$", f"a request is a JSON object, got {type(request).__name__}")])
-        request = request if isinstance(request, dict) else dict(request)
+        if type(request) is not dict:
+            if not isinstance(request, Mapping):
+                raise RequestError([Violation("$", f"a request is a JSON object, got {type(request).__name__}")])
+            request = dict(request)
         rid = request.get("request_id") if isinstance(request.get("request_id"), str) else None
         violations = self._validate(request)
         if "derived" in request:
@@ -134,12 +174,12 @@ class RequestPreparer:
                                                                "local-time rules need it"))
                     when = None
         history = request.get("history")
-        if isinstance(history, dict):
-            for name in self._history_money:
-                v = history.get(name)
-                if v is not None and not isinstance(v, bool) and isinstance(v, int | float | Decimal):
+        if type(history) is dict:
+            money_fields = self._history_money
+            for name, v in history.items():
+                if name in money_fields and type(v) in (float, Decimal):
                     d = _to_decimal(v)
-                    if d is not None and _decimals(d) > 2:
+                    if d is not None and d.is_finite() and _decimals(d) > 2:
                         violations.append(Violation(f"$.history.{name}", f"{v} has more than 2 decimal places"))
         if violations:
             raise RequestError(violations, rid)
@@ -148,23 +188,7 @@ class RequestPreparer:
 
     def _normalise(self, request: dict, rid: str, amount: Decimal | int, currency: str,
                    when: dt.datetime) -> PreparedRequest:
-        view: dict[str, Any] = {}
-        get = request.get
-        for name, path in self._top:
-            v = get(name)
-            if v is not None:
-                view[path] = Decimal(repr(v)) if type(v) is float else v
-        for name, children in self._nested:
-            sub = get(name)
-            if type(sub) is not dict:
-                continue
-            for child, path in children:
-                v = sub.get(child)
-                if v is not None:
-                    view[path] = Decimal(repr(v)) if type(v) is float else v
-        for path, (parent, value) in self._defaults_needed.items():
-            if path not in view and (parent is None or type(get(parent)) is dict):
-                view[path] = value
+        view = self._flatten(request)
         if "amount.value" in view:
             view["amount.value"] = amount
         day = when.date().toordinal()
@@ -188,5 +212,8 @@ class RequestPreparer:
                 continue
             if currency == target:
                 view[path] = amount
-            elif target in fx.rates:
-                view[path] = Fraction(cny) / Fraction(fx.rates[target])
+            elif target in fx.ratios:
+                # cny / rate as one exact fraction: (n/d) / (p/q) = n*q / (d*p)
+                n, d = cny.as_integer_ratio()
+                p, q = fx.ratios[target]
+                view[path] = Fraction(n * q, d * p)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from .conditions import ListItem, Node
@@ -50,10 +50,13 @@ class FxTable:
     as_of: int
     rates: Mapping[str, Decimal]
     source: str | None = None
+    as_of_iso: str = field(init=False)
+    #: each rate as an exact (numerator, denominator) pair, so conversions need no Decimal division
+    ratios: Mapping[str, tuple[int, int]] = field(init=False)
 
-    @property
-    def as_of_iso(self) -> str:
-        return dt.date.fromordinal(self.as_of).isoformat()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "as_of_iso", dt.date.fromordinal(self.as_of).isoformat())
+        object.__setattr__(self, "ratios", {c: r.as_integer_ratio() for c, r in self.rates.items()})
 
 
 @dataclass(frozen=True, slots=True)

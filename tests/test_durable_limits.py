@@ -151,7 +151,7 @@ def test_without_the_budget_the_same_pack_hits_303(make_pack):
     try:
         assert len(unsharded.shards) == 1
         with pytest.raises(EvaluationError, match="303"):
-            unsharded.match(facts)
+            unsharded.match_facts(facts)
         assert unsharded.handle_sets == 0
     finally:
         unsharded.close()
@@ -243,7 +243,7 @@ def test_rule_cap_alone_keeps_identical_conditions_safe(make_pack):
         program = engine._loaded.program
         prepared = engine.prepare(json.loads(sys.argv[2]))
         matcher = DurableMatcher(program, budget=10**6)
-        fired = matcher.match(program.layout.encode(prepared.view, prepared.day))
+        fired = matcher.match(prepared)
         print(json.dumps({"shards": len(matcher.shards), "fired": fired}))
     """
     proc = run_python(code, str(pack), json.dumps(base_request(purpose="p2p_transfer")), timeout=60)

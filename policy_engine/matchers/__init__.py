@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..compiler import Program
 from ..errors import MatcherUnavailableError
+from ..request import PreparedRequest
 
 
 class Matcher(Protocol):
     name: str
 
-    def match(self, facts: dict[str, Any]) -> list[int]:
-        """Indexes (pack order, ascending) of the rules that fire."""
+    def match(self, prepared: PreparedRequest) -> list[int]:
+        """Indexes (pack order, ascending) of the rules that fire for a validated, normalised request."""
         ...
 
     def close(self) -> None:

@@ -34,6 +34,7 @@ import durable_rules_engine as _dre
 
 from ..compiler import CompiledRule, LAny, LNode, Program, Test
 from ..errors import EvaluationError, Issue, RuleSetError
+from ..request import PreparedRequest
 
 SHARD_BUDGET = 48  # alpha-node tests per shard; the engine's stack holds 64 (anchor and margin below)
 DURABLE_STACK_LIMIT = 64
@@ -228,7 +229,10 @@ class DurableMatcher:
             hs.delete()
 
     # -- matching ------------------------------------------------------------------------------------------
-    def match(self, facts: dict[str, Any]) -> list[int]:
+    def match(self, prepared: PreparedRequest) -> list[int]:
+        return self.match_facts(self.program.layout.encode(prepared.view, prepared.day))
+
+    def match_facts(self, facts: dict[str, Any]) -> list[int]:
         hs = self._acquire()
         healthy = False
         try:

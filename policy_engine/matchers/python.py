@@ -1,5 +1,10 @@
 """The pure-Python matcher: the lowered rules compiled to one generated function, indexed on one field.
 
+The function reads the normalised request directly. Strings and booleans are compared as they are; numbers
+use the same exact integer encoding as the durable matcher (``compiler.encode_number``). Cumulative sums and
+field-to-field comparisons are computed lazily, the first time a rule that got that far needs them, so a
+request pays only for the conditions its own rules reach.
+
 Rules that require a particular value of the most commonly tested field (usually ``funding_source.type`` or
 ``purpose``) are only checked when the request has that value; the rest are checked on every request.
 """
@@ -9,9 +14,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from ..compiler import CompiledRule, LAll, LAny, LNode, Program, Test
+from ..compiler import DAY_KEY, ZERO_WHEN_MISSING_PREFIX, CompiledRule, LAll, LAny, LNode, Program, Test, encode_ratio
+from ..request import PreparedRequest
 
 _CMP = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+_UNSET = object()
 
 
 def _required_values(tree: LNode) -> tuple[str, frozenset] | None:
@@ -29,9 +36,39 @@ def _required_values(tree: LNode) -> tuple[str, frozenset] | None:
     return None
 
 
+def _sum(view: Any, paths: tuple[tuple[str, bool], ...]) -> int | None:
+    num, den = 0, 1
+    for path, zero_if_missing in paths:
+        v = view.get(path)
+        if v is None:
+            if zero_if_missing:
+                continue
+            return None
+        n, d = v.as_integer_ratio()
+        if d == den:
+            num += n
+        else:
+            num, den = num * d + n * den, den * d
+    return encode_ratio(num, den)
+
+
+def _sign(view: Any, left: str, right: str) -> int | None:
+    a, b = view.get(left), view.get(right)
+    if a is None or b is None:
+        return None
+    return (a > b) - (a < b)
+
+
 class _Codegen:
-    def __init__(self) -> None:
+    def __init__(self, program: Program) -> None:
         self.consts: dict[str, Any] = {}
+        self.lazy: dict[str, str] = {}  # fact key -> expression computing it
+        layout = program.layout
+        for paths, key in layout.sums.items():
+            spec = tuple((p, p.startswith(ZERO_WHEN_MISSING_PREFIX)) for p in paths)
+            self.lazy[key] = f"_sum(view, {spec!r})"
+        for (left, right), key in layout.cmps.items():
+            self.lazy[key] = f"_sign(view, {left!r}, {right!r})"
 
     def const(self, value: Any) -> str:
         if isinstance(value, bool | int | str) or value is None:
@@ -40,24 +77,33 @@ class _Codegen:
         self.consts[name] = value
         return name
 
+    def ref(self, key: str) -> str:
+        """An expression for fact ``key``; lazy keys are computed once, on first use."""
+        if key in self.lazy:
+            return f"({key} if {key} is not _UNSET else ({key} := {self.lazy[key]}))"
+        return key
+
     def expr(self, node: LNode) -> str:
         if isinstance(node, Test):
-            v = node.key
+            v = self.ref(node.key)
+            lazy = node.key in self.lazy
             if node.op == "exists":
                 return f"{v} is not None"
             if node.op == "missing":
                 return f"{v} is None"
             if node.ref_key is not None:
-                return f"({v} is not None and {node.ref_key} is not None and {v} {_CMP[node.op]} {node.ref_key})"
+                w = self.ref(node.ref_key)
+                return f"({v} is not None and {w} is not None and {node.key} {_CMP[node.op]} {node.ref_key})"
             if node.op == "eq":
                 return f"{v} == {self.const(node.const)}"  # None never equals a constant
-            return f"({v} is not None and {v} {_CMP[node.op]} {self.const(node.const)})"
+            # a lazy key is materialised by the `is not None` test, so the comparison reads the plain name
+            return f"({v} is not None and {node.key if lazy else v} {_CMP[node.op]} {self.const(node.const)})"
         if isinstance(node, LAny):
             if not node.children:
                 return "False"
             eqs = [t for t in node.children if isinstance(t, Test) and t.op == "eq" and t.ref_key is None]
             if len(eqs) == len(node.children) and len({t.key for t in eqs}) == 1 and len(eqs) > 3:
-                return f"{eqs[0].key} in {self.const(frozenset(t.const for t in eqs))}"
+                return f"{self.ref(eqs[0].key)} in {self.const(frozenset(t.const for t in eqs))}"
             return "(" + " or ".join(self.expr(c) for c in node.children) + ")"
         if not node.children:
             return "True"
@@ -69,15 +115,15 @@ class PythonMatcher:
 
     def __init__(self, program: Program):
         self.program = program
-        self._match, self.source = self._build(program.rules, program)
+        self._match, self.source = self._build(program)
 
     @staticmethod
-    def _build(rules: tuple[CompiledRule, ...], program: Program):
-        gen = _Codegen()
-        keys = sorted({*program.layout.plain.values(), *program.layout.sums.values(),
-                       *program.layout.cmps.values(), "d"})
+    def _build(program: Program):
+        gen = _Codegen(program)
+        layout = program.layout
+        rules = program.rules
         required = {r.index: _required_values(r.tree) for r in rules}
-        counts = Counter(req[0] for req in required.values() if req)
+        counts = Counter(req[0] for req in required.values() if req and req[0] not in gen.lazy)
         index_key = counts.most_common(1)[0][0] if counts else None
         always = [r for r in rules if not required[r.index] or required[r.index][0] != index_key]
         by_value: dict[Any, list[CompiledRule]] = {}
@@ -87,36 +133,47 @@ class PythonMatcher:
                 for value in req[1]:
                     by_value.setdefault(value, []).append(r)
 
+        # every rule body sees the same locals: plain keys read eagerly, lazy keys start unset
+        plain_keys = sorted({*layout.plain.values(), DAY_KEY})
+        lazy_keys = sorted(gen.lazy)
+        params = ", ".join(["out", "view", *plain_keys, *lazy_keys])
+
         def body(group: list[CompiledRule], indent: str) -> list[str]:
             return [f"{indent}if {gen.expr(r.tree)}: out.append({r.index})" for r in group] or [f"{indent}pass"]
 
-        lines = ["def match(facts):", "    g = facts.get"]
-        lines += [f"    {k} = g({k!r})" for k in keys]
+        lines: list[str] = []
+        branches: dict[Any, str] = {}
+        for n, (value, group) in enumerate(by_value.items()):
+            fname = f"_branch{n}"
+            lines += [f"def {fname}({params}):", *body(group, "    "), ""]
+            branches[value] = fname
+        lines += ["def match(view, day):", "    g = view.get"]
+        for path, key in layout.plain.items():
+            if layout.kinds[path] == "num":
+                lines.append(f"    v = g({path!r})")
+                lines.append(f"    {key} = None if v is None else _enc(*v.as_integer_ratio())")
+            else:
+                lines.append(f"    {key} = g({path!r})")
+        lines.append(f"    {DAY_KEY} = day")
+        lines += [f"    {k} = _UNSET" for k in lazy_keys]
         lines.append("    out = []")
         lines += body(always, "    ")
         if index_key is not None:
-            branches = {}
-            for n, (value, group) in enumerate(by_value.items()):
-                fname = f"_branch{n}"
-                sub = [f"def {fname}(out, {', '.join(keys)}):", *body(group, "    ")]
-                branches[value] = fname
-                lines = [*sub, "", *lines]
             table = "{" + ", ".join(f"{gen.const(v)}: {f}" for v, f in branches.items()) + "}"
-            lines.append(f"    branch = _DISPATCH.get({index_key})")
-            lines.append("    if branch is not None:")
-            lines.append(f"        branch(out, {', '.join(keys)})")
-            lines.append("        out.sort()")
+            lines += [f"    branch = _DISPATCH.get({index_key})", "    if branch is not None:",
+                      f"        branch({params})", "        out.sort()"]
             lines.append("    return out")
-            src = "\n".join(lines) + f"\n_DISPATCH = {table}\n"
+            lines.append(f"_DISPATCH = {table}")
         else:
             lines.append("    return out")
-            src = "\n".join(lines) + "\n"
-        namespace: dict[str, Any] = dict(gen.consts)
+        src = "\n".join(lines) + "\n"
+        namespace: dict[str, Any] = {"_UNSET": _UNSET, "_enc": encode_ratio, "_sum": _sum, "_sign": _sign,
+                                     **gen.consts}
         exec(compile(src, "<policy_engine.python_matcher>", "exec"), namespace)
         return namespace["match"], src
 
-    def match(self, facts: dict[str, Any]) -> list[int]:
-        return self._match(facts)
+    def match(self, prepared: PreparedRequest) -> list[int]:
+        return self._match(prepared.view, prepared.day)
 
     def close(self) -> None:
         pass
