@@ -19,7 +19,7 @@ from policy_engine import PolicyEngine
 from policy_engine.cli import parse_json
 from policy_engine.matchers import durable_available
 
-CASES = Path(__file__).resolve().parent.parent.parent / "shared" / "spec" / "cases.jsonl"
+CASES = Path(__file__).resolve().parent.parent / "tests" / "data" / "cases.jsonl"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 

@@ -26,7 +26,10 @@ def _reject_constant(name: str) -> Any:
 
 def parse_json(text: str) -> Any:
     """JSON with exact numbers: decimals become ``Decimal``; NaN and Infinity are refused."""
-    return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def dumps(obj: Any) -> str:

@@ -32,6 +32,7 @@ SCALE_DIGITS = 4
 MAX_CONSTANT = Decimal(10) ** 11
 MAX_CONDITION_DEPTH = 32
 MAX_RULES = 20_000
+MAX_TEXT_CONSTANT = 256
 MANIFEST_KEYS = ("pack", "version", "decision_order", "description")
 
 
@@ -514,5 +515,10 @@ class _Loader:
             return None
         if op in ("gt", "gte", "lt", "lte"):
             err(path, f"`{op}` orders numbers; {label} is a string")
+            return None
+        if len(value) > MAX_TEXT_CONSTANT:
+            # Request strings are capped at the same length, so a longer constant could never match.
+            err(path, f"string of {len(value)} characters; conditions compare strings of at most "
+                      f"{MAX_TEXT_CONSTANT}")
             return None
         return value

@@ -74,6 +74,14 @@ def _type_name(v: Any) -> str:
     return {dict: "object", list: "array", str: "string"}.get(type(v), type(v).__name__)
 
 
+def _bad_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _suffix(name: str) -> str:
     return f".{name}" if name.isidentifier() else f"[{name!r}]"
 
@@ -117,6 +125,10 @@ class _Gen:
             self.emit(indent, "else:")
             indent += 1
             self.emit(indent, "pass")
+            if "string" in names:
+                # Lone surrogates are not text: they cannot be encoded, logged or handed to the C matcher.
+                self.emit(indent, f"if type({v}) is str and not {v}.isascii() and _bad_unicode({v}):")
+                self.emit(indent + 1, f"errors.append(_V({path}, 'string is not valid Unicode (lone surrogate)'))")
         if "enum" in schema:
             options = tuple(schema["enum"])
             if all(type(o) is str for o in options):
@@ -205,7 +217,7 @@ def compile_schema(schema: dict) -> Callable[[Any], list[Violation]]:
     source = "\n".join(gen.lines) + "\n"
     namespace: dict[str, Any] = {"Decimal": Decimal, "_V": Violation, "_type_name": _type_name,
                                  "_is_number": _is_number, "_is_integer": _is_integer, "_enum_ok": _enum_ok,
-                                 "_suffix": _suffix, **gen.consts}
+                                 "_suffix": _suffix, "_bad_unicode": _bad_unicode, **gen.consts}
     exec(compile(source, "<policy_engine.request_validator>", "exec"), namespace)
     validate = namespace["validate"]
     validate.source = source  # type: ignore[attr-defined]  -- for debugging a schema change

@@ -9,6 +9,7 @@ aliases are expanded under a node budget so an alias bomb is refused instead of 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,9 @@ MAX_DEPTH = 64
 
 Path_ = tuple[str | int, ...]
 _PLAIN_COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+#: C0/C1 controls (tab and newline allowed), DEL, lone surrogates, and bidirectional overrides that make a
+#: reason read differently from what it says (Trojan Source); none belongs in a rule file.
+_UNSAFE_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(slots=True)
@@ -73,7 +77,13 @@ def load_yaml(path: Path, display: str | None = None) -> SourceDoc:
 
 
 def parse_yaml(text: str, name: str) -> SourceDoc:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # the reader already refuses non-printable characters
+    except yaml.reader.ReaderError as exc:
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        raise YamlSourceError(Issue(name, line, col, None, f"character U+{exc.character:04X} is not allowed in "
+                                                           "YAML (control characters are refused)")) from exc
     try:
         try:
             node = loader.get_single_node()
@@ -83,6 +93,8 @@ def parse_yaml(text: str, name: str) -> SourceDoc:
             raise YamlSourceError(Issue(name, line, col, None, f"YAML syntax: {exc.problem or exc}")) from exc
         except yaml.YAMLError as exc:
             raise YamlSourceError(Issue(name, 1, 1, None, f"YAML syntax: {exc}")) from exc
+        except RecursionError as exc:  # PyYAML composes recursively: `[[[[...]]]]` thousands deep
+            raise YamlSourceError(Issue(name, 1, 1, None, f"nesting deeper than {MAX_DEPTH} levels")) from exc
         doc = SourceDoc(name, None)
         if node is not None:
             doc.data = _convert(loader, node, (), doc, _Budget(), 0)
@@ -127,6 +139,11 @@ def _scalar(loader: yaml.SafeLoader, node: yaml.Node, doc: SourceDoc) -> Any:
     except yaml.YAMLError as exc:
         mark = (node.start_mark.line + 1, node.start_mark.column + 1)
         raise YamlSourceError(Issue(doc.file, *mark, None, f"unsupported YAML value: {exc}")) from exc
+    if isinstance(value, str) and _UNSAFE_TEXT.search(value):
+        mark = (node.start_mark.line + 1, node.start_mark.column + 1)
+        bad = _UNSAFE_TEXT.search(value).group()  # type: ignore[union-attr]
+        raise YamlSourceError(Issue(doc.file, *mark, None, f"control or invisible character U+{ord(bad):04X} in text; "
+                                                           "rule files hold printable text only"))
     # Dates are kept as ISO strings: the schema and the as-of logic work on one representation.
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()

@@ -27,8 +27,13 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 REPO = Path(__file__).resolve().parent.parent
 RULES = REPO / "rules"
 EXAMPLES = REPO / "examples"
-SHARED_SPEC = REPO.parent / "shared" / "spec"
-CASES_FILE = SHARED_SPEC / "cases.jsonl"
+#: The specification files the tests check against. The repository keeps copies in tests/data so a fresh clone
+#: tests on its own; where ../shared/spec is beside the checkout (CI), test_spec_copies_are_current checks that
+#: the copies still equal it.
+SPEC_DATA = Path(__file__).resolve().parent / "data"
+SHARED_SPEC_DIR = REPO.parent / "shared" / "spec"
+SHARED_SPEC = SPEC_DATA
+CASES_FILE = SPEC_DATA / "cases.jsonl"
 
 DURABLE_OK = durable_available()[0]
 MATCHERS = ["python", "durable"] if DURABLE_OK else ["python"]

@@ -1,4 +1,4 @@
-"""The 40 acceptance examples of ../shared/spec/cases.jsonl, through the library and the command line."""
+"""The 40 acceptance examples of the specification (tests/data/cases.jsonl), through the library and the command line."""
 
 from __future__ import annotations
 

@@ -1,20 +1,25 @@
-"""`policy-engine validate`: load and check a rule pack."""
+"""`policy-engine validate`: load a rule pack and lint it."""
 
 from __future__ import annotations
 
 import argparse
 from typing import TextIO
 
-from ..cli import EXIT_OK, dumps
+from ..cli import EXIT_FAILED, EXIT_OK, dumps
 from ..engine import PolicyEngine
+from ..lint import CHECKS, lint
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    va = sub.add_parser("validate", help="load and check a rule pack",
-                        description="Load a rule pack and report every error as file:line:col rule-id: message. "
-                                    "Exit 0 if the pack loads, 2 if it does not.")
+    codes = "; ".join(f"{c.code} {c.name} ({c.severity})" for c in CHECKS.values())
+    va = sub.add_parser("validate", help="load and lint a rule pack",
+                        description="Load a rule pack and lint it. Load errors are printed as file:line:col "
+                                    "rule-id: message and exit 2 (the pack cannot be used). Lint findings are "
+                                    "printed as file:line:col rule-id severity code name: message; exit 1 if any "
+                                    "is an error (or, with --strict, a warning), else 0. Checks: " + codes + ".")
     va.add_argument("pack", help="rule pack directory or file")
     va.add_argument("--json", action="store_true", help="machine-readable output")
+    va.add_argument("--strict", action="store_true", help="warnings fail the pack too (exit 1)")
     va.set_defaults(func=cmd_validate)
 
 
@@ -29,11 +34,20 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         from ..matchers.durable import plan_shards
 
         shards = len(plan_shards(engine._loaded.program))  # shapes the durable matcher cannot run are errors
-    summary = {"ok": True, "pack": ruleset.pack, "version": ruleset.version, "digest": ruleset.digest,
-               "rules": len(ruleset.rules), "files": len(ruleset.files), "durable_shards": shards}
+    findings = lint(ruleset)
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = len(findings) - errors
+    failed = errors > 0 or (args.strict and warnings > 0)
+    summary = {"ok": not failed, "pack": ruleset.pack, "version": ruleset.version, "digest": ruleset.digest,
+               "rules": len(ruleset.rules), "files": len(ruleset.files), "durable_shards": shards,
+               "errors": errors, "warnings": warnings, "findings": [f.to_dict() for f in findings]}
     if args.json:
         out.write(dumps(summary) + "\n")
-    else:
-        out.write(f"ok: {ruleset.pack} {ruleset.version}: {len(ruleset.rules)} rules in {len(ruleset.files)} "
-                  f"file(s), digest {ruleset.digest}" + (f", {shards} durable shard(s)" if shards else "") + "\n")
-    return EXIT_OK
+        return EXIT_FAILED if failed else EXIT_OK
+    for finding in findings:
+        out.write(f"{finding}\n")
+    counts = f" ({errors} error(s), {warnings} warning(s))" if findings else ""
+    out.write(f"{'failed' if failed else 'ok'}: {ruleset.pack} {ruleset.version}: {len(ruleset.rules)} rules in "
+              f"{len(ruleset.files)} file(s), digest {ruleset.digest}"
+              + (f", {shards} durable shard(s)" if shards else "") + counts + "\n")
+    return EXIT_FAILED if failed else EXIT_OK

@@ -15,6 +15,11 @@ durable-rules has hard limits (DESIGN §6) that this module keeps every compiled
   a shard holds at most ``MAX_RULES_PER_SHARD`` durable rules.
 * **4,096 rules per ruleset**: implied by the two limits above.
 
+Strings reach the C core only in a safe alphabet: any string outside ``[A-Za-z0-9 _.:/+@-]{0,128}`` (in rule
+constants and in requests alike) is replaced by ``~`` and the hex of its UTF-8 bytes. The mapping is injective,
+so equality is unchanged, and the core (which compares with ``strcmp`` over 16-bit lengths) never sees a NUL,
+an escape, invalid UTF-8 or an overlong string, whatever a request carries.
+
 Facts, not events (``assert_fact`` fires every matching rule); each fact gets a fresh id and is retracted
 after matching. Every rule is anchored on the constant ``t == "pay"`` so none is only "field missing".
 A ruleset handle is not thread-safe and the C core keeps the GIL, so each evaluation borrows a whole set of
@@ -26,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -78,12 +84,22 @@ def _dnf(node: LNode, limit: int) -> list[list[Atom]]:
     return terms
 
 
+_SAFE = re.compile(r"[A-Za-z0-9 _.:/+@-]{0,128}")
+
+
+def safe_text(value: Any) -> Any:
+    """Strings in the safe alphabet unchanged, others as ``~hex``; non-strings unchanged."""
+    if type(value) is str and not _SAFE.fullmatch(value):
+        return "~" + value.encode("utf-8", "surrogatepass").hex()
+    return value
+
+
 def _test_json(test: Test) -> dict:
     if test.op == "exists":
         return {"$ex": {test.key: 1}}
     if test.op == "missing":
         return {"$nex": {test.key: 1}}
-    right = {"$m": test.ref_key} if test.ref_key is not None else test.const
+    right = {"$m": test.ref_key} if test.ref_key is not None else safe_text(test.const)
     if test.op == "eq":
         return {test.key: right} if test.ref_key is None else {"$eq": {test.key: right}}
     return {_OPS[test.op]: {test.key: right}}
@@ -247,7 +263,7 @@ class DurableMatcher:
             self._release(hs, healthy)
 
     def _run(self, hs: _HandleSet, facts: dict[str, Any]) -> list[int]:
-        fact = dict(facts)
+        fact = {k: safe_text(v) for k, v in facts.items()}
         fact["id"] = next(hs.ids)
         fact["sid"] = "0"
         fact["t"] = "pay"

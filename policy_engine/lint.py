@@ -1,0 +1,586 @@
+"""Lint a loaded rule pack: mistakes that load fine but leave a rule dead, pointless or in the wrong unit.
+
+The loader already refuses packs that cannot run (``RuleSetError``). The checks here look at what a pack that
+runs will *do*. Each is sound: it reports only what follows from the engine's semantics (DESIGN §3: a leaf on a
+missing field is false; ``between`` is half-open; list items may be dated) and the field contract (schema
+enums, integer fields, the currency a field name carries), so a finding is never a matter of taste. They are
+deliberately incomplete: a rule that passes may still be dead in ways only a solver would see.
+
+| code | name | severity | finding |
+|---|---|---|---|
+| W101 | never-fires | warning | the rule's condition can never be true |
+| W102 | dead-condition | warning | a branch of an ``any`` can never be true, or a ``not`` is always true |
+| W110 | shadowed | warning | a broader rule with the same outcome fires whenever this one does |
+| W120 | unused-list | warning | a named list that no rule uses |
+| W130 | no-source | warning | ``source`` is blank or a placeholder (a missing ``source`` is a load error) |
+| W140 | reason-missing-field | warning | the reason renders a field the condition does not guarantee is present |
+| E201 | mixed-currency | error | a sum or a field-to-field comparison of amounts in different currencies |
+| E202 | unpinned-currency | error | ``amount.value`` against a fixed number without pinning ``amount.currency`` |
+| W203 | reason-currency | warning | the reason states a rule's threshold in another currency than the field's |
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from .conditions import All, Any_, Leaf, Node, Not, Operand, leaves
+from .fields import FieldCatalog
+from .resources import load_schema
+from .ruleset import Rule, RuleSet
+from .yamlsource import SourceDoc, YamlSourceError, load_yaml
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    code: str
+    name: str
+    severity: str  # "error" fails `validate` (exit 1); "warning" only with --strict
+
+
+CHECKS: dict[str, Check] = {c.code: c for c in (
+    Check("W101", "never-fires", "warning"),
+    Check("W102", "dead-condition", "warning"),
+    Check("W110", "shadowed", "warning"),
+    Check("W120", "unused-list", "warning"),
+    Check("W130", "no-source", "warning"),
+    Check("W140", "reason-missing-field", "warning"),
+    Check("E201", "mixed-currency", "error"),
+    Check("E202", "unpinned-currency", "error"),
+    Check("W203", "reason-currency", "warning"),
+)}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One lint finding, positioned like a load error: ``file:line:col rule-id severity code name: message``."""
+
+    file: str
+    line: int
+    col: int
+    rule_id: str | None
+    code: str
+    message: str
+
+    @property
+    def check(self) -> Check:
+        return CHECKS[self.code]
+
+    @property
+    def severity(self) -> str:
+        return self.check.severity
+
+    def __str__(self) -> str:
+        return (f"{self.file}:{self.line}:{self.col} {self.rule_id or '-'} {self.severity} {self.code} "
+                f"{self.check.name}: {self.message}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "col": self.col, "rule_id": self.rule_id,
+                "severity": self.severity, "code": self.code, "name": self.check.name, "message": self.message}
+
+
+def lint(ruleset: RuleSet) -> tuple[Finding, ...]:
+    """Every finding for a loaded pack, in file order."""
+    return _Linter(ruleset).run()
+
+
+# -- describing leaves ---------------------------------------------------------------------------------------
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    return format(value, "f") if isinstance(value, Decimal) else str(value)
+
+
+def describe(leaf: Leaf) -> str:
+    """A leaf as an analyst wrote it, e.g. ``amount.value gt 10`` or ``purpose in list known_purposes``."""
+    head = f"{leaf.operand.label} {leaf.op}"
+    if leaf.op in ("exists", "missing"):
+        return head
+    if leaf.ref is not None:
+        return f"{head} {leaf.ref}"
+    if leaf.list_name is not None:
+        return f"{head} list {leaf.list_name}"
+    if leaf.items is not None:
+        return f"{head} [{', '.join(_show(i.value) for i in leaf.items)}]"
+    if leaf.op == "between":
+        lo, hi = leaf.value  # type: ignore[misc]
+        return f"{head} [{_show(lo)}, {_show(hi)})"
+    return f"{head} {_show(leaf.value)}"
+
+
+def _conjuncts(node: Node) -> list[Node]:
+    """The nodes that must all hold for ``node`` to hold: an ``all`` flattened through nested ``all``s."""
+    if isinstance(node, All):
+        return [c for child in node.children for c in _conjuncts(child)]
+    return [node]
+
+
+# -- what a conjunction of leaves on one operand allows ------------------------------------------------------
+_BOUND_OPS = ("gt", "gte", "lt", "lte", "between")
+
+
+class _Domain:
+    """The values one operand may take under a conjunction of leaves. Over-approximates: ``empty`` is only
+    true when no value (nor absence) satisfies every leaf."""
+
+    def __init__(self, enum: tuple | None, integer: bool):
+        self.allowed: set | None = set(enum) if enum is not None else None  # None: any value of the kind
+        self.banned: set = set()
+        self.lo: Fraction | None = None
+        self.lo_open = False
+        self.hi: Fraction | None = None
+        self.hi_open = False
+        self.integer = integer
+        self.present = False
+        self.absent = False
+
+    def add(self, leaf: Leaf) -> None:
+        op = leaf.op
+        if op == "missing":
+            self.absent = True
+            return
+        self.present = True  # every other operator is false on a missing field
+        if op == "exists" or leaf.ref is not None:
+            return
+        if op in ("in", "not_in"):
+            values = {item.value for item in leaf.items or ()}
+            if op == "in":
+                # A dated item is a member on some days only, so the union of all items over-approximates.
+                self.allowed = values if self.allowed is None else self.allowed & values
+            else:
+                self.banned |= {i.value for i in leaf.items or () if i.start is None and i.end is None}
+            return
+        if op == "ne":
+            self.banned.add(leaf.value)
+            return
+        if op == "eq":
+            self.allowed = {leaf.value} if self.allowed is None else self.allowed & {leaf.value}
+            if not _is_number(leaf.value):
+                return
+        lo, lo_open, hi, hi_open = _interval(leaf)
+        if lo is not None and (self.lo is None or lo > self.lo or (lo == self.lo and lo_open)):
+            self.lo, self.lo_open = lo, lo_open
+        if hi is not None and (self.hi is None or hi < self.hi or (hi == self.hi and hi_open)):
+            self.hi, self.hi_open = hi, hi_open
+
+    def _in_bounds(self, x: Fraction) -> bool:
+        if self.lo is not None and (x < self.lo or (x == self.lo and self.lo_open)):
+            return False
+        return self.hi is None or not (x > self.hi or (x == self.hi and self.hi_open))
+
+    def empty(self) -> bool:
+        if self.present and self.absent:
+            return True
+        if not self.present:
+            return False
+        if self.lo is not None and self.hi is not None:
+            lo, hi = self.lo, self.hi
+            if self.integer:  # integer fields: the open interval (5, 6) holds no value
+                first = math.floor(lo) + 1 if self.lo_open else math.ceil(lo)
+                last = math.ceil(hi) - 1 if self.hi_open else math.floor(hi)
+                if first > last:
+                    return True
+            elif lo > hi or (lo == hi and (self.lo_open or self.hi_open)):
+                return True
+        if self.allowed is not None:
+            left = {v for v in self.allowed if v not in self.banned}
+            left = {v for v in left if not _is_number(v) or self._in_bounds(Fraction(v))}
+            return not left
+        return False
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | Decimal | Fraction) and not isinstance(value, bool)
+
+
+def _interval(leaf: Leaf) -> tuple[Fraction | None, bool, Fraction | None, bool]:
+    """``(lo, lo_open, hi, hi_open)`` of a numeric comparison with a constant."""
+    op, v = leaf.op, leaf.value
+    if op == "between":
+        lo, hi = v  # type: ignore[misc]
+        return Fraction(lo), False, Fraction(hi), True
+    x = Fraction(v)  # type: ignore[arg-type]
+    return {"gt": (x, True, None, False), "gte": (x, False, None, False), "lt": (None, False, x, True),
+            "lte": (None, False, x, False), "eq": (x, False, x, False)}[op]
+
+
+# -- currencies ---------------------------------------------------------------------------------------------
+#: A money field's currency is part of its contract name (``derived.amount_usd``, ``history.cash_today_cny``).
+_SUFFIX_CURRENCY = {"_cny": "CNY", "_usd": "USD", "_eur": "EUR"}
+VARIES = "the payment's currency"
+_MONEY = re.compile(r"\b(?P<c1>[A-Z]{3})\s?(?P<n1>\d[\d,]*(?:\.\d+)?)|(?P<n2>\d[\d,]*(?:\.\d+)?)\s?(?P<c2>[A-Z]{3})\b")
+
+
+def _unit(path: str, pinned: str | None) -> str | None:
+    """The currency a numeric field is in, ``VARIES`` for an unpinned ``amount.value``, None for counts."""
+    if path == "amount.value":
+        return pinned or VARIES
+    for suffix, currency in _SUFFIX_CURRENCY.items():
+        if path.endswith(suffix):
+            return currency
+    return None
+
+
+def _pin(conjuncts: Iterable[Node]) -> str | None:
+    for node in conjuncts:
+        if isinstance(node, Leaf) and node.operand.paths == ("amount.currency",) and not node.operand.is_sum:
+            if node.op == "eq" and isinstance(node.value, str):
+                return node.value
+            if node.op == "in" and node.items and len({i.value for i in node.items}) == 1:
+                return str(node.items[0].value)
+    return None
+
+
+def _money_mentions(text: str, codes: set[str]) -> dict[Fraction, set[str]]:
+    """Numbers written next to a currency code in a reason: ``CNY 50,000`` or ``10,000 USD``."""
+    found: dict[Fraction, set[str]] = {}
+    for m in _MONEY.finditer(text):
+        code = m["c1"] or m["c2"]
+        code = "CNY" if code == "RMB" else code
+        if code not in codes:
+            continue
+        try:
+            number = Fraction(Decimal((m["n1"] or m["n2"]).replace(",", "")))
+        except InvalidOperation:
+            continue
+        found.setdefault(number, set()).add(code)
+    return found
+
+
+def _required_paths(schema: dict) -> set[str]:
+    out: set[str] = set()
+
+    def walk(s: dict, prefix: str) -> None:
+        for name in s.get("required", ()):
+            out.add(prefix + name)
+            sub = s.get("properties", {}).get(name, {})
+            if "properties" in sub:
+                walk(sub, f"{prefix}{name}.")
+
+    walk(schema, "")
+    return out
+
+
+def _defaulted_paths(schema: dict, prefix: str = "", required: bool = True) -> set[str]:
+    """Fields the engine fills with a schema default; only under objects a valid request always has."""
+    out: set[str] = set()
+    for name, sub in schema.get("properties", {}).items():
+        if "default" in sub and required:
+            out.add(prefix + name)
+        if "properties" in sub:
+            out |= _defaulted_paths(sub, f"{prefix}{name}.", name in schema.get("required", ()))
+    return out
+
+
+def _guaranteed(node: Node) -> set[str]:
+    """Fields that are present whenever ``node`` is true (a leaf other than ``missing`` is false on absence)."""
+    if isinstance(node, Leaf):
+        if node.op == "missing":
+            return set()
+        paths = [p for p in node.operand.paths if not (node.operand.is_sum and p.startswith("history."))]
+        return set(paths) | ({node.ref} if node.ref else set())
+    if isinstance(node, All):
+        return set().union(*(_guaranteed(c) for c in node.children))
+    if isinstance(node, Any_):
+        sets = [_guaranteed(c) for c in node.children]
+        return set.intersection(*sets)
+    return set()  # `not` guarantees nothing about presence
+
+
+# -- the linter ---------------------------------------------------------------------------------------------
+class _Linter:
+    def __init__(self, ruleset: RuleSet):
+        self.ruleset = ruleset
+        schema = load_schema("payment_request")
+        self.catalog = FieldCatalog(schema)
+        self.always_present = _required_paths(schema) | _defaulted_paths(schema) | {"derived.local_hour"}
+        codes = {c for table in ruleset.fx_tables for c in table.rates} | {"CNY", "USD", "EUR", "RMB"}
+        self.currency_codes = codes
+        self.docs = self._docs()
+        self.findings: list[Finding] = []
+
+    def _docs(self) -> dict[str, SourceDoc]:
+        # Rules and leaves carry their positions; lists and `source:` keys are found by reading the files
+        # again. A file that vanished since loading only costs precision: findings fall back to rule positions.
+        docs = {}
+        for name in self.ruleset.files:
+            try:
+                docs[name] = load_yaml(Path(name), name)
+            except YamlSourceError:
+                continue
+        return docs
+
+    def run(self) -> tuple[Finding, ...]:
+        for rule in self.ruleset.rules:
+            self._never(rule)
+            self._source(rule)
+            self._reason_fields(rule)
+            self._currencies(rule, rule.when, None)
+            self._reason_currency(rule)
+        self._shadowed()
+        self._unused_lists()
+        rank = {f: i for i, f in enumerate(self.ruleset.files)}
+        return tuple(sorted(self.findings, key=lambda f: (rank.get(f.file, len(rank)), f.line, f.col, f.code)))
+
+    def _add(self, code: str, rule: Rule | None, where: Leaf | tuple[str, int, int] | None, message: str) -> None:
+        if isinstance(where, Leaf):
+            where = where.pos
+        if where is None:
+            assert rule is not None
+            where = (rule.file, rule.line, rule.col)
+        self.findings.append(Finding(*where, rule.id if rule else None, code, message))
+
+    def _rule_key_pos(self, rule: Rule, key: str) -> tuple[str, int, int] | None:
+        doc = self.docs.get(rule.file)
+        section = doc.data.get("rules") if doc is not None and isinstance(doc.data, dict) else None
+        for i in range(len(section or ())):
+            if doc.marks.get(("rules", i)) == (rule.line, rule.col):  # type: ignore[union-attr]
+                return (rule.file, *doc.mark(("rules", i, key)))  # type: ignore[union-attr]
+        return None
+
+    # -- W101 / W102 ------------------------------------------------------------------------------------------
+    def _impossible(self, node: Node) -> tuple[Leaf, str] | None:
+        """Why ``node`` can never be true (the leaf to blame, a message), or None if it may be."""
+        if isinstance(node, Leaf | All):
+            domains: dict[Operand, tuple[_Domain, list[Leaf]]] = {}
+            for part in _conjuncts(node):
+                if not isinstance(part, Leaf):
+                    why = self._impossible(part)
+                    if why:
+                        return why
+                    continue
+                info = self.catalog.get(part.operand.paths[0]) if not part.operand.is_sum else None
+                enum = (True, False) if info is not None and info.kind == "bool" else info.enum if info else None
+                domain, seen = domains.setdefault(part.operand, (_Domain(enum, bool(info and info.integer)), []))
+                domain.add(part)
+                seen.append(part)
+                if domain.empty():
+                    return part, self._contradiction(part, seen[:-1], enum)
+            return None
+        if isinstance(node, Any_):
+            whys = [self._impossible(c) for c in node.children]
+            if all(whys):
+                return whys[0][0], "no branch of `any` can be true: " + "; ".join(w[1] for w in whys)  # type: ignore
+            return None
+        if self._always(node.child):
+            return next(leaves(node.child)), "`not` of a condition that always holds"
+        return None
+
+    def _always(self, node: Node) -> bool:
+        if isinstance(node, Not):
+            return self._impossible(node.child) is not None
+        if isinstance(node, All):
+            return all(self._always(c) for c in node.children)
+        if isinstance(node, Any_):
+            return any(self._always(c) for c in node.children)
+        return False  # a leaf is false when its field is missing
+
+    @staticmethod
+    def _contradiction(leaf: Leaf, earlier: list[Leaf], enum: tuple | None) -> str:
+        if leaf.op == "in" and not leaf.items:
+            named = f"list {leaf.list_name} is empty" if leaf.list_name else "the list is empty"
+            return f"`{describe(leaf)}` never matches: {named}"
+        if not earlier and enum is not None:
+            return (f"`{describe(leaf)}` never matches: the request schema allows {leaf.operand.label} to be "
+                    f"only {', '.join(_show(v) for v in enum)}")
+        if not earlier:
+            return f"`{describe(leaf)}` never matches"
+        return (f"`{describe(leaf)}` contradicts {', '.join(f'`{describe(e)}`' for e in earlier)} in the same "
+                f"`all`: no value of {leaf.operand.label} satisfies them together")
+
+    def _never(self, rule: Rule) -> None:
+        why = self._impossible(rule.when)
+        if why:
+            self._add("W101", rule, why[0], f"rule can never fire: {why[1]}")
+            return
+        self._dead(rule, rule.when)
+
+    def _dead(self, rule: Rule, node: Node) -> None:
+        if isinstance(node, Any_):
+            for child in node.children:
+                why = self._impossible(child)
+                if why:
+                    self._add("W102", rule, why[0], f"this branch of `any` can never be true: {why[1]}")
+                else:
+                    self._dead(rule, child)
+        elif isinstance(node, All):
+            for child in node.children:
+                self._dead(rule, child)
+        elif isinstance(node, Not):
+            why = self._impossible(node.child)
+            if why:
+                self._add("W102", rule, why[0], f"`not` is always true here, because {why[1]}")
+            else:
+                self._dead(rule, node.child)
+
+    # -- W110 ----------------------------------------------------------------------------------------------
+    def _shadowed(self) -> None:
+        rules = self.ruleset.rules
+        parts = [_conjuncts(r.when) for r in rules]
+        # `a` can only be implied by `b` if `b` tests every field (or sub-tree) that `a` tests: index rules by
+        # those keys so that a pack of thousands of rules is not compared pair by pair.
+        keys = [{p.operand if isinstance(p, Leaf) else p for p in ps} for ps in parts]
+        holders: dict[Any, set[int]] = {}
+        for index, ks in enumerate(keys):
+            for k in ks:
+                holders.setdefault(k, set()).add(index)
+        for b_index, b in enumerate(rules):
+            b_parts = parts[b_index]
+            for a_index in sorted(set().union(*(holders[k] for k in keys[b_index]))):
+                a, a_parts = rules[a_index], parts[a_index]
+                if a is b or not keys[a_index] <= keys[b_index] or (a.outcome, a.report) != (b.outcome, b.report):
+                    continue
+                if not _window_covers(a, b) or not all(any(_implies(bp, ap) for bp in b_parts) for ap in a_parts):
+                    continue
+                mutual = all(any(_implies(ap, bp) for ap in a_parts) for bp in b_parts)
+                if mutual and a_index > b_index:
+                    continue  # equivalent rules: report only the later one
+                self._add("W110", b, None, f"shadowed by {a.id} ({a.location}): whenever {b.id} fires, {a.id} "
+                                           f"fires too with the same outcome `{a.outcome}`"
+                                           + (f" and report {a.report}" if a.report else "")
+                                           + f", because each condition of {a.id} is implied by one of {b.id}'s")
+                break
+
+    # -- W120 ----------------------------------------------------------------------------------------------
+    def _unused_lists(self) -> None:
+        used = {leaf.list_name for rule in self.ruleset.rules for leaf in leaves(rule.when)}
+        for name in self.ruleset.lists:
+            if name in used:
+                continue
+            where = next(((f, *d.mark(("lists", name))) for f, d in self.docs.items()
+                          if isinstance(d.data, dict) and name in (d.data.get("lists") or {})), None)
+            where = where or (self.ruleset.files[0], 1, 1)
+            self.findings.append(Finding(*where, None, "W120", f"list {name!r} is defined but no rule uses it; "
+                                                               "delete it or use it with `list:`"))
+
+    # -- W130 ----------------------------------------------------------------------------------------------
+    _PLACEHOLDERS = frozenset({"todo", "tbd", "fixme", "?", "-", "n/a", "na", "none", "unknown", "xxx", "source"})
+
+    def _source(self, rule: Rule) -> None:
+        text = rule.source.strip()
+        if text and text.lower().strip(".:!") not in self._PLACEHOLDERS:
+            return
+        shown = "blank" if not text else f"a placeholder ({text!r})"
+        self._add("W130", rule, self._rule_key_pos(rule, "source"),
+                  f"source is {shown}: name the regulation, article or internal policy the rule comes from")
+
+    # -- W140 ----------------------------------------------------------------------------------------------
+    def _reason_fields(self, rule: Rule) -> None:
+        present = self.always_present | _guaranteed(rule.when)
+        for key, template in (("reason", rule.reason), ("reason_zh", rule.reason_zh)):
+            if template is None:
+                continue
+            for name in dict.fromkeys(template.fields):
+                if name not in present:
+                    self._add("W140", rule, self._rule_key_pos(rule, key),
+                              f"{key} renders {{{name}}}, but the condition does not guarantee it is present, so "
+                              f"some payments will read '<missing {name}>'; test it in the rule's `all` or drop "
+                              f"the placeholder")
+
+    # -- E201 / E202 ---------------------------------------------------------------------------------------
+    def _currencies(self, rule: Rule, node: Node, pinned: str | None) -> None:
+        if isinstance(node, All):
+            pinned = _pin(_conjuncts(node)) or pinned
+            for child in node.children:
+                self._currencies(rule, child, pinned)
+        elif isinstance(node, Any_):
+            for child in node.children:
+                self._currencies(rule, child, pinned)
+        elif isinstance(node, Not):
+            self._currencies(rule, node.child, pinned)
+        else:
+            self._leaf_currency(rule, node, pinned)
+
+    def _leaf_currency(self, rule: Rule, leaf: Leaf, pinned: str | None) -> None:
+        numeric = [p for p in leaf.operand.paths if self.catalog.get(p) and self.catalog.get(p).kind == "num"]
+        if not numeric or leaf.op in ("exists", "missing"):
+            return
+        units = {p: _unit(p, pinned) for p in (*numeric, *([leaf.ref] if leaf.ref else []))}
+        if len(set(units.values())) > 1:
+            shown = ", ".join(f"{p} ({u or 'a count'})" for p, u in units.items())
+            fix = "; pin amount.currency or use derived.amount_cny" if VARIES in units.values() else ""
+            what = "adds" if leaf.operand.is_sum else "compares"
+            self._add("E201", rule, leaf, f"`{describe(leaf)}` {what} amounts in different units: {shown}{fix}")
+            return
+        if leaf.ref is None and VARIES in units.values():
+            self._add("E202", rule, leaf, f"`{describe(leaf)}` compares amount.value with a fixed number, but its "
+                                          f"currency varies (100 JPY is not 100 USD); compare derived.amount_cny "
+                                          f"(or _usd / _eur), or add {{field: amount.currency, op: eq, value: ...}} "
+                                          f"to the same `all`")
+
+    # -- W203 ----------------------------------------------------------------------------------------------
+    def _reason_currency(self, rule: Rule) -> None:
+        mentions = _money_mentions(rule.reason.text, self.currency_codes)
+        if not mentions:
+            return
+        for leaf in leaves(rule.when):
+            units = {_unit(p, None) for p in leaf.operand.paths}
+            if len(units) != 1 or leaf.ref is not None or leaf.op in ("exists", "missing", "in", "not_in"):
+                continue
+            (unit,) = units
+            if unit is None or unit == VARIES:
+                continue
+            bounds = leaf.value if leaf.op == "between" else (leaf.value,)
+            for bound in bounds:  # type: ignore[union-attr]
+                codes = mentions.get(Fraction(bound))
+                if codes and unit not in codes:
+                    self._add("W203", rule, leaf, f"`{describe(leaf)}` is in {unit}, but the reason states "
+                                                  f"{_show(bound)} in {'/'.join(sorted(codes))}; fix the threshold "
+                                                  f"or the reason so they name the same currency")
+
+
+def _window_covers(a: Rule, b: Rule) -> bool:
+    """True when ``a`` is in force on every day ``b`` is."""
+    starts = a.effective_from is None or (b.effective_from is not None and a.effective_from <= b.effective_from)
+    ends = a.effective_to is None or (b.effective_to is not None and a.effective_to >= b.effective_to)
+    return starts and ends
+
+
+def _undated(leaf: Leaf) -> set:
+    return {i.value for i in leaf.items or () if i.start is None and i.end is None}
+
+
+def _values(leaf: Leaf) -> set | None:
+    """Every value that can satisfy an ``eq``/``in`` leaf on some day, else None."""
+    if leaf.op == "eq" and leaf.ref is None:
+        return {leaf.value}
+    if leaf.op == "in":
+        return {i.value for i in leaf.items or ()}
+    return None
+
+
+def _implies(b: Node, a: Node) -> bool:
+    """Sound, syntactic: True only if ``b`` being true makes ``a`` true on every request and day."""
+    if b == a:
+        return True
+    if not (isinstance(a, Leaf) and isinstance(b, Leaf)) or a.operand != b.operand:
+        return False
+    if a.ref is not None or b.ref is not None or b.op == "missing":
+        return False
+    if a.op == "exists":
+        return True
+    numeric_a = a.op in _BOUND_OPS or (a.op == "eq" and _is_number(a.value))
+    numeric_b = b.op in _BOUND_OPS or (b.op == "eq" and _is_number(b.value))
+    if numeric_a and numeric_b:
+        inner, outer = _interval(b), _interval(a)
+        return _within(inner, outer)
+    accepted = {a.value} if a.op == "eq" else _undated(a) if a.op == "in" else None
+    possible = _values(b)
+    return accepted is not None and possible is not None and possible <= accepted
+
+
+def _within(inner: tuple, outer: tuple) -> bool:
+    ilo, ilo_open, ihi, ihi_open = inner
+    olo, olo_open, ohi, ohi_open = outer
+    if olo is not None and (ilo is None or ilo < olo or (ilo == olo and olo_open and not ilo_open)):
+        return False
+    return ohi is None or not (ihi is None or ihi > ohi or (ihi == ohi and ohi_open and not ihi_open))
+
