@@ -49,6 +49,18 @@ def json_value(value: Any) -> Any:
     return value
 
 
+def plain_json(obj: Any) -> Any:
+    """A deep copy of request-like data that ``json.dumps`` writes exactly: decimals become JSON numbers
+    that read back to the same value (see :func:`json_value`)."""
+    if isinstance(obj, dict):
+        return {str(k): plain_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [plain_json(v) for v in obj]
+    if isinstance(obj, Decimal | Fraction):
+        return json_value(obj)
+    return obj
+
+
 class ReasonTemplate:
     """A reason with ``{field.path}`` placeholders, parsed once at load time."""
 

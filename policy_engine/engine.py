@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .audit import AuditLog
 from .compiler import Program, compile_program
 from .conditions import fields_read
 from .decision import Decision, TrailEntry, combine
@@ -63,15 +64,18 @@ class PolicyEngine:
     >>> decision = engine.evaluate(request)        # Decision; .decision, .trail, .to_dict()
     """
 
-    def __init__(self, ruleset: RuleSet, matcher: str | None = None):
+    def __init__(self, ruleset: RuleSet, matcher: str | None = None, audit: AuditLog | None = None):
         self._matcher_name = matcher
+        self._audit = audit
         self._reload_lock = threading.Lock()
         self._loaded = self._build(ruleset)
 
     @classmethod
-    def from_path(cls, path: str | Path | None = None, matcher: str | None = None) -> PolicyEngine:
-        """Load a pack directory or file (``None``: the bundled default pack)."""
-        return cls(load_ruleset(path), matcher)
+    def from_path(cls, path: str | Path | None = None, matcher: str | None = None,
+                  audit: AuditLog | None = None) -> PolicyEngine:
+        """Load a pack directory or file (``None``: the bundled default pack). With ``audit``, every decision
+        is recorded in that :class:`~policy_engine.audit.AuditLog` before it is returned."""
+        return cls(load_ruleset(path), matcher, audit)
 
     # -- properties ----------------------------------------------------------------------------------------
     @property
@@ -117,7 +121,10 @@ class PolicyEngine:
         prepared = loaded.preparer.prepare(request)
         try:
             fired = loaded.matcher.match(prepared)
-            return self._decide(loaded, prepared, fired, start)
+            decision = self._decide(loaded, prepared, fired, start)
+            if self._audit is not None:
+                self._audit.write(request, decision)  # an unrecorded decision is not handed out
+            return decision
         except EvaluationError:
             raise
         except Exception as exc:  # fail closed: an engine fault is never an allow

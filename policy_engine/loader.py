@@ -45,7 +45,8 @@ def load_ruleset(path: str | Path | None = None) -> RuleSet:
     return _Loader(root).load()
 
 
-def _did_you_mean(word: str, options: Iterable[str]) -> str:
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """The hint `; did you mean 'x'?` for the closest option, or an empty string when none is close."""
     close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
@@ -58,6 +59,33 @@ def _exact_number(value: Any) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return Decimal(value) if isinstance(value, int) else Decimal(repr(value))
+
+
+def schema_issue_path(error: jsonschema.ValidationError, path: tuple) -> tuple:
+    """Where to point for a schema error: an unknown key itself rather than the mapping that holds it."""
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = error.schema.get("properties", {})
+        extra = [k for k in error.instance if k not in allowed]
+        if extra:
+            return (*path, extra[0])
+    return path
+
+
+def schema_message(error: jsonschema.ValidationError) -> str:
+    """A JSON Schema error as a person would say it (also used for rule test files)."""
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        error = best_match(error.context)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = list(error.schema.get("properties", {}))
+        extra = [k for k in error.instance if k not in allowed]
+        return "; ".join(f"unknown key {k!r}{did_you_mean(k, allowed)}" for k in extra)
+    if error.validator == "required":
+        return f"missing required key: {error.message.split(' is a required')[0]}"
+    if error.validator == "enum":
+        options = [str(o) for o in error.validator_value]
+        return f"{error.instance!r} is not one of {options}{did_you_mean(str(error.instance), options)}"
+    where = "/".join(str(p) for p in error.absolute_path)
+    return f"{where}: {error.message}" if where else error.message
 
 
 class _Loader:
@@ -130,7 +158,7 @@ class _Loader:
                 continue
             bad.add(path)
             rule_id = self._rule_id_at(doc, path)
-            self.issues.append(doc.issue(self._issue_path(error, path), rule_id, self._message(error)))
+            self.issues.append(doc.issue(schema_issue_path(error, path), rule_id, schema_message(error)))
         return bad
 
     @staticmethod
@@ -141,31 +169,6 @@ class _Loader:
                 rid = rules[path[1]].get("id") if isinstance(rules[path[1]], dict) else None
                 return rid if isinstance(rid, str) else None
         return None
-
-    @staticmethod
-    def _issue_path(error: jsonschema.ValidationError, path: tuple) -> tuple:
-        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-            allowed = error.schema.get("properties", {})
-            extra = [k for k in error.instance if k not in allowed]
-            if extra:
-                return (*path, extra[0])
-        return path
-
-    @staticmethod
-    def _message(error: jsonschema.ValidationError) -> str:
-        if error.validator in ("oneOf", "anyOf") and error.context:
-            error = best_match(error.context)
-        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-            allowed = list(error.schema.get("properties", {}))
-            extra = [k for k in error.instance if k not in allowed]
-            return "; ".join(f"unknown key {k!r}{_did_you_mean(k, allowed)}" for k in extra)
-        if error.validator == "required":
-            return f"missing required key: {error.message.split(' is a required')[0]}"
-        if error.validator == "enum":
-            options = [str(o) for o in error.validator_value]
-            return f"{error.instance!r} is not one of {options}{_did_you_mean(str(error.instance), options)}"
-        where = "/".join(str(p) for p in error.absolute_path)
-        return f"{where}: {error.message}" if where else error.message
 
     # -- manifest, lists, FX -----------------------------------------------------------------------------
     def _manifest(self, docs: list[SourceDoc], bad: dict) -> tuple[str, str, tuple[str, ...], str | None]:
@@ -365,7 +368,7 @@ class _Loader:
         allowed = ("field", "op", "value", "list", "ref")
         for key in raw:
             if key not in allowed:
-                hint = _did_you_mean(key, (*allowed, "all", "any", "not"))
+                hint = did_you_mean(key, (*allowed, "all", "any", "not"))
                 err((*path, key), f"unknown key {key!r} in condition{hint}")
                 return None
         if "field" not in raw or "op" not in raw:
@@ -373,7 +376,7 @@ class _Loader:
             return None
         op = raw["op"]
         if op not in OPERATORS:
-            err((*path, "op"), f"unknown operator {op!r}{_did_you_mean(str(op), OPERATORS)}; "
+            err((*path, "op"), f"unknown operator {op!r}{did_you_mean(str(op), OPERATORS)}; "
                                f"operators are {', '.join(OPERATORS)}")
             return None
         operand = self._operand(doc, (*path, "field"), raw["field"], err)
@@ -399,7 +402,7 @@ class _Loader:
             if how == "list":
                 name = raw["list"]
                 if name not in lists:
-                    err((*path, "list"), f"unknown list {name!r}{_did_you_mean(str(name), lists)}")
+                    err((*path, "list"), f"unknown list {name!r}{did_you_mean(str(name), lists)}")
                     return None
                 items = lists[name]
             else:

@@ -1,4 +1,4 @@
-"""The 40 acceptance examples of the specification (tests/data/cases.jsonl), through the library and the command line."""
+"""The 40 acceptance examples of the specification (tests/data/cases.jsonl), via the library and the CLI."""
 
 from __future__ import annotations
 

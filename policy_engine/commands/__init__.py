@@ -3,4 +3,8 @@
 COMMANDS = (
     "evaluate",
     "validate",
+    "test",
+    "replay",
+    "explain",
+    "verify",
 )

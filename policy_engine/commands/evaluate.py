@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
 
+from ..audit import AuditLog
 from ..cli import EXIT_BAD_INPUT, EXIT_ENGINE, EXIT_OK, dumps, parse_json
 from ..decision import Decision
 from ..engine import PolicyEngine
@@ -25,11 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--rules", help="rule pack directory or file (default: the bundled default pack)")
     ev.add_argument("--matcher", choices=MATCHERS, help="matcher (default: python; see README Performance)")
     ev.add_argument("--json", action="store_true", help="print decision JSON, one object per line")
+    ev.add_argument("--audit", metavar="LOG", help="append every decision to this decision log (JSON Lines, "
+                    "identifiers masked, fsync per decision); replay it with `policy-engine replay`")
     ev.set_defaults(func=cmd_evaluate)
 
 
 # -- reading requests --------------------------------------------------------------------------------------
-def _read_requests(stream: io.BufferedIOBase) -> Iterator[tuple[int, Any, str | None]]:
+def read_requests(stream: io.BufferedIOBase) -> Iterator[tuple[int, Any, str | None]]:
     """Yield ``(line_number, request_or_None, error_or_None)``.
 
     Input is JSON Lines when the first non-empty line, or failing that the second, is a complete JSON value;
@@ -120,11 +123,12 @@ def _print_error(out: TextIO, record: dict, as_json: bool) -> None:
 
 # -- commands -----------------------------------------------------------------------------------------------
 def cmd_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    engine = PolicyEngine.from_path(args.rules, matcher=args.matcher)
+    audit = AuditLog(args.audit) if args.audit else None
+    engine = PolicyEngine.from_path(args.rules, matcher=args.matcher, audit=audit)
     stream = sys.stdin.buffer if args.file in (None, "-") else open(args.file, "rb")  # noqa: SIM115
     worst = EXIT_OK
     try:
-        for line, request, problem in _read_requests(stream):
+        for line, request, problem in read_requests(stream):
             if problem is not None:
                 _print_error(out, {"error": "invalid_json", "line": line, "message": problem}, args.json)
                 worst = max(worst, EXIT_BAD_INPUT)
@@ -147,4 +151,6 @@ def cmd_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if stream is not sys.stdin.buffer:
             stream.close()
         engine.close()
+        if audit is not None:
+            audit.close()
     return worst

@@ -1,0 +1,140 @@
+"""The decision log: an append-only JSON Lines record of every decision, enough to reproduce it later.
+
+Each record holds the request (sensitive fields masked), the full decision and the pack's digest and version.
+Records are written with one ``write`` on a file opened ``O_APPEND``, so concurrent writers never interleave
+inside a line and a crash leaves at most a partial last line (which ``replay`` reports and skips).
+
+fsync policy (``fsync=``):
+
+* ``"always"`` (default): every record is on disk before ``evaluate`` returns. A decision the caller acted on
+  is never lost to a crash or power cut. Costs one fsync per decision.
+* ``"interval"``: fsync at most every ``interval_s`` seconds (and on close): a crash may lose the decisions of
+  the last interval.
+* ``"never"``: leave it to the OS (page cache); for tests and throwaway runs.
+
+If the log file is deleted or renamed away while the engine runs, the next write notices (the open file has
+no name any more) and starts a new file at the configured path, so decisions after the loss are kept; the
+records already written stay wherever the old file went. If a record cannot be written at all, ``evaluate``
+raises :class:`EvaluationError`: an unrecorded decision is not handed out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from .decision import Decision, plain_json
+from .errors import PolicyEngineError
+
+#: Fields masked by default: identifiers of people and instruments. Dotted paths into the request.
+DEFAULT_MASK = ("payer.id", "payee.id", "payee.name", "device.id", "card_number", "funding_source.card_number",
+                "funding_source.account_number")
+
+FsyncPolicy = Literal["always", "interval", "never"]
+
+
+class AuditError(PolicyEngineError):
+    """The decision log could not be opened or written."""
+
+
+def mask_value(value: Any, key: bytes | None) -> str:
+    """A stable pseudonym: the same input masks to the same token, so records of one payer stay linkable.
+
+    Without a key this is a plain SHA-256 prefix, which can be reversed by trying every value of a small space
+    (phone numbers, card numbers): pass ``key=`` (HMAC-SHA-256) for anything that leaves the host."""
+    data = json.dumps(value, sort_keys=True, default=str).encode("utf-8")
+    digest = hmac.new(key, data, hashlib.sha256).hexdigest() if key else hashlib.sha256(data).hexdigest()
+    return f"masked:{digest[:24]}"
+
+
+def mask_request(request: Mapping[str, Any], paths: Sequence[str], key: bytes | None = None) -> dict[str, Any]:
+    out = plain_json(request)  # a deep copy whose numbers read back exactly
+    for path in paths:
+        node: Any = out
+        parts = path.split(".")
+        for part in parts[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and node.get(parts[-1]) is not None:
+            node[parts[-1]] = mask_value(node[parts[-1]], key)
+    return out
+
+
+class AuditLog:
+    """Append decisions to ``path``. Thread-safe; share one per engine."""
+
+    def __init__(self, path: str | Path, mask: Sequence[str] = DEFAULT_MASK, fsync: FsyncPolicy = "always",
+                 interval_s: float = 1.0, key: bytes | None = None):
+        if fsync not in ("always", "interval", "never"):
+            raise AuditError(f"fsync must be always, interval or never, not {fsync!r}")
+        self.path = Path(path)
+        self.mask = tuple(mask)
+        self.fsync = fsync
+        self.interval_s = interval_s
+        self._key = key
+        self._lock = threading.Lock()
+        self._last_sync = time.monotonic()
+        self._fd = self._open()
+
+    def _open(self) -> int:
+        try:
+            return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        except OSError as exc:
+            raise AuditError(f"cannot open decision log {self.path}: {exc.strerror}") from exc
+
+    def record(self, request: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
+        return {
+            "logged_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+            "request_id": decision.request_id,
+            "ruleset": dict(decision.ruleset),
+            "request": mask_request(request, self.mask, self._key),
+            "masked": [p for p in self.mask if _has(request, p)],
+            "decision": decision.to_dict(),
+        }
+
+    def write(self, request: Mapping[str, Any], decision: Decision) -> None:
+        line = (json.dumps(self.record(request, decision), ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        with self._lock:
+            try:
+                if os.fstat(self._fd).st_nlink == 0:  # deleted or moved away: start a new file at the path
+                    os.close(self._fd)
+                    self._fd = self._open()
+                written = os.write(self._fd, line)
+                if written != len(line):
+                    raise OSError(f"short write ({written} of {len(line)} bytes)")
+                now = time.monotonic()
+                if self.fsync == "always" or (self.fsync == "interval" and now - self._last_sync >= self.interval_s):
+                    os.fsync(self._fd)
+                    self._last_sync = now
+            except OSError as exc:
+                raise AuditError(f"cannot write decision log {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                if self.fsync != "never":
+                    os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = -1
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _has(request: Mapping[str, Any], path: str) -> bool:
+    node: Any = request
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or node.get(part) is None:
+            return False
+        node = node[part]
+    return True

@@ -1,0 +1,73 @@
+"""`policy-engine explain`: every rule's condition tree for one request, with each leaf's value and result."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TextIO
+
+from ..cli import EXIT_BAD_INPUT, EXIT_OK, dumps, parse_json
+from ..engine import PolicyEngine
+from ..errors import RequestError
+from ..explain import UnknownRuleError, render
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ex = sub.add_parser("explain", help="show why each rule fired or not for one request",
+                        description="For one request (JSON, or each line of a JSON Lines file), show every rule's "
+                                    "condition tree (or one rule's, with --rule): each leaf's field, the request's "
+                                    "value or `missing`, the comparison and its result (✓ / ✗), whether the rule "
+                                    "is in force on the payment's date and whether it fired. Exit 0, or 2 for an "
+                                    "invalid request, an unknown rule id or a bad pack.")
+    ex.add_argument("file", nargs="?", help="request file (JSON or JSON Lines); '-' or omitted: standard input")
+    ex.add_argument("--rules", help="rule pack directory or file (default: the bundled default pack)")
+    ex.add_argument("--rule", metavar="ID", help="explain only this rule")
+    ex.add_argument("--json", action="store_true", help="print one explanation object per request, one a line")
+    ex.set_defaults(func=cmd_explain)
+
+
+def _requests(text: str) -> list[tuple[int, object]]:
+    """One JSON document, or JSON Lines (one request per non-empty line); raises ValueError naming the line."""
+    try:
+        return [(1, parse_json(text))]
+    except ValueError:
+        pass
+    found = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                found.append((number, parse_json(line)))
+            except ValueError as exc:
+                raise ValueError(f"line {number}: not valid JSON ({exc})") from exc
+    return found
+
+
+def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.file in (None, "-"):
+        text = sys.stdin.read()
+    else:
+        with open(args.file, encoding="utf-8") as fh:
+            text = fh.read()
+    try:
+        requests = _requests(text)
+    except ValueError as exc:
+        err.write(f"policy-engine explain: {exc}\n")
+        return EXIT_BAD_INPUT
+    engine = PolicyEngine.from_path(args.rules, matcher="python")
+    status = EXIT_OK
+    try:
+        for number, request in requests:
+            try:
+                explanation = engine.explain(request, args.rule)
+            except RequestError as exc:
+                where = f"line {number}: " if len(requests) > 1 else ""
+                err.write(f"policy-engine explain: {where}{exc}\n")
+                status = EXIT_BAD_INPUT
+                continue
+            out.write(dumps(explanation.to_dict()) + "\n" if args.json else render(explanation))
+    except UnknownRuleError as exc:
+        err.write(f"policy-engine explain: {exc}\n")
+        return EXIT_BAD_INPUT
+    finally:
+        engine.close()
+    return status

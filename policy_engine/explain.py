@@ -1,0 +1,266 @@
+"""Condition-level explanation of a decision: every rule's condition tree with each leaf's value and result.
+
+The explanation is computed with the reference evaluator (:func:`policy_engine.conditions.evaluate_leaf`) on the
+same prepared request the matchers see, so it states the semantics plainly; the test suite checks that the rules
+it says fire are exactly the rules the engine's matcher fires.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Union
+
+from .conditions import All, Any_, Leaf, ListItem, Node, evaluate_leaf
+from .decision import combine, json_value
+from .errors import PolicyEngineError
+from .loader import did_you_mean
+from .ruleset import Rule
+
+if TYPE_CHECKING:
+    from .engine import PolicyEngine
+
+
+class UnknownRuleError(PolicyEngineError):
+    """``explain(rule_id=...)`` named a rule the pack does not have."""
+
+    def __init__(self, rule_id: str, known: list[str]):
+        super().__init__(f"the pack has no rule {rule_id!r}{did_you_mean(rule_id, known)}")
+
+
+def _date(day: int | None) -> str | None:
+    return None if day is None else dt.date.fromordinal(day).isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class LeafResult:
+    """One leaf: what it read, what it compared with, and the result."""
+
+    field: str  # the operand as written: a path, or `a + b` for an `add`
+    op: str
+    result: bool
+    value: Any  # the operand's value on this request; None when missing
+    parts: tuple[tuple[str, Any], ...] = ()  # an `add`'s operands and their values (missing history counts as 0)
+    expected: Any = None  # the constant: a value, (lo, hi) for between, the applicable members for in / not_in
+    list_name: str | None = None
+    matched: ListItem | None = None  # the list item equal to the value, even if its dates exclude this day
+    matched_applies: bool = False
+    ref: str | None = None
+    ref_value: Any = None
+    pos: tuple[str, int, int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"node": "leaf", "field": self.field, "op": self.op, "result": self.result,
+                               "value": json_value(self.value), "missing": self.value is None}
+        if self.parts:
+            out["parts"] = {p: json_value(v) for p, v in self.parts}
+        if self.ref is not None:
+            out["ref"] = self.ref
+            out["ref_value"] = json_value(self.ref_value)
+        elif self.op == "between":
+            out["expected"] = [json_value(v) for v in self.expected]
+        elif self.list_name is not None:
+            out["list"] = self.list_name
+        elif isinstance(self.expected, tuple):
+            out["expected"] = [json_value(v) for v in self.expected]
+        elif self.op not in ("exists", "missing"):
+            out["expected"] = json_value(self.expected)
+        if self.matched is not None:
+            out["matched_item"] = {"value": json_value(self.matched.value), "from": _date(self.matched.start),
+                                   "to": _date(self.matched.end), "applies": self.matched_applies}
+        if self.pos is not None:
+            out["at"] = f"{self.pos[0]}:{self.pos[1]}:{self.pos[2]}"
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class GroupResult:
+    kind: str  # all | any | not
+    result: bool
+    children: tuple[NodeResult, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"node": self.kind, "result": self.result, "children": [c.to_dict() for c in self.children]}
+
+
+NodeResult = Union[LeafResult, GroupResult]  # noqa: UP007 -- a runtime alias used before GroupResult is complete
+
+
+@dataclass(frozen=True, slots=True)
+class RuleExplanation:
+    rule_id: str
+    title: str
+    category: str
+    outcome: str
+    report: str | None
+    in_force: bool
+    effective_from: str | None
+    effective_to: str | None
+    condition: NodeResult  # evaluated even when the rule is not in force, to show what it would have done
+    fired: bool
+    location: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule_id": self.rule_id, "title": self.title, "category": self.category, "outcome": self.outcome,
+                "report": self.report, "in_force": self.in_force,
+                "effective": {"from": self.effective_from, "to": self.effective_to}, "fired": self.fired,
+                "at": self.location, "condition": self.condition.to_dict()}
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    request_id: str
+    as_of: str
+    fx_as_of: str
+    decision: str  # over every rule of the pack, even when the explanation shows one
+    fired: tuple[str, ...]  # every fired rule, in pack order
+    ruleset: Mapping[str, str]
+    rules: tuple[RuleExplanation, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"request_id": self.request_id, "as_of": self.as_of, "fx_as_of": self.fx_as_of,
+                "decision": self.decision, "fired": list(self.fired), "ruleset": dict(self.ruleset),
+                "rules": [r.to_dict() for r in self.rules]}
+
+
+def explain(engine: PolicyEngine, request: Any, rule_id: str | None = None) -> Explanation:
+    """Explain every rule of the engine's pack (or only ``rule_id``) for one request.
+
+    Raises :class:`~policy_engine.errors.RequestError` for an invalid request, :class:`UnknownRuleError` for a
+    rule id the pack does not have.
+    """
+    loaded = engine._loaded  # one consistent pack for the whole explanation, even across a reload
+    ruleset = loaded.ruleset
+    if rule_id is not None and rule_id not in {r.id for r in ruleset.rules}:
+        raise UnknownRuleError(rule_id, [r.id for r in ruleset.rules])
+    prepared = loaded.preparer.prepare(request)
+    view, day = prepared.view, prepared.day
+    explained = tuple(_rule(rule, view, day) for rule in ruleset.rules)
+    fired = tuple(r for r in explained if r.fired)
+    return Explanation(
+        request_id=prepared.request_id, as_of=dt.date.fromordinal(day).isoformat(), fx_as_of=prepared.fx.as_of_iso,
+        decision=combine([r.outcome for r in fired], ruleset.decision_order).value,
+        fired=tuple(r.rule_id for r in fired), ruleset=loaded.ruleset_info,
+        rules=tuple(r for r in explained if rule_id is None or r.rule_id == rule_id))
+
+
+def _rule(rule: Rule, view: Mapping[str, Any], day: int) -> RuleExplanation:
+    condition = _node(rule.when, view, day)
+    in_force = rule.in_force(day)
+    return RuleExplanation(rule.id, rule.title, rule.category, rule.outcome, rule.report, in_force,
+                           _date(rule.effective_from), _date(rule.effective_to), condition,
+                           in_force and condition.result, rule.location)
+
+
+def _node(node: Node, view: Mapping[str, Any], day: int) -> NodeResult:
+    # Every child is evaluated (no short-circuit) so that the explanation shows every leaf's result.
+    if isinstance(node, Leaf):
+        return _leaf(node, view, day)
+    if isinstance(node, All | Any_):
+        children = tuple(_node(c, view, day) for c in node.children)
+        results = [c.result for c in children]
+        return GroupResult("all" if isinstance(node, All) else "any",
+                           all(results) if isinstance(node, All) else any(results), children)
+    child = _node(node.child, view, day)
+    return GroupResult("not", not child.result, (child,))
+
+
+def _leaf(leaf: Leaf, view: Mapping[str, Any], day: int) -> LeafResult:
+    value = leaf.operand.value(view)
+    parts = tuple((p, view.get(p)) for p in leaf.operand.paths) if leaf.operand.is_sum else ()
+    expected: Any = leaf.value
+    matched = None
+    if leaf.items is not None:
+        expected = tuple(i.value for i in leaf.items if i.applies(day))
+        matched = next((i for i in leaf.items if value is not None and i.value == value), None)
+    return LeafResult(field=leaf.operand.label, op=leaf.op, result=evaluate_leaf(leaf, view, day), value=value,
+                      parts=parts, expected=expected, list_name=leaf.list_name, matched=matched,
+                      matched_applies=matched is not None and matched.applies(day), ref=leaf.ref,
+                      ref_value=view.get(leaf.ref) if leaf.ref else None, pos=leaf.pos)
+
+
+# -- text rendering ----------------------------------------------------------------------------------------
+MAX_LIST_SHOWN = 8
+
+
+def show(value: Any) -> str:
+    """A value for a terminal: strings quoted, exact decimals in full, rationals to six places (marked ≈)."""
+    if value is None:
+        return "missing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, Fraction):
+        if value.denominator == 1:
+            return str(value.numerator)
+        rounded = json_value(value)
+        return f"≈{rounded}"
+    if isinstance(value, Decimal):
+        return f"{value.normalize():f}"
+    return str(value)
+
+
+def _comparison(leaf: LeafResult) -> str:
+    if leaf.op in ("exists", "missing"):
+        return f"{leaf.field} {leaf.op}"
+    if leaf.ref is not None:
+        return f"{leaf.field} {leaf.op} {leaf.ref}"
+    if leaf.op == "between":
+        lo, hi = leaf.expected
+        return f"{leaf.field} between [{show(lo)}, {show(hi)})"
+    if isinstance(leaf.expected, tuple):
+        shown = ", ".join(show(v) for v in leaf.expected[:MAX_LIST_SHOWN])
+        more = f", … {len(leaf.expected) - MAX_LIST_SHOWN} more" if len(leaf.expected) > MAX_LIST_SHOWN else ""
+        where = f"list {leaf.list_name} " if leaf.list_name else ""
+        return f"{leaf.field} {leaf.op} {where}[{shown}{more}]"
+    return f"{leaf.field} {leaf.op} {show(leaf.expected)}"
+
+
+def _observed(leaf: LeafResult) -> str:
+    text = f"value {show(leaf.value)}"
+    if leaf.parts:
+        shown = ", ".join(f"{p} {show(v)}" + (" → 0" if v is None and p.startswith("history.") else "")
+                          for p, v in leaf.parts)
+        text += f" ({shown})"
+    if leaf.ref is not None:
+        text += f", {leaf.ref} {show(leaf.ref_value)}"
+    if leaf.matched is not None and not leaf.matched_applies:
+        dates = " ".join(f"{k} {_date(d)}" for k, d in (("from", leaf.matched.start), ("to", leaf.matched.end)) if d)
+        text += f"; listed only {dates}, not on this date"
+    return text
+
+
+def render_node(node: NodeResult, indent: int = 0) -> list[str]:
+    mark = "✓" if node.result else "✗"
+    pad = "  " * indent
+    if isinstance(node, LeafResult):
+        return [f"{pad}{mark} {_comparison(node)}   — {_observed(node)}"]
+    lines = [f"{pad}{mark} {node.kind}"]
+    for child in node.children:
+        lines.extend(render_node(child, indent + 1))
+    return lines
+
+
+def render(explanation: Explanation) -> str:
+    """The explanation for a person: a header, then each rule's tree with ✓ / ✗ marks."""
+    info = explanation.ruleset
+    lines = [f"{explanation.request_id}: {explanation.decision} (pack {info['pack']} {info['version']}, as of "
+             f"{explanation.as_of}, FX table {explanation.fx_as_of})",
+             f"fired: {', '.join(explanation.fired) if explanation.fired else 'no rule'}"]
+    for rule in explanation.rules:
+        report = f", report {rule.report}" if rule.report else ""
+        if rule.fired:
+            status = "FIRED"
+        elif not rule.in_force:
+            window = " ".join(f"{k} {d}" for k, d in (("from", rule.effective_from), ("to", rule.effective_to)) if d)
+            status = f"not in force on {explanation.as_of} (effective {window}), so it does not fire"
+        else:
+            status = "not fired"
+        lines += ["", f"{rule.rule_id} [{rule.outcome}{report}] {rule.title} — {status}"]
+        lines += render_node(rule.condition, 1)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,90 @@
+"""Replay a decision log against a pack: re-decide every logged request and report what changed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .engine import PolicyEngine
+from .errors import EvaluationError, RequestError
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    line: int
+    request_id: str
+    logged: str
+    replayed: str
+    logged_rules: tuple[str, ...]
+    replayed_rules: tuple[str, ...]
+    logged_digest: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"line": self.line, "request_id": self.request_id, "logged": self.logged, "replayed": self.replayed,
+                "logged_rules": list(self.logged_rules), "replayed_rules": list(self.replayed_rules),
+                "logged_digest": self.logged_digest}
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    pack_digest: str
+    records: int
+    same: int
+    differences: tuple[Difference, ...]
+    #: digests of the packs that made the logged decisions, with counts, when they are not the replay pack:
+    #: such records are still replayed, and reported here rather than silently compared as if alike
+    other_digests: dict[str, int] = field(default_factory=dict)
+    unreadable: tuple[tuple[int, str], ...] = ()  # (line, why): truncated or corrupt lines
+    masked_fields_read: tuple[str, ...] = ()  # masked fields that some rule reads: replay may differ there
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences and not self.unreadable
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "pack_digest": self.pack_digest, "records": self.records, "same": self.same,
+                "differences": [d.to_dict() for d in self.differences], "other_digests": self.other_digests,
+                "unreadable": [{"line": n, "error": why} for n, why in self.unreadable],
+                "masked_fields_read": list(self.masked_fields_read)}
+
+
+def replay(engine: PolicyEngine, records: Iterable[tuple[int, Any, str | None]]) -> ReplayReport:
+    """``records`` yields ``(line, record_or_None, error_or_None)`` as read from the log."""
+    digest = engine.ruleset.digest
+    read_fields = {p for r in engine.ruleset.rules for p in _fields(r)}
+    same = total = 0
+    diffs: list[Difference] = []
+    others: Counter[str] = Counter()
+    unreadable: list[tuple[int, str]] = []
+    masked_read: set[str] = set()
+    for line, record, problem in records:
+        if problem is not None or not isinstance(record, dict) or "request" not in record or "decision" not in record:
+            unreadable.append((line, problem or "not a decision-log record"))
+            continue
+        total += 1
+        logged = record["decision"]
+        logged_digest = (record.get("ruleset") or {}).get("digest", "")
+        if logged_digest != digest:
+            others[logged_digest] += 1
+        masked_read.update(p for p in record.get("masked", ()) if p in read_fields)
+        try:
+            now = engine.evaluate(record["request"])
+            replayed, rules = now.decision.value, now.rule_ids
+        except (RequestError, EvaluationError) as exc:
+            replayed, rules = f"error: {type(exc).__name__}", ()
+        logged_rules = tuple(t["rule_id"] for t in logged.get("trail", ()))
+        if replayed == logged.get("decision") and rules == logged_rules:
+            same += 1
+        else:
+            diffs.append(Difference(line, str(record.get("request_id", "")), str(logged.get("decision")), replayed,
+                                    logged_rules, rules, logged_digest))
+    return ReplayReport(digest, total, same, tuple(diffs), dict(others), tuple(unreadable),
+                        tuple(sorted(masked_read)))
+
+
+def _fields(rule) -> tuple[str, ...]:
+    from .conditions import fields_read
+
+    return fields_read(rule.when)

@@ -1,0 +1,269 @@
+"""Rule test files: YAML under a pack's ``tests/`` directory, validated with positions, turned into cases.
+
+The format is ``schemas/ruletest.schema.json``. Beyond the schema, a file is checked against the pack and the
+request contract, so that a typo fails loudly instead of making a case pass for the wrong reason: ``base:`` names
+a base of the same file, rule ids exist in the pack, every request field (in bases, requests and ``set:``) is
+one the request schema defines, ``unset:`` removes something that is there, and case names are unique.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from ..decision import Decision
+from ..errors import Issue, PolicyEngineError
+from ..fields import FieldCatalog
+from ..loader import did_you_mean, schema_issue_path, schema_message
+from ..resources import load_schema
+from ..yamlsource import SourceDoc, YamlSourceError, load_yaml
+
+
+class RuleTestError(PolicyEngineError):
+    """Rule test files could not be used; ``issues`` lists every problem as ``file:line:col``. No case ran."""
+
+    def __init__(self, issues: Iterable[Issue]):
+        self.issues = tuple(issues)
+        count = len(self.issues)
+        head = f"rule tests have {count} error{'s' if count != 1 else ''}; no case was run"
+        super().__init__("\n".join([head, *(f"  {i}" for i in self.issues)]))
+
+
+def _ids(ids: Iterable[str]) -> str:
+    return "[" + ", ".join(sorted(ids)) + "]"
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """What a case expects; ``None`` (or empty) means "not checked"."""
+
+    decision: str | None = None
+    rules: frozenset[str] | None = None  # the exact set of fired rules
+    includes: frozenset[str] = frozenset()
+    excludes: frozenset[str] = frozenset()
+    reason_contains: tuple[str, ...] = ()
+    reports: frozenset[str] | None = None
+    obligations: frozenset[tuple[str, str]] | None = None
+
+    def check(self, decision: Decision) -> tuple[str, ...]:
+        """Every way ``decision`` falls short, as 'what: expected ..., got ...' lines."""
+        failures = []
+        got = set(decision.rule_ids)
+        if self.decision is not None and decision.decision.value != self.decision:
+            failures.append(f"decision: expected {self.decision}, got {decision.decision.value}")
+        if self.rules is not None and got != self.rules:
+            detail = "; ".join(part for part in (
+                f"missing {', '.join(sorted(self.rules - got))}" if self.rules - got else "",
+                f"unexpected {', '.join(sorted(got - self.rules))}" if got - self.rules else "") if part)
+            failures.append(f"rules: expected {_ids(self.rules)}, got {_ids(got)} ({detail})")
+        failures += [f"includes: {rid} did not fire" for rid in sorted(self.includes - got)]
+        failures += [f"excludes: {rid} fired" for rid in sorted(self.excludes & got)]
+        text = " ".join(f"{e.reason} {e.reason_zh or ''}" for e in decision.trail).casefold()
+        failures += [f"reason_contains: no fired rule's reason contains {s!r}" for s in self.reason_contains
+                     if s.casefold() not in text]
+        reports = {o["report"] for o in decision.obligations}
+        if self.reports is not None and reports != self.reports:
+            failures.append(f"reports: expected {_ids(self.reports)}, got {_ids(reports)}")
+        obligations = {(o["rule_id"], o["report"]) for o in decision.obligations}
+        if self.obligations is not None and obligations != self.obligations:
+            show = lambda pairs: _ids(f"{r} {rep}" for r, rep in pairs)  # noqa: E731
+            failures.append(f"obligations: expected {show(self.obligations)}, got {show(obligations)}")
+        return tuple(failures)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleCase:
+    """One test case: a complete request and what the engine must decide for it."""
+
+    name: str
+    file: str
+    line: int
+    col: int
+    request: Mapping[str, Any]
+    expect: Expectation
+
+    @property
+    def location(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+def find_case_files(pack_path: Path, tests_path: Path | None) -> list[tuple[Path, str]]:
+    """``(path, display name)`` of every ``*.yaml`` test file, sorted; by default the pack's ``tests/``."""
+    root = tests_path if tests_path is not None else (pack_path if pack_path.is_dir() else pack_path.parent) / "tests"
+    if root.is_file():
+        return [(root, str(root))]
+    found = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()) if root.is_dir() \
+        else []
+    if not found:
+        raise RuleTestError([Issue(str(root), 1, 1, None, "no rule test files (*.yaml) here; write test cases "
+                                                           "as rules/README.md 'Analyst workflow' shows")])
+    return [(p, str(p)) for p in found]
+
+
+def load_cases(files: list[tuple[Path, str]], rule_ids: Iterable[str]) -> tuple[RuleCase, ...]:
+    """Every case of every file, in file order. Raises :class:`RuleTestError` listing every problem."""
+    loader = _CaseLoader(set(rule_ids))
+    cases = [case for path, display in files for case in loader.load(path, display)]
+    if loader.issues:
+        raise RuleTestError(loader.issues)
+    return tuple(cases)
+
+
+class _CaseLoader:
+    def __init__(self, rule_ids: set[str]):
+        self.rule_ids = rule_ids
+        self.catalog = FieldCatalog(load_schema("payment_request"))
+        self.validator = jsonschema.Draft202012Validator(load_schema("ruletest"))
+        self.issues: list[Issue] = []
+
+    def load(self, path: Path, display: str) -> list[RuleCase]:
+        try:
+            doc = load_yaml(path, display)
+        except YamlSourceError as exc:
+            self.issues.append(exc.issue)
+            return []
+        bad_cases: set[int] = set()
+        top_level_bad = False
+        for error in self.validator.iter_errors(doc.data):
+            where = tuple(error.absolute_path)
+            in_case = len(where) >= 2 and where[0] == "cases"
+            if in_case:
+                bad_cases.add(where[1])  # type: ignore[arg-type]
+            else:
+                top_level_bad = True
+            if in_case and len(where) == 2 and error.validator == "oneOf":
+                continue  # request-or-base: _build says it better
+            self.issues.append(doc.issue(schema_issue_path(error, where), None, schema_message(error)))
+        if top_level_bad:
+            return []
+        bases = doc.data.get("bases") or {}
+        for name, base in bases.items():
+            self._fields(doc, ("bases", name), base)
+        cases = []
+        first_seen: dict[str, int] = {}
+        for i, raw in enumerate(doc.data["cases"]):
+            at = ("cases", i)
+            if not isinstance(raw, dict) or not self._one_source(doc, at, raw) or i in bad_cases:
+                continue
+            name = raw["name"]
+            if name in first_seen:
+                self.issues.append(doc.issue((*at, "name"), None, f"duplicate case name {name!r} (first at line "
+                                                                  f"{first_seen[name]})"))
+            first_seen.setdefault(name, doc.mark(at)[0])
+            expect = self._expect(doc, (*at, "expect"), raw["expect"])
+            request = self._build(doc, at, raw, bases)
+            if request is None or expect is None or i in bad_cases:
+                continue
+            request.setdefault("request_id", name)
+            cases.append(RuleCase(name, doc.file, *doc.mark(at), request, expect))
+        return cases
+
+    def _fields(self, doc: SourceDoc, at: tuple, request: Any, prefix: str = "") -> None:
+        """Every leaf of a request must be a field the request schema defines (its extra keys are allowed, so
+        a misspelt field would otherwise be silently ignored)."""
+        if not isinstance(request, dict):
+            return
+        for key, value in request.items():
+            path = f"{prefix}{key}"
+            if isinstance(value, dict):
+                self._fields(doc, (*at, key), value, path + ".")
+            elif path not in self.catalog:
+                self._unknown_field(doc, (*at, key), path)
+
+    def _unknown_field(self, doc: SourceDoc, at: tuple, path: str) -> None:
+        hint = self.catalog.suggest(path)
+        self.issues.append(doc.issue(at, None, f"unknown request field {path!r}: the request schema does not "
+                                               f"define it" + (f"; did you mean {hint!r}?" if hint else "")))
+
+    def _is_object_path(self, path: str) -> bool:
+        return any(p.startswith(path + ".") for p in self.catalog.paths())
+
+    def _one_source(self, doc: SourceDoc, at: tuple, raw: dict) -> bool:
+        has = {"request", "base"} & set(raw)
+        if len(has) != 1:
+            message = ("a case needs `request:` (a complete request) or `base:` (a base of this file) with "
+                       "`set:` / `unset:`" if not has else "give either `request:` or `base:`, not both")
+            self.issues.append(doc.issue(at, None, message))
+        return len(has) == 1
+
+    def _build(self, doc: SourceDoc, at: tuple, raw: dict, bases: dict) -> dict | None:
+        if "request" in raw:
+            self._fields(doc, (*at, "request"), raw["request"])
+            request = copy.deepcopy(raw["request"])
+        elif raw["base"] not in bases:
+            known = f"; bases here: {', '.join(bases)}" if bases else "; this file has no `bases:`"
+            self.issues.append(doc.issue((*at, "base"), None, f"unknown base {raw['base']!r}"
+                                                              f"{did_you_mean(raw['base'], bases)}{known}"))
+            return None
+        else:
+            request = copy.deepcopy(bases[raw["base"]])
+        ok = True
+        for path, value in (raw.get("set") or {}).items():
+            ok &= self._set(doc, (*at, "set", path), request, path, value)
+        for j, path in enumerate(raw.get("unset") or ()):
+            ok &= self._unset(doc, (*at, "unset", j), request, path)
+        return request if ok else None
+
+    def _set(self, doc: SourceDoc, at: tuple, request: dict, path: str, value: Any) -> bool:
+        if isinstance(value, dict):
+            before = len(self.issues)
+            self._fields(doc, at, value, path + ".")
+            if len(self.issues) != before:
+                return False
+        elif path not in self.catalog:
+            self._unknown_field(doc, at, path)
+            return False
+        node = request
+        parts = path.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                self.issues.append(doc.issue(at, None, f"cannot set {path}: {'.'.join(parts[:depth + 1])} is not "
+                                                       "an object in the base request"))
+                return False
+        node[parts[-1]] = copy.deepcopy(value)
+        return True
+
+    def _unset(self, doc: SourceDoc, at: tuple, request: dict, path: str) -> bool:
+        node: Any = request
+        parts = path.split(".")
+        for part in parts[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or parts[-1] not in node:
+            known = path in self.catalog or self._is_object_path(path)
+            why = "the base request does not have it" if known else "the request schema does not define it"
+            self.issues.append(doc.issue(at, None, f"cannot unset {path}: {why}"))
+            return False
+        del node[parts[-1]]
+        return True
+
+    def _expect(self, doc: SourceDoc, at: tuple, raw: dict) -> Expectation | None:
+        before = len(self.issues)
+        if "rules" in raw and ({"includes", "excludes"} & set(raw)):
+            key = "includes" if "includes" in raw else "excludes"
+            self.issues.append(doc.issue((*at, key), None, "`rules:` is already the exact set of fired rules; "
+                                                           f"drop `{key}:` or use `includes:` / `excludes:` alone"))
+        for key in ("rules", "includes", "excludes"):
+            for j, rid in enumerate(raw.get(key) or ()):
+                self._rule_id(doc, (*at, key, j), rid)
+        for j, item in enumerate(raw.get("obligations") or ()):
+            self._rule_id(doc, (*at, "obligations", j, "rule_id"), item["rule_id"])
+        if len(self.issues) != before:
+            return None
+        obligations = raw.get("obligations")
+        return Expectation(
+            decision=raw.get("decision"),
+            rules=frozenset(raw["rules"]) if "rules" in raw else None,
+            includes=frozenset(raw.get("includes") or ()), excludes=frozenset(raw.get("excludes") or ()),
+            reason_contains=tuple(raw.get("reason_contains") or ()),
+            reports=frozenset(raw["reports"]) if "reports" in raw else None,
+            obligations=None if obligations is None else frozenset((o["rule_id"], o["report"]) for o in obligations))
+
+    def _rule_id(self, doc: SourceDoc, at: tuple, rid: str) -> None:
+        if rid not in self.rule_ids:
+            self.issues.append(doc.issue(at, None, f"unknown rule id {rid!r}{did_you_mean(rid, self.rule_ids)}"))
