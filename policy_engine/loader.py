@@ -7,8 +7,10 @@ fields the request contract does not define, type mismatches, malformed conditio
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import difflib
+import functools
 import hashlib
 import json
 from collections.abc import Iterable
@@ -88,12 +90,25 @@ def schema_message(error: jsonschema.ValidationError) -> str:
     return f"{where}: {error.message}" if where else error.message
 
 
+@functools.cache
+def _file_validator() -> jsonschema.Draft202012Validator:
+    """The rule-file schema, with condition trees left to the condition parser.
+
+    ``schemas/ruleset.schema.json`` describes conditions completely (for editors), but JSON Schema reports a
+    bad node as a pile of oneOf failures; the parser in this module checks every node anyway, with precise
+    messages, so the loader validates everything else against the schema and skips the trees (several times
+    faster on a large pack)."""
+    schema = copy.deepcopy(load_schema("ruleset"))
+    schema["$defs"]["node"] = {}
+    return jsonschema.Draft202012Validator(schema)
+
+
 class _Loader:
     def __init__(self, root: Path):
         self.root = root
         self.issues: list[Issue] = []
         self.catalog = FieldCatalog(load_schema("payment_request"))
-        self.validator = jsonschema.Draft202012Validator(load_schema("ruleset"))
+        self.validator = _file_validator()
 
     # -- files -------------------------------------------------------------------------------------------
     def _files(self) -> list[tuple[Path, str]]:

@@ -49,6 +49,7 @@ MAX_SHARD_TESTS = 400  # all tests of one ruleset, $or members included; durable
 MAX_RULES_PER_SHARD = 200  # rules sharing the anchor; durable crashes at 256
 MAX_ALTERNATIVES = 4096  # per pack rule after expansion; beyond this the rule is refused for this matcher
 
+_SID = "0"  # one session per handle: facts are retracted after each match, so nothing is shared between them
 _OPS = {"ne": "$neq", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
 
 Atom = Test | LAny  # an LAny atom is a group of equalities on one key
@@ -187,7 +188,11 @@ class _HandleSet:
 
     def delete(self) -> None:
         for h in self.handles:
+            # delete_ruleset alone leaves the session state (and the memory of every fact it saw) behind:
+            # measured at ~0.3 MiB per 10,000 facts per shard, which a long-running engine that reloads leaks.
             with contextlib.suppress(Exception):  # best effort: the handle is unusable either way
+                _dre.delete_state(h, _SID)
+            with contextlib.suppress(Exception):
                 _dre.delete_ruleset(h)
         self.handles = []
 
@@ -265,7 +270,7 @@ class DurableMatcher:
     def _run(self, hs: _HandleSet, facts: dict[str, Any]) -> list[int]:
         fact = {k: safe_text(v) for k, v in facts.items()}
         fact["id"] = next(hs.ids)
-        fact["sid"] = "0"
+        fact["sid"] = _SID
         fact["t"] = "pay"
         text = json.dumps(fact, ensure_ascii=False)
         fired: set[int] = set()

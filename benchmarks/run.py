@@ -1,0 +1,260 @@
+"""The benchmark: latency and throughput of the engine against a floor measured in the same run.
+
+    python -m benchmarks.run [--n 20000] [--quick]
+
+Prints, on one generated corpus:
+  * the floor: ``json.loads`` + request validation (the least any engine must do with a request);
+  * end-to-end ``evaluate`` (validate, normalise, match, decide, trail) on the bundled pack per matcher:
+    p50 / p99 µs, decisions/s on one core, and the ratio of p50 to the floor;
+  * scaling with generated packs of 10, 100 and 1,000 payment-like rules;
+  * load time of the bundled pack and the resident memory of an engine;
+  * if ``zen-engine`` is installed (``pip install '.[bench]'``), the same funding-source decision table run by
+    Zen on the same requests, and the ratio.
+Figures drift between runs on a shared machine; compare the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from policy_engine import PolicyEngine, load_ruleset
+from policy_engine.cli import parse_json
+from policy_engine.matchers import durable_available
+from policy_engine.resources import load_schema
+from policy_engine.validator import compile_schema
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = ROOT / "tests" / "data" / "cases.jsonl"
+MATCHERS = ["python", "durable"] if durable_available()[0] else ["python"]
+
+
+# -- corpus ------------------------------------------------------------------------------------------------------
+def corpus(size: int, seed: int = 7) -> list[str]:
+    """Request texts: the synthetic traffic generator when present, else perturbed acceptance cases."""
+    try:
+        from policy_engine.synthetic import iter_payments  # type: ignore[attr-defined]
+
+        out = []
+        for payment in iter_payments(n=size, seed=seed):
+            payment.pop("label", None)
+            out.append(json.dumps(payment, default=str))
+        return out
+    except ImportError:
+        pass
+    rng = random.Random(seed)
+    base = [parse_json(line)["request"] for line in CASES.open(encoding="utf-8") if line.strip()]
+    out = []
+    for i in range(size):
+        req = json.loads(json.dumps(rng.choice(base), default=str))
+        req["request_id"] = f"b-{i}"
+        req["amount"]["value"] = round(float(req["amount"]["value"]) * rng.uniform(0.5, 1.5), 2)
+        if req["amount"]["currency"] == "JPY":
+            req["amount"]["value"] = int(req["amount"]["value"]) or 1
+        out.append(json.dumps(req))
+    return out
+
+
+# -- measuring ---------------------------------------------------------------------------------------------------
+def timed(fn: Callable, items: list, n: int) -> list[float]:
+    for item in items[:200]:
+        fn(item)  # warm caches and generated code
+    samples = []
+    gc.collect()
+    gc.disable()
+    try:
+        clock = time.perf_counter_ns
+        for i in range(n):
+            item = items[i % len(items)]
+            t = clock()
+            fn(item)
+            samples.append((clock() - t) / 1000)
+    finally:
+        gc.enable()
+    return samples
+
+
+def stats(samples: list[float]) -> tuple[float, float, float]:
+    q = statistics.quantiles(samples, n=100)
+    return q[49], q[98], 1e6 / statistics.fmean(samples)
+
+
+def line(name: str, samples: list[float], floor_p50: float) -> str:
+    p50, p99, rate = stats(samples)
+    return f"  {name:44} p50 {p50:7.1f} µs  p99 {p99:7.1f} µs  {rate:8.0f}/s  p50 {p50 / floor_p50:5.2f}x floor"
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+# -- generated packs -------------------------------------------------------------------------------------------
+FUNDING = ["account_balance", "debit_card", "credit_card", "bnpl", "consumer_loan", "bank_transfer", "prepaid_card"]
+PURPOSES = ["merchant_purchase", "p2p_transfer", "credit_card_repayment", "loan_repayment", "cash_withdrawal",
+            "fund_investment", "wallet_topup", "lottery", "tuition", "medical"]
+CHANNELS = ["online", "in_app", "pos", "qr_static", "atm", "counter"]
+
+
+def generated_pack(n_rules: int, seed: int = 11) -> str:
+    """Rules shaped like the default pack's: funding source x purpose, a channel or country, an amount or a
+    cumulative limit, a score band."""
+    rng = random.Random(seed)
+    rules = []
+    for i in range(n_rules):
+        leaves = [f"{{field: funding_source.type, op: in, value: {rng.sample(FUNDING, rng.randint(1, 3))}}}",
+                  f"{{field: purpose, op: eq, value: {rng.choice(PURPOSES)}}}"]
+        shape = rng.randrange(4)
+        if shape == 0:
+            leaves.append(f"{{field: derived.amount_cny, op: gte, value: {rng.choice([500, 1000, 5000, 50000])}}}")
+        elif shape == 1:
+            leaves.append("{field: {add: [history.cash_today_cny, derived.amount_cny]}, op: gt, value: "
+                          f"{rng.choice([1000, 10000, 50000])}}}")
+        elif shape == 2:
+            leaves.append(f"{{field: channel, op: in, value: {rng.sample(CHANNELS, 2)}}}")
+            leaves.append(f"{{field: risk_score, op: gte, value: {rng.randint(40, 90)}}}")
+        else:
+            leaves.append("{not: {field: auth.sca_performed, op: eq, value: true}}")
+            leaves.append("{field: merchant.country, op: ne, ref: ip_country}")
+        rules.append(f"  - id: G-{i:04d}\n    category: risk\n    title: generated {i}\n"
+                     f"    when: {{all: [{', '.join(leaves)}]}}\n"
+                     f"    outcome: {rng.choice(['deny', 'review', 'step_up', 'allow'])}\n"
+                     f"    reason: generated\n    source: benchmark\n    verified: false\n")
+    return ('pack: generated\nversion: "1"\nreference_fx:\n  - {as_of: 2020-01-01, rates: {CNY: "1", USD: "7.2", '
+            'EUR: "7.8", GBP: "9.1", HKD: "0.92", JPY: "0.048"}}\nrules:\n' + "".join(rules))
+
+
+# -- zen (optional) ----------------------------------------------------------------------------------------------
+def zen_section(texts: list[str], requests: list[dict], n: int, floor_p50: float) -> None:
+    try:
+        import zen  # type: ignore[import-not-found]
+    except ImportError:
+        print("\nzen-engine: not installed (pip install '.[bench]') -- skipped")
+        return
+    # The funding-source x purpose rules of the bundled pack that are pure conjunctions of equalities and
+    # membership tests on funding_source.type and purpose: the part of a payment policy a decision table
+    # expresses directly. Both engines run exactly these rules; the fired sets are checked equal first.
+    pack = load_ruleset(None)
+    from policy_engine.conditions import All, Leaf
+
+    table_rules = []
+    for rule in pack.rules:
+        kids = rule.when.children if isinstance(rule.when, All) else (rule.when,)
+        if all(isinstance(k, Leaf) and k.operand.paths[0] in ("funding_source.type", "purpose")
+               and k.op in ("eq", "in") and k.ref is None for k in kids):
+            cells = {"funding_source.type": "", "purpose": ""}
+            for k in kids:
+                values = [k.value] if k.op == "eq" else [i.value for i in k.items]
+                cells[k.operand.paths[0]] = ", ".join(json.dumps(v) for v in values)
+            table_rules.append((rule, cells))
+    jdm = {"contentType": "application/vnd.gorules.decision", "edges": [
+        {"id": "e1", "type": "edge", "sourceId": "in", "targetId": "t"},
+        {"id": "e2", "type": "edge", "sourceId": "t", "targetId": "out"}], "nodes": [
+        {"id": "in", "type": "inputNode", "name": "request", "position": {"x": 0, "y": 0}},
+        {"id": "out", "type": "outputNode", "name": "response", "position": {"x": 600, "y": 0}},
+        {"id": "t", "type": "decisionTableNode", "name": "funding", "position": {"x": 300, "y": 0}, "content": {
+            "hitPolicy": "collect", "inputs": [
+                {"id": "ft", "name": "funding", "field": "funding_source.type"},
+                {"id": "pu", "name": "purpose", "field": "purpose"}],
+            "outputs": [{"id": "rid", "name": "rule", "field": "rule_id"},
+                        {"id": "oc", "name": "outcome", "field": "outcome"}],
+            "rules": [{"_id": r.id, "ft": c["funding_source.type"], "pu": c["purpose"], "rid": json.dumps(r.id),
+                       "oc": json.dumps(r.outcome)} for r, c in table_rules]}}]}
+    decision = zen.ZenEngine().create_decision(json.dumps(jdm))
+    with tempfile.TemporaryDirectory() as tmp:
+        sub = Path(tmp) / "sub.yaml"
+        sub.write_text('pack: sub\nversion: "1"\nreference_fx:\n  - {as_of: 2020-01-01, rates: {CNY: "1"}}\n'
+                       "rules:\n" + _emit_rules(table_rules), encoding="utf-8")
+        ours = PolicyEngine.from_path(sub)
+    plain = [json.loads(t) for t in texts]  # Zen takes floats, not Decimals
+    mismatches = 0
+    for zen_req, req in zip(plain[:2000], requests[:2000], strict=True):
+        got = {row["rule_id"] for row in decision.evaluate(zen_req)["result"]}
+        if got != set(ours.evaluate(req).rule_ids):
+            mismatches += 1
+    print(f"\nzen-engine {getattr(zen, '__version__', '')}: {len(table_rules)} funding-source rules as one decision "
+          f"table (collect); fired sets differ on {mismatches} of {min(len(requests), 2000)} requests")
+    print(line("zen decision.evaluate", timed(decision.evaluate, plain, n), floor_p50))
+    print(line("policy-engine evaluate, same rules (python)", timed(ours.evaluate, requests, n), floor_p50))
+
+
+def _emit_rules(table_rules) -> str:
+    """The same rules as a pack of their own, values written inline."""
+    out = []
+    for rule, cells in table_rules:
+        leaves = [f"{{field: {field}, op: in, value: [{values}]}}" for field, values in cells.items() if values]
+        out.append(f"  - {{id: {rule.id}, category: {rule.category}, title: t, outcome: {rule.outcome}, "
+                   f"reason: r, source: s, verified: false, when: {{all: [{', '.join(leaves)}]}}}}\n")
+    return "".join(out)
+
+
+# -- main --------------------------------------------------------------------------------------------------------
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=20000, help="timed decisions per row")
+    ap.add_argument("--quick", action="store_true", help="fewer decisions and no 1,000-rule durable pack")
+    args = ap.parse_args()
+    n = 3000 if args.quick else args.n
+    texts = corpus(2000)
+    requests = [parse_json(t) for t in texts]
+    print(f"machine: {os.cpu_count()} cores; corpus: {len(texts)} generated requests; {n} timed decisions per row")
+
+    validate = compile_schema(load_schema("payment_request"))
+    floor = timed(lambda t: validate(parse_json(t)), texts, n)
+    floor_p50 = stats(floor)[0]
+    print("\nfloor (same requests)")
+    print(line("json.loads + request validation", floor, floor_p50))
+
+    print("\nbundled pack, end to end (validate, normalise, match, decide, trail)")
+    for matcher in MATCHERS:
+        engine = PolicyEngine.from_path(None, matcher=matcher)
+        print(line(f"evaluate ({matcher})", timed(engine.evaluate, requests, n), floor_p50))
+        engine.close()
+
+    print("\nscaling with generated packs (p50 per decision)")
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in (10, 100, 1000):
+            path = Path(tmp) / f"g{size}.yaml"
+            path.write_text(generated_pack(size), encoding="utf-8")
+            ruleset = load_ruleset(path)
+            for matcher in MATCHERS:
+                if args.quick and matcher == "durable" and size == 1000:
+                    continue
+                engine = PolicyEngine(ruleset, matcher=matcher)
+                samples = timed(engine.evaluate, requests, max(2000, n // 4))
+                p50, p99, rate = stats(samples)
+                print(f"  {size:5} rules  {matcher:8} p50 {p50:8.1f} µs  p99 {p99:8.1f} µs  {rate:8.0f}/s")
+                engine.close()
+
+    print("\nload and memory")
+    t = time.perf_counter()
+    ruleset = load_ruleset(None)
+    load_ms = (time.perf_counter() - t) * 1000
+    print(f"  load bundled pack ({len(ruleset.rules)} rules, {len(ruleset.files)} files): {load_ms:.1f} ms")
+    for matcher in MATCHERS:
+        # a fresh interpreter per matcher, so the figure is the engine's and not this process's history
+        code = ("import os, time, json; from benchmarks.run import rss_mib, corpus; from policy_engine import "
+                "PolicyEngine; from policy_engine.cli import parse_json; reqs = [parse_json(t) for t in corpus(500)]; "
+                "before = rss_mib(); t = time.perf_counter(); "
+                f"e = PolicyEngine.from_path(None, matcher={matcher!r}); build = time.perf_counter() - t; "
+                "[e.evaluate(r) for r in reqs]; print(json.dumps([build * 1000, rss_mib() - before]))")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+        build_ms, grown = json.loads(result.stdout)
+        print(f"  engine ({matcher}): load + compile {build_ms:.1f} ms, resident memory +{grown:.1f} MiB "
+              "after 500 decisions")
+
+    zen_section(texts, requests, n, floor_p50)
+
+
+if __name__ == "__main__":
+    main()
