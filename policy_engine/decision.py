@@ -36,6 +36,12 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def _render_value(value: Any, missing: str) -> str:
+    if type(value) is str:
+        return value
+    return missing if value is None else format_value(value)
+
+
 def json_value(value: Any) -> Any:
     """A JSON-ready evidence value. Finite decimals stay exact (int, or float when it round-trips, else a
     string); rationals from cross-rate conversions are rounded to six decimal places."""
@@ -64,7 +70,7 @@ def plain_json(obj: Any) -> Any:
 class ReasonTemplate:
     """A reason with ``{field.path}`` placeholders, parsed once at load time."""
 
-    __slots__ = ("fields", "parts", "text")
+    __slots__ = ("fields", "parts", "render_get", "text")
 
     def __init__(self, text: str):
         self.text = text
@@ -78,15 +84,18 @@ class ReasonTemplate:
             parts.append((literal, name))
         self.parts = tuple(parts)
         self.fields = tuple(name for _, name in parts if name)
+        # One generated concatenation per template: rendering runs for every fired rule of every decision.
+        pieces = []
+        for literal, name in parts:
+            if literal:
+                pieces.append(repr(literal))
+            if name:
+                pieces.append(f"_f(g({name!r}), {f'<missing {name}>'!r})")
+        body = " + ".join(pieces) or "''"
+        self.render_get = eval(f"lambda g: {body}", {"_f": _render_value})  # built from parsed parts only
 
     def render(self, view: Mapping[str, Any]) -> str:
-        out = []
-        for literal, name in self.parts:
-            out.append(literal)
-            if name:
-                value = view.get(name)
-                out.append(f"<missing {name}>" if value is None else format_value(value))
-        return "".join(out)
+        return self.render_get(view.get)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ReasonTemplate) and other.text == self.text
@@ -163,13 +172,14 @@ class Decision:
         }
 
 
-def combine(outcomes: list[str], order: tuple[str, ...]) -> Outcome:
-    """The most severe outcome in the pack's ``decision_order``; nothing fired means allow.
+def combine(outcomes: list[str], order: tuple[str, ...] | dict[str, int]) -> Outcome:
+    """The most severe outcome in the pack's ``decision_order`` (or its precomputed rank); nothing fired
+    means allow.
 
     ``allow`` rules are informational (report flags): they can never make a decision more permissive,
     because every other outcome ranks above them.
     """
     if not outcomes:
         return Outcome.ALLOW
-    rank = {name: i for i, name in enumerate(order)}
+    rank = order if isinstance(order, dict) else {name: i for i, name in enumerate(order)}
     return Outcome(min(outcomes, key=rank.__getitem__))

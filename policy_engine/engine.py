@@ -46,6 +46,7 @@ class _Loaded:
     metas: tuple[_RuleMeta, ...]
     ruleset_info: dict[str, str]
     engine_info: dict[str, str]
+    rank: dict[str, int]  # decision_order as outcome -> severity rank (0 = most severe)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -106,7 +107,8 @@ class PolicyEngine:
         needed.update(program.layout.plain)
         preparer = RequestPreparer(ruleset, tuple(sorted(needed)))
         info = {"pack": ruleset.pack, "version": ruleset.version, "digest": ruleset.digest}
-        return _Loaded(ruleset, program, matcher, preparer, metas, info, engine_info)
+        rank = {name: i for i, name in enumerate(ruleset.decision_order)}
+        return _Loaded(ruleset, program, matcher, preparer, metas, info, engine_info, rank)
 
     # -- evaluation ----------------------------------------------------------------------------------------
     def prepare(self, request: Any) -> PreparedRequest:
@@ -141,21 +143,19 @@ class PolicyEngine:
                 yield exc
 
     def _decide(self, loaded: _Loaded, prepared: PreparedRequest, fired: list[int], start: int) -> Decision:
-        view = prepared.view
+        get = prepared.view.get
         trail = []
         obligations = []
         for index in fired:
             meta = loaded.metas[index]
             rule = meta.rule
             trail.append(TrailEntry(
-                rule_id=rule.id, category=rule.category, outcome=rule.outcome, title=rule.title,
-                reason=rule.reason.render(view),
-                evidence={p: view.get(p) for p in meta.evidence},
-                source=rule.source, report=rule.report,
-                reason_zh=rule.reason_zh.render(view) if rule.reason_zh else None))
+                rule.id, rule.category, rule.outcome, rule.title, rule.reason.render_get(get),
+                {p: get(p) for p in meta.evidence}, rule.source, rule.report,
+                rule.reason_zh.render_get(get) if rule.reason_zh else None))
             if rule.report:
                 obligations.append({"rule_id": rule.id, "report": rule.report})
-        outcome = combine([e.outcome for e in trail], loaded.ruleset.decision_order)
+        outcome = combine([e.outcome for e in trail], loaded.rank)
         return Decision(
             request_id=prepared.request_id, decision=outcome, trail=tuple(trail), obligations=tuple(obligations),
             ruleset=loaded.ruleset_info, engine=loaded.engine_info,

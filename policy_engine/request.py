@@ -15,6 +15,7 @@ from fractions import Fraction
 from typing import Any
 
 from .errors import RequestError, Violation
+from .fields import FieldCatalog
 from .resources import load_schema
 from .ruleset import FxTable, RuleSet
 from .validator import compile_schema
@@ -74,59 +75,19 @@ class RequestPreparer:
     def __init__(self, ruleset: RuleSet, paths: tuple[str, ...]):
         schema = load_schema("payment_request")
         self.ruleset = ruleset
-        self._validate = compile_schema(schema)
         self._defaults = self._collect_defaults(schema)
         # Only the fields the pack reads (conditions, reasons) are flattened; derived fields are computed
         # only when some rule reads them.
         plain = [p for p in paths if not p.startswith("derived.")]
-        self._flatten = self._generate_flatten(plain, schema, self._defaults)
+        kinds = FieldCatalog(schema)
+        self._validate_collect = compile_schema(schema, {p: kinds.get(p) is not None and kinds.get(p).kind == "num"
+                                                         for p in plain})
+        # schema defaults to fill in: (path, parent object or None, value)
+        self._fill = tuple((p, p.split(".")[0] if "." in p else None, v) for p, v in self._defaults.items()
+                           if p in plain)
         self._derived = {p for p in paths if p.startswith("derived.")}
         self._history_money = frozenset(
             name for name in schema["properties"]["history"]["properties"] if name.endswith(_MONEY_SUFFIXES))
-
-    @staticmethod
-    def _generate_flatten(paths: list[str], schema: dict, defaults: dict[str, Any]):
-        """Generate ``flatten(request) -> view``: straight-line reads of exactly the fields the pack uses.
-
-        JSON null counts as missing; schema defaults fill absent fields whose parent object is present; a float
-        from a library caller becomes the Decimal of its shortest repr (0.1 stays 0.1)."""
-        props = schema.get("properties", {})
-        top = [p for p in paths if "." not in p]
-        nested: dict[str, list[str]] = {}
-        for p in paths:
-            if "." in p:
-                head, tail = p.split(".", 1)
-                if "." in tail:
-                    # The request contract nests one level (payer.id, history.x); deeper needs a deeper walk.
-                    raise ValueError(f"request field {p!r} nests deeper than one level")
-                nested.setdefault(head, []).append(tail)
-
-        def numeric(sub: dict) -> bool:
-            t = sub.get("type")
-            return t in ("number", "integer") or (isinstance(t, list) and ("number" in t or "integer" in t))
-
-        def read(lines: list[str], getter: str, name: str, path: str, sub: dict, indent: str) -> None:
-            lines.append(f"{indent}v = {getter}({name!r})")
-            if path in defaults:
-                lines.append(f"{indent}if v is None: v = {defaults[path]!r}")
-            conv = "Decimal(repr(v)) if type(v) is float else v" if numeric(sub) else "v"
-            lines.append(f"{indent}if v is not None: view[{path!r}] = {conv}")
-
-        lines = ["def flatten(request):", "    view = {}", "    get = request.get"]
-        for name in top:
-            read(lines, "get", name, name, props.get(name, {}), "    ")
-        for head, tails in nested.items():
-            lines.append(f"    sub = get({head!r})")
-            lines.append("    if type(sub) is dict:")
-            lines.append("        sget = sub.get")
-            sub_props = props.get(head, {})
-            for tail in tails:
-                child = sub_props.get("properties", {}).get(tail) or sub_props.get("additionalProperties") or {}
-                read(lines, "sget", tail, f"{head}.{tail}", child if isinstance(child, dict) else {}, "        ")
-        lines.append("    return view")
-        namespace: dict[str, Any] = {"Decimal": Decimal}
-        exec(compile("\n".join(lines) + "\n", "<policy_engine.request_flatten>", "exec"), namespace)
-        return namespace["flatten"]
 
     @staticmethod
     def _collect_defaults(schema: dict) -> dict[str, Any]:
@@ -147,7 +108,7 @@ class RequestPreparer:
                 raise RequestError([Violation("$", f"a request is a JSON object, got {type(request).__name__}")])
             request = dict(request)
         rid = request.get("request_id") if isinstance(request.get("request_id"), str) else None
-        violations = self._validate(request)
+        violations, view = self._validate_collect(request)
         if "derived" in request:
             violations.append(Violation("$.derived", "derived fields are computed by the engine; do not send them"))
         amount = currency = when = None
@@ -184,11 +145,13 @@ class RequestPreparer:
         if violations:
             raise RequestError(violations, rid)
         assert when is not None and amount is not None and currency is not None
-        return self._normalise(request, rid or "", amount, currency, when)
+        return self._normalise(request, view, rid or "", amount, currency, when)
 
-    def _normalise(self, request: dict, rid: str, amount: Decimal | int, currency: str,
+    def _normalise(self, request: dict, view: dict[str, Any], rid: str, amount: Decimal | int, currency: str,
                    when: dt.datetime) -> PreparedRequest:
-        view = self._flatten(request)
+        for path, parent, value in self._fill:
+            if path not in view and (parent is None or type(request.get(parent)) is dict):
+                view[path] = value
         if "amount.value" in view:
             view["amount.value"] = amount
         day = when.date().toordinal()

@@ -91,7 +91,8 @@ def _enum_ok(v: Any, options: tuple) -> bool:
 
 
 class _Gen:
-    def __init__(self) -> None:
+    def __init__(self, collect: dict[str, bool]) -> None:
+        self.collect = collect
         self.lines: list[str] = []
         self.consts: dict[str, Any] = {}
         self.n = 0
@@ -191,6 +192,13 @@ class _Gen:
             child = self.var()
             self.emit(indent, f"{child} = {get}({name!r})")
             self.emit(indent, f"if {child} is not None:")  # null counts as absent
+            if not dynamic:
+                dotted = ast.literal_eval(child_path(name))[2:]  # "$.payer.id" -> "payer.id"
+                if dotted in self.collect:
+                    # the same pass builds the normalised view: a float becomes the Decimal of its repr
+                    conv = f"Decimal(repr({child})) if type({child}) is float else {child}" \
+                        if self.collect[dotted] else child
+                    self.emit(indent + 1, f"view[{dotted!r}] = {conv}")
             self.schema(sub, child, child_path(name), dynamic, indent + 1, f"{where}/properties/{name}")
         extra = schema.get("additionalProperties", True)
         if extra is True:
@@ -207,13 +215,18 @@ class _Gen:
             self.schema(extra, value, extra_path, True, indent + 1, f"{where}/additionalProperties")
 
 
-def compile_schema(schema: dict) -> Callable[[Any], list[Violation]]:
-    """Generate and compile a validator: ``validate(instance) -> list[Violation]`` (empty when valid)."""
-    gen = _Gen()
+def compile_schema(schema: dict, collect: dict[str, bool] | None = None) -> Callable[[Any], Any]:
+    """Generate and compile a validator: ``validate(instance) -> list[Violation]`` (empty when valid).
+
+    With ``collect`` (dotted path -> is numeric), the validator also gathers those fields in the same pass and
+    returns ``(violations, view)``; the engine uses this to validate and flatten a request at once."""
+    gen = _Gen(collect or {})
     gen.emit(0, "def validate(v0):")
     gen.emit(1, "errors = []")
+    if collect is not None:
+        gen.emit(1, "view = {}")
     gen.schema(schema, "v0", "'$'", False, 1, "#")
-    gen.emit(1, "return errors")
+    gen.emit(1, "return errors, view" if collect is not None else "return errors")
     source = "\n".join(gen.lines) + "\n"
     namespace: dict[str, Any] = {"Decimal": Decimal, "_V": Violation, "_type_name": _type_name,
                                  "_is_number": _is_number, "_is_integer": _is_integer, "_enum_ok": _enum_ok,

@@ -23,7 +23,8 @@ an escape, invalid UTF-8 or an overlong string, whatever a request carries.
 Facts, not events (``assert_fact`` fires every matching rule); each fact gets a fresh id and is retracted
 after matching. Every rule is anchored on the constant ``t == "pay"`` so none is only "field missing".
 A ruleset handle is not thread-safe and the C core keeps the GIL, so each evaluation borrows a whole set of
-handles from a pool; handles are deleted when the matcher is closed (after a reload) or after an error.
+handles from a pool. Handles outlive a matcher: they go back to a process-wide cache keyed by shard definition
+(see ``_HandleCache``) and are deleted once no live matcher uses that definition, or after an error.
 """
 
 from __future__ import annotations
@@ -173,31 +174,84 @@ def _issue(program: Program, rule: CompiledRule, message: str) -> Issue:
     return Issue(loc[0], loc[1], loc[2], rule.rule_id, message)
 
 
-class _HandleSet:
-    __slots__ = ("handles", "ids")
+class _HandleCache:
+    """Idle durable ruleset handles by shard definition, shared by every matcher of the process.
 
-    def __init__(self, shards: list[Shard], tag: str):
+    durable-rules never gives back the working memory a ruleset builds up while matching (deleting the
+    session state first would, but ``delete_state`` corrupts the heap in 2.0.28), so deleting a used handle
+    leaks a few MiB. Handles are therefore kept and reused for any matcher whose shard has the same
+    definition: reloading an unchanged pack, or a pack where most shards are unchanged, creates nothing new.
+    A definition no live matcher uses any more has its idle handles deleted."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[str, list[int]] = {}
+        self._users: dict[str, int] = {}
+        self._names = itertools.count(1)
+
+    def register(self, definitions: list[str]) -> None:
+        with self._lock:
+            for d in definitions:
+                self._users[d] = self._users.get(d, 0) + 1
+
+    def unregister(self, definitions: list[str]) -> None:
+        doomed: list[int] = []
+        with self._lock:
+            for d in definitions:
+                self._users[d] -= 1
+                if self._users[d] == 0:
+                    del self._users[d]
+                    doomed += self._idle.pop(d, [])
+        for handle in doomed:
+            _delete(handle)
+
+    def take(self, definition: str) -> int:
+        with self._lock:
+            idle = self._idle.get(definition)
+            if idle:
+                return idle.pop()
+            name = f"pe{next(self._names)}"
+        return _dre.create_ruleset(name, definition)
+
+    def give(self, definition: str, handle: int, healthy: bool) -> None:
+        with self._lock:
+            if healthy and self._users.get(definition):
+                self._idle.setdefault(definition, []).append(handle)
+                return
+        _delete(handle)
+
+    def idle_handles(self) -> int:
+        with self._lock:
+            return sum(len(v) for v in self._idle.values())
+
+
+def _delete(handle: int) -> None:
+    with contextlib.suppress(Exception):  # best effort: the handle is unusable either way
+        _dre.delete_ruleset(handle)
+
+
+HANDLES = _HandleCache()
+
+
+class _HandleSet:
+    __slots__ = ("definitions", "handles", "ids")
+
+    def __init__(self, shards: list[Shard]):
+        self.definitions = [shard.definition for shard in shards]
         self.handles: list[int] = []
         try:
-            for n, shard in enumerate(shards):
-                self.handles.append(_dre.create_ruleset(f"{tag}_{n}", shard.definition))
+            for definition in self.definitions:
+                self.handles.append(HANDLES.take(definition))
         except BaseException:
-            self.delete()
+            self.release(healthy=False)
             raise
         self.ids = itertools.count(1)
 
-    def delete(self) -> None:
-        for h in self.handles:
-            # delete_ruleset alone leaves the session state (and the memory of every fact it saw) behind:
-            # measured at ~0.3 MiB per 10,000 facts per shard, which a long-running engine that reloads leaks.
-            with contextlib.suppress(Exception):  # best effort: the handle is unusable either way
-                _dre.delete_state(h, _SID)
-            with contextlib.suppress(Exception):
-                _dre.delete_ruleset(h)
+    def release(self, healthy: bool) -> None:
+        """Hand the handles back to the process-wide cache (a failed handle is deleted instead)."""
+        for definition, handle in zip(self.definitions, self.handles, strict=False):
+            HANDLES.give(definition, handle, healthy)
         self.handles = []
-
-
-_tags = itertools.count(1)
 
 
 class DurableMatcher:
@@ -206,11 +260,17 @@ class DurableMatcher:
     def __init__(self, program: Program, budget: int = SHARD_BUDGET, max_rules: int = MAX_RULES_PER_SHARD):
         self.program = program
         self.shards = plan_shards(program, budget, max_rules)
-        self._tag = f"pe{next(_tags)}"
+        self._definitions = [shard.definition for shard in self.shards]
+        HANDLES.register(self._definitions)
         self._lock = threading.Lock()
-        self._idle: list[_HandleSet] = [_HandleSet(self.shards, self._tag)]  # fail at load, not at request
-        self._live = 1
         self._closed = False
+        self._unregistered = False  # the definitions are given back to the cache exactly once
+        try:
+            self._idle: list[_HandleSet] = [_HandleSet(self.shards)]  # fail at load, not at request
+        except BaseException:
+            HANDLES.unregister(self._definitions)
+            raise
+        self._live = 1
 
     # -- pool ----------------------------------------------------------------------------------------------
     def _acquire(self) -> _HandleSet:
@@ -221,7 +281,7 @@ class DurableMatcher:
                 return self._idle.pop()
             self._live += 1
         try:
-            return _HandleSet(self.shards, self._tag)
+            return _HandleSet(self.shards)
         except BaseException:
             with self._lock:
                 self._live -= 1
@@ -233,7 +293,11 @@ class DurableMatcher:
                 self._idle.append(hs)
                 return
             self._live -= 1
-        hs.delete()
+            last = self._closed and self._live == 0 and not self._unregistered
+            self._unregistered |= last
+        hs.release(healthy)
+        if last:
+            HANDLES.unregister(self._definitions)
 
     @property
     def handle_sets(self) -> int:
@@ -243,11 +307,17 @@ class DurableMatcher:
 
     def close(self) -> None:
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             idle, self._idle = self._idle, []
             self._live -= len(idle)
+            last = self._live == 0
+            self._unregistered = last
         for hs in idle:
-            hs.delete()
+            hs.release(healthy=True)
+        if last:  # otherwise the last in-flight evaluation to finish unregisters
+            HANDLES.unregister(self._definitions)
 
     # -- matching ------------------------------------------------------------------------------------------
     def match(self, prepared: PreparedRequest) -> list[int]:
