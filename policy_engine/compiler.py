@@ -14,12 +14,12 @@ integers inside the 53 bits durable-rules compares exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Union
 
-from .conditions import ZERO_WHEN_MISSING_PREFIX, All, Any_, Leaf, Node, Not
+from .conditions import ZERO_WHEN_MISSING_PREFIX, All, Any_, Leaf, Node, Not, leaves
 from .loader import SCALE_DIGITS
 from .ruleset import Rule, RuleSet
 
@@ -118,7 +118,7 @@ class FactLayout:
         self.cmps: dict[tuple[str, str], str] = {}
         self.uses_day = False
         for rule in ruleset.rules:
-            for leaf in _leaves(rule.when):
+            for leaf in leaves(rule.when):
                 self._register(leaf)
             if rule.effective_from is not None or rule.effective_to is not None:
                 self.uses_day = True
@@ -178,6 +178,12 @@ class FactLayout:
         self._encode = namespace["encode"]
 
 
+def view_sum(view: Mapping[str, Any], spec: tuple[tuple[str, bool], ...]) -> tuple[int, int] | None:
+    """``_sum_ratios`` over fields of a normalised request: ``spec`` is (path, zero_if_missing) pairs."""
+    get = view.get
+    return _sum_ratios(tuple((None if (v := get(p)) is None else v.as_integer_ratio(), z) for p, z in spec))
+
+
 def _sum_ratios(terms: tuple[tuple[tuple[int, int] | None, bool], ...]) -> tuple[int, int] | None:
     """The exact sum of (ratio, zero_if_missing) terms as (numerator, denominator), with ``add`` semantics:
     a missing ``history.*`` operand counts as 0, any other missing operand makes the sum missing.
@@ -196,12 +202,6 @@ def _sum_ratios(terms: tuple[tuple[tuple[int, int] | None, bool], ...]) -> tuple
         else:
             num, den = num * d + n * den, den * d
     return num, den
-
-
-def _leaves(node: Node) -> Iterator[Leaf]:
-    from .conditions import leaves
-
-    return leaves(node)
 
 
 class Lowerer:

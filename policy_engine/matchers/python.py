@@ -14,7 +14,18 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from ..compiler import DAY_KEY, ZERO_WHEN_MISSING_PREFIX, CompiledRule, LAll, LAny, LNode, Program, Test, encode_ratio
+from ..compiler import (
+    DAY_KEY,
+    ZERO_WHEN_MISSING_PREFIX,
+    CompiledRule,
+    LAll,
+    LAny,
+    LNode,
+    Program,
+    Test,
+    encode_ratio,
+    view_sum,
+)
 from ..request import PreparedRequest
 
 _CMP = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -36,20 +47,9 @@ def _required_values(tree: LNode) -> tuple[str, frozenset] | None:
     return None
 
 
-def _sum(view: Any, paths: tuple[tuple[str, bool], ...]) -> int | None:
-    num, den = 0, 1
-    for path, zero_if_missing in paths:
-        v = view.get(path)
-        if v is None:
-            if zero_if_missing:
-                continue
-            return None
-        n, d = v.as_integer_ratio()
-        if d == den:
-            num += n
-        else:
-            num, den = num * d + n * den, den * d
-    return encode_ratio(num, den)
+def _sum(view: Any, spec: tuple[tuple[str, bool], ...]) -> int | None:
+    total = view_sum(view, spec)
+    return None if total is None else encode_ratio(*total)
 
 
 def _sign(view: Any, left: str, right: str) -> int | None:
