@@ -304,19 +304,18 @@ class _Linter:
         self.always_present = _required_paths(schema) | _defaulted_paths(schema) | {"derived.local_hour"}
         codes = {c for table in ruleset.fx_tables for c in table.rates} | {"CNY", "USD", "EUR", "RMB"}
         self.currency_codes = codes
-        self.docs = self._docs()
+        self._docs: dict[str, SourceDoc | None] = {}
         self.findings: list[Finding] = []
 
-    def _docs(self) -> dict[str, SourceDoc]:
-        # Rules and leaves carry their positions; lists and `source:` keys are found by reading the files
-        # again. A file that vanished since loading only costs precision: findings fall back to rule positions.
-        docs = {}
-        for name in self.ruleset.files:
+    def _doc(self, name: str) -> SourceDoc | None:
+        # Rules and leaves carry their positions; a list's or a `source:` key's is found by reading its file
+        # again, only when a finding needs it. A file that vanished since loading only costs precision.
+        if name not in self._docs:
             try:
-                docs[name] = load_yaml(Path(name), name)
+                self._docs[name] = load_yaml(Path(name), name)
             except YamlSourceError:
-                continue
-        return docs
+                self._docs[name] = None
+        return self._docs[name]
 
     def run(self) -> tuple[Finding, ...]:
         for rule in self.ruleset.rules:
@@ -339,7 +338,7 @@ class _Linter:
         self.findings.append(Finding(*where, rule.id if rule else None, code, message))
 
     def _rule_key_pos(self, rule: Rule, key: str) -> tuple[str, int, int] | None:
-        doc = self.docs.get(rule.file)
+        doc = self._doc(rule.file)
         section = doc.data.get("rules") if doc is not None and isinstance(doc.data, dict) else None
         for i in range(len(section or ())):
             if doc.marks.get(("rules", i)) == (rule.line, rule.col):  # type: ignore[union-attr]
@@ -425,29 +424,29 @@ class _Linter:
     def _shadowed(self) -> None:
         rules = self.ruleset.rules
         parts = [_conjuncts(r.when) for r in rules]
-        # `a` can only be implied by `b` if `b` tests every field (or sub-tree) that `a` tests: index rules by
-        # those keys so that a pack of thousands of rules is not compared pair by pair.
-        keys = [{p.operand if isinstance(p, Leaf) else p for p in ps} for ps in parts]
+        # Index every rule by what it offers as a narrower rule `b`; a broader rule `a` can only shadow rules
+        # offering all of its own keys, so each `a` meets its few candidates instead of the whole pack.
         holders: dict[Any, set[int]] = {}
-        for index, ks in enumerate(keys):
-            for k in ks:
-                holders.setdefault(k, set()).add(index)
-        for b_index, b in enumerate(rules):
-            b_parts = parts[b_index]
-            for a_index in sorted(set().union(*(holders[k] for k in keys[b_index]))):
-                a, a_parts = rules[a_index], parts[a_index]
-                if a is b or not keys[a_index] <= keys[b_index] or (a.outcome, a.report) != (b.outcome, b.report):
-                    continue
+        for index, rule in enumerate(rules):
+            for key in _shadow_keys(rule, parts[index], narrower=True):
+                holders.setdefault(key, set()).add(index)
+        shadower: dict[int, int] = {}
+        for a_index, a in enumerate(rules):
+            a_parts = parts[a_index]
+            candidates = set.intersection(*(holders.get(k, set()) for k in _shadow_keys(a, a_parts, narrower=False)))
+            for b_index in sorted(candidates - {a_index} - set(shadower)):
+                b, b_parts = rules[b_index], parts[b_index]
                 if not _window_covers(a, b) or not all(any(_implies(bp, ap) for bp in b_parts) for ap in a_parts):
                     continue
-                mutual = all(any(_implies(ap, bp) for ap in a_parts) for bp in b_parts)
-                if mutual and a_index > b_index:
+                if a_index > b_index and all(any(_implies(ap, bp) for ap in a_parts) for bp in b_parts):
                     continue  # equivalent rules: report only the later one
-                self._add("W110", b, None, f"shadowed by {a.id} ({a.location}): whenever {b.id} fires, {a.id} "
-                                           f"fires too with the same outcome `{a.outcome}`"
-                                           + (f" and report {a.report}" if a.report else "")
-                                           + f", because each condition of {a.id} is implied by one of {b.id}'s")
-                break
+                shadower[b_index] = a_index
+        for b_index, a_index in shadower.items():
+            a, b = rules[a_index], rules[b_index]
+            self._add("W110", b, None, f"shadowed by {a.id} ({a.location}): whenever {b.id} fires, {a.id} fires "
+                                       f"too with the same outcome `{a.outcome}`"
+                                       + (f" and report {a.report}" if a.report else "")
+                                       + f", because each condition of {a.id} is implied by one of {b.id}'s")
 
     # -- W120 ----------------------------------------------------------------------------------------------
     def _unused_lists(self) -> None:
@@ -455,8 +454,9 @@ class _Linter:
         for name in self.ruleset.lists:
             if name in used:
                 continue
-            where = next(((f, *d.mark(("lists", name))) for f, d in self.docs.items()
-                          if isinstance(d.data, dict) and name in (d.data.get("lists") or {})), None)
+            docs = (d for d in map(self._doc, self.ruleset.files) if d is not None and isinstance(d.data, dict))
+            where = next(((d.file, *d.mark(("lists", name))) for d in docs if name in (d.data.get("lists") or {})),
+                         None)
             where = where or (self.ruleset.files[0], 1, 1)
             self.findings.append(Finding(*where, None, "W120", f"list {name!r} is defined but no rule uses it; "
                                                                "delete it or use it with `list:`"))
@@ -542,6 +542,22 @@ def _window_covers(a: Rule, b: Rule) -> bool:
     starts = a.effective_from is None or (b.effective_from is not None and a.effective_from <= b.effective_from)
     ends = a.effective_to is None or (b.effective_to is not None and a.effective_to >= b.effective_to)
     return starts and ends
+
+
+def _shadow_keys(rule: Rule, parts: list[Node], narrower: bool) -> set:
+    """Keys a narrower rule must carry for ``_implies`` to hold: the outcome, each leaf's field, each non-leaf
+    conjunct itself, and (field, value) for an `eq`, which only an `eq` or one-value `in` implies."""
+    keys: set = {("outcome", rule.outcome, rule.report)}
+    for part in parts:
+        if not isinstance(part, Leaf):
+            keys.add(part)
+            continue
+        keys.add(part.operand)
+        if part.ref is None and (part.op == "eq" or (narrower and part.op == "in")):
+            values = _values(part)
+            if values is not None and len(values) == 1:
+                keys.add((part.operand, "=", next(iter(values))))
+    return keys
 
 
 def _undated(leaf: Leaf) -> set:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
@@ -92,26 +93,49 @@ class RuleCase:
         return f"{self.file}:{self.line}:{self.col}"
 
 
-def find_case_files(pack_path: Path, tests_path: Path | None) -> list[tuple[Path, str]]:
-    """``(path, display name)`` of every ``*.yaml`` test file, sorted; by default the pack's ``tests/``."""
+#: Top-level keys of other YAML formats that share a pack's ``tests/`` directory (``policy-engine verify``'s
+#: invariants). Any other file there must be a rule test file, so a misspelt ``cases:`` is an error, not a skip.
+OTHER_FORMATS = ("invariants",)
+
+
+def load_cases(pack_path: Path, tests_path: Path | None,
+               rule_ids: Iterable[str]) -> tuple[tuple[str, ...], tuple[RuleCase, ...]]:
+    """The rule test files used and every case in them, in file order: ``tests_path`` (a file or a directory)
+    or by default the pack's ``tests/``. Raises :class:`RuleTestError` listing every problem."""
     root = tests_path if tests_path is not None else (pack_path if pack_path.is_dir() else pack_path.parent) / "tests"
-    if root.is_file():
-        return [(root, str(root))]
-    found = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()) if root.is_dir() \
-        else []
-    if not found:
-        raise RuleTestError([Issue(str(root), 1, 1, None, "no rule test files (*.yaml) here; write test cases "
-                                                           "as rules/README.md 'Analyst workflow' shows")])
-    return [(p, str(p)) for p in found]
-
-
-def load_cases(files: list[tuple[Path, str]], rule_ids: Iterable[str]) -> tuple[RuleCase, ...]:
-    """Every case of every file, in file order. Raises :class:`RuleTestError` listing every problem."""
+    if root.is_dir():
+        paths = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    else:
+        paths = [root] if root.is_file() else []
     loader = _CaseLoader(set(rule_ids))
-    cases = [case for path, display in files for case in loader.load(path, display)]
+    used, cases = [], []
+    for path in paths:
+        found = loader.load(path, str(path))
+        if found is not None:
+            used.append(str(path))
+            cases += found
     if loader.issues:
         raise RuleTestError(loader.issues)
-    return tuple(cases)
+    if not cases:
+        raise RuleTestError([Issue(str(root), 1, 1, None, "no rule test cases here: write *.yaml files with "
+                                                           "`cases:` as rules/README.md 'Analyst workflow' shows")])
+    return tuple(used), tuple(cases)
+
+
+def _missing(error: jsonschema.ValidationError) -> list[str]:
+    return [k for k in error.validator_value if isinstance(error.instance, dict) and k not in error.instance]
+
+
+def _misspelt_keys(errors: list[jsonschema.ValidationError]) -> set[tuple[tuple, str]]:
+    """``(path, key)`` for each allowed key that an unknown key beside it is probably a misspelling of."""
+    found = set()
+    for error in errors:
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            allowed = list(error.schema.get("properties", {}))
+            for key in error.instance:
+                if key not in allowed:
+                    found |= {(tuple(error.absolute_path), k) for k in get_close_matches(key, allowed, n=1)}
+    return found
 
 
 class _CaseLoader:
@@ -121,23 +145,30 @@ class _CaseLoader:
         self.validator = jsonschema.Draft202012Validator(load_schema("ruletest"))
         self.issues: list[Issue] = []
 
-    def load(self, path: Path, display: str) -> list[RuleCase]:
+    def load(self, path: Path, display: str) -> list[RuleCase] | None:
+        """The file's cases, or None when the file is in another format (see ``OTHER_FORMATS``)."""
         try:
             doc = load_yaml(path, display)
         except YamlSourceError as exc:
             self.issues.append(exc.issue)
             return []
+        if isinstance(doc.data, dict) and "cases" not in doc.data and set(OTHER_FORMATS) & set(doc.data):
+            return None
         bad_cases: set[int] = set()
         top_level_bad = False
-        for error in self.validator.iter_errors(doc.data):
+        errors = list(self.validator.iter_errors(doc.data))
+        misspelt = _misspelt_keys(errors)
+        for error in errors:
             where = tuple(error.absolute_path)
             in_case = len(where) >= 2 and where[0] == "cases"
             if in_case:
                 bad_cases.add(where[1])  # type: ignore[arg-type]
             else:
                 top_level_bad = True
+            if error.validator == "required" and all((where, k) in misspelt for k in _missing(error)):
+                continue  # the unknown-key error right beside it already says "did you mean 'expect'?"
             if in_case and len(where) == 2 and error.validator == "oneOf":
-                continue  # request-or-base: _build says it better
+                continue  # request-or-base: _one_source says it better
             self.issues.append(doc.issue(schema_issue_path(error, where), None, schema_message(error)))
         if top_level_bad:
             return []

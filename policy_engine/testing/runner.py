@@ -25,7 +25,7 @@ from ..lint import describe
 from ..request import PreparedRequest
 from ..resources import default_pack_path
 from ..ruleset import RuleSet
-from .casefile import RuleCase, find_case_files, load_cases
+from .casefile import RuleCase, load_cases
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,12 +231,12 @@ def run_tests(pack_path: str | Path | None, tests_path: str | Path | None = None
     engine = PolicyEngine.from_path(pack, matcher=matcher)
     try:
         ruleset = engine.ruleset
-        files = find_case_files(pack, Path(tests_path) if tests_path is not None else None)
-        cases = load_cases(files, (r.id for r in ruleset.rules))
+        files, cases = load_cases(pack, Path(tests_path) if tests_path is not None else None,
+                                  (r.id for r in ruleset.rules))
         tracker = _Tracker(ruleset)
         results = tuple(_run(engine, case, tracker) for case in cases)
         return TestReport(pack=ruleset.pack, version=ruleset.version, digest=ruleset.digest, matcher=engine.matcher,
-                          files=tuple(display for _, display in files), cases=results, coverage=tracker.coverage(),
+                          files=files, cases=results, coverage=tracker.coverage(),
                           elapsed_s=time.perf_counter() - start)
     finally:
         engine.close()
