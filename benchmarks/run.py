@@ -43,12 +43,12 @@ MATCHERS = ["python", "durable"] if durable_available()[0] else ["python"]
 def corpus(size: int, seed: int = 7) -> list[str]:
     """Request texts: the synthetic traffic generator when present, else perturbed acceptance cases."""
     try:
-        from policy_engine.synthetic import iter_payments  # type: ignore[attr-defined]
+        from policy_engine.synthetic import dumps_request, iter_payments
 
         out = []
         for payment in iter_payments(n=size, seed=seed):
             payment.pop("label", None)
-            out.append(json.dumps(payment, default=str))
+            out.append(dumps_request(payment))  # exact numbers, as `policy-engine generate` writes them
         return out
     except ImportError:
         pass

@@ -21,7 +21,18 @@ from .errors import (
 from .loader import load_ruleset
 from .ruleset import Rule, RuleSet
 
+
+def __getattr__(name: str):
+    # Lazy: the backtest machinery (multiprocessing, CSV, HTML) loads only when used.
+    if name in ("backtest", "BacktestResult"):
+        from . import backtesting
+
+        return getattr(backtesting, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "BacktestResult",
     "Decision",
     "EvaluationError",
     "Issue",
@@ -36,5 +47,6 @@ __all__ = [
     "TrailEntry",
     "Violation",
     "__version__",
+    "backtest",
     "load_ruleset",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from decimal import Decimal
 from typing import Any, TextIO
@@ -65,11 +66,13 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     except MatcherUnavailableError as exc:
         err.write(f"policy-engine: {exc}\n")
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # the reader went away (`| head`): stop quietly, and keep the interpreter's final flush quiet too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except OSError as exc:
         err.write(f"policy-engine: {exc}\n")
         return EXIT_BAD_INPUT
-    except BrokenPipeError:
-        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ import itertools
 import json
 import math
 import random
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -180,11 +179,35 @@ class CreditLine:
 
 class _Payer:
     """One payer's profile and rolling history. Mutable on purpose: it is the generator's running state, updated
-    after every payment, and never leaves this module."""
+    after every payment, and never leaves this module. Kept small (well under 1 KB): the population is the
+    generator's whole memory. Windows are short sorted lists, not deques: an empty deque allocates a 64-slot
+    block, and these rarely hold more than a few entries."""
 
-    __slots__ = ("account_age0", "age", "bank", "bnpl", "credit_card", "day", "day_totals", "devices", "id",
-                 "index", "last_hour", "lifetime", "loan", "month", "month_game_fen", "near_7d", "p2p_24h",
-                 "residence", "tier", "kyc", "tier_total_fen", "tier_year_fen", "year")
+    __slots__ = (
+        "account_age0",
+        "age",
+        "bank",
+        "bnpl",
+        "credit_card",
+        "day",
+        "day_totals",
+        "devices",
+        "id",
+        "index",
+        "kyc",
+        "last_hour",
+        "lifetime",
+        "loan",
+        "month",
+        "month_game_fen",
+        "near_7d",
+        "p2p_24h",
+        "residence",
+        "tier",
+        "tier_total_fen",
+        "tier_year_fen",
+        "year",
+    )
 
     def __init__(self, index: int, rng: random.Random):
         self.index = index
@@ -211,9 +234,9 @@ class _Payer:
             self.loan = CreditLine("consumer_loan", product, issuer, self.residence,
                                    _lognormal_fen(rng, 30000, 0.5), 0)
         self.lifetime = 0
-        self.last_hour: deque[int] = deque()
-        self.p2p_24h: deque[tuple[int, int]] = deque()
-        self.near_7d: deque[int] = deque()
+        self.last_hour: list[int] = []
+        self.p2p_24h: list[tuple[int, int]] = []
+        self.near_7d: list[int] = []
         self.tier_total_fen = self.tier_year_fen = self.month_game_fen = 0
         self.day = self.month = self.year = -1
         #: today's balance, static QR, cash (fen, US cents), P2P transfers (fen, US cents), credit-card cash (fen)
@@ -299,6 +322,12 @@ def generate_requests(spec: TrafficSpec) -> Iterator[dict[str, Any]]:
             payer = payers[index]
             when = midnight + dt.timedelta(seconds=second)
             yield _payment(rng, payer, f"r{serial:08d}", when, day_epoch + second, day_index)
+
+
+def iter_payments(n: int | None = None, seed: int = 0, **options: Any) -> Iterator[dict[str, Any]]:
+    """Shorthand for ``generate_requests(TrafficSpec(seed=seed, n=n, **options))``. Write a payment with
+    :func:`dumps_request`: ``json.dumps(default=str)`` would write money as strings, which ``history.*`` refuses."""
+    return generate_requests(TrafficSpec(seed=seed, n=n, **options))
 
 
 def _payment(rng: random.Random, payer: _Payer, request_id: str, when: dt.datetime, epoch: int,
@@ -409,14 +438,21 @@ def _payment(rng: random.Random, payer: _Payer, request_id: str, when: dt.dateti
     return request
 
 
+def _expire(window: list, oldest: int, stamped: bool = False) -> None:
+    """Drop the entries at or before ``oldest`` from the front of a time-sorted window (of times, or of
+    ``(time, value)`` pairs when ``stamped``)."""
+    keep = 0
+    while keep < len(window) and (window[keep][0] if stamped else window[keep]) <= oldest:
+        keep += 1
+    if keep:
+        del window[:keep]
+
+
 def _roll(payer: _Payer, epoch: int, day_index: int, when: dt.datetime) -> None:
     """Expire what fell out of the rolling windows and reset calendar totals when the day/month/year turned."""
-    while payer.last_hour and payer.last_hour[0] <= epoch - 3600:
-        payer.last_hour.popleft()
-    while payer.p2p_24h and payer.p2p_24h[0][0] <= epoch - 86400:
-        payer.p2p_24h.popleft()
-    while payer.near_7d and payer.near_7d[0] <= epoch - 7 * 86400:
-        payer.near_7d.popleft()
+    _expire(payer.last_hour, epoch - 3600)
+    _expire(payer.p2p_24h, epoch - 86400, stamped=True)
+    _expire(payer.near_7d, epoch - 7 * 86400)
     if payer.day != day_index:
         payer.day = day_index
         payer.day_totals = [0] * 7
@@ -490,10 +526,12 @@ def _mark(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_mark)
+
+
 def dumps_request(request: dict[str, Any]) -> str:
     """One compact JSON line; money is written as a JSON number with the currency's decimals (``12.50``)."""
-    text = json.dumps(request, ensure_ascii=False, separators=(",", ":"), default=_mark)
-    return text.replace(_OPEN, "").replace(_CLOSE, "")
+    return _ENCODER.encode(request).replace(_OPEN, "").replace(_CLOSE, "")
 
 
 def write_jsonl(spec: TrafficSpec, out: TextIO, progress: Any = None) -> int:

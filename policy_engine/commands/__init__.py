@@ -7,4 +7,6 @@ COMMANDS = (
     "replay",
     "explain",
     "verify",
+    "generate",
+    "backtest",
 )

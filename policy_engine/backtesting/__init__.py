@@ -1,0 +1,23 @@
+"""Backtesting: replay payment history against rule-pack versions (``backtest``), with an HTML report.
+
+``policy_engine.backtesting.backtest(FILE, rules=..., baseline=...)`` returns a frozen :class:`BacktestResult`;
+``policy-engine backtest`` is its command line. Synthetic traffic to replay: :mod:`policy_engine.synthetic`.
+"""
+
+from .csvio import CsvLayoutError
+from .result import BacktestResult, BadLine, ExampleRef, Flip, LabelReport, PackReport, PatternReport, RuleReport
+from .run import BacktestError, backtest
+
+__all__ = [
+    "BacktestError",
+    "BacktestResult",
+    "BadLine",
+    "CsvLayoutError",
+    "ExampleRef",
+    "Flip",
+    "LabelReport",
+    "PackReport",
+    "PatternReport",
+    "RuleReport",
+    "backtest",
+]

@@ -1,0 +1,350 @@
+"""Replay payments against a candidate pack (and a baseline pack): the library entry point :func:`backtest`.
+
+How it scales: the parent process only reads the input and cuts it into chunks of raw lines (JSON Lines) or rows
+(CSV); worker processes, each with its engines built once by the pool initializer, parse, decide and count each
+chunk into a :class:`~.tally.Tally`; the parent merges the tallies. At most ``2 x workers`` chunks are in flight,
+and a tally is counts plus a bounded list of examples, so memory stays flat however long the input is. Merging is
+order-free and examples are the first ``k`` by input line number, so the result does not depend on ``workers``.
+
+Every payment is decided as of its own timestamp (the engine does that), so history replays under the rules,
+dated lists and FX tables that applied on each payment's date.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ..cli import parse_json
+from ..engine import PolicyEngine
+from ..errors import EvaluationError, PolicyEngineError, RequestError
+from ..loader import load_ruleset
+from ..ruleset import RuleSet
+from .csvio import CsvLayout
+from .result import BacktestResult, BadLine, flips_of, pack_report
+from .tally import PackTally, Tally, label_key
+
+FORMATS = ("auto", "jsonl", "csv")
+#: Records per chunk sent to a worker: large enough that pickling and scheduling cost little per payment
+#: (about 1.3 MB of JSON Lines), small enough that in-flight chunks stay a few megabytes.
+CHUNK_RECORDS = 1000
+DEFAULT_EXAMPLES = 5
+_MESSAGE_LIMIT = 300
+
+#: ``progress(done_records, done_bytes, total_bytes_or_None)``, called as chunks complete.
+Progress = Callable[[int, int, "int | None"], None]
+
+
+class BacktestError(PolicyEngineError):
+    """A backtest could not run (unreadable input, a CSV header that maps to no request, a worker that died)."""
+
+
+# -- what a worker runs ----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """Everything a worker needs, pickled once per worker: the packs as loaded by the parent (so a pack edited
+    on disk mid-run cannot split the run across two versions), the matcher, the CSV layout, examples kept."""
+
+    candidate: RuleSet
+    baseline: RuleSet | None
+    matcher: str | None
+    layout: CsvLayout | None
+    k: int
+
+
+class _Evaluator:
+    def __init__(self, job: _Job):
+        self.job = job
+        self.candidate = PolicyEngine(job.candidate, job.matcher)
+        self.baseline = PolicyEngine(job.baseline, job.matcher) if job.baseline is not None else None
+        self.stopping = frozenset(r.id for r in job.candidate.rules if r.outcome != "allow")
+        self.baseline_stopping = (frozenset(r.id for r in job.baseline.rules if r.outcome != "allow")
+                                  if job.baseline is not None else frozenset())
+
+    def _parse(self, raw: Any) -> tuple[Any, str | None, str | None]:
+        """``(request, error_kind, message)``."""
+        layout = self.job.layout
+        if layout is None:
+            try:
+                return parse_json(raw.decode("utf-8")), None, None
+            except UnicodeDecodeError as exc:
+                return None, "invalid_json", f"line is not UTF-8 (byte {exc.start})"
+            except ValueError as exc:
+                return None, "invalid_json", f"invalid JSON: {exc}"
+        if isinstance(raw, str):
+            return None, "invalid_csv", raw  # a record the CSV reader could not split
+        try:
+            for cell in raw:
+                cell.encode("utf-8")  # cells were decoded with surrogateescape: a bad byte fails here
+            return layout.to_request(raw), None, None
+        except UnicodeEncodeError:
+            return None, "invalid_csv", "line is not UTF-8"
+        except ValueError as exc:
+            return None, "invalid_csv", str(exc)
+
+    def _decide(self, engine: PolicyEngine, request: Any, line: int, tally: Tally, which: str):
+        try:
+            return engine.evaluate(request)
+        except RequestError as exc:
+            tally.add_bad(line, "invalid_request", _short("; ".join(str(v) for v in exc.violations)))
+        except EvaluationError as exc:
+            tally.add_bad(line, "evaluation_failed", _short(f"{which} pack: {exc}"))
+        return None
+
+    def run(self, items: list[tuple[int, Any]]) -> Tally:
+        tally = Tally(self.job.k, baseline=PackTally() if self.baseline is not None else None)
+        k = self.job.k
+        for line, raw in items:
+            tally.records += 1
+            request, kind, message = self._parse(raw)
+            if kind is not None:
+                tally.add_bad(line, kind, _short(message or ""))
+                continue
+            after = self._decide(self.candidate, request, line, tally, "candidate")
+            if after is None:
+                continue
+            before = None
+            if self.baseline is not None:
+                before = self._decide(self.baseline, request, line, tally, "baseline")
+                if before is None:
+                    continue
+            label = label_key(request.get("label"))
+            rid = after.request_id
+            tally.candidate.add(line, rid, after, label, self.stopping, k)
+            if before is not None and tally.baseline is not None:
+                tally.baseline.add(line, rid, before, label, self.baseline_stopping, k)
+                tally.add_flip(line, rid, before, after)
+        return tally
+
+
+def _short(message: str) -> str:
+    return message if len(message) <= _MESSAGE_LIMIT else message[: _MESSAGE_LIMIT - 1] + "…"
+
+
+_WORKER: _Evaluator | None = None
+
+
+def _init_worker(job: _Job) -> None:
+    global _WORKER
+    _WORKER = _Evaluator(job)
+
+
+def _run_chunk(items: list[tuple[int, Any]]) -> Tally:
+    assert _WORKER is not None, "worker used before its initializer ran"
+    return _WORKER.run(items)
+
+
+# -- reading the input -------------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Source:
+    name: str
+    format: str
+    layout: CsvLayout | None
+    chunks: Iterator[tuple[list[tuple[int, Any]], int]]  # (records, bytes consumed)
+    total_bytes: int | None
+
+
+def _size(stream: BinaryIO) -> int | None:
+    try:
+        stat = os.fstat(stream.fileno())
+    except (OSError, AttributeError, ValueError):
+        return None
+    return stat.st_size if stat.st_size > 0 else None
+
+
+def _detect(name: str, first: bytes | None) -> str:
+    suffix = Path(name).suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".jsonl", ".ndjson", ".json") or first is None:
+        return "jsonl"
+    return "jsonl" if first.lstrip().startswith(b"{") else "csv"
+
+
+def _jsonl_chunks(lines: Iterator[bytes], size: int) -> Iterator[tuple[list[tuple[int, Any]], int]]:
+    items: list[tuple[int, Any]] = []
+    consumed = 0
+    for number, raw in enumerate(lines, start=1):
+        consumed += len(raw)
+        if not raw.strip():
+            continue
+        items.append((number, raw))
+        if len(items) >= size:
+            yield items, consumed
+            items, consumed = [], 0
+    if items or consumed:
+        yield items, consumed
+
+
+class _CsvLines:
+    """Decodes lines for the csv module and counts bytes. A line that is not UTF-8 is decoded with surrogates so
+    the reader keeps going; the worker reports that row as a bad line."""
+
+    def __init__(self, lines: Iterator[bytes]):
+        self._lines = lines
+        self.consumed = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for raw in self._lines:
+            self.consumed += len(raw)
+            yield raw.decode("utf-8", "surrogateescape")
+
+
+def _csv_source(lines: Iterator[bytes], size: int) -> tuple[CsvLayout, Iterator[tuple[list[tuple[int, Any]], int]]]:
+    counted = _CsvLines(lines)
+    reader = csv.reader(iter(counted), strict=True)
+    header: list[str] | None = None
+    try:
+        for row in reader:
+            if row and any(cell.strip() for cell in row):
+                header = row
+                break
+    except csv.Error as exc:
+        raise BacktestError(f"CSV header (line {reader.line_num}) does not parse: {exc}") from None
+    if header is None:
+        raise BacktestError("the CSV input is empty: the first row must name the columns "
+                            "(request_id,timestamp,payer.id,...)")
+    if header and header[0].startswith("\ufeff"):
+        header[0] = header[0][1:]  # a byte-order mark written by spreadsheet exports
+    layout = CsvLayout.from_header(header)
+
+    def chunks() -> Iterator[tuple[list[tuple[int, Any]], int]]:
+        items: list[tuple[int, Any]] = []
+        previous = reader.line_num
+        reported = counted.consumed
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                items.append((previous + 1, f"CSV does not parse: {exc}"))  # a message: the worker reports it
+                if reader.line_num == previous:
+                    break  # the reader cannot move on from here
+                previous = reader.line_num
+                continue
+            start, previous = previous + 1, reader.line_num
+            if not row or not any(cell.strip() for cell in row):
+                continue
+            items.append((start, row))
+            if len(items) >= size:
+                yield items, counted.consumed - reported
+                reported = counted.consumed
+                items = []
+        if items or counted.consumed > reported:
+            yield items, counted.consumed - reported
+
+    return layout, chunks()
+
+
+def _open(source: str | os.PathLike | BinaryIO, fmt: str, size: int) -> tuple[_Source, BinaryIO | None]:
+    if fmt not in FORMATS:
+        raise BacktestError(f"unknown input format {fmt!r}; use one of {', '.join(FORMATS)}")
+    opened: BinaryIO | None = None
+    if isinstance(source, str | os.PathLike):
+        name = os.fspath(source)
+        try:
+            opened = stream = open(name, "rb")  # noqa: SIM115 - closed by backtest()
+        except OSError as exc:
+            raise BacktestError(f"cannot read {name}: {exc.strerror or exc}") from None
+    else:
+        stream = source
+        name = getattr(source, "name", "<stream>")
+        name = name if isinstance(name, str) else "<stream>"
+    total = _size(stream)
+    lines = iter(stream)
+    head: list[bytes] = []
+    first = None
+    for raw in lines:
+        head.append(raw)
+        if raw.strip():
+            first = raw
+            break
+    replay = itertools.chain(head, lines)
+    kind = _detect(name, first) if fmt == "auto" else fmt
+    if kind == "csv":
+        layout, chunks = _csv_source(replay, size)
+        return _Source(name, kind, layout, chunks, total), opened
+    return _Source(name, kind, None, _jsonl_chunks(replay, size), total), opened
+
+
+# -- the entry point ------------------------------------------------------------------------------------------
+def backtest(source: str | os.PathLike | BinaryIO, rules: str | os.PathLike | None = None,
+             baseline: str | os.PathLike | None = None, *, workers: int | None = None, matcher: str | None = None,
+             format: str = "auto", examples: int = DEFAULT_EXAMPLES, chunk_records: int = CHUNK_RECORDS,
+             progress: Progress | None = None) -> BacktestResult:
+    """Replay the payments in ``source`` (a JSON Lines or CSV file, or a binary stream) against the ``rules``
+    pack (default: the bundled pack) and, if given, the ``baseline`` pack.
+
+    ``workers`` processes decide in parallel (default: every core; 1 runs in this process). Bad lines are
+    counted and the first ``examples`` reported with their line numbers; they never stop the run. Raises
+    :class:`~policy_engine.RuleSetError` for a bad pack and :class:`BacktestError` for unreadable input.
+    """
+    started = time.monotonic()
+    if examples < 0:
+        raise BacktestError(f"examples must be 0 or more, got {examples}")
+    if chunk_records < 1:
+        raise BacktestError(f"chunk_records must be at least 1, got {chunk_records}")
+    workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+    candidate = load_ruleset(rules)
+    base = load_ruleset(baseline) if baseline is not None else None
+    src, opened = _open(source, format, chunk_records)
+    job = _Job(candidate, base, matcher, src.layout, examples)
+    total = Tally(examples, baseline=PackTally() if base is not None else None)
+    try:
+        _drive(job, src, workers, total, progress)
+    finally:
+        if opened is not None:
+            opened.close()
+    evaluated = sum(total.candidate.decisions.values())
+    bad = dict(sorted(total.bad.items()))
+    return BacktestResult(
+        source=src.name, format=src.format, workers=workers, records=total.records, evaluated=evaluated,
+        bad=bad, bad_lines=tuple(BadLine(*b) for b in sorted(total.bad_examples)),
+        candidate=pack_report(candidate, total.candidate),
+        baseline=pack_report(base, total.baseline) if base is not None and total.baseline is not None else None,
+        flips=flips_of(total), elapsed_s=time.monotonic() - started)
+
+
+def _drive(job: _Job, src: _Source, workers: int, total: Tally, progress: Progress | None) -> None:
+    done_bytes = 0
+
+    def absorb(tally: Tally, nbytes: int) -> None:
+        nonlocal done_bytes
+        total.merge(tally)
+        done_bytes += nbytes
+        if progress is not None:
+            progress(total.records, done_bytes, src.total_bytes)
+
+    if workers == 1:
+        evaluator = _Evaluator(job)
+        for items, nbytes in src.chunks:
+            absorb(evaluator.run(items), nbytes)
+        return
+    limit = 2 * workers  # bounded in flight: reading never runs ahead of deciding by more than this
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(job,))
+    pending: dict[Future, int] = {}
+    try:
+        for items, nbytes in src.chunks:
+            while len(pending) >= limit:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    absorb(future.result(), pending.pop(future))
+            pending[pool.submit(_run_chunk, items)] = nbytes
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                absorb(future.result(), pending.pop(future))
+    except BrokenProcessPool as exc:
+        raise BacktestError(f"a backtest worker process died ({exc}); rerun with --workers 1 to see the "
+                            "error in this process") from None
+    finally:
+        pool.shutdown(wait=not pending, cancel_futures=True)
