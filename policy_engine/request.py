@@ -18,7 +18,7 @@ from .errors import RequestError, Violation
 from .fields import FieldCatalog
 from .resources import load_schema
 from .ruleset import FxTable, RuleSet
-from .validator import compile_schema
+from .validator import compile_schema, fits_places
 
 #: ISO 4217 minor units where they are not 2.
 MINOR_UNITS = {"BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
@@ -46,19 +46,6 @@ def _to_decimal(value: Any) -> Decimal | int | None:
     return None
 
 
-def _decimals(value: Decimal | int) -> int:
-    """Significant decimal places: 100.10 has 1, 1.000 has 0."""
-    if isinstance(value, int):
-        return 0
-    exponent = value.as_tuple().exponent
-    if not isinstance(exponent, int) or exponent >= 0:
-        return 0
-    if value == value.to_integral_value():
-        return 0
-    exponent = value.normalize().as_tuple().exponent
-    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
-
-
 @dataclass(frozen=True, slots=True)
 class PreparedRequest:
     """A valid request, normalised: ``view`` maps dotted field paths to exact values (missing = absent)."""
@@ -80,14 +67,15 @@ class RequestPreparer:
         # only when some rule reads them.
         plain = [p for p in paths if not p.startswith("derived.")]
         kinds = FieldCatalog(schema)
-        self._validate_collect = compile_schema(schema, {p: kinds.get(p) is not None and kinds.get(p).kind == "num"
-                                                         for p in plain})
+        money = {f"history.{name}": 2 for name in schema["properties"]["history"]["properties"]
+                 if name.endswith(_MONEY_SUFFIXES)}
+        money["funding_source.available_credit_cny"] = 2
+        self._validate_collect = compile_schema(
+            schema, {p: kinds.get(p) is not None and kinds.get(p).kind == "num" for p in plain}, money)
         # schema defaults to fill in: (path, parent object or None, value)
         self._fill = tuple((p, p.split(".")[0] if "." in p else None, v) for p, v in self._defaults.items()
                            if p in plain)
         self._derived = {p for p in paths if p.startswith("derived.")}
-        self._history_money = frozenset(
-            name for name in schema["properties"]["history"]["properties"] if name.endswith(_MONEY_SUFFIXES))
 
     @staticmethod
     def _collect_defaults(schema: dict) -> dict[str, Any]:
@@ -120,7 +108,7 @@ class RequestPreparer:
             elif amount >= MAX_AMOUNT:
                 violations.append(Violation("$.amount.value", f"amount {amount} is beyond the supported "
                                                               f"{MAX_AMOUNT:,}"))
-            elif _decimals(amount) > MINOR_UNITS.get(currency, 2):
+            elif not fits_places(amount, MINOR_UNITS.get(currency, 2)):
                 violations.append(Violation("$.amount.value", f"{money['value']} has more decimal places than "
                                                               f"{currency} has ({MINOR_UNITS.get(currency, 2)})"))
         stamp = request.get("timestamp")
@@ -134,14 +122,6 @@ class RequestPreparer:
                     violations.append(Violation("$.timestamp", f"{stamp!r} has no UTC offset (e.g. +08:00 or Z); "
                                                                "local-time rules need it"))
                     when = None
-        history = request.get("history")
-        if type(history) is dict:
-            money_fields = self._history_money
-            for name, v in history.items():
-                if name in money_fields and type(v) in (float, Decimal):
-                    d = _to_decimal(v)
-                    if d is not None and d.is_finite() and _decimals(d) > 2:
-                        violations.append(Violation(f"$.history.{name}", f"{v} has more than 2 decimal places"))
         if violations:
             raise RequestError(violations, rid)
         assert when is not None and amount is not None and currency is not None

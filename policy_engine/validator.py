@@ -82,6 +82,18 @@ def _bad_unicode(text: str) -> bool:
     return False
 
 
+def fits_places(value: Any, places: int) -> bool:
+    """At most ``places`` significant decimals: the reduced denominator of an exact decimal divides 10^places
+    exactly when it has no more (100.10 has 1, 1.000 has 0). Non-finite values are left to the type check."""
+    if type(value) is float:
+        if not math.isfinite(value):
+            return True
+        value = Decimal(repr(value))
+    elif type(value) is int or not value.is_finite():
+        return True
+    return (10**places) % value.as_integer_ratio()[1] == 0
+
+
 def _suffix(name: str) -> str:
     return f".{name}" if name.isidentifier() else f"[{name!r}]"
 
@@ -91,8 +103,9 @@ def _enum_ok(v: Any, options: tuple) -> bool:
 
 
 class _Gen:
-    def __init__(self, collect: dict[str, bool]) -> None:
+    def __init__(self, collect: dict[str, bool], places: dict[str, int]) -> None:
         self.collect = collect
+        self.places = places
         self.lines: list[str] = []
         self.consts: dict[str, Any] = {}
         self.n = 0
@@ -199,6 +212,16 @@ class _Gen:
                     conv = f"Decimal(repr({child})) if type({child}) is float else {child}" \
                         if self.collect[dotted] else child
                     self.emit(indent + 1, f"view[{dotted!r}] = {conv}")
+                if dotted in self.places:
+                    # money in a fixed currency: no more decimals than the currency has (an engine rule on top
+                    # of the schema, so only the engine's validator checks it)
+                    places = self.places[dotted]
+                    check = (f"({child}.is_finite() and {10**places} % {child}.as_integer_ratio()[1])"
+                             f" if type({child}) is Decimal else (type({child}) is float and not _fits({child}, "
+                             f"{places}))")
+                    self.emit(indent + 1, f"if {check}:")
+                    self.emit(indent + 2, f"errors.append(_V({child_path(name)}, str({child}) + "
+                                          f"' has more than {places} decimal places'))")
             self.schema(sub, child, child_path(name), dynamic, indent + 1, f"{where}/properties/{name}")
         extra = schema.get("additionalProperties", True)
         if extra is True:
@@ -215,12 +238,14 @@ class _Gen:
             self.schema(extra, value, extra_path, True, indent + 1, f"{where}/additionalProperties")
 
 
-def compile_schema(schema: dict, collect: dict[str, bool] | None = None) -> Callable[[Any], Any]:
+def compile_schema(schema: dict, collect: dict[str, bool] | None = None,
+                   places: dict[str, int] | None = None) -> Callable[[Any], Any]:
     """Generate and compile a validator: ``validate(instance) -> list[Violation]`` (empty when valid).
 
     With ``collect`` (dotted path -> is numeric), the validator also gathers those fields in the same pass and
-    returns ``(violations, view)``; the engine uses this to validate and flatten a request at once."""
-    gen = _Gen(collect or {})
+    returns ``(violations, view)``; the engine uses this to validate and flatten a request at once. ``places``
+    (dotted path -> decimals) adds the engine's money-precision check for those fields."""
+    gen = _Gen(collect or {}, places or {})
     gen.emit(0, "def validate(v0):")
     gen.emit(1, "errors = []")
     if collect is not None:
@@ -230,7 +255,8 @@ def compile_schema(schema: dict, collect: dict[str, bool] | None = None) -> Call
     source = "\n".join(gen.lines) + "\n"
     namespace: dict[str, Any] = {"Decimal": Decimal, "_V": Violation, "_type_name": _type_name,
                                  "_is_number": _is_number, "_is_integer": _is_integer, "_enum_ok": _enum_ok,
-                                 "_suffix": _suffix, "_bad_unicode": _bad_unicode, **gen.consts}
+                                 "_suffix": _suffix, "_bad_unicode": _bad_unicode, "_fits": fits_places,
+                                 **gen.consts}
     exec(compile(source, "<policy_engine.request_validator>", "exec"), namespace)
     validate = namespace["validate"]
     validate.source = source  # type: ignore[attr-defined]  -- for debugging a schema change

@@ -1,9 +1,9 @@
 """The pure-Python matcher: the lowered rules compiled to one generated function, indexed on one field.
 
 The function reads the normalised request directly. Strings and booleans are compared as they are; numbers
-use the same exact integer encoding as the durable matcher (``compiler.encode_number``). Cumulative sums and
-field-to-field comparisons are computed lazily, the first time a rule that got that far needs them, so a
-request pays only for the conditions its own rules reach.
+use the same exact integer encoding as the durable matcher (``compiler.encode_number``). Numbers, cumulative
+sums and field-to-field comparisons are computed lazily, the first time a rule that got that far needs them,
+so a request pays only for the conditions its own rules reach.
 
 Rules that require a particular value of the most commonly tested field (usually ``funding_source.type`` or
 ``purpose``) are only checked when the request has that value; the rest are checked on every request.
@@ -32,17 +32,18 @@ _CMP = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _UNSET = object()
 
 
-def _required_values(tree: LNode) -> tuple[str, frozenset] | None:
-    """If the rule can only fire when one key equals one of a few constants, that key and those values."""
+def _required_values(tree: LNode, exclude: set[str] = frozenset()) -> tuple[str, frozenset] | None:  # type: ignore[assignment]
+    """If the rule can only fire when one key (not in ``exclude``) equals one of a few constants, that key and
+    those values."""
     conjuncts = tree.children if isinstance(tree, LAll) else (tree,)
     for c in conjuncts:
-        if isinstance(c, Test) and c.op == "eq" and c.ref_key is None:
+        if isinstance(c, Test) and c.op == "eq" and c.ref_key is None and c.key not in exclude:
             return c.key, frozenset([c.const])
         if isinstance(c, LAny) and c.children and all(
             isinstance(t, Test) and t.op == "eq" and t.ref_key is None for t in c.children
         ):
             keys = {t.key for t in c.children}  # type: ignore[union-attr]
-            if len(keys) == 1:
+            if len(keys) == 1 and not keys & exclude:
                 return keys.pop(), frozenset(t.const for t in c.children)  # type: ignore[union-attr]
     return None
 
@@ -50,6 +51,10 @@ def _required_values(tree: LNode) -> tuple[str, frozenset] | None:
 def _sum(view: Any, spec: tuple[tuple[str, bool], ...]) -> int | None:
     total = view_sum(view, spec)
     return None if total is None else encode_ratio(*total)
+
+
+def _num(value: Any) -> int | None:
+    return None if value is None else encode_ratio(*value.as_integer_ratio())
 
 
 def _sign(view: Any, left: str, right: str) -> int | None:
@@ -69,6 +74,10 @@ class _Codegen:
             self.lazy[key] = f"_sum(view, {spec!r})"
         for (left, right), key in layout.cmps.items():
             self.lazy[key] = f"_sign(view, {left!r}, {right!r})"
+        for path, key in layout.plain.items():
+            if layout.kinds[path] == "num":
+                # encoding a number costs more than reading it, and most rules never reach most numbers
+                self.lazy[key] = f"_num(view.get({path!r}))"
 
     def const(self, value: Any) -> str:
         if isinstance(value, bool | int | str) or value is None:
@@ -107,7 +116,54 @@ class _Codegen:
             return "(" + " or ".join(self.expr(c) for c in node.children) + ")"
         if not node.children:
             return "True"
-        return "(" + " and ".join(self.expr(c) for c in node.children) + ")"
+        # `and` is order-free here (every test is pure), so the cheap, selective tests go first: plain
+        # equalities, then other plain tests, then anything that computes a number, then dates (rarely false).
+        ordered = sorted(node.children, key=self._cost)
+        return "(" + " and ".join(self.expr(c) for c in ordered) + ")"
+
+    def _cost(self, node: LNode) -> int:
+        if isinstance(node, Test):
+            if node.key == DAY_KEY:
+                return 5
+            if node.key in self.lazy or (node.ref_key is not None and node.ref_key in self.lazy):
+                return 3
+            return 0 if node.op == "eq" else 1
+        return 2 + max((self._cost(c) for c in node.children), default=0)
+
+
+_MAX_DEPTH = 2  # levels of dispatch on required field values
+_MIN_GROUP = 4  # rules worth a dispatch level
+
+
+def _partition(gen: _Codegen, rules: list[CompiledRule], required: dict, used: set[str], indent: str,
+               depth: int) -> list[str]:
+    """Rules that can only fire for certain values of one field are checked only under those values.
+
+    The field is chosen as the one most rules require (not yet dispatched on); each value gets an ``if``/
+    ``elif`` branch holding the rules that require it (a rule requiring one of several values appears under
+    each), partitioned again one level down. Rules requiring nothing of that field are checked after."""
+    def body(group: list[CompiledRule]) -> list[str]:
+        return [f"{indent}if {gen.expr(r.tree)}: out.append({r.index})" for r in group]
+
+    reqs = {r.index: _required_values(r.tree, exclude=used) for r in rules}
+    counts = Counter(req[0] for req in reqs.values() if req and req[0] not in gen.lazy)
+    if depth >= _MAX_DEPTH or not counts or counts.most_common(1)[0][1] < _MIN_GROUP:
+        return body(rules)
+    key = counts.most_common(1)[0][0]
+    by_value: dict[Any, list[CompiledRule]] = {}
+    rest = []
+    for r in rules:
+        req = reqs[r.index]
+        if req and req[0] == key:
+            for value in sorted(req[1], key=repr):
+                by_value.setdefault(value, []).append(r)
+        else:
+            rest.append(r)
+    lines: list[str] = []
+    for n, (value, group) in enumerate(sorted(by_value.items(), key=lambda kv: -len(kv[1]))):
+        lines.append(f"{indent}{'if' if n == 0 else 'elif'} {key} == {gen.const(value)}:")
+        lines += _partition(gen, group, required, used | {key}, indent + "    ", depth + 1)
+    return lines + _partition(gen, rest, required, used | {key}, indent, depth + 1)
 
 
 class PythonMatcher:
@@ -121,55 +177,22 @@ class PythonMatcher:
     def _build(program: Program):
         gen = _Codegen(program)
         layout = program.layout
-        rules = program.rules
-        required = {r.index: _required_values(r.tree) for r in rules}
-        counts = Counter(req[0] for req in required.values() if req and req[0] not in gen.lazy)
-        index_key = counts.most_common(1)[0][0] if counts else None
-        always = [r for r in rules if not required[r.index] or required[r.index][0] != index_key]
-        by_value: dict[Any, list[CompiledRule]] = {}
-        for r in rules:
-            req = required[r.index]
-            if req and req[0] == index_key:
-                for value in req[1]:
-                    by_value.setdefault(value, []).append(r)
-
-        # every rule body sees the same locals: plain keys read eagerly, lazy keys start unset
-        plain_keys = sorted({*layout.plain.values(), DAY_KEY})
+        required = {r.index: _required_values(r.tree) for r in program.rules}
+        plain_keys = sorted({*(k for k in layout.plain.values() if k not in gen.lazy), DAY_KEY})
         lazy_keys = sorted(gen.lazy)
-        params = ", ".join(["out", "view", *plain_keys, *lazy_keys])
-
-        def body(group: list[CompiledRule], indent: str) -> list[str]:
-            return [f"{indent}if {gen.expr(r.tree)}: out.append({r.index})" for r in group] or [f"{indent}pass"]
-
-        lines: list[str] = []
-        branches: dict[Any, str] = {}
-        for n, (value, group) in enumerate(by_value.items()):
-            fname = f"_branch{n}"
-            lines += [f"def {fname}({params}):", *body(group, "    "), ""]
-            branches[value] = fname
-        lines += ["def match(view, day):", "    g = view.get"]
+        lines = ["def match(view, day):", "    g = view.get"]
         for path, key in layout.plain.items():
-            if layout.kinds[path] == "num":
-                lines.append(f"    v = g({path!r})")
-                lines.append(f"    {key} = None if v is None else _enc(*v.as_integer_ratio())")
-            else:
+            if key not in gen.lazy:
                 lines.append(f"    {key} = g({path!r})")
         lines.append(f"    {DAY_KEY} = day")
         lines += [f"    {k} = _UNSET" for k in lazy_keys]
         lines.append("    out = []")
-        lines += body(always, "    ")
-        if index_key is not None:
-            table = "{" + ", ".join(f"{gen.const(v)}: {f}" for v, f in branches.items()) + "}"
-            lines += [f"    branch = _DISPATCH.get({index_key})", "    if branch is not None:",
-                      f"        branch({params})", "        out.sort()"]
-            lines.append("    return out")
-            lines.append(f"_DISPATCH = {table}")
-        else:
-            lines.append("    return out")
+        lines += _partition(gen, list(program.rules), required, set(), "    ", depth=0)
+        lines += ["    out.sort()", "    return out"]
         src = "\n".join(lines) + "\n"
-        namespace: dict[str, Any] = {"_UNSET": _UNSET, "_enc": encode_ratio, "_sum": _sum, "_sign": _sign,
-                                     **gen.consts}
+        namespace: dict[str, Any] = {"_UNSET": _UNSET, "_num": _num, "_sum": _sum, "_sign": _sign, **gen.consts}
         exec(compile(src, "<policy_engine.python_matcher>", "exec"), namespace)
+        del plain_keys
         return namespace["match"], src
 
     def match(self, prepared: PreparedRequest) -> list[int]:
