@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import random
+from pathlib import Path
 from typing import TextIO
 
 from ..cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, dumps
@@ -36,8 +37,12 @@ def cmd_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_BAD_INPUT
     from ..engine import PolicyEngine
 
-    engine = PolicyEngine.from_path(args.pack, matcher=args.matcher)
     path = args.invariants or inv.default_invariants_path(args.pack)
+    if not Path(path).is_file():
+        err.write(f"policy-engine verify: no invariants file at {path}; write one (README 'Property-based "
+                  "testing') or pass --invariants FILE\n")
+        return EXIT_BAD_INPUT
+    engine = PolicyEngine.from_path(args.pack, matcher=args.matcher)
     try:
         try:
             invariants = inv.load_invariants(path)

@@ -22,6 +22,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from random import Random
 from typing import Any
@@ -169,10 +170,11 @@ class _Reader:
         if not isinstance(data, dict) or "invariants" not in data:
             self.err((), None, "an invariants file has a top-level `invariants:` list (is this a rule-test file?)")
             raise InvariantError(self.issues)
-        self._schema(data)
+        malformed = self._schema(data)
         seen: dict[str, str] = {}
         out = []
-        for i, raw in enumerate(data.get("invariants") or []):
+        items = data.get("invariants")
+        for i, raw in enumerate(items if isinstance(items, list) else []):
             if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
                 continue
             where = ("invariants", i)
@@ -180,6 +182,8 @@ class _Reader:
                 self.err((*where, "id"), raw["id"], f"duplicate invariant id (first at {seen[raw['id']]})")
             line, col = self.doc.mark(where)
             seen.setdefault(raw["id"], f"{self.doc.file}:{line}:{col}")
+            if i in malformed:
+                continue  # its shape is wrong; the schema errors say how, further checks would only guess
             inv = self._invariant(where, raw)
             if inv is not None:
                 out.append(inv)
@@ -187,18 +191,25 @@ class _Reader:
             raise InvariantError(sorted(self.issues, key=lambda i: (i.line, i.col)))
         return tuple(out)
 
-    def _schema(self, data: dict) -> None:
+    def _schema(self, data: dict) -> set[int]:
+        """Report schema errors; returns the indexes of invariants whose structure is wrong."""
         validator = jsonschema.Draft202012Validator(load_schema("invariants"))
+        malformed: set[int] = set()
         for error in validator.iter_errors(data):
             path = tuple(error.absolute_path)
             inv_id = self._id_at(path)
+            if len(path) >= 2 and isinstance(path[1], int):
+                malformed.add(path[1])
             if len(path) == 2 and error.validator == "oneOf":
                 kinds = [k for k in ("expect", "monotonic", "unchanged_by") if k in error.instance]
                 self.err(path, inv_id, f"an invariant has exactly one of expect / monotonic / unchanged_by; "
                                        f"found {kinds or 'none'}")
                 continue
-            if error.validator in ("oneOf", "anyOf") and error.context:
-                error = jsonschema.exceptions.best_match(error.context)
+            while error.validator in ("oneOf", "anyOf") and error.context:
+                # The alternative that got furthest says what is wrong: the deepest error, and a wrong type
+                # only when nothing more specific was found.
+                error = max(error.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
+                path = tuple(error.absolute_path)
             if error.validator == "additionalProperties":
                 allowed = list(error.schema.get("properties", {}))
                 extra = [k for k in error.instance if k not in allowed]
@@ -208,6 +219,7 @@ class _Reader:
                 continue
             where = "/".join(str(p) for p in path[2:])
             self.err(path, inv_id, f"{where}: {error.message}" if where else error.message)
+        return malformed
 
     def _id_at(self, path: tuple) -> str | None:
         if len(path) >= 2 and path[0] == "invariants" and isinstance(path[1], int):
@@ -305,7 +317,7 @@ class _Reader:
                     else:
                         out[name] = {**spec, **{k: _exact(spec[k]) for k in ("min", "max") if k in spec}}
             else:
-                if name in ("request_id", "payer.id", "funding_source.type", "purpose") or name.startswith("amount"):
+                if name in gen.required_fields():
                     self.err(path, inv_id, f"{name} is required by the request contract; it cannot be absent")
                 else:
                     out[name] = dict(spec)
@@ -369,7 +381,7 @@ def _knobs(inv: Invariant) -> gen.Knobs:
 def requests_for(inv: Invariant, ruleset: RuleSet) -> SearchStrategy[dict]:
     """Requests satisfying the invariant's ``given``: plain ones, and ones on the pack's thresholds."""
     knobs = _knobs(inv)
-    return st.one_of(gen._requests(knobs), gen._near(ruleset, knobs))
+    return st.one_of(gen.requests_with(knobs), gen.near_thresholds_with(ruleset, knobs))
 
 
 def unread_fields(ruleset: RuleSet) -> tuple[str, ...]:
@@ -383,17 +395,16 @@ def _varied_fields(inv: Invariant, ruleset: RuleSet) -> tuple[str, ...]:
     return tuple(f for f in fields or () if f not in inv.given)
 
 
-_REQUIRED = ("request_id", "payer.id", "funding_source.type", "purpose")
-
-
 def cases_for(inv: Invariant, ruleset: RuleSet) -> SearchStrategy[Any]:
     """What Hypothesis searches: a request, or a request and how to vary it (a step count or new values)."""
     base = requests_for(inv, ruleset)
     if inv.monotonic:
-        return st.tuples(base, st.one_of(st.integers(1, 100), st.integers(1, 10**9)))
+        # A step of 1..n units, or a jump onto (or just past) one of the pack's thresholds above the value.
+        return st.tuples(base, st.one_of(st.integers(1, 100), st.integers(1, 10**9)), st.integers(0, 16))
     if inv.unchanged_by:
-        alternatives = {f: gen.field_values(f) if f in _REQUIRED else st.one_of(st.just(gen.ABSENT),
-                                                                                gen.field_values(f))
+        required = gen.required_fields()
+        alternatives = {f: gen.field_values(f) if f in required else st.one_of(st.just(gen.ABSENT),
+                                                                               gen.field_values(f))
                         for f in _varied_fields(inv, ruleset)}
         return st.tuples(base, st.fixed_dictionaries(alternatives))
     return base
@@ -420,6 +431,7 @@ class _Checker:
         self.engine = engine
         order = engine.ruleset.decision_order
         self.rank = {o: i for i, o in enumerate(order)}  # 0 = most severe
+        self.edges = gen.pack_edges(engine.ruleset) if inv.monotonic else ()
 
     def violation(self, case: Any) -> Counterexample | None:
         if self.inv.monotonic:
@@ -462,7 +474,7 @@ class _Checker:
             return None
         return Counterexample(f"{'; '.join(problems)} (fired: {', '.join(obs.fired) or 'nothing'})", (obs,))
 
-    def _monotonic(self, request: dict, steps: int) -> Counterexample | None:
+    def _monotonic(self, request: dict, steps: int, jump: int) -> Counterexample | None:
         name = self.inv.monotonic
         assert name is not None
         request = copy.deepcopy(request)
@@ -471,7 +483,7 @@ class _Checker:
             value = Decimal(0)
             gen.set_path(request, name, 0)
         current = Decimal(str(value))
-        higher = self._raised(request, name, current, steps)
+        higher = self._raised(request, name, current, steps, jump)
         if higher is None:
             return None
         variant = copy.deepcopy(request)
@@ -487,8 +499,9 @@ class _Checker:
                                   f"{before.decision} to {after.decision}", (before, after))
         return None
 
-    def _raised(self, request: dict, name: str, current: Decimal, steps: int) -> Any:
-        """``current`` raised by ``steps`` units of the field, kept inside the contract and the ``given``."""
+    def _raised(self, request: dict, name: str, current: Decimal, steps: int, jump: int) -> Any:
+        """``current`` raised by ``steps`` units of the field, or (``jump`` > 0) just onto or past the
+        ``jump``-th pack threshold above it; kept inside the contract and the ``given``."""
         if name == "amount.value":
             places = gen.decimals_of(request["amount"]["currency"])
             unit, ceiling = Decimal(1).scaleb(-places), MAX_AMOUNT - Decimal(1).scaleb(-places)
@@ -499,12 +512,50 @@ class _Checker:
         spec = self.inv.given.get(name)
         if isinstance(spec, dict) and spec.get("max") is not None:
             ceiling = min(ceiling, Decimal(spec["max"]))
-        higher = min(current + unit * steps, ceiling)
+        higher = current + unit * steps
+        crossings = self._crossings(request, name, current, unit) if jump else []
+        if crossings:
+            # Where the decision can change: each threshold, and one unit past it (for strict comparisons).
+            higher = crossings[(jump - 1) // 2 % len(crossings)] + (unit if jump % 2 == 0 else 0)
+        higher = min(higher, ceiling)
         if higher <= current:
             return None
         if name == "amount.value":
             return format(higher.quantize(unit), "f")
         return int(higher) if unit == 1 else higher
+
+    def _crossings(self, request: dict, name: str, current: Decimal, unit: Decimal) -> list[Decimal]:
+        """Values of the field above ``current`` at which a threshold of the pack is reached, in the field's
+        units (amounts converted into the request's currency, net of the history terms of a sum)."""
+        found: set[Decimal] = set()
+        for edge in self.edges:
+            if edge.value is None:
+                continue
+            if name in edge.paths:
+                level = Fraction(edge.value)
+            elif name == "amount.value" and any(p.startswith("derived.amount_") for p in edge.paths):
+                level = self._amount_for(request, edge)
+            else:
+                continue
+            if level is None:
+                continue
+            if len(edge.paths) > 1 and name in edge.paths:
+                level -= sum((_number(gen.get_path(request, p)) for p in edge.paths if p != name), Fraction(0))
+            units = level / Fraction(unit)
+            value = Decimal(-(-units.numerator // units.denominator)) * unit  # round up to the field's unit
+            if value > current:
+                found.add(value)
+        return sorted(found)
+
+    def _amount_for(self, request: dict, edge: gen.Edge) -> Fraction | None:
+        derived = next(p for p in edge.paths if p.startswith("derived.amount_"))
+        others = sum((_number(gen.get_path(request, p)) for p in edge.paths if p != derived), Fraction(0))
+        needed = Fraction(edge.value) - others  # type: ignore[arg-type]
+        rates = self.engine.ruleset.fx_for(dt.datetime.fromisoformat(request["timestamp"]).date().toordinal()).rates
+        currency, target = request["amount"]["currency"], derived.rsplit("_", 1)[1].upper()
+        if currency not in rates or target not in rates:
+            return None
+        return needed if currency == target else needed * Fraction(rates[target]) / Fraction(rates[currency])
 
     def _unchanged(self, request: dict, alternatives: Mapping[str, Any]) -> Counterexample | None:
         variant = copy.deepcopy(request)
@@ -522,6 +573,13 @@ class _Checker:
         return Counterexample(f"changing {', '.join(changed)} changed the decision from {before.decision} "
                               f"({', '.join(before.fired) or 'nothing fired'}) to {after.decision} "
                               f"({', '.join(after.fired) or 'nothing fired'}){who}", (before, after))
+
+
+def _number(value: Any) -> Fraction:
+    """A present numeric request value as an exact fraction; absent (a missing history term) counts as 0."""
+    if value is gen.ABSENT or value is None or isinstance(value, bool):
+        return Fraction(0)
+    return Fraction(Decimal(str(value)))
 
 
 def _notes(inv: Invariant, ruleset: RuleSet) -> tuple[str, ...]:

@@ -69,36 +69,57 @@ OFFSETS = ("+08:00", "+00:00", "Z", "+09:00", "+01:00", "-05:00", "+05:30", "-03
 DEFAULT_DATES = (dt.date(2015, 1, 1), dt.date(2028, 1, 1))  # before the oldest effective date, after the newest
 
 
+#: Hypothesis samples a pool of up to about this size evenly; above it, small indexes dominate.
+_EVEN_POOL = 128
+
+
 def _weighted(common: Sequence[Any], rare: Sequence[Any], rare_in: int = 10) -> SearchStrategy[Any]:
     """Mostly ``common``, about one draw in ``rare_in`` from ``rare``; shrinks to ``common[0]``.
 
-    One draw from a pool with repeats: Hypothesis spends ~40 µs a draw, and a request is many draws."""
-    repeat = max(1, round(len(rare) * (rare_in - 1) / len(common)))
-    return st.sampled_from(tuple(common) * repeat + tuple(rare))
+    One draw (Hypothesis spends ~40 µs a draw, and a request is many draws). A small pool with repeats is
+    sampled evenly; a large one (counter ranges) is indexed by an integer, which Hypothesis draws with a bias
+    to small values, so large pools lean further towards ``common``."""
+    shared = len(common) * max(1, round(len(rare) * (rare_in - 1) / len(common)))
+    if shared + len(rare) <= _EVEN_POOL:
+        return st.sampled_from(tuple(common) * (shared // len(common)) + tuple(rare))
+    return st.integers(0, shared + len(rare) - 1).map(
+        lambda i: common[i % len(common)] if i < shared else rare[i - shared])
 
 
+# Real traffic is mostly unremarkable: signals that refuse a payment on their own (screening hits, embargoed
+# places, unknown instruments, long arrears, high counters) are the rare tail, or they would drown every other
+# rule and leave no room to see the effect of the field under test.
+_RARE_PURPOSES = ("gambling", "lottery", "crypto_purchase")
+_RARE_MCCS = ("4829", "6010", "6011", "6050", "6051", "6540", "7800", "7801", "7802", "7995", "9406")
 _POOLS: dict[str, Callable[[], SearchStrategy[Any]]] = {
-    "funding_source.type": lambda: _weighted(KNOWN_FUNDING_TYPES, UNKNOWN_FUNDING_TYPES),
-    "purpose": lambda: _weighted(KNOWN_PURPOSES, UNKNOWN_PURPOSES, rare_in=20),
+    "funding_source.type": lambda: _weighted(KNOWN_FUNDING_TYPES[:-1], ("crypto", *UNKNOWN_FUNDING_TYPES),
+                                             rare_in=25),
+    "purpose": lambda: _weighted(tuple(p for p in KNOWN_PURPOSES if p not in _RARE_PURPOSES),
+                                 _RARE_PURPOSES + UNKNOWN_PURPOSES, rare_in=8),
+    "merchant.mcc": lambda: _weighted(tuple(m for m in MCCS if m not in _RARE_MCCS), _RARE_MCCS, rare_in=5),
+    "merchant.linked_to_payer": lambda: _weighted((False,), (True,), rare_in=20),
+    "merchant.in_issuer_network": lambda: _weighted((True,), (False,), rare_in=10),
     "funding_source.product": lambda: st.sampled_from(("baitiao", "huabei", "jintiao", "jiebei", "cash_loan",
                                                        "klarna", "visa_classic", "unionpay_debit")),
     "funding_source.issuer": lambda: st.sampled_from(("JD Technology", "Ant Group", "ICBC", "China Merchants Bank",
                                                       "Chase", "Klarna")),
     "payee.type": lambda: st.sampled_from(("individual", "merchant", "card_issuer", "lender", "business")),
-    "merchant.mcc": lambda: st.sampled_from(MCCS),
-    "merchant.region": lambda: st.sampled_from(REGIONS),
-    "payee.region": lambda: st.sampled_from(REGIONS),
-    # Screening hits and embargoed places are rare in real traffic; they would drown every other rule.
-    "payer.sanctions_hit": lambda: _weighted((False,), (True,)),
-    "payee.sanctions_hit": lambda: _weighted((False,), (True,)),
-    "risk_score": lambda: _weighted(range(0, 65), range(65, 100), rare_in=5),  # most traffic scores low
+    "merchant.region": lambda: _weighted(REGIONS[:-3], REGIONS[-3:], rare_in=20),
+    "payee.region": lambda: _weighted(REGIONS[:-3], REGIONS[-3:], rare_in=20),
+    "payer.sanctions_hit": lambda: _weighted((False,), (True,), rare_in=30),
+    "payee.sanctions_hit": lambda: _weighted((False,), (True,), rare_in=30),
+    "payer.kyc_level": lambda: _weighted(("enhanced", "standard", "basic"), ("none",), rare_in=30),
+    "risk_score": lambda: _weighted(range(0, 65), range(65, 100), rare_in=5),
+    "payer.age": lambda: _weighted(range(18, 90), range(0, 18), rare_in=6),
+    "funding_source.overdue_days": lambda: _weighted((0,), range(1, 181), rare_in=5),
 }
-#: Upper bounds for integers the schema leaves open, so values stay plausible.
-_INT_MAX = {"payer.age": 100, "payer.account_age_days": 5000, "auth.factors": 4, "device.distinct_payers_24h": 12,
-            "funding_source.overdue_days": 180, "history.payer_txn_count_1h": 30, "history.lifetime_txn_count": 5000,
-            "history.decline_count_1h": 10, "history.near_threshold_count_7d": 6,
-            "history.sca_exempt_count_since_sca": 10}
+#: Upper bounds for integers the schema leaves open, so values stay plausible; most draws stay in the lowest
+#: quarter (counters are usually small).
+_INT_MAX = {"payer.account_age_days": 5000, "auth.factors": 4, "device.distinct_payers_24h": 12,
+            "history.payer_txn_count_1h": 30, "history.lifetime_txn_count": 5000, "history.decline_count_1h": 10,
+            "history.near_threshold_count_7d": 6, "history.sca_exempt_count_since_sca": 10}
 _MONEY_MAX = {"funding_source.available_credit_cny": 500_000}
+_MONEY_MIN = {"funding_source.available_credit_cny": 1_000}  # a credit line with nothing left is the rare case
 _DEFAULT_MONEY_MAX = 1_000_000
 #: Generated by dedicated code (ids, the amount, the timestamp), not from their schema entry.
 _SPECIAL = ("request_id", "timestamp", "amount")
@@ -131,6 +152,17 @@ def request_fields() -> tuple[str, ...]:
                 out.append(prefix + name)
 
     walk(_schema(), "")
+    return tuple(out)
+
+
+@cache
+def required_fields() -> tuple[str, ...]:
+    """Leaf fields every valid request has (required at every level of the contract)."""
+    schema = _schema()
+    out = []
+    for name in schema.get("required", ()):
+        sub = schema["properties"][name]
+        out += [f"{name}.{child}" for child in sub.get("required", ())] if "properties" in sub else [name]
     return tuple(out)
 
 
@@ -170,7 +202,8 @@ def money(currency: str, lo: Decimal | int | str | None = None, hi: Decimal | in
 
 def _money_value(path: str) -> SearchStrategy[Decimal]:
     top = _MONEY_MAX.get(path, _DEFAULT_MONEY_MAX) * 100
-    cents = st.one_of(st.integers(0, 10**5), st.integers(0, top))
+    low = _MONEY_MIN.get(path, 0) * 100
+    cents = st.one_of(st.integers(low, max(low, 10**5)), st.integers(low, top))
     return cents.map(lambda n: Decimal(n) / 100)
 
 
@@ -187,14 +220,17 @@ def field_values(path: str) -> SearchStrategy[Any]:
         return st.booleans()
     if kind == "integer":
         low = schema.get("minimum", 0)
-        return st.integers(low, schema.get("maximum", _INT_MAX.get(path, max(low, 0) + 1000)))
+        # The contract's bounds guard against hostile input (10^15); plausible values are far smaller.
+        high = min(schema.get("maximum", 10**15), _INT_MAX.get(path, max(low, 0) + 1000))
+        cut = low + (high - low) // 4
+        return _weighted(range(low, cut + 1), range(cut + 1, high + 1), rare_in=5)
     if kind == "number":
         return _money_value(path)
     pattern = schema.get("pattern")
     if pattern == "^[A-Z]{2}$":
-        return _weighted(COUNTRIES[:-5], COUNTRIES[-5:], rare_in=8)  # embargoed ones are the rare tail
+        return _weighted(COUNTRIES[:-5], COUNTRIES[-5:], rare_in=25)  # embargoed ones are the rare tail
     if pattern == "^[A-Z]{3}$":
-        return _weighted(RATED_CURRENCIES, UNRATED_CURRENCIES)
+        return _weighted(RATED_CURRENCIES, UNRATED_CURRENCIES, rare_in=20)
     if pattern == "^[0-9]{4}$":
         return st.sampled_from(MCCS)
     prefix = path.split(".")[0][:3]
@@ -244,8 +280,7 @@ def values_between(path: str, lo: Decimal | int | None, hi: Decimal | int | None
     places = 0 if schema.get("type") == "integer" else 2
     bottom = max(Decimal(schema.get("minimum", 0)), Decimal(lo) if lo is not None else Decimal(0))
     top_default = _INT_MAX.get(path, 10**6) if places == 0 else _MONEY_MAX.get(path, _DEFAULT_MONEY_MAX)
-    top = min(Decimal(schema.get("maximum", top_default if hi is None else hi)),
-              Decimal(hi) if hi is not None else Decimal(top_default))
+    top = min(Decimal(schema.get("maximum", 10**15)), Decimal(hi) if hi is not None else Decimal(top_default))
     low, high = ceil(bottom.scaleb(places)), floor(top.scaleb(places))
     if low > high:
         raise ValueError(f"no valid value of {path} lies in [{lo}, {hi}]")
@@ -257,10 +292,16 @@ def timestamps(dates: tuple[dt.date, dt.date] | None = None) -> SearchStrategy[s
     start, end = dates or DEFAULT_DATES
     if start >= end:
         raise ValueError(f"empty date window [{start}, {end})")
-    start_at = dt.datetime.combine(start, dt.time())
-    seconds = int((dt.datetime.combine(end, dt.time()) - start_at).total_seconds())
-    # One integer draw, not a datetime's seven: shrinks to midnight of the first day.
-    moments = st.integers(0, seconds - 1).map(lambda s: start_at + dt.timedelta(seconds=s))
+    # Hypothesis draws a wide integer range with a strong bias to small values, which would put nearly every
+    # payment on the first days of the window; a block of days and a day within it are each sampled evenly.
+    days = (end - start).days
+    block = min(days, 64)
+    blocks = -(-days // block)
+    moments = st.builds(
+        lambda b, d, h, s: dt.datetime.combine(start + dt.timedelta(days=(b * block + d) % days),
+                                               dt.time(h, s // 60, s % 60)),
+        st.sampled_from(range(blocks)), st.sampled_from(range(block)), st.sampled_from(range(24)),
+        st.integers(0, 3599))
     return st.builds(_stamp, moments, st.sampled_from(OFFSETS))
 
 
@@ -392,11 +433,12 @@ def requests(*, funding_type: Any = None, purpose: Any = None, currency: Any = N
     "device": ABSENT}``); ``dates=("2022-07-07", None)`` limits the payment's local date to ``[from, to)``;
     ``amount=(lo, hi)`` limits ``amount.value`` (in the request's currency, inclusive).
     """
-    return _requests(Knobs.of(funding_type=funding_type, purpose=purpose, currency=currency,
+    return requests_with(Knobs.of(funding_type=funding_type, purpose=purpose, currency=currency,
                               overrides=overrides, dates=dates, amount=amount))
 
 
-def _requests(knobs: Knobs) -> SearchStrategy[dict]:
+def requests_with(knobs: Knobs) -> SearchStrategy[dict]:
+    """:func:`requests` for knobs already gathered in a :class:`Knobs`."""
     @st.composite
     def build(draw: Any) -> dict:
         fixed = _draw_fixed(draw, knobs)
@@ -441,7 +483,23 @@ def _assignments(children: Sequence[Node]) -> list[tuple[str, tuple[Any, ...]]]:
             out.append((path, (child.value,)))
         elif child.op == "in" and child.items and all(isinstance(i.value, str) for i in child.items):
             out.append((path, tuple(i.value for i in child.items)))
+        elif is_numeric_field(path) and isinstance(child.value, Decimal | int | tuple):
+            # A sibling bound on a plain number (e.g. "2 or more earlier near-threshold payments") is set on its
+            # true side, so the edge being tested decides whether the rule fires.
+            true_side = _satisfying(child, path)
+            if true_side is not None:
+                out.append((path, (true_side,)))
     return out
+
+
+def _satisfying(leaf: Leaf, path: str) -> Any:
+    integer = is_integer_field(path)
+    step = Decimal(1) if integer else Decimal("0.01")
+    t = Decimal(leaf.value[0] if isinstance(leaf.value, tuple) else leaf.value)  # type: ignore[arg-type]
+    value = {"eq": t, "gte": t, "lte": t, "between": t, "gt": t + step, "lt": t - step}.get(leaf.op)
+    if value is None or value < leaf_schema(path).get("minimum", 0) or (integer and value != int(value)):
+        return None
+    return int(value) if integer else value
 
 
 def pack_edges(ruleset: RuleSet) -> tuple[Edge, ...]:
@@ -505,15 +563,23 @@ def converted(ruleset: RuleSet, request: dict, target: str) -> Fraction | None:
 
 
 class _EdgeWriter:
-    """Moves one request onto edges of a pack, leaving fields the caller fixed alone."""
+    """Moves one request onto edges of a pack. Fields the caller fixed are left alone, and so are fields an
+    earlier edge of the same request set: a later edge only adds to the first, it never moves it off its edge."""
 
     def __init__(self, draw: Any, ruleset: RuleSet, knobs: Knobs, fixed: Mapping[str, Any], request: dict):
         self.draw, self.ruleset, self.knobs, self.fixed, self.request = draw, ruleset, knobs, fixed, request
+        self.pinned: set[str] = set()  # set by earlier edges
+        self.current: set[str] = set()  # set by the edge being applied
 
     def settable(self, path: str) -> bool:
-        return path not in self.fixed and path.split(".")[0] not in self.fixed
+        head = path.split(".")[0]
+        return not ({path, head} & (self.fixed.keys() | self.pinned))
+
+    def _mark(self, *paths: str) -> None:
+        self.current.update(paths)
 
     def apply(self, edge: Edge) -> None:
+        self.current = set()
         for path, options in edge.context:
             if not self.settable(path):
                 continue
@@ -522,24 +588,27 @@ class _EdgeWriter:
                 self._currency(value)
             else:
                 set_path(self.request, path, value)
+                self._mark(path)
         if edge.ref is not None:
             self._ref(edge)
-            return
-        assert edge.value is not None
-        step = Decimal(1) if edge.integer else Decimal("0.01")
-        target = edge.value + self.draw(st.sampled_from((Decimal(0), -step, step)))
-        if len(edge.paths) == 1:
-            self._set(edge.paths[0], Fraction(target))
         else:
-            self._sum(edge.paths, Fraction(target))
+            assert edge.value is not None
+            step = Decimal(1) if edge.integer else Decimal("0.01")
+            target = edge.value + self.draw(st.sampled_from((Decimal(0), -step, step)))
+            if len(edge.paths) == 1:
+                self._set(edge.paths[0], Fraction(target))
+            else:
+                self._sum(edge.paths, Fraction(target))
+        self.pinned |= self.current
 
     def _currency(self, currency: str) -> None:
         """Switch currency, keeping the amount valid: no more decimals than the new currency has."""
-        if not self.settable("amount.value"):
+        if not (self.settable("amount.value") and self.settable("amount.currency")):
             return
         unit = Decimal(1).scaleb(-decimals_of(currency))
         value = max(unit, Decimal(str(self.request["amount"]["value"])).quantize(unit, rounding=ROUND_DOWN))
         self.request["amount"] = {"value": format(value, "f"), "currency": currency}
+        self._mark("amount.currency")
 
     def _sum(self, paths: tuple[str, ...], total: Fraction) -> None:
         # Split the total: caller-computed terms take a share, the one term the engine derives takes the rest,
@@ -555,6 +624,7 @@ class _EdgeWriter:
                 rest -= Fraction(Decimal(str(current))) if current is not ABSENT else 0
                 continue
             share = self.draw(st.sampled_from((None, Fraction(0), Fraction(1, 2), Fraction(9, 10), Fraction(1, 10))))
+            self._mark(path)
             if share is None or total <= 0:
                 set_path(self.request, path, ABSENT)  # missing history counts as 0 in a sum
                 continue
@@ -563,6 +633,7 @@ class _EdgeWriter:
                 set_path(self.request, path, ABSENT)
                 continue
             set_path(self.request, path, part)
+            self._mark(path)
             rest -= Fraction(part)
         self._set(solve, rest)
 
@@ -588,6 +659,7 @@ class _EdgeWriter:
             quantised = self._quantise(path, value)
             if quantised is not None:
                 set_path(self.request, path, int(quantised) if is_integer_field(path) else quantised)
+                self._mark(path)
 
     def _hour(self, value: Fraction) -> None:
         if not self.settable("timestamp") or not 0 <= value <= 23:
@@ -595,30 +667,41 @@ class _EdgeWriter:
         stamp = self.request["timestamp"]
         local = _local(self.request).replace(hour=int(value), tzinfo=None)
         self.request["timestamp"] = local.isoformat() + stamp[19:]  # keep the offset exactly as written
+        self._mark("timestamp")
 
     def _amount(self, target: str | None, value: Fraction) -> None:
-        """Choose amount.value (and the currency, unless fixed) so ``derived.amount_<target>`` is ``value``."""
+        """Choose amount.value (and the currency, unless fixed) so ``derived.amount_<target>`` is ``value``;
+        ``target`` None sets amount.value itself."""
         if not self.settable("amount.value"):
             return
         rates = self.ruleset.fx_for(_local(self.request).date().toordinal()).rates
-        currency = self.fixed.get("amount.currency")
-        if not isinstance(currency, str):
-            currency = self.request["amount"]["currency"]
-            if currency not in rates or self.draw(st.booleans()):
-                currency = self.draw(st.sampled_from(sorted(rates)))
-        if currency not in rates or (target is not None and target not in rates):
+        if target is not None and target not in rates:
             return
-        amount = value if target in (None, currency) else value * Fraction(rates[target]) / Fraction(rates[currency])
-        places = decimals_of(currency)
-        units = amount * 10**places
-        # Exactly on the edge where the currency's decimals can express it; otherwise one minor unit either side.
+        currency = self.request["amount"]["currency"]
+        if target is not None and self.settable("amount.currency") and "amount.currency" not in self.current:
+            # Prefer a currency in which the edge is exactly expressible (CNY 30,000 = JPY 625,000); the others
+            # land one minor unit either side.
+            exact = [c for c in sorted(rates) if self._units(target, c, value, rates).denominator == 1]
+            pool = exact if exact and self.draw(st.sampled_from((True, True, True, False))) else sorted(rates)
+            currency = self.draw(st.sampled_from(pool))
+        if target is not None and currency not in rates:
+            return
+        units = value * 10 ** decimals_of(currency) if target is None else self._units(target, currency, value, rates)
         n = units.numerator if units.denominator == 1 else (floor(units) if self.draw(st.booleans()) else ceil(units))
+        places = decimals_of(currency)
         result = Decimal(n).scaleb(-places)
         lo, hi = self.knobs.amount or (None, None)
         if n < 1 or result >= MAX_AMOUNT or (lo is not None and result < lo) or (hi is not None and result > hi):
             return
         self.request["amount"] = {"value": format(result.quantize(Decimal(1).scaleb(-places)), "f"),
                                   "currency": currency}
+        self._mark("amount.value", "amount.currency")
+
+    @staticmethod
+    def _units(target: str, currency: str, value: Fraction, rates: Mapping[str, Decimal]) -> Fraction:
+        """Minor units of ``currency`` whose ``target`` equivalent is ``value``."""
+        amount = value if target == currency else value * Fraction(rates[target]) / Fraction(rates[currency])
+        return amount * 10 ** decimals_of(currency)
 
     def _ref(self, edge: Edge) -> None:
         left, right = edge.paths[0], edge.ref
@@ -653,22 +736,29 @@ def near_thresholds(ruleset: RuleSet, *, max_edges: int = 3, funding_type: Any =
     """Valid requests moved onto 1..``max_edges`` numeric edges of ``ruleset`` (values at ``t`` and one step
     either side: 0.01 for money, 1 for integers and hours). The knobs are those of :func:`requests` and win
     over the edges."""
-    return _near(ruleset, Knobs.of(funding_type=funding_type, purpose=purpose, currency=currency,
+    return near_thresholds_with(ruleset, Knobs.of(funding_type=funding_type, purpose=purpose, currency=currency,
                                    overrides=overrides, dates=dates, amount=amount), max_edges)
 
 
-def _near(ruleset: RuleSet, knobs: Knobs, max_edges: int = 3) -> SearchStrategy[dict]:
-    edges = pack_edges(ruleset)
-    if not edges:
-        return _requests(knobs)
+def near_thresholds_with(ruleset: RuleSet, knobs: Knobs, max_edges: int = 3) -> SearchStrategy[dict]:
+    """:func:`near_thresholds` for knobs already gathered in a :class:`Knobs`."""
+    by_rule: dict[str, list[Edge]] = {}
+    for edge in pack_edges(ruleset):
+        by_rule.setdefault(edge.rule_id, []).append(edge)
+    if not by_rule:
+        return requests_with(knobs)
+    # A rule first, then one of its edges: every rule gets the same share whatever its number of edges, and
+    # Hypothesis samples a few dozen rules evenly where it would favour the head of a long list of edges.
+    rule_ids = tuple(by_rule)
+    counts = tuple(range(1, max(1, max_edges) + 1))
 
     @st.composite
     def build(draw: Any) -> dict:
         fixed = _draw_fixed(draw, knobs)
         request = draw(_base(knobs, fixed))
         writer = _EdgeWriter(draw, ruleset, knobs, fixed, request)
-        for edge in draw(st.lists(st.sampled_from(edges), min_size=1, max_size=max_edges)):
-            writer.apply(edge)
+        for _ in range(draw(st.sampled_from(counts))):
+            writer.apply(draw(st.sampled_from(by_rule[draw(st.sampled_from(rule_ids))])))
         return _finish(request, fixed)
 
     return build()
