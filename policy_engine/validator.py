@@ -156,10 +156,13 @@ class _Gen:
             self.emit(indent, f"if type({v}) is str and not {regex}({v}):")
             self.emit(indent + 1, f"errors.append(_V({path}, repr({v}) + ' does not match ' + "
                                   f"{schema['pattern']!r}))")
-        for key, op, text in (("minLength", ">=", "shorter than"), ("maxLength", "<=", "longer than")):
-            if key in schema:
-                self.emit(indent, f"if type({v}) is str and not (len({v}) {op} {schema[key]!r}):")
-                self.emit(indent + 1, f"errors.append(_V({path}, 'string is {text} {schema[key]} characters'))")
+        if "minLength" in schema or "maxLength" in schema:
+            n = self.var()
+            self.emit(indent, f"{n} = len({v}) if type({v}) is str else None")
+            for key, op, text in (("minLength", ">=", "shorter than"), ("maxLength", "<=", "longer than")):
+                if key in schema:
+                    self.emit(indent, f"if {n} is not None and not ({n} {op} {schema[key]!r}):")
+                    self.emit(indent + 1, f"errors.append(_V({path}, 'string is {text} {schema[key]} characters'))")
         for key, op, text in (("minimum", ">=", "less than"), ("maximum", "<=", "greater than"),
                               ("exclusiveMinimum", ">", "less than or equal to"),
                               ("exclusiveMaximum", "<", "greater than or equal to")):
@@ -197,10 +200,12 @@ class _Gen:
         def child_path(name: str) -> str:
             return f"{path} + {_suffix(name)!r}" if dynamic else repr(ast.literal_eval(path) + _suffix(name))
 
-        for name in schema.get("required", ()):
-            self.emit(indent, f"if {get}({name!r}) is None:")
-            self.emit(indent + 1, f"errors.append(_V({child_path(name)}, 'required field is missing'))")
         props = schema.get("properties", {})
+        required = schema.get("required", ())
+        for name in required:
+            if name not in props:
+                self.emit(indent, f"if {get}({name!r}) is None:")
+                self.emit(indent + 1, f"errors.append(_V({child_path(name)}, 'required field is missing'))")
         for name, sub in props.items():
             child = self.var()
             self.emit(indent, f"{child} = {get}({name!r})")
@@ -223,6 +228,9 @@ class _Gen:
                     self.emit(indent + 2, f"errors.append(_V({child_path(name)}, str({child}) + "
                                           f"' has more than {places} decimal places'))")
             self.schema(sub, child, child_path(name), dynamic, indent + 1, f"{where}/properties/{name}")
+            if name in required:  # one lookup serves both the presence check and the value's checks
+                self.emit(indent, "else:")
+                self.emit(indent + 1, f"errors.append(_V({child_path(name)}, 'required field is missing'))")
         extra = schema.get("additionalProperties", True)
         if extra is True:
             return
