@@ -40,9 +40,10 @@ MATCHERS = ["python", "durable"] if durable_available()[0] else ["python"]
 
 
 # -- corpus ------------------------------------------------------------------------------------------------------
-def corpus(size: int, seed: int = 7) -> list[str]:
-    """Request texts: the synthetic traffic generator when present, else perturbed acceptance cases."""
-    try:
+def corpus(size: int, seed: int = 7, kind: str = "synthetic") -> list[str]:
+    """Request texts: synthetic traffic (DOMAIN §8.2: full requests with history counters, ~48 fields), or
+    the acceptance cases with perturbed amounts (smaller requests, many rules firing)."""
+    if kind == "synthetic":
         from policy_engine.synthetic import dumps_request, iter_payments
 
         out = []
@@ -50,8 +51,6 @@ def corpus(size: int, seed: int = 7) -> list[str]:
             payment.pop("label", None)
             out.append(dumps_request(payment))  # exact numbers, as `policy-engine generate` writes them
         return out
-    except ImportError:
-        pass
     rng = random.Random(seed)
     base = [parse_json(line)["request"] for line in CASES.open(encoding="utf-8") if line.strip()]
     out = []
@@ -203,11 +202,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20000, help="timed decisions per row")
     ap.add_argument("--quick", action="store_true", help="fewer decisions and no 1,000-rule durable pack")
+    ap.add_argument("--corpus", choices=["synthetic", "cases"], default="synthetic",
+                    help="generated traffic (default) or perturbed acceptance cases")
     args = ap.parse_args()
     n = 3000 if args.quick else args.n
-    texts = corpus(2000)
+    texts = corpus(2000, kind=args.corpus)
     requests = [parse_json(t) for t in texts]
-    print(f"machine: {os.cpu_count()} cores; corpus: {len(texts)} generated requests; {n} timed decisions per row")
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; corpus: {len(texts)} {args.corpus} "
+          f"requests; {n} timed decisions per row")
 
     validate = compile_schema(load_schema("payment_request"))
     floor = timed(lambda t: validate(parse_json(t)), texts, n)
