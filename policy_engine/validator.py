@@ -122,8 +122,10 @@ class _Gen:
     def emit(self, indent: int, line: str) -> None:
         self.lines.append("    " * indent + line)
 
-    def schema(self, schema: dict, v: str, path: str, dynamic: bool, indent: int, where: str) -> None:
-        """Emit checks of value ``v``; ``path`` is a Python expression for its JSON path."""
+    def schema(self, schema: dict, v: str, path: str, dynamic: bool, indent: int, where: str,
+               after_type: tuple[str, ...] = ()) -> None:
+        """Emit checks of value ``v``; ``path`` is a Python expression for its JSON path. ``after_type`` lines
+        run once the value has the schema's type (or first, when the schema sets no type)."""
         unknown = set(schema) - _SUPPORTED
         if unknown:
             raise ValueError(f"request schema at {where} uses unsupported keywords {sorted(unknown)}")
@@ -143,6 +145,8 @@ class _Gen:
                 # Lone surrogates are not text: they cannot be encoded, logged or handed to the C matcher.
                 self.emit(indent, f"if type({v}) is str and not {v}.isascii() and _bad_unicode({v}):")
                 self.emit(indent + 1, f"errors.append(_V({path}, 'string is not valid Unicode (lone surrogate)'))")
+        for line in after_type:
+            self.emit(indent, line)
         if "enum" in schema:
             options = tuple(schema["enum"])
             if all(type(o) is str for o in options):
@@ -163,14 +167,18 @@ class _Gen:
                 if key in schema:
                     self.emit(indent, f"if {n} is not None and not ({n} {op} {schema[key]!r}):")
                     self.emit(indent + 1, f"errors.append(_V({path}, 'string is {text} {schema[key]} characters'))")
-        for key, op, text in (("minimum", ">=", "less than"), ("maximum", "<=", "greater than"),
-                              ("exclusiveMinimum", ">", "less than or equal to"),
-                              ("exclusiveMaximum", "<", "greater than or equal to")):
-            if key in schema:
-                limit = schema[key]
-                guard = "" if numeric_only else f"_is_number({v}) and "
-                self.emit(indent, f"if {guard}not ({v} {op} {limit!r}):")
-                self.emit(indent + 1, f"errors.append(_V({path}, str({v}) + ' is {text} {limit}'))")
+        bounds = [(key, op, text) for key, op, text in (
+            ("minimum", ">=", "less than"), ("maximum", "<=", "greater than"),
+            ("exclusiveMinimum", ">", "less than or equal to"),
+            ("exclusiveMaximum", "<", "greater than or equal to")) if key in schema]
+        if bounds:
+            guard = "" if numeric_only else f"_is_number({v}) and "
+            # the common case (in range) costs one test; which bound failed is worked out only on failure
+            inside = " and ".join(f"{v} {op} {schema[key]!r}" for key, op, _ in bounds)
+            self.emit(indent, f"if {guard}not ({inside}):")
+            for key, op, text in bounds:
+                self.emit(indent + 1, f"if not ({v} {op} {schema[key]!r}):")
+                self.emit(indent + 2, f"errors.append(_V({path}, str({v}) + ' is {text} {schema[key]}'))")
         if "maxProperties" in schema:
             most = schema["maxProperties"]
             self.emit(indent, f"if type({v}) is dict and len({v}) > {most}:")
@@ -210,24 +218,24 @@ class _Gen:
             child = self.var()
             self.emit(indent, f"{child} = {get}({name!r})")
             self.emit(indent, f"if {child} is not None:")  # null counts as absent
+            after: list[str] = []
             if not dynamic:
                 dotted = ast.literal_eval(child_path(name))[2:]  # "$.payer.id" -> "payer.id"
                 if dotted in self.collect:
                     # the same pass builds the normalised view: a float becomes the Decimal of its repr
                     conv = f"Decimal(repr({child})) if type({child}) is float else {child}" \
                         if self.collect[dotted] else child
-                    self.emit(indent + 1, f"view[{dotted!r}] = {conv}")
+                    after.append(f"view[{dotted!r}] = {conv}")
                 if dotted in self.places:
                     # money in a fixed currency: no more decimals than the currency has (an engine rule on top
-                    # of the schema, so only the engine's validator checks it)
+                    # of the schema, so only the engine's validator checks it); the type check ran already
                     places = self.places[dotted]
-                    check = (f"({child}.is_finite() and {10**places} % {child}.as_integer_ratio()[1])"
-                             f" if type({child}) is Decimal else (type({child}) is float and not _fits({child}, "
-                             f"{places}))")
-                    self.emit(indent + 1, f"if {check}:")
-                    self.emit(indent + 2, f"errors.append(_V({child_path(name)}, str({child}) + "
-                                          f"' has more than {places} decimal places'))")
-            self.schema(sub, child, child_path(name), dynamic, indent + 1, f"{where}/properties/{name}")
+                    after.append(f"if ({10**places} % {child}.as_integer_ratio()[1]) if type({child}) is Decimal "
+                                 f"else (type({child}) is float and not _fits({child}, {places})):")
+                    after.append(f"    errors.append(_V({child_path(name)}, str({child}) + "
+                                 f"' has more than {places} decimal places'))")
+            self.schema(sub, child, child_path(name), dynamic, indent + 1, f"{where}/properties/{name}",
+                        tuple(after))
             if name in required:  # one lookup serves both the presence check and the value's checks
                 self.emit(indent, "else:")
                 self.emit(indent + 1, f"errors.append(_V({child_path(name)}, 'required field is missing'))")
