@@ -120,7 +120,12 @@ class PolicyEngine:
         :class:`EvaluationError` when the engine cannot decide; it never returns ``allow`` in either case."""
         start = time.perf_counter_ns()
         loaded = self._loaded  # one consistent pack for the whole evaluation, even across a reload
-        prepared = loaded.preparer.prepare(request)
+        try:
+            prepared = loaded.preparer.prepare(request)
+        except RequestError:
+            raise
+        except Exception as exc:  # a fault in the engine's own request handling is not the caller's error
+            raise EvaluationError(f"could not prepare request: {type(exc).__name__}: {exc}") from exc
         try:
             fired = loaded.matcher.match(prepared)
             decision = self._decide(loaded, prepared, fired, start)

@@ -135,8 +135,7 @@ _MAX_DEPTH = 2  # levels of dispatch on required field values
 _MIN_GROUP = 4  # rules worth a dispatch level
 
 
-def _partition(gen: _Codegen, rules: list[CompiledRule], required: dict, used: set[str], indent: str,
-               depth: int) -> list[str]:
+def _partition(gen: _Codegen, rules: list[CompiledRule], used: set[str], indent: str, depth: int) -> list[str]:
     """Rules that can only fire for certain values of one field are checked only under those values.
 
     The field is chosen as the one most rules require (not yet dispatched on); each value gets an ``if``/
@@ -162,8 +161,8 @@ def _partition(gen: _Codegen, rules: list[CompiledRule], required: dict, used: s
     lines: list[str] = []
     for n, (value, group) in enumerate(sorted(by_value.items(), key=lambda kv: -len(kv[1]))):
         lines.append(f"{indent}{'if' if n == 0 else 'elif'} {key} == {gen.const(value)}:")
-        lines += _partition(gen, group, required, used | {key}, indent + "    ", depth + 1)
-    return lines + _partition(gen, rest, required, used | {key}, indent, depth + 1)
+        lines += _partition(gen, group, used | {key}, indent + "    ", depth + 1)
+    return lines + _partition(gen, rest, used | {key}, indent, depth + 1)
 
 
 class PythonMatcher:
@@ -177,8 +176,6 @@ class PythonMatcher:
     def _build(program: Program):
         gen = _Codegen(program)
         layout = program.layout
-        required = {r.index: _required_values(r.tree) for r in program.rules}
-        plain_keys = sorted({*(k for k in layout.plain.values() if k not in gen.lazy), DAY_KEY})
         lazy_keys = sorted(gen.lazy)
         lines = ["def match(view, day):", "    g = view.get"]
         for path, key in layout.plain.items():
@@ -187,12 +184,11 @@ class PythonMatcher:
         lines.append(f"    {DAY_KEY} = day")
         lines += [f"    {k} = _UNSET" for k in lazy_keys]
         lines.append("    out = []")
-        lines += _partition(gen, list(program.rules), required, set(), "    ", depth=0)
+        lines += _partition(gen, list(program.rules), set(), "    ", depth=0)
         lines += ["    out.sort()", "    return out"]
         src = "\n".join(lines) + "\n"
         namespace: dict[str, Any] = {"_UNSET": _UNSET, "_num": _num, "_sum": _sum, "_sign": _sign, **gen.consts}
         exec(compile(src, "<policy_engine.python_matcher>", "exec"), namespace)
-        del plain_keys
         return namespace["match"], src
 
     def match(self, prepared: PreparedRequest) -> list[int]:
