@@ -60,6 +60,23 @@ _TYPE_EXPR = {
 }
 
 
+#: Patterns the request contract uses for codes, as string tests equivalent to the regex (ASCII only, fixed
+#: length) and about five times cheaper; any other pattern uses the regex.
+_FAST_PATTERNS = {
+    "^[A-Z]{2}$": "len({v}) == 2 and {v}.isascii() and {v}.isalpha() and {v}.isupper()",
+    "^[A-Z]{3}$": "len({v}) == 3 and {v}.isascii() and {v}.isalpha() and {v}.isupper()",
+    "^[0-9]{4}$": "len({v}) == 4 and {v}.isascii() and {v}.isdigit()",
+}
+
+
+def _ecma_regex(pattern: str) -> re.Pattern:
+    """JSON Schema patterns are ECMA-262 regexes: a final `$` matches only at the end of the string, where
+    Python's also matches before a trailing newline ("12\n" must not pass as an amount)."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
 def _type_name(v: Any) -> str:
     if v is None:
         return "null"
@@ -156,8 +173,9 @@ class _Gen:
             self.emit(indent, f"if not ({test}):")
             self.emit(indent + 1, f"errors.append(_V({path}, repr({v}) + ' is not one of ' + {str(list(options))!r}))")
         if "pattern" in schema:
-            regex = self.const(re.compile(schema["pattern"]).search)
-            self.emit(indent, f"if type({v}) is str and not {regex}({v}):")
+            fast = _FAST_PATTERNS.get(schema["pattern"])
+            test = fast.format(v=v) if fast else f"{self.const(_ecma_regex(schema['pattern']).search)}({v})"
+            self.emit(indent, f"if type({v}) is str and not ({test}):")
             self.emit(indent + 1, f"errors.append(_V({path}, repr({v}) + ' does not match ' + "
                                   f"{schema['pattern']!r}))")
         if "minLength" in schema or "maxLength" in schema:

@@ -218,7 +218,21 @@ def test_examples_are_valid_requests(engine):
 
 REQUEST_SCHEMA = load_schema("payment_request")
 COMPILED = compile_schema(REQUEST_SCHEMA)
-REFERENCE = jsonschema.Draft202012Validator(REQUEST_SCHEMA)
+
+
+def _ecma_anchors(schema):
+    """JSON Schema patterns are ECMA-262 regexes, where `$` matches only at the very end; Python's `$` also
+    matches before a final newline, so jsonschema would accept "CN\n" as a country code. The reference gets
+    `\\Z` instead, which is what ECMA's `$` means."""
+    if isinstance(schema, dict):
+        return {k: (v[:-1] + "\\Z" if k == "pattern" and v.endswith("$") else _ecma_anchors(v))
+                for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_ecma_anchors(v) for v in schema]
+    return schema
+
+
+REFERENCE = jsonschema.Draft202012Validator(_ecma_anchors(REQUEST_SCHEMA))
 
 
 def _schema_paths(schema: dict, prefix: tuple = ()) -> list[tuple[str, ...]]:
@@ -312,7 +326,7 @@ def without_nulls(value):
 @example(base_request(amount__value="0.000"))
 @example(base_request(amount__value=1.0, payer__age=30.0))
 @example(base_request(payer__sanctions_hit=0))
-@example(base_request(psp_country="CN\n"))
+@example(base_request(psp_country="CN\n"))  # refused: `$` is ECMA's end of string, not Python's
 @example(base_request(history__anything=-1))
 @example(base_request(psp_country=None, payer__id=None))
 @example([])
