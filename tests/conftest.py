@@ -59,6 +59,16 @@ def cases() -> list[dict]:
     return load_cases()
 
 
+@pytest.fixture(scope="module", params=MATCHERS)
+def bundled_engine(request):
+    """The bundled pack, once per matcher (tests using it run on every matcher this interpreter has)."""
+    from policy_engine import PolicyEngine
+
+    engine = PolicyEngine.from_path(None, matcher=request.param)
+    yield engine
+    engine.close()
+
+
 @pytest.fixture
 def make_pack(tmp_path: Path) -> Callable[..., Path]:
     """Write a one-file pack: ``make_pack(rules_yaml, lists_yaml="")`` -> path of the file.

@@ -14,15 +14,9 @@ from policy_engine.cli import main
 CASES = load_cases()
 
 
-@pytest.fixture(scope="module", params=MATCHERS)
-def engine(request):
-    eng = PolicyEngine.from_path(None, matcher=request.param)
-    yield eng
-    eng.close()
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
-def test_case_through_library(engine, case):
+def test_case_through_library(bundled_engine, case):
+    engine = bundled_engine
     decision = engine.evaluate(case["request"])
     expected = case["expected"]
     assert decision.decision.value == expected["decision"]

@@ -9,7 +9,7 @@ import io
 import json
 
 import pytest
-from conftest import EXAMPLES, MATCHERS, base_request, load_cases
+from conftest import EXAMPLES, base_request, load_cases
 
 from policy_engine import PolicyEngine, RequestError
 from policy_engine.cli import main
@@ -24,15 +24,9 @@ def default() -> PolicyEngine:
     return PolicyEngine.from_path(None)  # the python matcher: explain never uses the matcher
 
 
-@pytest.fixture(scope="module", params=MATCHERS)
-def engine(request):
-    eng = PolicyEngine.from_path(None, matcher=request.param)
-    yield eng
-    eng.close()
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
-def test_explanation_agrees_with_the_decision(engine, case):
+def test_explanation_agrees_with_the_decision(bundled_engine, case):
+    engine = bundled_engine
     decision = engine.evaluate(case["request"])
     explanation = engine.explain(case["request"])
     assert explanation.fired == decision.rule_ids
