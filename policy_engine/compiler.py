@@ -31,12 +31,8 @@ _INVERSE = {"eq": "ne", "ne": "eq", "gt": "lte", "lte": "gt", "gte": "lt", "lt":
             "missing": "exists"}
 
 
-def encode_number(x: Any) -> int:
-    """The exact order-preserving integer encoding described in the module docstring."""
-    return encode_ratio(*x.as_integer_ratio())
-
-
 def encode_ratio(num: int, den: int) -> int:
+    """The exact order-preserving integer encoding of ``num / den`` described in the module docstring."""
     q, r = divmod(num * SCALE, den)
     enc = 2 * q + (1 if r else 0)
     if enc > _SATURATE:

@@ -29,7 +29,7 @@ from .resources import default_pack_path, load_schema
 from .ruleset import DEFAULT_DECISION_ORDER, FxTable, Rule, RuleSet
 from .yamlsource import SourceDoc, YamlSourceError, load_yaml
 
-#: Numbers in conditions are compared exactly in units of 10^-SCALE_DIGITS (see ``facts.py``).
+#: Numbers in conditions are compared exactly in units of 10^-SCALE_DIGITS (see ``compiler.py``).
 SCALE_DIGITS = 4
 MAX_CONSTANT = Decimal(10) ** 11
 MAX_CONDITION_DEPTH = 32

@@ -44,7 +44,6 @@ from ..errors import EvaluationError, Issue, RuleSetError
 from ..request import PreparedRequest
 
 SHARD_BUDGET = 48  # alpha-node tests per shard; the engine's stack holds 64 (anchor and margin below)
-DURABLE_STACK_LIMIT = 64
 MAX_BRANCHES = 256  # members of one `in` $or; durable hangs at 512
 MAX_SHARD_TESTS = 400  # all tests of one ruleset, $or members included; durable hangs at 512 under one node
 MAX_RULES_PER_SHARD = 200  # rules sharing the anchor; durable crashes at 256
@@ -219,10 +218,6 @@ class _HandleCache:
                 self._idle.setdefault(definition, []).append(handle)
                 return
         _delete(handle)
-
-    def idle_handles(self) -> int:
-        with self._lock:
-            return sum(len(v) for v in self._idle.values())
 
 
 def _delete(handle: int) -> None:

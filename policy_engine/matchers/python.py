@@ -1,7 +1,7 @@
 """The pure-Python matcher: the lowered rules compiled to one generated function, indexed on one field.
 
 The function reads the normalised request directly. Strings and booleans are compared as they are; numbers
-use the same exact integer encoding as the durable matcher (``compiler.encode_number``). Numbers, cumulative
+use the same exact integer encoding as the durable matcher (``compiler.encode_ratio``). Numbers, cumulative
 sums and field-to-field comparisons are computed lazily, the first time a rule that got that far needs them,
 so a request pays only for the conditions its own rules reach.
 
