@@ -174,12 +174,6 @@ class FactLayout:
         self._encode = namespace["encode"]
 
 
-def view_sum(view: Mapping[str, Any], spec: tuple[tuple[str, bool], ...]) -> tuple[int, int] | None:
-    """``_sum_ratios`` over fields of a normalised request: ``spec`` is (path, zero_if_missing) pairs."""
-    get = view.get
-    return _sum_ratios(tuple((None if (v := get(p)) is None else v.as_integer_ratio(), z) for p, z in spec))
-
-
 def _sum_ratios(terms: tuple[tuple[tuple[int, int] | None, bool], ...]) -> tuple[int, int] | None:
     """The exact sum of (ratio, zero_if_missing) terms as (numerator, denominator), with ``add`` semantics:
     a missing ``history.*`` operand counts as 0, any other missing operand makes the sum missing.

@@ -18,7 +18,7 @@ from .errors import RequestError, Violation
 from .fields import FieldCatalog
 from .resources import load_schema
 from .ruleset import FxTable, RuleSet
-from .validator import compile_schema, fits_places
+from .validator import compile_fast_path, compile_schema, fits_places
 
 #: ISO 4217 minor units where they are not 2.
 MINOR_UNITS = {"BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
@@ -46,6 +46,14 @@ def _to_decimal(value: Any) -> Decimal | int | None:
     return None
 
 
+def money_places(schema: dict) -> dict[str, int]:
+    """Request fields holding money in a fixed currency, with the decimals they may have (two, like CNY)."""
+    money = {f"history.{name}": 2 for name in schema["properties"]["history"]["properties"]
+             if name.endswith(_MONEY_SUFFIXES)}
+    money["funding_source.available_credit_cny"] = 2
+    return money
+
+
 @dataclass(frozen=True, slots=True)
 class PreparedRequest:
     """A valid request, normalised: ``view`` maps dotted field paths to exact values (missing = absent)."""
@@ -67,11 +75,12 @@ class RequestPreparer:
         # only when some rule reads them.
         plain = [p for p in paths if not p.startswith("derived.")]
         kinds = FieldCatalog(schema)
-        money = {f"history.{name}": 2 for name in schema["properties"]["history"]["properties"]
-                 if name.endswith(_MONEY_SUFFIXES)}
-        money["funding_source.available_credit_cny"] = 2
-        self._validate_collect = compile_schema(
-            schema, {p: kinds.get(p) is not None and kinds.get(p).kind == "num" for p in plain}, money)
+        money = money_places(schema)
+        collect = {p: kinds.get(p) is not None and kinds.get(p).kind == "num" for p in plain}
+        self._validate_collect = compile_schema(schema, collect, money)
+        # Valid requests take the fast path (accept-only, no error bookkeeping); anything it is unsure of,
+        # and every invalid request, goes through the full validator, which reports every violation.
+        self._fast = compile_fast_path(schema, collect, money) or (lambda _request: None)
         # schema defaults to fill in: (path, parent object or None, value)
         self._fill = tuple((p, p.split(".")[0] if "." in p else None, v) for p, v in self._defaults.items()
                            if p in plain)
@@ -96,7 +105,11 @@ class RequestPreparer:
                 raise RequestError([Violation("$", f"a request is a JSON object, got {type(request).__name__}")])
             request = dict(request)
         rid = request.get("request_id") if isinstance(request.get("request_id"), str) else None
-        violations, view = self._validate_collect(request)
+        view = self._fast(request)
+        if view is None:
+            violations, view = self._validate_collect(request)
+        else:
+            violations = []
         if "derived" in request:
             violations.append(Violation("$.derived", "derived fields are computed by the engine; do not send them"))
         amount = currency = when = None

@@ -295,3 +295,180 @@ def compile_schema(schema: dict, collect: dict[str, bool] | None = None,
     validate = namespace["validate"]
     validate.source = source  # type: ignore[attr-defined]  -- for debugging a schema change
     return validate
+
+
+# -- the fast path ------------------------------------------------------------------------------------------------
+#: Every two-letter code the `^[A-Z]{2}$` pattern admits: one set lookup instead of four string tests on the
+#: eight country fields of a request (676 short strings, about 40 KB).
+_COUNTRY_CODES = frozenset(a + b for a in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" for b in "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+class FastPathUnsupported(ValueError):
+    """The schema uses a construct the fast path does not model; the engine then validates on the full path."""
+
+
+class _FastGen(_Gen):
+    """The accept-only twin of :class:`_Gen`: a function that returns the collected view when the instance is
+    valid and ``None`` when it is not *or when it is unsure* (a float where an integer is allowed, extra keys in
+    an object, ...). It never reports anything, so the common case pays for no error bookkeeping; any ``None``
+    sends the request to the full validator, which decides and explains. Soundness (accepted => the full
+    validator finds no violation and builds the same view) is property-tested in tests/test_requests.py."""
+
+    def fail_unless(self, indent: int, tests: list[str]) -> None:
+        if tests:
+            self.emit(indent, f"if not ({' and '.join(tests)}): return None")
+
+    def value(self, schema: dict, v: str, dotted: str | None, indent: int, where: str) -> None:
+        unknown = set(schema) - _SUPPORTED
+        if unknown:
+            raise ValueError(f"request schema at {where} uses unsupported keywords {sorted(unknown)}")
+        types = schema.get("type")
+        enum = schema.get("enum")
+        names = (types,) if isinstance(types, str) else tuple(types or ())
+        if enum is not None and all(type(o) is str for o in enum):
+            if types is not None and "string" not in names:
+                raise FastPathUnsupported(f"{where}: an enum of strings on a non-string type")
+            names = ("string",)  # an enum of strings admits only strings, whatever else `type` allows
+        elif types is None:
+            raise FastPathUnsupported(f"{where}: no `type`")
+        numeric = dotted is not None and self.collect.get(dotted, False)
+        branches: list[tuple[str, list[str], str]] = []  # (type test, checks, how the view stores it)
+        for name in names:
+            if name == "string":
+                branches.append((f"type({v}) is str", self.string_tests(schema, v), v))
+            elif name in ("number", "integer"):
+                branches.append((f"type({v}) is int", self.bound_tests(schema, v, repr), v))
+                if name == "number":  # an integral Decimal or float as an "integer" is left to the full path
+                    places = self.places.get(dotted or "")
+                    # Decimal against Decimal compares about twice as fast as Decimal against int; Decimal(x)
+                    # of a float bound is its exact value, so the answer is the one the full path gets.
+                    dec = [f"{v}.is_finite()", *self.bound_tests(schema, v, lambda b: self.const(Decimal(b)))]
+                    flt = [f"_isfinite({v})", *self.bound_tests(schema, v, repr)]
+                    if places is not None:
+                        # same_quantum: the exponent is exactly -places (the usual "12.50"), one cheap test;
+                        # otherwise the exact reduced-denominator test of the full path
+                        quantum = self.const(Decimal(1).scaleb(-places))
+                        dec.append(f"({v}.same_quantum({quantum}) or {10**places} % {v}.as_integer_ratio()[1] == 0)")
+                        flt.append(f"_fits({v}, {places})")
+                    branches.append((f"type({v}) is Decimal", dec, v))
+                    branches.append((f"type({v}) is float", flt, f"Decimal(repr({v}))" if numeric else v))
+            elif name == "boolean":
+                branches.append((f"type({v}) is bool", [], v))
+            elif name in ("object", "array"):
+                branches.append((f"type({v}) is {'dict' if name == 'object' else 'list'}", [], v))
+            elif name != "null":  # null is absent, and absent values never reach here
+                raise FastPathUnsupported(f"{where}: type {name!r}")
+        if enum is not None and not all(type(o) is str for o in enum):
+            branches = [(test, [*checks, f"_enum_ok({v}, {self.const(tuple(enum))})"], store)
+                        for test, checks, store in branches]
+        for n, (test, checks, store) in enumerate(branches):
+            if len(branches) == 1:
+                self.fail_unless(indent, [test, *checks])
+                inner = indent
+            else:
+                self.emit(indent, f"{'if' if n == 0 else 'elif'} {test}:")
+                inner = indent + 1
+                self.fail_unless(inner, checks)
+            start = len(self.lines)
+            if dotted is not None and dotted in self.collect:
+                self.emit(inner, f"view[{dotted!r}] = {store}")
+            if test.endswith("is dict"):
+                self.object(schema, v, dotted, inner, where)
+            elif test.endswith("is list"):
+                self.array(schema, v, inner, where)
+            if len(branches) > 1 and not checks and len(self.lines) == start:
+                self.emit(inner, "pass")
+        if len(branches) > 1:
+            self.emit(indent, "else: return None")
+
+    def string_tests(self, schema: dict, v: str) -> list[str]:
+        enum = schema.get("enum")
+        pattern = schema.get("pattern")
+        # Membership in a set of known strings is one lookup, and implies the other string tests when every
+        # member passes them (valid Unicode, the length bounds, the pattern).
+        members = frozenset(enum) if enum is not None and all(type(o) is str for o in enum) else None
+        if members is None and pattern == "^[A-Z]{2}$":
+            members = _COUNTRY_CODES
+        if members is not None:
+            lo, hi = schema.get("minLength", 0), schema.get("maxLength", math.inf)
+            if all(m.isascii() and lo <= len(m) <= hi and (pattern is None or _ecma_regex(pattern).search(m))
+                   for m in members):
+                return [f"{v} in {'_COUNTRY_CODES' if members is _COUNTRY_CODES else self.const(members)}"]
+        tests = [f"({v}.isascii() or not _bad_unicode({v}))"]
+        if enum is not None and all(type(o) is str for o in enum):
+            tests.append(f"{v} in {self.const(frozenset(enum))}")
+        if pattern is not None:
+            if pattern == "^[A-Z]{2}$":
+                tests.append(f"{v} in _COUNTRY_CODES")
+            elif pattern in _FAST_PATTERNS:
+                tests.append(f"({_FAST_PATTERNS[pattern].format(v=v)})")
+            else:
+                tests.append(f"{self.const(_ecma_regex(pattern).search)}({v}) is not None")
+        if "minLength" in schema or "maxLength" in schema:
+            lo = f"{schema['minLength']!r} <= " if "minLength" in schema else ""
+            hi = f" <= {schema['maxLength']!r}" if "maxLength" in schema else ""
+            tests.append(f"{lo}len({v}){hi}")
+        return tests
+
+    @staticmethod
+    def bound_tests(schema: dict, v: str, const: Callable[[Any], str]) -> list[str]:
+        lower = [f"{const(schema[k])} {op}" for k, op in (("minimum", "<="), ("exclusiveMinimum", "<")) if k in schema]
+        upper = [f"{op} {const(schema[k])}" for k, op in (("maximum", "<="), ("exclusiveMaximum", "<")) if k in schema]
+        if len(lower) <= 1 and len(upper) <= 1 and (lower or upper):
+            return [" ".join([*lower, v, *upper])]  # one chained comparison: lo <= v <= hi
+        return [f"{lo} {v}" for lo in lower] + [f"{v} {hi}" for hi in upper]
+
+    def object(self, schema: dict, v: str, dotted: str | None, indent: int, where: str) -> None:  # type: ignore[override]
+        if "maxProperties" in schema:
+            self.emit(indent, f"if len({v}) > {schema['maxProperties']}: return None")
+        props = schema.get("properties", {})
+        required = set(schema.get("required", ()))
+        get = self.var()
+        self.emit(indent, f"{get} = {v}.get")
+        for name in required - set(props):
+            self.emit(indent, f"if {get}({name!r}) is None: return None")
+        for name, sub in props.items():
+            child = self.var()
+            path = None if dotted is None else (f"{dotted}.{name}" if dotted else name)
+            self.emit(indent, f"{child} = {get}({name!r})")
+            if name in required:
+                self.emit(indent, f"if {child} is None: return None")
+                self.value(sub, child, path, indent, f"{where}/properties/{name}")
+            else:
+                self.emit(indent, f"if {child} is not None:")  # null counts as absent
+                self.value(sub, child, path, indent + 1, f"{where}/properties/{name}")
+        if schema.get("additionalProperties", True) is not True:
+            # Keys outside the known ones (even ones whose value is null) are rare: the full path judges them.
+            self.emit(indent, f"if not ({v}.keys() <= {self.const(frozenset(props))}): return None")
+
+    def array(self, schema: dict, v: str, indent: int, where: str) -> None:
+        if "maxItems" in schema:
+            self.emit(indent, f"if len({v}) > {schema['maxItems']}: return None")
+        if "items" in schema:
+            item = self.var()
+            self.emit(indent, f"for {item} in {v}:")
+            self.emit(indent + 1, f"if {item} is None: return None")  # null inside an array is not absent
+            self.value(schema["items"], item, None, indent + 1, f"{where}/items")
+
+
+def compile_fast_path(schema: dict, collect: dict[str, bool],
+                      places: dict[str, int] | None = None) -> Callable[[Any], dict[str, Any] | None] | None:
+    """Generate the fast path of :func:`compile_schema` with ``collect``: ``fast(instance)`` returns the view
+    when the instance is certainly valid, else ``None`` (run the full validator). ``None`` instead of a
+    function when the schema has a construct the fast path does not model."""
+    gen = _FastGen(collect, places or {})
+    gen.emit(0, "def fast(v0):")
+    gen.emit(1, "view = {}")
+    try:
+        gen.value(schema, "v0", "", 1, "#")
+    except FastPathUnsupported:
+        return None
+    gen.emit(1, "return view")
+    source = "\n".join(gen.lines) + "\n"
+    namespace: dict[str, Any] = {"Decimal": Decimal, "_isfinite": math.isfinite, "_fits": fits_places,
+                                 "_bad_unicode": _bad_unicode, "_enum_ok": _enum_ok,
+                                 "_COUNTRY_CODES": _COUNTRY_CODES, **gen.consts}
+    exec(compile(source, "<policy_engine.request_fast_path>", "exec"), namespace)
+    fast = namespace["fast"]
+    fast.source = source  # type: ignore[attr-defined]
+    return fast

@@ -14,9 +14,11 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from policy_engine import Decision, PolicyEngine, RequestError
-from policy_engine.cli import main
+from policy_engine.cli import main, parse_json
+from policy_engine.fields import FieldCatalog
+from policy_engine.request import money_places
 from policy_engine.resources import load_schema
-from policy_engine.validator import compile_schema
+from policy_engine.validator import compile_fast_path, compile_schema
 
 
 @pytest.fixture(scope="module")
@@ -334,3 +336,58 @@ def test_compiled_validator_agrees_with_jsonschema(instance):
     errors = COMPILED(instance)
     reference_errors = [e.message for e in REFERENCE.iter_errors(without_nulls(instance))]
     assert bool(errors) == bool(reference_errors), (errors, reference_errors)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The fast path (accept-only) against the full validator: it may hand a request to the full validator when
+# unsure, but whatever it accepts must be valid, with the same view, value for value and type for type.
+
+CATALOG = FieldCatalog(REQUEST_SCHEMA)
+COLLECT = {p: CATALOG.get(p).kind == "num" for p in CATALOG.paths() if not p.startswith("derived.")}
+MONEY = money_places(REQUEST_SCHEMA)
+FULL = compile_schema(REQUEST_SCHEMA, COLLECT, MONEY)
+FAST = compile_fast_path(REQUEST_SCHEMA, COLLECT, MONEY)
+
+
+def _typed(view: dict) -> list:
+    return sorted((k, type(v).__name__, v) for k, v in view.items())
+
+
+@given(st.one_of(requests(), anything))
+@example(base_request())
+@example(base_request(amount__value=12.5, history__cash_today_cny=100.25, payer__age=30))
+@example(base_request(history__cash_today_cny=Decimal("100.255")))  # a third decimal on CNY money
+@example(base_request(history__cash_today_cny=Decimal("100.250")))  # a trailing zero is not a decimal
+@example(base_request(history__cash_today_cny=100.255))
+@example(base_request(payer__age=30.0))  # an integral float as an integer: the full path decides
+@example(base_request(payer__age=True))
+@example(base_request(psp_country="CN\n"))
+@example(base_request(psp_country="\ud800"))
+@example(base_request(history__new_counter_cny=-1))
+@example(base_request(amount__value="0"))
+@example(base_request(amount__value=Decimal("NaN")))
+@example(base_request(payer__type=["individual"]))  # unhashable where an enum is expected
+def test_fast_path_accepts_only_valid_requests_with_the_same_view(instance):
+    view = FAST(instance)
+    errors, full_view = FULL(instance)
+    if view is not None:
+        assert errors == []
+        assert _typed(view) == _typed(full_view)
+
+
+@pytest.mark.parametrize("request_", [
+    base_request(),
+    base_request(amount__value=12.5, history__cash_today_cny=100.25),  # floats from Python callers
+    base_request(amount__value="88.80", history__cash_today_cny=Decimal("100.2")),
+    *(parse_json(p.read_text(encoding="utf-8")) for p in sorted(EXAMPLES.glob("*.json"))),
+], ids=lambda r: str(r.get("request_id")))
+def test_fast_path_takes_ordinary_requests(request_):
+    """The fast path is not dead code: ordinary requests, in every number form a caller sends, take it."""
+    assert FAST(request_) is not None
+
+
+def test_fast_path_takes_generated_traffic():
+    from policy_engine.synthetic import dumps_request, iter_payments
+
+    payments = [parse_json(dumps_request(p)) for p in iter_payments(n=300, seed=3)]
+    assert all(FAST(p) is not None for p in payments)

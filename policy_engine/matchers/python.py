@@ -1,9 +1,11 @@
 """The pure-Python matcher: the lowered rules compiled to one generated function, indexed on one field.
 
-The function reads the normalised request directly. Strings and booleans are compared as they are; numbers
-use the same exact integer encoding as the durable matcher (``compiler.encode_ratio``). Numbers, cumulative
-sums and field-to-field comparisons are computed lazily, the first time a rule that got that far needs them,
-so a request pays only for the conditions its own rules reach.
+The function reads the normalised request directly and compares exact values as they are: strings and
+booleans, and numbers (``int``, ``Decimal``, the ``Fraction`` of a cross-rate conversion) against the rules'
+thresholds, which are decoded back from the lowered form to ``int`` or ``Decimal``. Python compares these
+types with each other exactly, so every comparison has the answer the durable matcher gets on the integer
+encoding (``compiler.encode_ratio``), without paying for the encoding. Cumulative sums and field-to-field
+comparisons are computed lazily, the first time a rule that got that far needs them.
 
 Rules that require a particular value of the most commonly tested field (usually ``funding_source.type`` or
 ``purpose``) are only checked when the request has that value; the rest are checked on every request.
@@ -12,20 +14,11 @@ Rules that require a particular value of the most commonly tested field (usually
 from __future__ import annotations
 
 from collections import Counter
+from decimal import Context, Decimal, Inexact
+from fractions import Fraction
 from typing import Any
 
-from ..compiler import (
-    DAY_KEY,
-    ZERO_WHEN_MISSING_PREFIX,
-    CompiledRule,
-    LAll,
-    LAny,
-    LNode,
-    Program,
-    Test,
-    encode_ratio,
-    view_sum,
-)
+from ..compiler import DAY_KEY, SCALE, ZERO_WHEN_MISSING_PREFIX, CompiledRule, LAll, LAny, LNode, Program, Test
 from ..request import PreparedRequest
 
 _CMP = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -48,13 +41,38 @@ def _required_values(tree: LNode, exclude: set[str] = frozenset()) -> tuple[str,
     return None
 
 
-def _sum(view: Any, spec: tuple[tuple[str, bool], ...]) -> int | None:
-    total = view_sum(view, spec)
-    return None if total is None else encode_ratio(*total)
+#: Sums of request amounts (at most 10^15, a few decimals) and products with FX rates stay far inside 80
+#: digits; if one ever did not, Inexact sends the sum to exact Fraction arithmetic instead of rounding it.
+_EXACT = Context(prec=80, traps=[Inexact])
 
 
-def _num(value: Any) -> int | None:
-    return None if value is None else encode_ratio(*value.as_integer_ratio())
+def _sum(view: Any, spec: tuple[tuple[str, bool], ...]) -> Decimal | int | Fraction | None:
+    """The exact sum of the fields in ``spec`` ((path, zero_if_missing) pairs) with ``add`` semantics: a
+    missing ``history.*`` operand counts as 0, any other missing operand makes the sum missing."""
+    total: Any = 0
+    get = view.get
+    for path, zero_if_missing in spec:
+        value = get(path)
+        if value is None:
+            if zero_if_missing:
+                continue
+            return None
+        if type(value) is Fraction or type(total) is Fraction:
+            total = Fraction(total) + Fraction(value)
+        else:
+            try:
+                total = _EXACT.add(total, value)
+            except Inexact:
+                total = Fraction(total) + Fraction(value)
+    return total
+
+
+def _decode(encoded: int) -> int | Decimal:
+    """A threshold back from the lowered form (``2 * t * SCALE``): an int when whole, else the exact Decimal."""
+    num, den = divmod(encoded, 2 * SCALE)
+    if den == 0:
+        return num
+    return Decimal(encoded) / Decimal(2 * SCALE)  # exact: the denominator divides 10^SCALE_DIGITS
 
 
 def _sign(view: Any, left: str, right: str) -> int | None:
@@ -74,10 +92,12 @@ class _Codegen:
             self.lazy[key] = f"_sum(view, {spec!r})"
         for (left, right), key in layout.cmps.items():
             self.lazy[key] = f"_sign(view, {left!r}, {right!r})"
-        for path, key in layout.plain.items():
-            if layout.kinds[path] == "num":
-                # encoding a number costs more than reading it, and most rules never reach most numbers
-                self.lazy[key] = f"_num(view.get({path!r}))"
+        # keys whose lowered constants are encoded numbers (the comparisons of `c*` keys are with 0, as is)
+        self.numeric = set(layout.sums.values()) | {k for p, k in layout.plain.items() if layout.kinds[p] == "num"}
+
+    def value(self, test: Test) -> Any:
+        """The constant a test compares with, as the request's own values are: thresholds decoded."""
+        return _decode(test.const) if test.key in self.numeric else test.const
 
     def const(self, value: Any) -> str:
         if isinstance(value, bool | int | str) or value is None:
@@ -104,15 +124,16 @@ class _Codegen:
                 w = self.ref(node.ref_key)
                 return f"({v} is not None and {w} is not None and {node.key} {_CMP[node.op]} {node.ref_key})"
             if node.op == "eq":
-                return f"{v} == {self.const(node.const)}"  # None never equals a constant
+                return f"{v} == {self.const(self.value(node))}"  # None never equals a constant
             # a lazy key is materialised by the `is not None` test, so the comparison reads the plain name
-            return f"({v} is not None and {node.key if lazy else v} {_CMP[node.op]} {self.const(node.const)})"
+            return f"({v} is not None and {node.key if lazy else v} {_CMP[node.op]} {self.const(self.value(node))})"
         if isinstance(node, LAny):
             if not node.children:
                 return "False"
             eqs = [t for t in node.children if isinstance(t, Test) and t.op == "eq" and t.ref_key is None]
             if len(eqs) == len(node.children) and len({t.key for t in eqs}) == 1 and len(eqs) > 3:
-                return f"{self.ref(eqs[0].key)} in {self.const(frozenset(t.const for t in eqs))}"
+                # equal numbers hash equal across int, Decimal and Fraction, so set membership stays exact
+                return f"{self.ref(eqs[0].key)} in {self.const(frozenset(self.value(t) for t in eqs))}"
             return "(" + " or ".join(self.expr(c) for c in node.children) + ")"
         if not node.children:
             return "True"
@@ -127,8 +148,10 @@ class _Codegen:
                 return 5
             if node.key in self.lazy or (node.ref_key is not None and node.ref_key in self.lazy):
                 return 3
+            if node.key in self.numeric and node.op not in ("exists", "missing"):
+                return 2  # comparing a Decimal or a cross-rate Fraction costs more than comparing strings
             return 0 if node.op == "eq" else 1
-        return 2 + max((self._cost(c) for c in node.children), default=0)
+        return 3 + max((self._cost(c) for c in node.children), default=0)
 
 
 _MAX_DEPTH = 2  # levels of dispatch on required field values
@@ -145,7 +168,8 @@ def _partition(gen: _Codegen, rules: list[CompiledRule], used: set[str], indent:
         return [f"{indent}if {gen.expr(r.tree)}: out.append({r.index})" for r in group]
 
     reqs = {r.index: _required_values(r.tree, exclude=used) for r in rules}
-    counts = Counter(req[0] for req in reqs.values() if req and req[0] not in gen.lazy)
+    counts = Counter(req[0] for req in reqs.values()
+                     if req and req[0] not in gen.lazy and req[0] not in gen.numeric)
     if depth >= _MAX_DEPTH or not counts or counts.most_common(1)[0][1] < _MIN_GROUP:
         return body(rules)
     key = counts.most_common(1)[0][0]
@@ -187,7 +211,7 @@ class PythonMatcher:
         lines += _partition(gen, list(program.rules), set(), "    ", depth=0)
         lines += ["    out.sort()", "    return out"]
         src = "\n".join(lines) + "\n"
-        namespace: dict[str, Any] = {"_UNSET": _UNSET, "_num": _num, "_sum": _sum, "_sign": _sign, **gen.consts}
+        namespace: dict[str, Any] = {"_UNSET": _UNSET, "_sum": _sum, "_sign": _sign, **gen.consts}
         exec(compile(src, "<policy_engine.python_matcher>", "exec"), namespace)
         return namespace["match"], src
 
