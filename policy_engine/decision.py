@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
+from types import MappingProxyType
 from typing import Any
+
+from ._frozen import positional_builder
 
 
 class Outcome(StrEnum):
@@ -170,6 +173,12 @@ class Decision:
             "fx_as_of": self.fx_as_of,
             "elapsed_us": self.elapsed_us,
         }
+
+
+#: The hot path's constructors (fields in declaration order; see :mod:`policy_engine._frozen`).
+build_decision = positional_builder(Decision)
+build_trail_entry = positional_builder(TrailEntry)
+NO_EXTRA: Mapping[str, Any] = MappingProxyType({})  # shared, so immutable
 
 
 def combine(outcomes: list[str], order: tuple[str, ...] | dict[str, int]) -> Outcome:

@@ -15,7 +15,7 @@ from . import __version__
 from .audit import AuditLog
 from .compiler import Program, compile_program
 from .conditions import fields_read
-from .decision import Decision, TrailEntry, combine
+from .decision import NO_EXTRA, Decision, Outcome, build_decision, build_trail_entry, combine
 from .errors import EvaluationError, PolicyEngineError, RequestError
 from .fields import FieldCatalog
 from .loader import load_ruleset
@@ -121,7 +121,7 @@ class PolicyEngine:
         start = time.perf_counter_ns()
         loaded = self._loaded  # one consistent pack for the whole evaluation, even across a reload
         try:
-            prepared = loaded.preparer.prepare(request)
+            prepared = loaded.preparer.prepare(request, True)  # cross-rate amounts when a rule reads them
         except RequestError:
             raise
         except Exception as exc:  # a fault in the engine's own request handling is not the caller's error
@@ -148,24 +148,23 @@ class PolicyEngine:
                 yield exc
 
     def _decide(self, loaded: _Loaded, prepared: PreparedRequest, fired: list[int], start: int) -> Decision:
-        get = prepared.view.get
+        get = prepared.complete().get if fired else None  # reasons and evidence show every derived amount
         trail = []
         obligations = []
         for index in fired:
             meta = loaded.metas[index]
             rule = meta.rule
-            trail.append(TrailEntry(
+            trail.append(build_trail_entry(
                 rule.id, rule.category, rule.outcome, rule.title, rule.reason.render_get(get),
                 {p: get(p) for p in meta.evidence}, rule.source, rule.report,
                 rule.reason_zh.render_get(get) if rule.reason_zh else None))
             if rule.report:
                 obligations.append({"rule_id": rule.id, "report": rule.report})
-        outcome = combine([e.outcome for e in trail], loaded.rank)
-        return Decision(
-            request_id=prepared.request_id, decision=outcome, trail=tuple(trail), obligations=tuple(obligations),
-            ruleset=loaded.ruleset_info, engine=loaded.engine_info,
-            elapsed_us=(time.perf_counter_ns() - start) // 1000,
-            as_of=_iso_day(prepared.day), fx_as_of=prepared.fx.as_of_iso)
+        outcome = combine([e.outcome for e in trail], loaded.rank) if trail else Outcome.ALLOW
+        return build_decision(
+            prepared.request_id, outcome, tuple(trail), tuple(obligations), loaded.ruleset_info,
+            loaded.engine_info, (time.perf_counter_ns() - start) // 1000, _iso_day(prepared.day),
+            prepared.fx.as_of_iso, NO_EXTRA)
 
     def explain(self, request: Any, rule_id: str | None = None) -> Any:
         """Condition-level explanation of every rule (or one) for a request; see :mod:`policy_engine.explain`."""

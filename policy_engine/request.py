@@ -14,6 +14,7 @@ from decimal import Context, Decimal, Inexact, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
+from ._frozen import positional_builder
 from .errors import RequestError, Violation
 from .fields import FieldCatalog
 from .resources import load_schema
@@ -54,14 +55,44 @@ def money_places(schema: dict) -> dict[str, int]:
     return money
 
 
+#: Derived amounts that take a cross rate (an exact Fraction, about 1 µs each) and that few rules reach: on the
+#: hot path they are computed when a rule first reads them (see ``PreparedRequest.complete``).
+CROSS_RATE_PATHS = {"USD": "derived.amount_usd", "EUR": "derived.amount_eur"}
+
+
+def cross_rate_amount(cny: Decimal | int, ratio: tuple[int, int]) -> Fraction:
+    """``cny / rate`` as one exact fraction, where ``ratio`` is the rate as (p, q): (n/d) / (p/q) = n*q / (d*p)."""
+    n, d = cny.as_integer_ratio()
+    p, q = ratio
+    return Fraction(n * q, d * p)
+
+
 @dataclass(frozen=True, slots=True)
 class PreparedRequest:
-    """A valid request, normalised: ``view`` maps dotted field paths to exact values (missing = absent)."""
+    """A valid request, normalised: ``view`` maps dotted field paths to exact values (missing = absent).
+
+    A request prepared for the hot path may still have cross-rate amounts pending (``pending``: the CNY amount
+    and the (currency, path) pairs to convert it to); :meth:`complete` computes them into ``view``. Requests
+    handed out by :meth:`RequestPreparer.prepare` are always complete."""
 
     request_id: str
-    view: Mapping[str, Any]
+    view: dict[str, Any]
     day: int  # local calendar date of the payment, as an ordinal (as-of evaluation)
     fx: FxTable
+    pending: tuple[Decimal | int, tuple[tuple[str, str], ...]] | None = None
+
+    def complete(self) -> dict[str, Any]:
+        """The view with every derived amount in it (idempotent, cheap once done)."""
+        if self.pending is not None:
+            view = self.view
+            cny, targets = self.pending
+            for currency, path in targets:
+                if path not in view:
+                    view[path] = cross_rate_amount(cny, self.fx.ratios[currency])
+        return self.view
+
+
+_build_prepared = positional_builder(PreparedRequest)
 
 
 class RequestPreparer:
@@ -99,7 +130,9 @@ class RequestPreparer:
         walk(schema, "")
         return out
 
-    def prepare(self, request: Any) -> PreparedRequest:
+    def prepare(self, request: Any, pending: bool = False) -> PreparedRequest:
+        """Validate and normalise ``request`` (raises :class:`RequestError` listing every violation). With
+        ``pending``, cross-rate amounts are left for :meth:`PreparedRequest.complete` (the engine's hot path)."""
         if type(request) is not dict:
             if not isinstance(request, Mapping):
                 raise RequestError([Violation("$", f"a request is a JSON object, got {type(request).__name__}")])
@@ -138,10 +171,10 @@ class RequestPreparer:
         if violations:
             raise RequestError(violations, rid)
         assert when is not None and amount is not None and currency is not None
-        return self._normalise(request, view, rid or "", amount, currency, when)
+        return self._normalise(request, view, rid or "", amount, currency, when, pending)
 
     def _normalise(self, request: dict, view: dict[str, Any], rid: str, amount: Decimal | int, currency: str,
-                   when: dt.datetime) -> PreparedRequest:
+                   when: dt.datetime, pending: bool) -> PreparedRequest:
         for path, parent, value in self._fill:
             if path not in view and (parent is None or type(request.get(parent)) is dict):
                 view[path] = value
@@ -149,27 +182,32 @@ class RequestPreparer:
             view["amount.value"] = amount
         day = when.date().toordinal()
         fx = self.ruleset.fx_for(day)
-        if self._derived:
-            self._derive(view, amount, currency, when, fx)
-        return PreparedRequest(rid, view, day, fx)
+        if not self._derived:
+            return _build_prepared(rid, view, day, fx, None)
+        later = self._derive(view, amount, currency, when, fx)
+        prepared = _build_prepared(rid, view, day, fx, later)
+        if later is not None and not pending:
+            prepared.complete()
+        return prepared
 
-    def _derive(self, view: dict, amount: Decimal | int, currency: str, when: dt.datetime, fx: FxTable) -> None:
+    def _derive(self, view: dict, amount: Decimal | int, currency: str, when: dt.datetime,
+                fx: FxTable) -> tuple[Decimal | int, tuple[tuple[str, str], ...]] | None:
+        """Derived fields into ``view``; returns what cross-rate conversions are left (see PreparedRequest)."""
         want = self._derived
         if "derived.local_hour" in want:
             view["derived.local_hour"] = when.hour  # the timestamp's own offset (DOMAIN §5.1)
         rate = fx.rates.get(currency)
         if rate is None:
-            return  # no reference rate: amounts stay missing and the pack fails closed (CMP-000)
+            return None  # no reference rate: amounts stay missing and the pack fails closed (CMP-000)
         cny = amount if currency == "CNY" else _EXACT.multiply(Decimal(amount), rate)
         if "derived.amount_cny" in want:
             view["derived.amount_cny"] = cny
-        for target, path in (("USD", "derived.amount_usd"), ("EUR", "derived.amount_eur")):
+        later = []
+        for target, path in CROSS_RATE_PATHS.items():
             if path not in want:
                 continue
             if currency == target:
                 view[path] = amount
             elif target in fx.ratios:
-                # cny / rate as one exact fraction: (n/d) / (p/q) = n*q / (d*p)
-                n, d = cny.as_integer_ratio()
-                p, q = fx.ratios[target]
-                view[path] = Fraction(n * q, d * p)
+                later.append((target, path))
+        return (cny, tuple(later)) if later else None

@@ -155,3 +155,42 @@ def test_syria_in_the_default_pack_is_dated():
         return engine.evaluate(base_request(timestamp=stamp, merchant__country="SY")).rule_ids
     assert "CMP-002" in ids("2025-06-30T12:00:00+03:00")
     assert "CMP-002" not in ids("2025-07-01T12:00:00+03:00")
+
+
+@pytest.mark.parametrize("matcher", MATCHERS)
+def test_cross_rate_amounts_left_pending_still_reach_reasons_and_sums(make_pack, matcher):
+    """On the hot path the USD/EUR amounts of a payment in another currency are computed only when a rule
+    reads them; a fired rule's reason and evidence, sums and field comparisons must still see them."""
+    rules = """\
+- id: R-REASON
+  category: risk
+  title: reason only
+  when: {field: purpose, op: eq, value: merchant_purchase}
+  outcome: review
+  reason: "USD {derived.amount_usd}, EUR {derived.amount_eur}"
+  source: test
+  verified: true
+- id: R-SUM
+  category: risk
+  title: sum
+  when: {field: {add: [history.cash_today_usd, derived.amount_usd]}, op: gt, value: 20}
+  outcome: review
+  reason: r
+  source: test
+  verified: true
+- id: R-CMP
+  category: risk
+  title: compare
+  when: {field: derived.amount_eur, op: lt, ref: derived.amount_usd}
+  outcome: review
+  reason: r
+  source: test
+  verified: true
+"""
+    engine = PolicyEngine(load_ruleset(make_pack(rules)), matcher=matcher)
+    decision = engine.evaluate(base_request(amount__value="72", history__cash_today_usd=Decimal("10.01")))
+    assert decision.rule_ids == ("R-REASON", "R-SUM", "R-CMP")  # CNY 72 = USD 10, EUR 9.2307...
+    assert decision.trail[0].reason == "USD 10.00, EUR 9.23"
+    assert not engine.evaluate(base_request(amount__value="72", history__cash_today_usd=10)).rule_ids.count("R-SUM")
+    prepared = engine.prepare(base_request(amount__value="72"))  # handed-out requests are always complete
+    assert prepared.view["derived.amount_usd"] == 10 and "derived.amount_eur" in prepared.view

@@ -316,7 +316,7 @@ class DurableMatcher:
 
     # -- matching ------------------------------------------------------------------------------------------
     def match(self, prepared: PreparedRequest) -> list[int]:
-        return self.match_facts(self.program.layout.encode(prepared.view, prepared.day))
+        return self.match_facts(self.program.layout.encode(prepared.complete(), prepared.day))
 
     def match_facts(self, facts: dict[str, Any]) -> list[int]:
         hs = self._acquire()

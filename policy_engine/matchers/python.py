@@ -19,7 +19,7 @@ from fractions import Fraction
 from typing import Any
 
 from ..compiler import DAY_KEY, SCALE, ZERO_WHEN_MISSING_PREFIX, CompiledRule, LAll, LAny, LNode, Program, Test
-from ..request import PreparedRequest
+from ..request import CROSS_RATE_PATHS, PreparedRequest
 
 _CMP = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _UNSET = object()
@@ -87,11 +87,19 @@ class _Codegen:
         self.consts: dict[str, Any] = {}
         self.lazy: dict[str, str] = {}  # fact key -> expression computing it
         layout = program.layout
+        late = set(CROSS_RATE_PATHS.values())  # left pending by the preparer: complete the view first
+
+        def source(*paths: str) -> str:
+            return "prep.complete()" if late.intersection(paths) else "view"
+
         for paths, key in layout.sums.items():
             spec = tuple((p, p.startswith(ZERO_WHEN_MISSING_PREFIX)) for p in paths)
-            self.lazy[key] = f"_sum(view, {spec!r})"
+            self.lazy[key] = f"_sum({source(*paths)}, {spec!r})"
         for (left, right), key in layout.cmps.items():
-            self.lazy[key] = f"_sign(view, {left!r}, {right!r})"
+            self.lazy[key] = f"_sign({source(left, right)}, {left!r}, {right!r})"
+        for path, key in layout.plain.items():
+            if path in late:
+                self.lazy[key] = f"prep.complete().get({path!r})"
         # keys whose lowered constants are encoded numbers (the comparisons of `c*` keys are with 0, as is)
         self.numeric = set(layout.sums.values()) | {k for p, k in layout.plain.items() if layout.kinds[p] == "num"}
 
@@ -140,7 +148,24 @@ class _Codegen:
         # `and` is order-free here (every test is pure), so the cheap, selective tests go first: plain
         # equalities, then other plain tests, then anything that computes a number, then dates (rarely false).
         ordered = sorted(node.children, key=self._cost)
-        return "(" + " and ".join(self.expr(c) for c in ordered) + ")"
+        # `not_in` lowers to one `ne` per listed value; several on one key become a single set test (the
+        # catch-all rules for unknown funding sources and purposes run on every request)
+        nes: dict[str, list[Test]] = {}
+        for c in ordered:
+            if isinstance(c, Test) and c.op == "ne" and c.ref_key is None and c.key not in self.lazy:
+                nes.setdefault(c.key, []).append(c)
+        merged = {key: tests for key, tests in nes.items() if len(tests) > 3}
+        parts: list[str] = []
+        done: set[str] = set()
+        for c in ordered:
+            if isinstance(c, Test) and c.key in merged and c.op in ("ne", "exists") and c.ref_key is None:
+                if c.key not in done:  # the first of them stands for all (`exists` is implied)
+                    done.add(c.key)
+                    values = self.const(frozenset(self.value(t) for t in merged[c.key]))
+                    parts.append(f"({c.key} is not None and {c.key} not in {values})")
+                continue
+            parts.append(self.expr(c))
+        return "(" + " and ".join(parts) + ")"
 
     def _cost(self, node: LNode) -> int:
         if isinstance(node, Test):
@@ -201,7 +226,7 @@ class PythonMatcher:
         gen = _Codegen(program)
         layout = program.layout
         lazy_keys = sorted(gen.lazy)
-        lines = ["def match(view, day):", "    g = view.get"]
+        lines = ["def match(view, day, prep):", "    g = view.get"]
         for path, key in layout.plain.items():
             if key not in gen.lazy:
                 lines.append(f"    {key} = g({path!r})")
@@ -216,7 +241,7 @@ class PythonMatcher:
         return namespace["match"], src
 
     def match(self, prepared: PreparedRequest) -> list[int]:
-        return self._match(prepared.view, prepared.day)
+        return self._match(prepared.view, prepared.day, prepared)
 
     def close(self) -> None:
         pass
