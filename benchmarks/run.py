@@ -1,12 +1,14 @@
 """The benchmark: latency and throughput of the engine against a floor measured in the same run.
 
-    python -m benchmarks.run [--n 20000] [--quick]
+    python -m benchmarks.run [--n 20000] [--quick] [--corpus synthetic|cases]
 
 Prints, on one generated corpus:
-  * the floor: ``json.loads`` + request validation (the least any engine must do with a request);
-  * end-to-end ``evaluate`` (validate, normalise, match, decide, trail) on the bundled pack per matcher:
-    p50 / p99 µs, decisions/s on one core, and the ratio of p50 to the floor;
-  * scaling with generated packs of 10, 100 and 1,000 payment-like rules;
+  * the floor: ``json.loads`` + request validation (the least any engine must do with a request), with the
+    engine's validator (accept-only fast path, full validator when unsure); the full validator alone, for scale;
+  * end-to-end ``evaluate`` (validate, normalise, match, decide, trail) on the bundled pack per matcher, on
+    parsed requests (the library call) and from JSON text: p50 / p99 µs, decisions/s on one core, the ratio of
+    p50 to the floor, and the verdict against the targets of DESIGN §8;
+  * scaling with generated packs of 10, 100 and 1,000 payment-like rules, and the 1,000/10 cost ratio;
   * load time of the bundled pack and the resident memory of an engine;
   * if ``zen-engine`` is installed (``pip install '.[bench]'``), the same funding-source decision table run by
     Zen on the same requests, and the ratio.
@@ -30,9 +32,11 @@ from pathlib import Path
 
 from policy_engine import PolicyEngine, load_ruleset
 from policy_engine.cli import parse_json
+from policy_engine.engine import DEFAULT_MATCHER
 from policy_engine.matchers import durable_available
+from policy_engine.request import money_places
 from policy_engine.resources import load_schema
-from policy_engine.validator import compile_schema
+from policy_engine.validator import compile_fast_path, compile_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "tests" / "data" / "cases.jsonl"
@@ -211,19 +215,43 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; corpus: {len(texts)} {args.corpus} "
           f"requests; {n} timed decisions per row")
 
-    validate = compile_schema(load_schema("payment_request"))
+    schema = load_schema("payment_request")
+    full = compile_schema(schema)
+    fast = compile_fast_path(schema, {}, money_places(schema))
+    assert fast is not None
+
+    def validate(request: dict) -> bool:
+        """The engine's validation: the accept-only fast path, the full validator when it is unsure."""
+        return fast(request) is not None or not full(request)
+
+    assert all(validate(r) for r in requests), "the corpus must be valid requests"
+    parse = timed(parse_json, texts, n)
     floor = timed(lambda t: validate(parse_json(t)), texts, n)
     floor_p50 = stats(floor)[0]
     print("\nfloor (same requests)")
+    print(line("json.loads", parse, floor_p50))
     print(line("json.loads + request validation", floor, floor_p50))
+    print(line("json.loads + full validator (all violations)", timed(lambda t: full(parse_json(t)), texts, n),
+               floor_p50))
 
     print("\nbundled pack, end to end (validate, normalise, match, decide, trail)")
+    results = {}
     for matcher in MATCHERS:
         engine = PolicyEngine.from_path(None, matcher=matcher)
-        print(line(f"evaluate ({matcher})", timed(engine.evaluate, requests, n), floor_p50))
+        results[matcher] = samples = timed(engine.evaluate, requests, n)
+        print(line(f"evaluate ({matcher})", samples, floor_p50))
+        from_text = timed(lambda t, e=engine: e.evaluate(parse_json(t)), texts, n)
+        print(line(f"json.loads + evaluate ({matcher})", from_text, floor_p50))
         engine.close()
+    p50, p99, rate = stats(results[DEFAULT_MATCHER])
+    verdict = [f"p50 {p50:.1f} µs {'<=' if p50 <= 25 else '>'} 25", f"p99 {p99:.1f} µs {'<=' if p99 <= 80 else '>'} 80",
+               f"{rate:,.0f}/s {'>=' if rate >= 40000 else '<'} 40,000"]
+    met = p50 <= 25 and p99 <= 80 and rate >= 40000
+    print(f"  DESIGN §8 targets, evaluate ({DEFAULT_MATCHER}, the default): {'; '.join(verdict)} -- "
+          f"{'met' if met else 'NOT met'}")
 
     print("\nscaling with generated packs (p50 per decision)")
+    scaling: dict[str, dict[int, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for size in (10, 100, 1000):
             path = Path(tmp) / f"g{size}.yaml"
@@ -235,8 +263,12 @@ def main() -> None:
                 engine = PolicyEngine(ruleset, matcher=matcher)
                 samples = timed(engine.evaluate, requests, max(2000, n // 4))
                 p50, p99, rate = stats(samples)
+                scaling.setdefault(matcher, {})[size] = p50
                 print(f"  {size:5} rules  {matcher:8} p50 {p50:8.1f} µs  p99 {p99:8.1f} µs  {rate:8.0f}/s")
                 engine.close()
+    for matcher, by_size in scaling.items():
+        if 10 in by_size and 1000 in by_size:
+            print(f"  {matcher}: 100x the rules costs {by_size[1000] / by_size[10]:.2f}x the time per decision")
 
     print("\nload and memory")
     t = time.perf_counter()

@@ -25,9 +25,16 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a valid amount or number")
 
 
-def parse_json(text: str) -> Any:
+#: One decoder for every line: ``json.loads`` with options builds a new decoder per call (2 µs of a 10 µs parse).
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+
+
+def parse_json(text: str | bytes) -> Any:
     """JSON with exact numbers: decimals become ``Decimal``; NaN and Infinity are refused."""
     try:
+        if type(text) is str and not text.startswith("\ufeff"):
+            return _DECODER.decode(text)
+        # bytes (json.loads detects the encoding) and a leading BOM (json.loads says that is what is wrong)
         return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None

@@ -26,6 +26,7 @@ MINOR_UNITS = {"BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF"
                "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
                "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3}
 MAX_AMOUNT = Decimal(10) ** 15
+_CENT = Decimal("0.01")
 #: Request fields that hold money in a fixed currency: at most two decimal places, like the amount.
 _MONEY_SUFFIXES = ("_cny", "_usd", "_eur")
 #: Products of an amount (<= 18 digits) and a rate never round in this context; Inexact would raise.
@@ -137,12 +138,30 @@ class RequestPreparer:
             if not isinstance(request, Mapping):
                 raise RequestError([Violation("$", f"a request is a JSON object, got {type(request).__name__}")])
             request = dict(request)
-        rid = request.get("request_id") if isinstance(request.get("request_id"), str) else None
         view = self._fast(request)
-        if view is None:
-            violations, view = self._validate_collect(request)
-        else:
-            violations = []
+        if view is not None and "derived" not in request:
+            # Valid as far as the schema goes: the engine's own checks on the amount and the timestamp, each
+            # the same as below; if any fails, the full path below finds and reports it.
+            money = request["amount"]
+            amount = money["value"]
+            kind = type(amount)
+            if kind is not Decimal and kind is not int:
+                amount = _to_decimal(amount)
+            currency = money["currency"]
+            places = MINOR_UNITS.get(currency, 2)
+            try:
+                when = dt.datetime.fromisoformat(request["timestamp"])
+            except ValueError:
+                when = None
+            if (when is not None and when.tzinfo is not None and amount is not None and 0 < amount < MAX_AMOUNT
+                    and (kind is int or (places == 2 and amount.same_quantum(_CENT)) or fits_places(amount, places))):
+                return self._normalise(request, view, request["request_id"], amount, currency, when, pending)
+        return self._prepare_reporting(request, pending)
+
+    def _prepare_reporting(self, request: dict, pending: bool) -> PreparedRequest:
+        """The full path: every violation of the request, with its JSON path, in one RequestError."""
+        rid = request.get("request_id") if isinstance(request.get("request_id"), str) else None
+        violations, view = self._validate_collect(request)
         if "derived" in request:
             violations.append(Violation("$.derived", "derived fields are computed by the engine; do not send them"))
         amount = currency = when = None
@@ -180,7 +199,7 @@ class RequestPreparer:
                 view[path] = value
         if "amount.value" in view:
             view["amount.value"] = amount
-        day = when.date().toordinal()
+        day = when.toordinal()  # the local calendar date
         fx = self.ruleset.fx_for(day)
         if not self._derived:
             return _build_prepared(rid, view, day, fx, None)
