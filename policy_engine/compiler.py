@@ -4,12 +4,14 @@ Both matchers see the same thing: a flat dict of *facts* (one short key per fiel
 sum and per numeric ``ref`` comparison, plus the payment's local date) and, per rule, a tree of primitive
 tests on those keys with negation already pushed down to the leaves (durable-rules has no ``not``).
 
-Numbers are exact. A value ``x`` is handed over as the integer ``2*floor(x*S) + (0 if x*S is whole else 1)``
+Numbers are exact. For durable-rules, whose C core compares doubles, a value ``x`` is handed over as the
+integer ``2*floor(x*S) + (0 if x*S is whole else 1)``
 with ``S = 10**SCALE_DIGITS``; thresholds (which the loader restricts to multiples of ``1/S``) become ``2*t*S``.
 Every comparison of ``x`` with ``t`` then has the same answer on the encodings, for decimals and for the
 rationals that cross-rate conversions produce, so ``0.1 + 0.2 > 0.3`` is false here as it is in arithmetic.
 Values beyond the largest allowed threshold saturate, which keeps every comparison right and keeps the
-integers inside the 53 bits durable-rules compares exactly.
+integers inside the 53 bits durable-rules compares exactly. The python matcher decodes the thresholds and
+compares the exact values themselves (see :mod:`policy_engine.matchers.python`): the same answers, cheaper.
 """
 
 from __future__ import annotations

@@ -149,7 +149,7 @@ def test_without_the_budget_the_same_pack_hits_303(make_pack):
     facts = program.layout.encode(prepared.view, prepared.day)
     unsharded = DurableMatcher(program, budget=10**6)
     try:
-        assert len(unsharded.shards) == 1
+        assert max(shard.cost for shard in unsharded.shards) > 64  # one ruleset per guard key, no splitting
         with pytest.raises(EvaluationError, match="303"):
             unsharded.match_facts(facts)
         assert unsharded.handle_sets == 0
@@ -315,3 +315,31 @@ def test_reload_releases_old_handles_and_threads_do_not_grow_them(make_pack):
         assert new.handle_sets == 0
     finally:
         engine.close()
+
+
+# -- shard triggers ------------------------------------------------------------------------------------------
+def test_requests_skip_the_shards_whose_rules_they_cannot_fire(monkeypatch):
+    """Shards are grouped by a value their rules require (funding source, purpose, ...); a request asserts its
+    fact only into shards it can fire in, and still gets every rule the python matcher gives it."""
+    durable = PolicyEngine.from_path(matcher="durable")
+    python = PolicyEngine.from_path(matcher="python")
+    shards = durable._loaded.matcher.shards
+    asserted = []
+    real = dre.assert_fact
+    monkeypatch.setattr(dre, "assert_fact", lambda handle, text: asserted.append(handle) or real(handle, text))
+    try:
+        assert sum(shard.trigger is not None for shard in shards) > len(shards) // 2
+        for request in (base_request(), base_request(funding_source__type="bnpl", purpose="credit_card_repayment"),
+                        base_request(merchant__country="IR"), base_request(payer__sanctions_hit=True)):
+            asserted.clear()
+            assert answer(durable, request) == answer(python, request)
+            assert 0 < len(asserted) < len(shards) // 2
+        for shard in shards:  # every rule of a shard requires its trigger key to hold one of the trigger values
+            if shard.trigger is not None:
+                key, values = shard.trigger
+                for rule in json.loads(shard.definition).values():
+                    required = [test for test in rule["all"][0]["m"]["$and"] if key in test or "$or" in test]
+                    assert any((test.get(key) in values) or all(alt.get(key) in values for alt in test.get("$or", [{}]))
+                               for test in required), (key, values, rule)
+    finally:
+        durable.close()

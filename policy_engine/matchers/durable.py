@@ -34,6 +34,7 @@ import itertools
 import json
 import re
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,15 +119,53 @@ class Shard:
     names: dict[str, int]  # durable rule name -> pack rule index
     cost: int  # tests that can match one fact at once (an `in` group counts once)
     tests: int  # all tests, every `in` member counted
+    #: (fact key, values): every rule of the shard requires the fact to hold one of these values, so a fact
+    #: with any other value (or none) cannot fire anything here and skips the shard's assert and retract.
+    trigger: tuple[str, frozenset] | None = None
 
 
 def _size(term: list[Atom]) -> int:
     return sum(len(a.children) if isinstance(a, LAny) else 1 for a in term)
 
 
+def _guards(term: list[Atom]) -> dict[str, frozenset]:
+    """Keys the alternative requires to equal one of a few constants, and those constants."""
+    out: dict[str, frozenset] = {}
+    for atom in term:
+        if isinstance(atom, Test) and atom.op == "eq" and atom.ref_key is None:
+            values = frozenset([atom.const])
+        elif _is_group(atom):
+            values = frozenset(t.const for t in atom.children)  # type: ignore[union-attr]
+        else:
+            continue
+        key = atom.key if isinstance(atom, Test) else atom.children[0].key  # type: ignore[union-attr]
+        out[key] = out[key] & values if key in out else values
+    return out
+
+
+def _by_trigger(variants: list[tuple[int, str, list[Atom]]]) -> list[tuple[str | None, list]]:
+    """Variants grouped for sharding, as (guard key, [(guard values, variant)]): each under the guard key most
+    variants share (the funding source, the purpose, ...), sorted by its values so that a shard's trigger set
+    stays small; unguarded variants last (key ``None``), in pack order.
+
+    (Copying a variant into one shard per guard value, so a request runs only its own value's shards, was
+    measured too: 56 shards instead of 23 and no faster, since the cost is in the few large shards.)"""
+    guards = [_guards(term) for _, _, term in variants]
+    popularity = Counter(key for g in guards for key in g)
+    buckets: dict[str | None, list[tuple[frozenset, tuple[int, str, list[Atom]]]]] = {}
+    for variant, guard in zip(variants, guards, strict=True):
+        key = max(guard, key=lambda k: (popularity[k], k)) if guard else None
+        buckets.setdefault(key, []).append((guard[key] if key else frozenset(), variant))
+    for key, members in buckets.items():
+        if key is not None:
+            members.sort(key=lambda m: sorted(map(repr, m[0])))
+    return sorted(buckets.items(), key=lambda b: (b[0] is None, b[0] or ""))
+
+
 def plan_shards(program: Program, budget: int = SHARD_BUDGET,
                 max_rules: int = MAX_RULES_PER_SHARD) -> list[Shard]:
-    """Split the program into durable rulesets that stay inside durable-rules' limits."""
+    """Split the program into durable rulesets that stay inside durable-rules' limits, grouped so that most
+    requests can skip most shards (see ``Shard.trigger``)."""
     variants: list[tuple[int, str, list[Atom]]] = []
     issues: list[Issue] = []
     for rule in program.rules:
@@ -148,23 +187,27 @@ def plan_shards(program: Program, budget: int = SHARD_BUDGET,
     current: dict[str, Any] = {}
     names: dict[str, int] = {}
     cost = tests = 0
+    values: frozenset = frozenset()
 
-    def flush() -> None:
-        nonlocal current, names, cost, tests
+    def flush(key: str | None) -> None:
+        nonlocal current, names, cost, tests, values
         if current:
-            shards.append(Shard(json.dumps(current, ensure_ascii=False), names, cost, tests))
-        current, names, cost, tests = {}, {}, 0, 0
+            trigger = (key, values) if key is not None else None
+            shards.append(Shard(json.dumps(current, ensure_ascii=False), names, cost, tests, trigger))
+        current, names, cost, tests, values = {}, {}, 0, 0, frozenset()
 
-    for index, name, term in variants:
-        term_cost, term_tests = len(term), _size(term) + 1  # + the anchor
-        if current and (cost + term_cost > budget or tests + term_tests > MAX_SHARD_TESTS
-                        or len(current) >= max_rules):
-            flush()
-        current[name] = {"all": [{"m": {"$and": [{"t": "pay"}, *(_atom_json(a) for a in term)]}}]}
-        names[name] = index
-        cost += term_cost
-        tests += term_tests
-    flush()
+    for key, members in _by_trigger(variants):
+        for guard, (index, name, term) in members:
+            term_cost, term_tests = len(term), _size(term) + 1  # + the anchor
+            if current and (cost + term_cost > budget or tests + term_tests > MAX_SHARD_TESTS
+                            or len(current) >= max_rules):
+                flush(key)
+            current[name] = {"all": [{"m": {"$and": [{"t": "pay"}, *(_atom_json(a) for a in term)]}}]}
+            names[name] = index
+            cost += term_cost
+            tests += term_tests
+            values |= guard
+        flush(key)  # a shard holds the rules of one guard key only
     return shards
 
 
@@ -340,6 +383,9 @@ class DurableMatcher:
         text = json.dumps(fact, ensure_ascii=False)
         fired: set[int] = set()
         for handle, shard in zip(hs.handles, self.shards, strict=True):
+            trigger = shard.trigger
+            if trigger is not None and facts.get(trigger[0]) not in trigger[1]:
+                continue  # no rule of this shard can fire on this fact
             code, state = _dre.assert_fact(handle, text)
             try:
                 if code == 0:
