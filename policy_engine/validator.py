@@ -361,6 +361,9 @@ class _FastGen(_Gen):
         if enum is not None and not all(type(o) is str for o in enum):
             branches = [(test, [*checks, f"_enum_ok({v}, {self.const(tuple(enum))})"], store)
                         for test, checks, store in branches]
+        if not branches:  # only `null` allowed, and the value is not null: invalid, let the full path say so
+            self.emit(indent, "return None")
+            return
         for n, (test, checks, store) in enumerate(branches):
             if len(branches) == 1:
                 self.fail_unless(indent, [test, *checks])
