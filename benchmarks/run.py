@@ -1,6 +1,6 @@
 """The benchmark: latency and throughput of the engine against a floor measured in the same run.
 
-    python -m benchmarks.run [--n 20000] [--quick] [--corpus synthetic|cases]
+    python -m benchmarks.run [--n 20000] [--quick] [--corpus synthetic|cases] [--json figures.json]
 
 Prints, on one generated corpus:
   * the floor: ``json.loads`` + request validation (the least any engine must do with a request), with the
@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from policy_engine import PolicyEngine, load_ruleset
 from policy_engine.cli import parse_json
@@ -92,8 +93,14 @@ def stats(samples: list[float]) -> tuple[float, float, float]:
     return q[49], q[98], 1e6 / statistics.fmean(samples)
 
 
+#: Every figure printed, for ``--json`` (a machine-readable copy to track across runs).
+RECORD: dict[str, Any] = {"rows": [], "scaling": [], "memory": {}}
+
+
 def line(name: str, samples: list[float], floor_p50: float) -> str:
     p50, p99, rate = stats(samples)
+    RECORD["rows"].append({"name": name, "p50_us": round(p50, 2), "p99_us": round(p99, 2),
+                           "per_second": round(rate), "p50_to_floor": round(p50 / floor_p50, 3)})
     return f"  {name:44} p50 {p50:7.1f} µs  p99 {p99:7.1f} µs  {rate:8.0f}/s  p50 {p50 / floor_p50:5.2f}x floor"
 
 
@@ -208,6 +215,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer decisions and no 1,000-rule durable pack")
     ap.add_argument("--corpus", choices=["synthetic", "cases"], default="synthetic",
                     help="generated traffic (default) or perturbed acceptance cases")
+    ap.add_argument("--json", type=Path, metavar="PATH", help="also write every figure to PATH as JSON")
     args = ap.parse_args()
     n = 3000 if args.quick else args.n
     texts = corpus(2000, kind=args.corpus)
@@ -247,6 +255,8 @@ def main() -> None:
     verdict = [f"p50 {p50:.1f} µs {'<=' if p50 <= 25 else '>'} 25", f"p99 {p99:.1f} µs {'<=' if p99 <= 80 else '>'} 80",
                f"{rate:,.0f}/s {'>=' if rate >= 40000 else '<'} 40,000"]
     met = p50 <= 25 and p99 <= 80 and rate >= 40000
+    RECORD["targets"] = {"matcher": DEFAULT_MATCHER, "p50_us": round(p50, 2), "p99_us": round(p99, 2),
+                         "per_second": round(rate), "met": met}
     print(f"  DESIGN §8 targets, evaluate ({DEFAULT_MATCHER}, the default): {'; '.join(verdict)} -- "
           f"{'met' if met else 'NOT met'}")
 
@@ -264,6 +274,8 @@ def main() -> None:
                 samples = timed(engine.evaluate, requests, max(2000, n // 4))
                 p50, p99, rate = stats(samples)
                 scaling.setdefault(matcher, {})[size] = p50
+                RECORD["scaling"].append({"rules": size, "matcher": matcher, "p50_us": round(p50, 2),
+                                          "p99_us": round(p99, 2), "per_second": round(rate)})
                 print(f"  {size:5} rules  {matcher:8} p50 {p50:8.1f} µs  p99 {p99:8.1f} µs  {rate:8.0f}/s")
                 engine.close()
     for matcher, by_size in scaling.items():
@@ -275,6 +287,7 @@ def main() -> None:
     ruleset = load_ruleset(None)
     load_ms = (time.perf_counter() - t) * 1000
     print(f"  load bundled pack ({len(ruleset.rules)} rules, {len(ruleset.files)} files): {load_ms:.1f} ms")
+    RECORD["memory"]["load_ms"] = round(load_ms, 1)
     for matcher in MATCHERS:
         # a fresh interpreter per matcher, so the figure is the engine's and not this process's history
         code = ("import os, time, json; from benchmarks.run import rss_mib, corpus; from policy_engine import "
@@ -284,10 +297,16 @@ def main() -> None:
                 "[e.evaluate(r) for r in reqs]; print(json.dumps([build * 1000, rss_mib() - before]))")
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
         build_ms, grown = json.loads(result.stdout)
+        RECORD["memory"][matcher] = {"build_ms": round(build_ms, 1), "resident_mib": round(grown, 1)}
         print(f"  engine ({matcher}): load + compile {build_ms:.1f} ms, resident memory +{grown:.1f} MiB "
               "after 500 decisions")
 
     zen_section(texts, requests, n, floor_p50)
+    if args.json:
+        RECORD["machine"] = {"cores": os.cpu_count(), "python": sys.version.split()[0], "corpus": args.corpus,
+                             "requests": len(texts), "timed_per_row": n}
+        args.json.write_text(json.dumps(RECORD, indent=2) + "\n", encoding="utf-8")
+        print(f"\nfigures written to {args.json}")
 
 
 if __name__ == "__main__":
