@@ -136,44 +136,59 @@ class FactLayout:
     def key_for(self, path: str) -> str:
         return self.plain.setdefault(path, f"f{len(self.plain)}")
 
-    def encode(self, view: Mapping[str, Any], day: int) -> dict[str, Any]:
-        """Facts for one request. Missing fields are simply absent."""
-        return self._encode(view, day)
+    def encode(self, view: Mapping[str, Any], day: int, want: frozenset[str] | None = None) -> dict[str, Any]:
+        """Facts for one request (only the keys in ``want``, when given). Missing fields are simply absent."""
+        return self._encode(view, day, self.all_keys if want is None else want)
 
     def freeze(self) -> None:
         """Generate the encoder once every key is registered.
 
-        The encoder is straight-line generated code: one read per field, each number's exact ratio taken once
-        (the amount appears in a dozen cumulative sums), no loops over the layout on the hot path."""
+        The encoder is straight-line generated code: one guarded block per fact key, so a caller that needs a
+        few keys pays for those; each number's exact ratio is taken at most once (the amount appears in a
+        dozen cumulative sums); no loops over the layout on the hot path."""
         numeric = [p for p in self.plain if self.kinds[p] == "num"]
         for paths in self.sums:
             numeric += [p for p in paths if p not in numeric]
         ratio_var = {p: f"r{i}" for i, p in enumerate(numeric)}
-        lines = ["def encode(view, day):", "    g = view.get", "    facts = {}"]
-        for path in numeric:
+
+        def ratio(path: str) -> str:  # the ratio of a numeric field, computed on first use
             r = ratio_var[path]
-            lines.append(f"    v = g({path!r})")
-            lines.append(f"    {r} = None if v is None else v.as_integer_ratio()")
+            return f"({r} if {r} is not _UNSET else ({r} := _ratio(g({path!r}))))"
+
+        lines = ["def encode(view, day, want):", "    g = view.get", "    facts = {}"]
+        lines += [f"    {r} = _UNSET" for r in ratio_var.values()]
         for path, key in self.plain.items():
+            lines.append(f"    if {key!r} in want:")
             if path in ratio_var:
-                r = ratio_var[path]
-                lines.append(f"    if {r} is not None: facts[{key!r}] = _enc(*{r})")
+                lines.append(f"        r = {ratio(path)}")
+                lines.append(f"        if r is not None: facts[{key!r}] = _enc(*r)")
             else:
-                lines.append(f"    v = g({path!r})")
-                lines.append(f"    if v is not None: facts[{key!r}] = v")
+                lines.append(f"        v = g({path!r})")
+                lines.append(f"        if v is not None: facts[{key!r}] = v")
         for paths, key in self.sums.items():
-            terms = ", ".join(f"({ratio_var[p]}, {p.startswith(ZERO_WHEN_MISSING_PREFIX)})" for p in paths)
-            lines.append(f"    t = _sum(({terms},))")
-            lines.append(f"    if t is not None: facts[{key!r}] = _enc(*t)")
+            terms = ", ".join(f"({ratio(p)}, {p.startswith(ZERO_WHEN_MISSING_PREFIX)})" for p in paths)
+            lines.append(f"    if {key!r} in want:")
+            lines.append(f"        t = _sum(({terms},))")
+            lines.append(f"        if t is not None: facts[{key!r}] = _enc(*t)")
         for (left, right), key in self.cmps.items():
-            lines.append(f"    a, b = g({left!r}), g({right!r})")
-            lines.append(f"    if a is not None and b is not None: facts[{key!r}] = (a > b) - (a < b)")
+            lines.append(f"    if {key!r} in want:")
+            lines.append(f"        a, b = g({left!r}), g({right!r})")
+            lines.append(f"        if a is not None and b is not None: facts[{key!r}] = (a > b) - (a < b)")
         if self.uses_day:
-            lines.append(f"    facts[{DAY_KEY!r}] = day")
+            lines.append(f"    if {DAY_KEY!r} in want: facts[{DAY_KEY!r}] = day")
         lines.append("    return facts")
-        namespace: dict[str, Any] = {"_enc": encode_ratio, "_sum": _sum_ratios}
+        namespace: dict[str, Any] = {"_enc": encode_ratio, "_sum": _sum_ratios, "_ratio": _ratio, "_UNSET": _UNSET}
         exec(compile("\n".join(lines) + "\n", "<policy_engine.fact_encoder>", "exec"), namespace)
         self._encode = namespace["encode"]
+        self.all_keys = frozenset([*self.plain.values(), *self.sums.values(), *self.cmps.values(),
+                                   *([DAY_KEY] if self.uses_day else [])])
+
+
+_UNSET = object()
+
+
+def _ratio(value: Any) -> tuple[int, int] | None:
+    return None if value is None else value.as_integer_ratio()
 
 
 def _sum_ratios(terms: tuple[tuple[tuple[int, int] | None, bool], ...]) -> tuple[int, int] | None:

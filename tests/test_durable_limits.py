@@ -343,3 +343,42 @@ def test_requests_skip_the_shards_whose_rules_they_cannot_fire(monkeypatch):
                                for test in required), (key, values, rule)
     finally:
         durable.close()
+
+
+def _definition_keys(node, out: set) -> set:
+    """Fact keys a durable rule's condition reads (tests' keys, `$m` references, `$ex`/`$nex` keys)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$m":
+                out.add(value)
+            elif not key.startswith("$") and key not in ("all", "m", "t"):
+                out.add(key)
+            _definition_keys(value, out)
+    elif isinstance(node, list):
+        for value in node:
+            _definition_keys(value, out)
+    return out
+
+
+def test_each_shard_is_sent_exactly_the_keys_it_reads_and_encoding_a_subset_is_a_subset():
+    """A shard's fact carries only its own keys (``Shard.keys``), and the encoder asked for some keys gives
+    exactly those keys of the full encoding, so no shard ever misses a field it tests."""
+    from policy_engine.cli import parse_json
+    from policy_engine.synthetic import dumps_request, iter_payments
+
+    durable = PolicyEngine.from_path(matcher="durable")
+    try:
+        matcher = durable._loaded.matcher
+        for shard in matcher.shards:
+            rules = json.loads(shard.definition).values()
+            assert set(shard.keys) == set().union(*(_definition_keys(rule, set()) for rule in rules))
+        layout = matcher.program.layout
+        keys = sorted(layout.all_keys)
+        for n, payment in enumerate(iter_payments(n=200, seed=5)):
+            payment.pop("label", None)
+            prepared = durable.prepare(parse_json(dumps_request(payment)))
+            full = layout.encode(prepared.view, prepared.day)
+            want = frozenset(keys[n % 7::3])
+            assert layout.encode(prepared.view, prepared.day, want) == {k: v for k, v in full.items() if k in want}
+    finally:
+        durable.close()
