@@ -20,6 +20,11 @@ constants and in requests alike) is replaced by ``~`` and the hex of its UTF-8 b
 so equality is unchanged, and the core (which compares with ``strcmp`` over 16-bit lengths) never sees a NUL,
 an escape, invalid UTF-8 or an overlong string, whatever a request carries.
 
+Speed: shards are grouped by a value their rules require (``Shard.trigger``: the funding source, the
+purpose, a country...), so a request is asserted only into the shards it can fire in, and each shard is sent
+only the fact keys it reads (``Shard.keys``; the C core parses the whole fact once per shard), which are also
+the only keys encoded.
+
 Facts, not events (``assert_fact`` fires every matching rule); each fact gets a fresh id and is retracted
 after matching. Every rule is anchored on the constant ``t == "pay"`` so none is only "field missing".
 A ruleset handle is not thread-safe and the C core keeps the GIL, so each evaluation borrows a whole set of
