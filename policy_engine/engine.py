@@ -15,7 +15,7 @@ from . import __version__
 from .audit import AuditLog
 from .compiler import Program, compile_program
 from .conditions import fields_read
-from .decision import NO_EXTRA, Decision, Outcome, build_decision, build_trail_entry, combine
+from .decision import NO_EXTRA, Decision, build_decision, build_trail_entry, combine
 from .errors import EvaluationError, PolicyEngineError, RequestError
 from .fields import FieldCatalog
 from .loader import load_ruleset
@@ -160,7 +160,7 @@ class PolicyEngine:
                 rule.reason_zh.render_get(get) if rule.reason_zh else None))
             if rule.report:
                 obligations.append({"rule_id": rule.id, "report": rule.report})
-        outcome = combine([e.outcome for e in trail], loaded.rank) if trail else Outcome.ALLOW
+        outcome = combine([e.outcome for e in trail], loaded.rank)
         return build_decision(
             prepared.request_id, outcome, tuple(trail), tuple(obligations), loaded.ruleset_info,
             loaded.engine_info, (time.perf_counter_ns() - start) // 1000, _iso_day(prepared.day),

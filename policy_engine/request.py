@@ -29,8 +29,9 @@ MAX_AMOUNT = Decimal(10) ** 15
 _CENT = Decimal("0.01")
 #: Request fields that hold money in a fixed currency: at most two decimal places, like the amount.
 _MONEY_SUFFIXES = ("_cny", "_usd", "_eur")
-#: Products of an amount (<= 18 digits) and a rate never round in this context; Inexact would raise.
-_EXACT = Context(prec=80, traps=[Inexact, InvalidOperation])
+#: Products of an amount (<= 18 digits) and a rate, and sums of request amounts, never round in this context;
+#: Inexact would raise.
+EXACT = Context(prec=80, traps=[Inexact, InvalidOperation])
 
 
 def _to_decimal(value: Any) -> Decimal | int | None:
@@ -46,6 +47,30 @@ def _to_decimal(value: Any) -> Decimal | int | None:
         except InvalidOperation:
             return None
     return None
+
+
+def _amount_problem(amount: Decimal | int | None, value: Any, currency: str) -> str | None:
+    """What is wrong with a payment amount beyond the schema (``value`` as sent), or None."""
+    if amount is None or amount <= 0:
+        return "amount must be a positive decimal"
+    if amount >= MAX_AMOUNT:
+        return f"amount {amount} is beyond the supported {MAX_AMOUNT:,}"
+    places = MINOR_UNITS.get(currency, 2)
+    # same_quantum first: "12.50" has exactly the two places of most currencies, one cheap test
+    if not (type(amount) is int or (places == 2 and amount.same_quantum(_CENT)) or fits_places(amount, places)):
+        return f"{value} has more decimal places than {currency} has ({places})"
+    return None
+
+
+def _local_time(stamp: str) -> tuple[dt.datetime | None, str | None]:
+    """The payment's local date-time (it must carry its UTC offset), or None and what is wrong."""
+    try:
+        when = dt.datetime.fromisoformat(stamp)
+    except ValueError:
+        return None, f"{stamp!r} is not an ISO 8601 date-time"
+    if when.tzinfo is None:
+        return None, f"{stamp!r} has no UTC offset (e.g. +08:00 or Z); local-time rules need it"
+    return when, None
 
 
 def money_places(schema: dict) -> dict[str, int]:
@@ -140,22 +165,15 @@ class RequestPreparer:
             request = dict(request)
         view = self._fast(request)
         if view is not None and "derived" not in request:
-            # Valid as far as the schema goes: the engine's own checks on the amount and the timestamp, each
-            # the same as below; if any fails, the full path below finds and reports it.
+            # Valid as far as the schema goes; the engine's own checks on the amount and the timestamp remain.
+            # If any fails, the full path finds and reports it with every other violation.
             money = request["amount"]
-            amount = money["value"]
-            kind = type(amount)
-            if kind is not Decimal and kind is not int:
-                amount = _to_decimal(amount)
-            currency = money["currency"]
-            places = MINOR_UNITS.get(currency, 2)
-            try:
-                when = dt.datetime.fromisoformat(request["timestamp"])
-            except ValueError:
-                when = None
-            if (when is not None and when.tzinfo is not None and amount is not None and 0 < amount < MAX_AMOUNT
-                    and (kind is int or (places == 2 and amount.same_quantum(_CENT)) or fits_places(amount, places))):
-                return self._normalise(request, view, request["request_id"], amount, currency, when, pending)
+            value = money["value"]
+            amount = value if type(value) is Decimal or type(value) is int else _to_decimal(value)
+            when, stamp_problem = _local_time(request["timestamp"])
+            if stamp_problem is None and _amount_problem(amount, value, money["currency"]) is None:
+                return self._normalise(request, view, request["request_id"], amount, money["currency"], when,
+                                       pending)
         return self._prepare_reporting(request, pending)
 
     def _prepare_reporting(self, request: dict, pending: bool) -> PreparedRequest:
@@ -168,25 +186,14 @@ class RequestPreparer:
         money = request.get("amount")
         if isinstance(money, dict) and not any(v.path.startswith("$.amount") for v in violations):
             amount, currency = _to_decimal(money["value"]), money["currency"]
-            if amount is None or amount <= 0:
-                violations.append(Violation("$.amount.value", "amount must be a positive decimal"))
-            elif amount >= MAX_AMOUNT:
-                violations.append(Violation("$.amount.value", f"amount {amount} is beyond the supported "
-                                                              f"{MAX_AMOUNT:,}"))
-            elif not fits_places(amount, MINOR_UNITS.get(currency, 2)):
-                violations.append(Violation("$.amount.value", f"{money['value']} has more decimal places than "
-                                                              f"{currency} has ({MINOR_UNITS.get(currency, 2)})"))
+            problem = _amount_problem(amount, money["value"], currency)
+            if problem is not None:
+                violations.append(Violation("$.amount.value", problem))
         stamp = request.get("timestamp")
         if isinstance(stamp, str):
-            try:
-                when = dt.datetime.fromisoformat(stamp)
-            except ValueError:
-                violations.append(Violation("$.timestamp", f"{stamp!r} is not an ISO 8601 date-time"))
-            else:
-                if when.tzinfo is None:
-                    violations.append(Violation("$.timestamp", f"{stamp!r} has no UTC offset (e.g. +08:00 or Z); "
-                                                               "local-time rules need it"))
-                    when = None
+            when, problem = _local_time(stamp)
+            if problem is not None:
+                violations.append(Violation("$.timestamp", problem))
         if violations:
             raise RequestError(violations, rid)
         assert when is not None and amount is not None and currency is not None
@@ -218,7 +225,7 @@ class RequestPreparer:
         rate = fx.rates.get(currency)
         if rate is None:
             return None  # no reference rate: amounts stay missing and the pack fails closed (CMP-000)
-        cny = amount if currency == "CNY" else _EXACT.multiply(Decimal(amount), rate)
+        cny = amount if currency == "CNY" else EXACT.multiply(Decimal(amount), rate)
         if "derived.amount_cny" in want:
             view["derived.amount_cny"] = cny
         later = []

@@ -376,7 +376,7 @@ class _FastGen(_Gen):
             if dotted is not None and dotted in self.collect:
                 self.emit(inner, f"view[{dotted!r}] = {store}")
             if test.endswith("is dict"):
-                self.object(schema, v, dotted, inner, where)
+                self.fast_object(schema, v, dotted, inner, where)
             elif test.endswith("is list"):
                 self.array(schema, v, inner, where)
             if len(branches) > 1 and not checks and len(self.lines) == start:
@@ -421,7 +421,7 @@ class _FastGen(_Gen):
             return [" ".join([*lower, v, *upper])]  # one chained comparison: lo <= v <= hi
         return [f"{lo} {v}" for lo in lower] + [f"{v} {hi}" for hi in upper]
 
-    def object(self, schema: dict, v: str, dotted: str | None, indent: int, where: str) -> None:  # type: ignore[override]
+    def fast_object(self, schema: dict, v: str, dotted: str | None, indent: int, where: str) -> None:
         if "maxProperties" in schema:
             self.emit(indent, f"if len({v}) > {schema['maxProperties']}: return None")
         props = schema.get("properties", {})

@@ -396,7 +396,6 @@ def test_fast_path_takes_generated_traffic():
 @pytest.mark.parametrize(("schema", "good", "bad"), [
     ({"type": "object", "properties": {"a": {"type": "null"}}}, {"a": None}, {"a": 1}),
     ({"type": "object", "properties": {"a": {"enum": ["x", "y"]}}}, {"a": "x"}, {"a": ["x"]}),
-    ({"type": "object", "properties": {"a": {"enum": [1, "x"]}}}, None, {"a": 2}),
     ({"type": "object", "properties": {"a": {"type": "array", "maxItems": 2, "items": {"type": "string"}}}},
      {"a": ["p", "q"]}, {"a": ["p", 1]}),
     ({"type": "object", "additionalProperties": False, "properties": {"a": {"type": "boolean"}}},
@@ -407,12 +406,12 @@ def test_fast_path_takes_generated_traffic():
 def test_fast_path_on_other_schema_shapes(schema, good, bad):
     """Keywords the request contract does not use today, so a schema change cannot make the fast path unsound."""
     fast, full = compile_fast_path(schema, {}), compile_schema(schema)
-    if fast is None:  # a shape the fast path does not model: everything goes to the full validator
-        return
-    if good is not None:
-        assert not full(good) and fast(good) is not None
+    assert fast is not None
+    assert not full(good) and fast(good) is not None
     assert full(bad) and fast(bad) is None
 
 
-def test_fast_path_declines_schemas_it_does_not_model():
-    assert compile_fast_path({"type": "object", "properties": {"a": {"minimum": 1}}}, {}) is None
+@pytest.mark.parametrize("sub", [{"minimum": 1}, {"enum": [1, "x"]}])  # no `type`, and not an enum of strings
+def test_fast_path_declines_schemas_it_does_not_model(sub):
+    """Everything then goes to the full validator."""
+    assert compile_fast_path({"type": "object", "properties": {"a": sub}}, {}) is None

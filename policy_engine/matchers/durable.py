@@ -402,8 +402,10 @@ class DurableMatcher:
     def match(self, prepared: PreparedRequest) -> list[int]:
         # Encode the trigger keys, see which shards can fire, then encode only what those shards read.
         layout, view, day = self.program.layout, prepared.complete(), prepared.day
-        running = self._running(layout.encode(view, day, self._trigger_keys))
-        return self._match(layout.encode(view, day, self._wanted(running)), running)
+        facts = layout.encode(view, day, self._trigger_keys)
+        running = self._running(facts)
+        facts.update(layout.encode(view, day, self._wanted(running)))
+        return self._match(facts, running)
 
     def match_facts(self, facts: dict[str, Any]) -> list[int]:
         """Match a complete fact dict (every key of the layout that the request has)."""
@@ -414,10 +416,11 @@ class DurableMatcher:
         return tuple(i for i, trigger in self._triggers if trigger is None or facts.get(trigger[0]) in trigger[1])
 
     def _wanted(self, running: tuple[int, ...]) -> frozenset[str]:
-        """Every fact key the running shards read (cached: requests fall into few shard combinations)."""
+        """The fact keys the running shards read, beyond the trigger keys already encoded (cached: requests
+        fall into few shard combinations)."""
         want = self._want_cache.get(running)
         if want is None:
-            want = frozenset(key for i in running for key in self.shards[i].keys)
+            want = frozenset(key for i in running for key in self.shards[i].keys) - self._trigger_keys
             if len(self._want_cache) < 4096:  # bounded whatever the traffic
                 self._want_cache[running] = want
         return want

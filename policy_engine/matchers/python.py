@@ -14,12 +14,12 @@ Rules that require a particular value of the most commonly tested field (usually
 from __future__ import annotations
 
 from collections import Counter
-from decimal import Context, Decimal, Inexact
+from decimal import Decimal, Inexact
 from fractions import Fraction
 from typing import Any
 
 from ..compiler import DAY_KEY, SCALE, ZERO_WHEN_MISSING_PREFIX, CompiledRule, LAll, LAny, LNode, Program, Test
-from ..request import CROSS_RATE_PATHS, PreparedRequest
+from ..request import CROSS_RATE_PATHS, EXACT, PreparedRequest
 
 _CMP = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _UNSET = object()
@@ -41,11 +41,6 @@ def _required_values(tree: LNode, exclude: set[str] = frozenset()) -> tuple[str,
     return None
 
 
-#: Sums of request amounts (at most 10^15, a few decimals) and products with FX rates stay far inside 80
-#: digits; if one ever did not, Inexact sends the sum to exact Fraction arithmetic instead of rounding it.
-_EXACT = Context(prec=80, traps=[Inexact])
-
-
 def _sum(view: Any, spec: tuple[tuple[str, bool], ...]) -> Decimal | int | Fraction | None:
     """The exact sum of the fields in ``spec`` ((path, zero_if_missing) pairs) with ``add`` semantics: a
     missing ``history.*`` operand counts as 0, any other missing operand makes the sum missing."""
@@ -61,8 +56,8 @@ def _sum(view: Any, spec: tuple[tuple[str, bool], ...]) -> Decimal | int | Fract
             total = Fraction(total) + Fraction(value)
         else:
             try:
-                total = _EXACT.add(total, value)
-            except Inexact:
+                total = EXACT.add(total, value)  # 80 digits: request amounts never round here
+            except Inexact:  # if one ever did, exact Fraction arithmetic instead of rounding
                 total = Fraction(total) + Fraction(value)
     return total
 
