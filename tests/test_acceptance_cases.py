@@ -13,8 +13,18 @@ from policy_engine.cli import main
 
 CASES = load_cases()
 
+# The revised spec (2026-12) expects AC-34 (required fields only) to be `review`: KYC level unknown. That needs
+# three-valued evaluation of missing data, issue 13; until it lands the case is a strict expected failure, so the
+# day it passes the marker must go.
+AWAITING_THREE_VALUED = {"AC-34"}
+_XFAIL_13 = pytest.mark.xfail(strict=True, reason="issue 13: missing data is unknown (DOMAIN 5.1 point 6)")
 
-@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+
+def _params(cases):
+    return [pytest.param(c, id=c["id"], marks=[_XFAIL_13] if c["id"] in AWAITING_THREE_VALUED else []) for c in cases]
+
+
+@pytest.mark.parametrize("case", _params(CASES))
 def test_case_through_library(bundled_engine, case):
     engine = bundled_engine
     decision = engine.evaluate(case["request"])
@@ -34,18 +44,32 @@ def test_bundled_pack_is_the_repository_pack():
     assert engine.ruleset.digest == PolicyEngine.from_path(RULES).ruleset.digest
 
 
-@pytest.mark.parametrize("matcher", MATCHERS)
-def test_all_cases_through_cli_stream(tmp_path, matcher):
+def _stream(tmp_path, matcher) -> list[dict]:
     stream = tmp_path / "cases.jsonl"
     stream.write_text("\n".join(json.dumps(c["request"], default=str) for c in CASES) + "\n", encoding="utf-8")
     out = io.StringIO()
     assert main(["evaluate", "--json", "--matcher", matcher, str(stream)], out=out, err=io.StringIO()) == 0
     decisions = [json.loads(line) for line in out.getvalue().splitlines()]
     assert len(decisions) == len(CASES)
-    for case, got in zip(CASES, decisions, strict=True):
+    return decisions
+
+
+@pytest.mark.parametrize("matcher", MATCHERS)
+def test_all_cases_through_cli_stream(tmp_path, matcher):
+    for case, got in zip(CASES, _stream(tmp_path, matcher), strict=True):
         assert got["request_id"] == case["id"]
+        if case["id"] in AWAITING_THREE_VALUED:
+            continue  # held to its expectation by the strict xfail below
         assert got["decision"] == case["expected"]["decision"], case["id"]
         assert {t["rule_id"] for t in got["trail"]} == set(case["expected"]["rules"]), case["id"]
+
+
+@_XFAIL_13
+@pytest.mark.parametrize("matcher", MATCHERS)
+def test_awaiting_cases_through_cli_stream(tmp_path, matcher):
+    for case, got in zip(CASES, _stream(tmp_path, matcher), strict=True):
+        if case["id"] in AWAITING_THREE_VALUED:
+            assert got["decision"] == case["expected"]["decision"], case["id"]
 
 
 def test_trail_is_in_pack_order_and_decision_is_most_severe():
