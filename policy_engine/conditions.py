@@ -16,11 +16,10 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Union
 
+from .operators import Op, Shape
+
 Number = int | Decimal | Fraction
 Scalar = str | bool | Number
-
-COMPARISONS = ("eq", "ne", "gt", "gte", "lt", "lte")
-OPERATORS = (*COMPARISONS, "in", "not_in", "between", "exists", "missing")
 
 #: History aggregates are counters the caller may omit: in ``add`` they count as zero (DOMAIN §5.1.6).
 ZERO_WHEN_MISSING_PREFIX = "history."
@@ -72,7 +71,7 @@ class ListItem:
 @dataclass(frozen=True, slots=True)
 class Leaf:
     operand: Operand
-    op: str
+    op: Op
     value: Scalar | tuple[Scalar, Scalar] | None = None  # comparisons; (lo, hi) for between
     items: tuple[ListItem, ...] | None = None  # in / not_in
     list_name: str | None = None  # the named list the items came from, for explain and lint
@@ -80,6 +79,10 @@ class Leaf:
     # Where the leaf was written, (file, line, col), for lint findings and coverage reports. Not part of the
     # leaf's identity: two leaves that test the same thing are equal wherever they are written.
     pos: tuple[str, int, int] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # An operator outside the vocabulary fails here, when the leaf is made, not later in some evaluator.
+        object.__setattr__(self, "op", Op(self.op))
 
     def fields(self) -> Iterator[str]:
         yield from self.operand.paths
@@ -124,40 +127,20 @@ def fields_read(node: Node) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def _compare(op: str, left: Any, right: Any) -> bool:
-    if op == "eq":
-        return left == right
-    if op == "ne":
-        return left != right
-    if op == "gt":
-        return left > right
-    if op == "gte":
-        return left >= right
-    if op == "lt":
-        return left < right
-    return left <= right  # lte
-
-
 def evaluate_leaf(leaf: Leaf, view: Mapping[str, Any], day: int) -> bool:
+    spec = leaf.op.spec
     value = leaf.operand.value(view)
-    op = leaf.op
-    if op == "missing":
-        return value is None
+    if spec.shape is Shape.NONE:
+        return spec.holds(value, None)
     if value is None:
         return False
-    if op == "exists":
-        return True
     if leaf.ref is not None:
         other = view.get(leaf.ref)
-        return other is not None and _compare(op, value, other)
-    if op in ("in", "not_in"):
+        return other is not None and spec.holds(value, other)
+    if spec.shape is Shape.LIST:
         assert leaf.items is not None
-        member = any(item.value == value and item.applies(day) for item in leaf.items)
-        return member if op == "in" else not member
-    if op == "between":
-        lo, hi = leaf.value  # type: ignore[misc]
-        return lo <= value < hi
-    return _compare(op, value, leaf.value)
+        return spec.holds(value, [item.value for item in leaf.items if item.applies(day)])
+    return spec.holds(value, leaf.value)
 
 
 def evaluate(node: Node, view: Mapping[str, Any], day: int) -> bool:

@@ -21,10 +21,11 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import best_match
 
-from .conditions import OPERATORS, All, Any_, Leaf, ListItem, Node, Not, Operand
+from .conditions import All, Any_, Leaf, ListItem, Node, Not, Operand
 from .decision import ReasonTemplate
 from .errors import Issue, RuleSetError
 from .fields import FieldCatalog
+from .operators import Op, Shape, UnknownOperatorError, ops_with
 from .resources import default_pack_path, load_schema
 from .ruleset import DEFAULT_DECISION_ORDER, FxTable, Rule, RuleSet
 from .yamlsource import SourceDoc, YamlSourceError, load_yaml
@@ -36,6 +37,8 @@ MAX_CONDITION_DEPTH = 32
 MAX_RULES = 20_000
 MAX_TEXT_CONSTANT = 256
 MANIFEST_KEYS = ("pack", "version", "decision_order", "description")
+#: How a leaf of each operand shape is written, for "takes ..., not a ref".
+_WRITTEN = {Shape.LIST: "a `value:` list or a `list:` name", Shape.RANGE: "value: [lo, hi]"}
 
 
 def load_ruleset(path: str | Path | None = None) -> RuleSet:
@@ -389,11 +392,13 @@ class _Loader:
         if "field" not in raw or "op" not in raw:
             err(path, "a leaf needs `field:` and `op:` (or use all/any/not)")
             return None
-        op = raw["op"]
-        if op not in OPERATORS:
-            err((*path, "op"), f"unknown operator {op!r}{did_you_mean(str(op), OPERATORS)}; "
-                               f"operators are {', '.join(OPERATORS)}")
+        try:
+            op = Op(raw["op"])
+        except UnknownOperatorError as exc:
+            hint = did_you_mean(str(exc.value), [o.value for o in Op])
+            err((*path, "op"), str(UnknownOperatorError(exc.value, hint)))
             return None
+        spec = op.spec
         operand = self._operand(doc, (*path, "field"), raw["field"], err)
         if operand is None:
             return None
@@ -401,7 +406,7 @@ class _Loader:
         kind = "num" if operand.is_sum else self.catalog.get(operand.paths[0]).kind  # type: ignore[union-attr]
         given = [k for k in ("value", "list", "ref") if k in raw]
         label = operand.label
-        if op in ("exists", "missing"):
+        if spec.shape is Shape.NONE:
             if given:
                 err((*path, given[0]), f"`{op}` takes no {given[0]}")
                 return None
@@ -410,10 +415,31 @@ class _Loader:
             err(path, f"`{op}` needs exactly one of value / list / ref, found {given or 'none'}")
             return None
         how = given[0]
-        if op in ("in", "not_in"):
-            if how == "ref":
-                err((*path, "ref"), f"`{op}` takes a `value:` list or a `list:` name, not a ref")
+        if how == "ref":
+            if spec.shape is not Shape.SCALAR:
+                err((*path, "ref"), f"`{op}` takes {_WRITTEN[spec.shape]}, not a ref")
                 return None
+            ref = raw["ref"]
+            info = self.catalog.get(ref)
+            if info is None:
+                err((*path, "ref"), f"unknown field {ref!r} in ref{self._suggest(ref)}")
+                return None
+            if info.kind != kind:
+                err((*path, "ref"), f"cannot compare {label} ({kind}) with {ref} ({info.kind})")
+                return None
+            if kind not in spec.kinds:
+                err((*path, "op"), f"`{op}` orders values; {label} and {ref} are not numbers "
+                                   f"(use {ops_with((Shape.SCALAR,), kind)})")
+                return None
+            return Leaf(operand, op, ref=ref, pos=pos)
+        if how == "list" and spec.shape is not Shape.LIST:
+            err((*path, "list"), f"`list:` goes with {ops_with((Shape.LIST,), kind)}, not `{op}`")
+            return None
+        if kind not in spec.kinds:
+            err((*path, "op"), f"`{op}` orders numbers; {label} is a {kind} field "
+                               f"(use {ops_with((Shape.SCALAR, Shape.LIST), kind)})")
+            return None
+        if spec.shape is Shape.LIST:
             if how == "list":
                 name = raw["list"]
                 if name not in lists:
@@ -429,50 +455,28 @@ class _Loader:
             checked = []
             for i, item in enumerate(items):
                 where = (*path, "value", i) if how == "value" else (*path, "list")
-                v = self._constant(doc, where, item.value, kind, label, op, err)
+                v = self._constant(doc, where, item.value, kind, label, err)
                 if v is None:
                     return None
                 checked.append(ListItem(v, item.start, item.end))
             return Leaf(operand, op, items=tuple(checked), list_name=raw.get("list"), pos=pos)
-        if how == "list":
-            err((*path, "list"), f"`list:` goes with in / not_in, not `{op}`")
-            return None
-        if how == "ref":
-            if op == "between":
-                err((*path, "ref"), "`between` takes value: [lo, hi], not a ref")
-                return None
-            ref = raw["ref"]
-            info = self.catalog.get(ref)
-            if info is None:
-                err((*path, "ref"), f"unknown field {ref!r} in ref{self._suggest(ref)}")
-                return None
-            if info.kind != kind:
-                err((*path, "ref"), f"cannot compare {label} ({kind}) with {ref} ({info.kind})")
-                return None
-            if kind != "num" and op not in ("eq", "ne"):
-                err((*path, "op"), f"`{op}` orders values; {label} and {ref} are not numbers (use eq / ne)")
-                return None
-            return Leaf(operand, op, ref=ref, pos=pos)
         value = raw["value"]
-        if op == "between":
+        if spec.shape is Shape.RANGE:
             if not (isinstance(value, list) and len(value) == 2):
-                err((*path, "value"), "`between` needs value: [lo, hi] (half-open: lo <= x < hi)")
+                err((*path, "value"), f"`{op}` needs value: [lo, hi] (half-open: lo <= x < hi)")
                 return None
-            lo = self._constant(doc, (*path, "value"), value[0], "num", label, op, err, need_kind=kind)
-            hi = self._constant(doc, (*path, "value"), value[1], "num", label, op, err, need_kind=kind)
+            lo = self._constant(doc, (*path, "value"), value[0], kind, label, err)
+            hi = self._constant(doc, (*path, "value"), value[1], kind, label, err)
             if lo is None or hi is None:
                 return None
             if not lo < hi:
-                err((*path, "value"), f"`between` needs lo < hi, got [{value[0]}, {value[1]}]")
+                err((*path, "value"), f"`{op}` needs lo < hi, got [{value[0]}, {value[1]}]")
                 return None
             return Leaf(operand, op, value=(lo, hi), pos=pos)
         if isinstance(value, list):
             err((*path, "value"), f"`{op}` compares with one value; for several use `in`")
             return None
-        if op in ("gt", "gte", "lt", "lte") and kind != "num":
-            err((*path, "op"), f"`{op}` orders numbers; {label} is a {kind} field (use eq / ne / in)")
-            return None
-        v = self._constant(doc, (*path, "value"), value, kind, label, op, err)
+        v = self._constant(doc, (*path, "value"), value, kind, label, err)
         return None if v is None else Leaf(operand, op, value=v, pos=pos)
 
     def _operand(self, doc: SourceDoc, path: tuple, raw: Any, err) -> Operand | None:
@@ -501,10 +505,8 @@ class _Loader:
             return False
         return True
 
-    def _constant(self, doc: SourceDoc, path: tuple, value: Any, kind: str, label: str, op: str, err,
-                  need_kind: str | None = None) -> Any:
-        kind_needed = need_kind or kind
-        if kind_needed == "num":
+    def _constant(self, doc: SourceDoc, path: tuple, value: Any, kind: str, label: str, err) -> Any:
+        if kind == "num":
             number = _exact_number(value)
             if number is None:
                 err(path, f"{label} is a number; {value!r} is a {type(value).__name__} (write it without quotes)")
@@ -522,7 +524,7 @@ class _Loader:
                 err(path, f"{value} is too large (the limit for thresholds is {MAX_CONSTANT:,})")
                 return None
             return number
-        if kind_needed == "bool":
+        if kind == "bool":
             if not isinstance(value, bool):
                 err(path, f"{label} is a boolean; compare it with true or false, not {value!r}")
                 return None
@@ -530,9 +532,6 @@ class _Loader:
         if not isinstance(value, str):
             hint = " (quote it: YAML reads NO/yes/on as booleans and 6012 as a number)"
             err(path, f"{label} is a string field; {value!r} is a {type(value).__name__}{hint}")
-            return None
-        if op in ("gt", "gte", "lt", "lte"):
-            err(path, f"`{op}` orders numbers; {label} is a string")
             return None
         if len(value) > MAX_TEXT_CONSTANT:
             # Request strings are capped at the same length, so a longer constant could never match.
