@@ -23,14 +23,12 @@ from typing import Any, Union
 
 from .conditions import ZERO_WHEN_MISSING_PREFIX, All, Any_, Leaf, Node, Not, leaves
 from .loader import SCALE_DIGITS
+from .operators import Op, Shape
 from .ruleset import Rule, RuleSet
 
 SCALE = 10**SCALE_DIGITS
 _SATURATE = 2**51 + 1  # odd, beyond 2 * MAX_CONSTANT * SCALE: compares right with every threshold
 DAY_KEY = "d"
-
-_INVERSE = {"eq": "ne", "ne": "eq", "gt": "lte", "lte": "gt", "gte": "lt", "lt": "gte", "exists": "missing",
-            "missing": "exists"}
 
 
 def encode_ratio(num: int, den: int) -> int:
@@ -55,9 +53,15 @@ class Test:
     ``missing``."""
 
     key: str
-    op: str  # eq ne gt gte lt lte exists missing
+    op: Op  # a primitive operator: eq ne gt gte lt lte exists missing
     const: Any = None
     ref_key: str | None = None
+
+    def __post_init__(self) -> None:
+        op = Op(self.op)
+        if not op.spec.primitive:
+            raise ValueError(f"`{op}` is not a primitive test; the compiler lowers it to primitive tests")
+        object.__setattr__(self, "op", op)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,9 +223,9 @@ class Lowerer:
         tree = self.node(rule.when, negate=False)
         dates: list[LNode] = []
         if rule.effective_from is not None:
-            dates.append(Test(DAY_KEY, "gte", rule.effective_from))
+            dates.append(Test(DAY_KEY, Op.GTE, rule.effective_from))
         if rule.effective_to is not None:
-            dates.append(Test(DAY_KEY, "lt", rule.effective_to))
+            dates.append(Test(DAY_KEY, Op.LT, rule.effective_to))
         return _all([*dates, tree])
 
     def node(self, node: Node, negate: bool) -> LNode:
@@ -236,40 +240,41 @@ class Lowerer:
     def leaf(self, leaf: Leaf, negate: bool) -> LNode:
         lay = self.layout
         operand = leaf.operand
+        op = leaf.op
+        shape, inverse = op.spec.shape, op.spec.inverse
         if operand.is_sum:
             key, numeric = lay.sums[operand.paths], True
         elif leaf.ref is not None and lay.kinds[operand.paths[0]] == "num":
             # x <op> y  <=>  sign(x - y) <op> 0, computed exactly when the facts are built
             key = lay.cmps[(operand.paths[0], leaf.ref)]
-            positive = Test(key, leaf.op, 0)
-            return _any([Test(key, "missing"), Test(key, _INVERSE[leaf.op], 0)]) if negate else positive
+            positive = Test(key, op, 0)
+            return _any([Test(key, Op.MISSING), Test(key, inverse, 0)]) if negate else positive
         else:
             key, numeric = lay.plain[operand.paths[0]], lay.kinds[operand.paths[0]] == "num"
-        op = leaf.op
-        if op in ("exists", "missing"):
-            return Test(key, _INVERSE[op] if negate else op)
-        present = Test(key, "exists")
-        absent = Test(key, "missing")
+        if shape is Shape.NONE:
+            return Test(key, inverse if negate else op)
+        present = Test(key, Op.EXISTS)
+        absent = Test(key, Op.MISSING)
         if leaf.ref is not None:
             other = lay.plain[leaf.ref]
             if negate:
-                return _any([absent, Test(other, "missing"), Test(key, _INVERSE[op], ref_key=other)])
-            return _all([Test(other, "exists"), Test(key, op, ref_key=other)])
+                return _any([absent, Test(other, Op.MISSING), Test(key, inverse, ref_key=other)])
+            return _all([Test(other, Op.EXISTS), Test(key, op, ref_key=other)])
         enc = encode_constant if numeric else (lambda v: v)
-        if op == "between":
+        if shape is Shape.RANGE:  # lo <= x < hi
             lo, hi = (enc(v) for v in leaf.value)  # type: ignore[union-attr]
             if negate:
-                return _any([absent, Test(key, "lt", lo), Test(key, "gte", hi)])
-            return _all([Test(key, "gte", lo), Test(key, "lt", hi)])
-        if op in ("in", "not_in"):
+                return _any([absent, Test(key, Op.LT, lo), Test(key, Op.GTE, hi)])
+            return _all([Test(key, Op.GTE, lo), Test(key, Op.LT, hi)])
+        if shape is Shape.LIST:
             member = self._membership(key, leaf, enc)
             non_member = self._non_membership(key, leaf, enc)
-            if (op == "in") != negate:  # in, or not(not_in): present and a member (missing fails eq)
+            if (op is Op.IN) != negate:  # in, or not(not_in): present and a member (missing fails eq)
                 return member if not negate else _any([absent, member])
             # not_in, or not(in)
             return _all([present, non_member]) if not negate else _any([absent, non_member])
         if negate:
-            return _any([absent, Test(key, _INVERSE[op], enc(leaf.value))])
+            return _any([absent, Test(key, inverse, enc(leaf.value))])
         return Test(key, op, enc(leaf.value))
 
     @staticmethod
@@ -278,9 +283,9 @@ class Lowerer:
         alts: list[LNode] = []
         for item in leaf.items or ():
             v = enc(item.value)
-            test = Test(key, "eq", v)
-            dated = [Test(DAY_KEY, "gte", item.start)] if item.start is not None else []
-            dated += [Test(DAY_KEY, "lt", item.end)] if item.end is not None else []
+            test = Test(key, Op.EQ, v)
+            dated = [Test(DAY_KEY, Op.GTE, item.start)] if item.start is not None else []
+            dated += [Test(DAY_KEY, Op.LT, item.end)] if item.end is not None else []
             marker = (type(v), v, item.start, item.end)
             if marker in seen:
                 continue
@@ -298,11 +303,11 @@ class Lowerer:
             if marker in seen:
                 continue
             seen.add(marker)
-            alts: list[LNode] = [Test(key, "ne", v)]
+            alts: list[LNode] = [Test(key, Op.NE, v)]
             if item.start is not None:
-                alts.append(Test(DAY_KEY, "lt", item.start))
+                alts.append(Test(DAY_KEY, Op.LT, item.start))
             if item.end is not None:
-                alts.append(Test(DAY_KEY, "gte", item.end))
+                alts.append(Test(DAY_KEY, Op.GTE, item.end))
             parts.append(_any(alts))
         return _all(parts) if parts else TRUE
 

@@ -48,6 +48,7 @@ import durable_rules_engine as _dre
 
 from ..compiler import CompiledRule, LAny, LNode, Program, Test
 from ..errors import EvaluationError, Issue, RuleSetError
+from ..operators import Op, Shape
 from ..request import PreparedRequest
 
 SHARD_BUDGET = 48  # alpha-node tests per shard; the engine's stack holds 64 (anchor and margin below)
@@ -57,14 +58,16 @@ MAX_RULES_PER_SHARD = 200  # rules sharing the anchor; durable crashes at 256
 MAX_ALTERNATIVES = 4096  # per pack rule after expansion; beyond this the rule is refused for this matcher
 
 _SID = "0"  # one session per handle: facts are retracted after each match, so nothing is shared between them
-_OPS = {"ne": "$neq", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
+#: durable-rules' name for each primitive operator (the compiler lowers the others to these).
+DURABLE_OPS = {Op.EQ: "$eq", Op.NE: "$neq", Op.GT: "$gt", Op.GTE: "$gte", Op.LT: "$lt", Op.LTE: "$lte",
+               Op.EXISTS: "$ex", Op.MISSING: "$nex"}
 
 Atom = Test | LAny  # an LAny atom is a group of equalities on one key
 
 
 def _is_group(node: LNode) -> bool:
     return (isinstance(node, LAny) and len(node.children) > 1 and all(
-        isinstance(t, Test) and t.op == "eq" and t.ref_key is None for t in node.children)
+        isinstance(t, Test) and t.op is Op.EQ and t.ref_key is None for t in node.children)
         and len({t.key for t in node.children}) == 1)  # type: ignore[union-attr]
 
 
@@ -119,14 +122,13 @@ def _json_value(value: Any) -> str:
 
 
 def _test_json(test: Test) -> dict:
-    if test.op == "exists":
-        return {"$ex": {test.key: 1}}
-    if test.op == "missing":
-        return {"$nex": {test.key: 1}}
-    right = {"$m": test.ref_key} if test.ref_key is not None else safe_text(test.const)
-    if test.op == "eq":
-        return {test.key: right} if test.ref_key is None else {"$eq": {test.key: right}}
-    return {_OPS[test.op]: {test.key: right}}
+    name = DURABLE_OPS[test.op]
+    if test.op.spec.shape is Shape.NONE:
+        return {name: {test.key: 1}}
+    if test.ref_key is not None:
+        return {name: {test.key: {"$m": test.ref_key}}}
+    right = safe_text(test.const)
+    return {test.key: right} if test.op is Op.EQ else {name: {test.key: right}}  # durable's short form of $eq
 
 
 def _atom_json(atom: Atom) -> dict:
@@ -167,7 +169,7 @@ def _guards(term: list[Atom]) -> dict[str, frozenset]:
     """Keys the alternative requires to equal one of a few constants, and those constants."""
     out: dict[str, frozenset] = {}
     for atom in term:
-        if isinstance(atom, Test) and atom.op == "eq" and atom.ref_key is None:
+        if isinstance(atom, Test) and atom.op is Op.EQ and atom.ref_key is None:
             values = frozenset([atom.const])
         elif _is_group(atom):
             values = frozenset(t.const for t in atom.children)  # type: ignore[union-attr]

@@ -19,9 +19,9 @@ from fractions import Fraction
 from typing import Any
 
 from ..compiler import DAY_KEY, SCALE, ZERO_WHEN_MISSING_PREFIX, CompiledRule, LAll, LAny, LNode, Program, Test
+from ..operators import Op, Shape
 from ..request import CROSS_RATE_PATHS, EXACT, PreparedRequest
 
-_CMP = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _UNSET = object()
 
 
@@ -30,10 +30,10 @@ def _required_values(tree: LNode, exclude: set[str] = frozenset()) -> tuple[str,
     those values."""
     conjuncts = tree.children if isinstance(tree, LAll) else (tree,)
     for c in conjuncts:
-        if isinstance(c, Test) and c.op == "eq" and c.ref_key is None and c.key not in exclude:
+        if isinstance(c, Test) and c.op is Op.EQ and c.ref_key is None and c.key not in exclude:
             return c.key, frozenset([c.const])
         if isinstance(c, LAny) and c.children and all(
-            isinstance(t, Test) and t.op == "eq" and t.ref_key is None for t in c.children
+            isinstance(t, Test) and t.op is Op.EQ and t.ref_key is None for t in c.children
         ):
             keys = {t.key for t in c.children}  # type: ignore[union-attr]
             if len(keys) == 1 and not keys & exclude:
@@ -119,21 +119,20 @@ class _Codegen:
         if isinstance(node, Test):
             v = self.ref(node.key)
             lazy = node.key in self.lazy
-            if node.op == "exists":
-                return f"{v} is not None"
-            if node.op == "missing":
-                return f"{v} is None"
+            spec = node.op.spec
+            if spec.shape is Shape.NONE:
+                return f"{v} {spec.python} None"
             if node.ref_key is not None:
                 w = self.ref(node.ref_key)
-                return f"({v} is not None and {w} is not None and {node.key} {_CMP[node.op]} {node.ref_key})"
-            if node.op == "eq":
-                return f"{v} == {self.const(self.value(node))}"  # None never equals a constant
+                return f"({v} is not None and {w} is not None and {node.key} {spec.python} {node.ref_key})"
+            if node.op is Op.EQ:
+                return f"{v} {spec.python} {self.const(self.value(node))}"  # None never equals a constant
             # a lazy key is materialised by the `is not None` test, so the comparison reads the plain name
-            return f"({v} is not None and {node.key if lazy else v} {_CMP[node.op]} {self.const(self.value(node))})"
+            return f"({v} is not None and {node.key if lazy else v} {spec.python} {self.const(self.value(node))})"
         if isinstance(node, LAny):
             if not node.children:
                 return "False"
-            eqs = [t for t in node.children if isinstance(t, Test) and t.op == "eq" and t.ref_key is None]
+            eqs = [t for t in node.children if isinstance(t, Test) and t.op is Op.EQ and t.ref_key is None]
             if len(eqs) == len(node.children) and len({t.key for t in eqs}) == 1 and len(eqs) > 3:
                 # equal numbers hash equal across int, Decimal and Fraction, so set membership stays exact
                 return f"{self.ref(eqs[0].key)} in {self.const(frozenset(self.value(t) for t in eqs))}"
@@ -147,13 +146,13 @@ class _Codegen:
         # catch-all rules for unknown funding sources and purposes run on every request)
         nes: dict[str, list[Test]] = {}
         for c in ordered:
-            if isinstance(c, Test) and c.op == "ne" and c.ref_key is None and c.key not in self.lazy:
+            if isinstance(c, Test) and c.op is Op.NE and c.ref_key is None and c.key not in self.lazy:
                 nes.setdefault(c.key, []).append(c)
         merged = {key: tests for key, tests in nes.items() if len(tests) > 3}
         parts: list[str] = []
         done: set[str] = set()
         for c in ordered:
-            if isinstance(c, Test) and c.key in merged and c.op in ("ne", "exists") and c.ref_key is None:
+            if isinstance(c, Test) and c.key in merged and c.op in (Op.NE, Op.EXISTS) and c.ref_key is None:
                 if c.key not in done:  # the first of them stands for all (`exists` is implied)
                     done.add(c.key)
                     values = self.const(frozenset(self.value(t) for t in merged[c.key]))
@@ -168,9 +167,9 @@ class _Codegen:
                 return 5
             if node.key in self.lazy or (node.ref_key is not None and node.ref_key in self.lazy):
                 return 3
-            if node.key in self.numeric and node.op not in ("exists", "missing"):
+            if node.key in self.numeric and node.op.spec.shape is not Shape.NONE:
                 return 2  # comparing a Decimal or a cross-rate Fraction costs more than comparing strings
-            return 0 if node.op == "eq" else 1
+            return 0 if node.op is Op.EQ else 1
         return 3 + max((self._cost(c) for c in node.children), default=0)
 
 
