@@ -156,15 +156,16 @@ def zen_section(texts: list[str], requests: list[dict], n: int, floor_p50: float
     # expresses directly. Both engines run exactly these rules; the fired sets are checked equal first.
     pack = load_ruleset(None)
     from policy_engine.conditions import All, Leaf
+    from policy_engine.operators import Op
 
     table_rules = []
     for rule in pack.rules:
         kids = rule.when.children if isinstance(rule.when, All) else (rule.when,)
         if all(isinstance(k, Leaf) and k.operand.paths[0] in ("funding_source.type", "purpose")
-               and k.op in ("eq", "in") and k.ref is None for k in kids):
+               and k.op in (Op.EQ, Op.IN) and k.ref is None for k in kids):
             cells = {"funding_source.type": "", "purpose": ""}
             for k in kids:
-                values = [k.value] if k.op == "eq" else [i.value for i in k.items]
+                values = [k.value] if k.op is Op.EQ else [i.value for i in k.items]
                 cells[k.operand.paths[0]] = ", ".join(json.dumps(v) for v in values)
             table_rules.append((rule, cells))
     jdm = {"contentType": "application/vnd.gorules.decision", "edges": [

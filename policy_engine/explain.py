@@ -19,6 +19,7 @@ from .conditions import All, Any_, Leaf, ListItem, Node, evaluate_leaf
 from .decision import combine, json_value
 from .errors import PolicyEngineError
 from .loader import did_you_mean
+from .operators import Op, Shape
 from .ruleset import Rule
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ class LeafResult:
     """One leaf: what it read, what it compared with, and the result."""
 
     field: str  # the operand as written: a path, or `a + b` for an `add`
-    op: str
+    op: Op
     result: bool
     value: Any  # the operand's value on this request; None when missing
     parts: tuple[tuple[str, Any], ...] = ()  # an `add`'s operands and their values (missing history counts as 0)
@@ -61,13 +62,13 @@ class LeafResult:
         if self.ref is not None:
             out["ref"] = self.ref
             out["ref_value"] = json_value(self.ref_value)
-        elif self.op == "between":
+        elif self.op.spec.shape is Shape.RANGE:
             out["expected"] = [json_value(v) for v in self.expected]
         elif self.list_name is not None:
             out["list"] = self.list_name
         elif isinstance(self.expected, tuple):
             out["expected"] = [json_value(v) for v in self.expected]
-        elif self.op not in ("exists", "missing"):
+        elif self.op.spec.shape is not Shape.NONE:
             out["expected"] = json_value(self.expected)
         if self.matched is not None:
             out["matched_item"] = {"value": json_value(self.matched.value), "from": _date(self.matched.start),
@@ -206,13 +207,14 @@ def show(value: Any) -> str:
 
 
 def _comparison(leaf: LeafResult) -> str:
-    if leaf.op in ("exists", "missing"):
+    shape = leaf.op.spec.shape
+    if shape is Shape.NONE:
         return f"{leaf.field} {leaf.op}"
     if leaf.ref is not None:
         return f"{leaf.field} {leaf.op} {leaf.ref}"
-    if leaf.op == "between":
+    if shape is Shape.RANGE:
         lo, hi = leaf.expected
-        return f"{leaf.field} between [{show(lo)}, {show(hi)})"
+        return f"{leaf.field} {leaf.op} [{show(lo)}, {show(hi)})"
     if isinstance(leaf.expected, tuple):
         shown = ", ".join(show(v) for v in leaf.expected[:MAX_LIST_SHOWN])
         more = f", … {len(leaf.expected) - MAX_LIST_SHOWN} more" if len(leaf.expected) > MAX_LIST_SHOWN else ""

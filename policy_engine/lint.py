@@ -32,6 +32,7 @@ from typing import Any
 
 from .conditions import All, Any_, Leaf, Node, Not, Operand, leaves
 from .fields import FieldCatalog
+from .operators import Op, Shape
 from .resources import load_schema
 from .ruleset import Rule, RuleSet
 from .yamlsource import SourceDoc, YamlSourceError, load_yaml
@@ -102,7 +103,8 @@ def _show(value: Any) -> str:
 def describe(leaf: Leaf) -> str:
     """A leaf as an analyst wrote it, e.g. ``amount.value gt 10`` or ``purpose in list known_purposes``."""
     head = f"{leaf.operand.label} {leaf.op}"
-    if leaf.op in ("exists", "missing"):
+    shape = leaf.op.spec.shape
+    if shape is Shape.NONE:
         return head
     if leaf.ref is not None:
         return f"{head} {leaf.ref}"
@@ -110,7 +112,7 @@ def describe(leaf: Leaf) -> str:
         return f"{head} list {leaf.list_name}"
     if leaf.items is not None:
         return f"{head} [{', '.join(_show(i.value) for i in leaf.items)}]"
-    if leaf.op == "between":
+    if shape is Shape.RANGE:
         lo, hi = leaf.value  # type: ignore[misc]
         return f"{head} [{_show(lo)}, {_show(hi)})"
     return f"{head} {_show(leaf.value)}"
@@ -124,9 +126,6 @@ def _conjuncts(node: Node) -> list[Node]:
 
 
 # -- what a conjunction of leaves on one operand allows ------------------------------------------------------
-_BOUND_OPS = ("gt", "gte", "lt", "lte", "between")
-
-
 class _Domain:
     """The values one operand may take under a conjunction of leaves. Over-approximates: ``empty`` is only
     true when no value (nor absence) satisfies every leaf."""
@@ -144,24 +143,24 @@ class _Domain:
 
     def add(self, leaf: Leaf) -> None:
         op = leaf.op
-        if op == "missing":
+        if op is Op.MISSING:
             self.absent = True
             return
         self.present = True  # every other operator is false on a missing field
-        if op == "exists" or leaf.ref is not None:
+        if op is Op.EXISTS or leaf.ref is not None:
             return
-        if op in ("in", "not_in"):
+        if op.spec.shape is Shape.LIST:
             values = {item.value for item in leaf.items or ()}
-            if op == "in":
+            if op is Op.IN:
                 # A dated item is a member on some days only, so the union of all items over-approximates.
                 self.allowed = values if self.allowed is None else self.allowed & values
             else:
                 self.banned |= {i.value for i in leaf.items or () if i.start is None and i.end is None}
             return
-        if op == "ne":
+        if op is Op.NE:
             self.banned.add(leaf.value)
             return
-        if op == "eq":
+        if op is Op.EQ:
             self.allowed = {leaf.value} if self.allowed is None else self.allowed & {leaf.value}
             if not _is_number(leaf.value):
                 return
@@ -204,12 +203,12 @@ def _is_number(value: Any) -> bool:
 def _interval(leaf: Leaf) -> tuple[Fraction | None, bool, Fraction | None, bool]:
     """``(lo, lo_open, hi, hi_open)`` of a numeric comparison with a constant."""
     op, v = leaf.op, leaf.value
-    if op == "between":
+    if op.spec.shape is Shape.RANGE:
         lo, hi = v  # type: ignore[misc]
         return Fraction(lo), False, Fraction(hi), True
     x = Fraction(v)  # type: ignore[arg-type]
-    return {"gt": (x, True, None, False), "gte": (x, False, None, False), "lt": (None, False, x, True),
-            "lte": (None, False, x, False), "eq": (x, False, x, False)}[op]
+    return {Op.GT: (x, True, None, False), Op.GTE: (x, False, None, False), Op.LT: (None, False, x, True),
+            Op.LTE: (None, False, x, False), Op.EQ: (x, False, x, False)}[op]
 
 
 # -- currencies ---------------------------------------------------------------------------------------------
@@ -232,9 +231,9 @@ def _unit(path: str, pinned: str | None) -> str | None:
 def _pin(conjuncts: Iterable[Node]) -> str | None:
     for node in conjuncts:
         if isinstance(node, Leaf) and node.operand.paths == ("amount.currency",) and not node.operand.is_sum:
-            if node.op == "eq" and isinstance(node.value, str):
+            if node.op is Op.EQ and isinstance(node.value, str):
                 return node.value
-            if node.op == "in" and node.items and len({i.value for i in node.items}) == 1:
+            if node.op is Op.IN and node.items and len({i.value for i in node.items}) == 1:
                 return str(node.items[0].value)
     return None
 
@@ -283,7 +282,7 @@ def _defaulted_paths(schema: dict, prefix: str = "", required: bool = True) -> s
 def _guaranteed(node: Node) -> set[str]:
     """Fields that are present whenever ``node`` is true (a leaf other than ``missing`` is false on absence)."""
     if isinstance(node, Leaf):
-        if node.op == "missing":
+        if node.op is Op.MISSING:
             return set()
         paths = [p for p in node.operand.paths if not (node.operand.is_sum and p.startswith("history."))]
         return set(paths) | ({node.ref} if node.ref else set())
@@ -384,7 +383,7 @@ class _Linter:
 
     @staticmethod
     def _contradiction(leaf: Leaf, earlier: list[Leaf], enum: tuple | None) -> str:
-        if leaf.op == "in" and not leaf.items:
+        if leaf.op is Op.IN and not leaf.items:
             named = f"list {leaf.list_name} is empty" if leaf.list_name else "the list is empty"
             return f"`{describe(leaf)}` never matches: {named}"
         if not earlier and enum is not None:
@@ -501,7 +500,7 @@ class _Linter:
 
     def _leaf_currency(self, rule: Rule, leaf: Leaf, pinned: str | None) -> None:
         numeric = [p for p in leaf.operand.paths if self.catalog.get(p) and self.catalog.get(p).kind == "num"]
-        if not numeric or leaf.op in ("exists", "missing"):
+        if not numeric or leaf.op.spec.shape is Shape.NONE:
             return
         units = {p: _unit(p, pinned) for p in (*numeric, *([leaf.ref] if leaf.ref else []))}
         if len(set(units.values())) > 1:
@@ -523,12 +522,12 @@ class _Linter:
             return
         for leaf in leaves(rule.when):
             units = {_unit(p, None) for p in leaf.operand.paths}
-            if len(units) != 1 or leaf.ref is not None or leaf.op in ("exists", "missing", "in", "not_in"):
+            if len(units) != 1 or leaf.ref is not None or leaf.op.spec.shape in (Shape.NONE, Shape.LIST):
                 continue
             (unit,) = units
             if unit is None or unit == VARIES:
                 continue
-            bounds = leaf.value if leaf.op == "between" else (leaf.value,)
+            bounds = leaf.value if leaf.op.spec.shape is Shape.RANGE else (leaf.value,)
             for bound in bounds:  # type: ignore[union-attr]
                 codes = mentions.get(Fraction(bound))
                 if codes and unit not in codes:
@@ -553,7 +552,7 @@ def _shadow_keys(rule: Rule, parts: list[Node], narrower: bool) -> set:
             keys.add(part)
             continue
         keys.add(part.operand)
-        if part.ref is None and (part.op == "eq" or (narrower and part.op == "in")):
+        if part.ref is None and (part.op is Op.EQ or (narrower and part.op is Op.IN)):
             values = _values(part)
             if values is not None and len(values) == 1:
                 keys.add((part.operand, "=", next(iter(values))))
@@ -566,9 +565,9 @@ def _undated(leaf: Leaf) -> set:
 
 def _values(leaf: Leaf) -> set | None:
     """Every value that can satisfy an ``eq``/``in`` leaf on some day, else None."""
-    if leaf.op == "eq" and leaf.ref is None:
+    if leaf.op is Op.EQ and leaf.ref is None:
         return {leaf.value}
-    if leaf.op == "in":
+    if leaf.op is Op.IN:
         return {i.value for i in leaf.items or ()}
     return None
 
@@ -579,16 +578,16 @@ def _implies(b: Node, a: Node) -> bool:
         return True
     if not (isinstance(a, Leaf) and isinstance(b, Leaf)) or a.operand != b.operand:
         return False
-    if a.ref is not None or b.ref is not None or b.op == "missing":
+    if a.ref is not None or b.ref is not None or b.op is Op.MISSING:
         return False
-    if a.op == "exists":
+    if a.op is Op.EXISTS:
         return True
-    numeric_a = a.op in _BOUND_OPS or (a.op == "eq" and _is_number(a.value))
-    numeric_b = b.op in _BOUND_OPS or (b.op == "eq" and _is_number(b.value))
+    numeric_a = a.op.spec.numeric or (a.op is Op.EQ and _is_number(a.value))
+    numeric_b = b.op.spec.numeric or (b.op is Op.EQ and _is_number(b.value))
     if numeric_a and numeric_b:
         inner, outer = _interval(b), _interval(a)
         return _within(inner, outer)
-    accepted = {a.value} if a.op == "eq" else _undated(a) if a.op == "in" else None
+    accepted = {a.value} if a.op is Op.EQ else _undated(a) if a.op is Op.IN else None
     possible = _values(b)
     return accepted is not None and possible is not None and possible <= accepted
 

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from ..conditions import All, Any_, Leaf, Node, Not
+from ..operators import Op, Shape
 from ..request import MAX_AMOUNT, MINOR_UNITS
 from ..resources import load_schema
 from ..ruleset import RuleSet
@@ -471,7 +472,7 @@ def _assignments(children: Sequence[Node]) -> list[tuple[str, tuple[Any, ...]]]:
     for child in children:
         if isinstance(child, Not) and isinstance(child.child, Leaf):
             leaf = child.child
-            if leaf.op == "eq" and isinstance(leaf.value, bool) and not leaf.operand.is_sum:
+            if leaf.op is Op.EQ and isinstance(leaf.value, bool) and not leaf.operand.is_sum:
                 out.append((leaf.operand.paths[0], (not leaf.value,)))
             continue
         if not isinstance(child, Leaf) or child.operand.is_sum or child.ref is not None:
@@ -479,9 +480,9 @@ def _assignments(children: Sequence[Node]) -> list[tuple[str, tuple[Any, ...]]]:
         path = child.operand.paths[0]
         if path.startswith("derived."):
             continue
-        if child.op == "eq" and isinstance(child.value, str | bool):
+        if child.op is Op.EQ and isinstance(child.value, str | bool):
             out.append((path, (child.value,)))
-        elif child.op == "in" and child.items and all(isinstance(i.value, str) for i in child.items):
+        elif child.op is Op.IN and child.items and all(isinstance(i.value, str) for i in child.items):
             out.append((path, tuple(i.value for i in child.items)))
         elif is_numeric_field(path) and isinstance(child.value, Decimal | int | tuple):
             # A sibling bound on a plain number (e.g. "2 or more earlier near-threshold payments") is set on its
@@ -496,7 +497,7 @@ def _satisfying(leaf: Leaf, path: str) -> Any:
     integer = is_integer_field(path)
     step = Decimal(1) if integer else Decimal("0.01")
     t = Decimal(leaf.value[0] if isinstance(leaf.value, tuple) else leaf.value)  # type: ignore[arg-type]
-    value = {"eq": t, "gte": t, "lte": t, "between": t, "gt": t + step, "lt": t - step}.get(leaf.op)
+    value = {Op.EQ: t, Op.GTE: t, Op.LTE: t, Op.BETWEEN: t, Op.GT: t + step, Op.LT: t - step}.get(leaf.op)
     if value is None or value < leaf_schema(path).get("minimum", 0) or (integer and value != int(value)):
         return None
     return int(value) if integer else value
@@ -510,14 +511,15 @@ def pack_edges(ruleset: RuleSet) -> tuple[Edge, ...]:
         if isinstance(node, Leaf):
             numeric = node.operand.is_sum or node.operand.paths[0].startswith("derived.") or \
                 is_numeric_field(node.operand.paths[0])
-            if not numeric or node.op in ("exists", "missing"):
+            shape = node.op.spec.shape
+            if not numeric or shape is Shape.NONE:
                 return
             if node.ref is not None:
                 edges.append(Edge(rule_id, node.operand.paths, None, node.ref, context))
                 return
-            if node.op == "between":
+            if shape is Shape.RANGE:
                 constants = list(node.value)  # type: ignore[arg-type]
-            elif node.op in ("in", "not_in"):
+            elif shape is Shape.LIST:
                 constants = [i.value for i in node.items or ()]
             else:
                 constants = [node.value]
