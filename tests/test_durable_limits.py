@@ -363,7 +363,7 @@ def _definition_keys(node, out: set) -> set:
 def test_each_shard_is_sent_exactly_the_keys_it_reads_and_encoding_a_subset_is_a_subset():
     """A shard's fact carries only its own keys (``Shard.keys``), and the encoder asked for some keys gives
     exactly those keys of the full encoding, so no shard ever misses a field it tests."""
-    from policy_engine.cli import parse_json
+    from policy_engine.jsonio import parse_json
     from policy_engine.synthetic import dumps_request, iter_payments
 
     durable = PolicyEngine.from_path(matcher="durable")

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from ..cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, dumps
+from ..cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from ..jsonio import dumps
 from ..matchers import MATCHERS
 
 if TYPE_CHECKING:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-from ..cli import EXIT_FAILED, EXIT_OK, dumps
+from ..cli import EXIT_FAILED, EXIT_OK
 from ..engine import PolicyEngine
+from ..jsonio import dumps
 from ..lint import CHECKS, lint
 
 

@@ -7,7 +7,8 @@ import random
 from pathlib import Path
 from typing import TextIO
 
-from ..cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, dumps
+from ..cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from ..jsonio import dumps
 from ..matchers import MATCHERS
 
 
