@@ -14,8 +14,8 @@ from typing import TextIO
 
 from ._version import __version__
 from .commands import COMMANDS
-from .errors import MatcherUnavailableError, RuleSetError
-from .jsonio import dumps
+from .diagnostics import write_issues
+from .errors import IssueListError, MatcherUnavailableError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ENGINE = 0, 1, 2, 3
 
@@ -36,15 +36,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     args = build_parser().parse_args(argv)
     try:
         return args.func(args, out, err)
-    except RuleSetError as exc:
-        if getattr(args, "json", False):
-            out.write(dumps({"ok": False, "errors": [
-                {"file": i.file, "line": i.line, "col": i.col, "rule_id": i.rule_id, "message": i.message}
-                for i in exc.issues]}) + "\n")
-        else:
-            for issue in exc.issues:
-                err.write(f"{issue}\n")
-            err.write(f"{len(exc.issues)} error(s); the pack was not loaded\n")
+    except IssueListError as exc:  # a bad pack, rule tests or invariants file: nothing was run
+        write_issues(out, err, exc, getattr(args, "json", False))
         return EXIT_BAD_INPUT
     except MatcherUnavailableError as exc:
         err.write(f"policy-engine: {exc}\n")
