@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from policy_engine import PolicyEngine, load_ruleset
-from policy_engine.cli import parse_json
 from policy_engine.engine import DEFAULT_MATCHER
+from policy_engine.jsonio import parse_json
 from policy_engine.matchers import durable_available
 from policy_engine.request import money_places
 from policy_engine.resources import load_schema
@@ -292,7 +292,8 @@ def main() -> None:
     for matcher in MATCHERS:
         # a fresh interpreter per matcher, so the figure is the engine's and not this process's history
         code = ("import os, time, json; from benchmarks.run import rss_mib, corpus; from policy_engine import "
-                "PolicyEngine; from policy_engine.cli import parse_json; reqs = [parse_json(t) for t in corpus(500)]; "
+                "PolicyEngine; from policy_engine.jsonio import parse_json; "
+                "reqs = [parse_json(t) for t in corpus(500)]; "
                 "before = rss_mib(); t = time.perf_counter(); "
                 f"e = PolicyEngine.from_path(None, matcher={matcher!r}); build = time.perf_counter() - t; "
                 "[e.evaluate(r) for r in reqs]; print(json.dumps([build * 1000, rss_mib() - before]))")

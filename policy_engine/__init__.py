@@ -5,8 +5,7 @@
 >>> engine.evaluate(request).decision            # Outcome.DENY, .trail, .to_dict()
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .decision import Decision, Outcome, TrailEntry
 from .engine import PolicyEngine
 from .errors import (

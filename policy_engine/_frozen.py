@@ -12,6 +12,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .codegen import compile_function
+
 T = TypeVar("T")
 
 
@@ -28,5 +30,4 @@ def positional_builder(cls: type[T]) -> Callable[..., T]:
     lines = [f"def build({', '.join(names)}):", "    self = _new(_cls)"]
     lines += [f"    _set{i}(self, {name})" for i, name in enumerate(names)]
     lines.append("    return self")
-    exec(compile("\n".join(lines) + "\n", f"<policy_engine.build_{cls.__name__}>", "exec"), namespace)
-    return namespace["build"]
+    return compile_function("\n".join(lines) + "\n", "build", f"builder {cls.__qualname__}", namespace)

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from .decision import Decision, plain_json
 from .errors import PolicyEngineError
+from .jsonio import dumps
 
 #: Fields masked by default: identifiers of people and instruments. Dotted paths into the request.
 DEFAULT_MASK = ("payer.id", "payee.id", "payee.name", "device.id", "card_number", "funding_source.card_number",
@@ -100,7 +101,7 @@ class AuditLog:
         }
 
     def write(self, request: Mapping[str, Any], decision: Decision) -> None:
-        line = (json.dumps(self.record(request, decision), ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        line = (dumps(self.record(request, decision)) + "\n").encode("utf-8")
         with self._lock:
             try:
                 if os.fstat(self._fd).st_nlink == 0:  # deleted or moved away: start a new file at the path

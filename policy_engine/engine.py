@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from ._version import __version__
 from .audit import AuditLog
 from .compiler import Program, compile_program
 from .conditions import fields_read

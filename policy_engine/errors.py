@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 class PolicyEngineError(Exception):
@@ -24,14 +26,31 @@ class Issue:
         return f"{where} {self.rule_id}: {self.message}" if self.rule_id else f"{where}: {self.message}"
 
 
-class RuleSetError(PolicyEngineError):
+class IssueListError(PolicyEngineError):
+    """Files a person wrote could not be used. ``issues`` lists every problem found, in file order; nothing of
+    those files was used (subclasses say which files and what did not happen)."""
+
+    #: what the files are, and what did not happen because of the issues
+    subject: ClassVar[str]
+    consequence: ClassVar[str]
+    #: the name of ``Issue.rule_id`` in machine-readable output (the id of what the issue is about)
+    id_key: ClassVar[str] = "rule_id"
+
+    def __init__(self, issues: Iterable[Issue]):
+        self.issues = tuple(issues)
+        super().__init__("\n".join([self.summary, *(f"  {i}" for i in self.issues)]))
+
+    @property
+    def summary(self) -> str:
+        count = len(self.issues)
+        return f"{count} error{'s' if count != 1 else ''} in the {self.subject}; {self.consequence}"
+
+
+class RuleSetError(IssueListError):
     """A rule pack could not be loaded. ``issues`` lists every problem found, in file order."""
 
-    def __init__(self, issues: list[Issue] | tuple[Issue, ...]):
-        self.issues = tuple(issues)
-        count = len(self.issues)
-        head = f"rule pack has {count} error{'s' if count != 1 else ''}; nothing was loaded"
-        super().__init__("\n".join([head, *(f"  {i}" for i in self.issues)]))
+    subject = "rule pack"
+    consequence = "nothing was loaded"
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Union
 
 from .conditions import All, Any_, Leaf, ListItem, Node, evaluate_leaf
 from .decision import combine, json_value
+from .diagnostics import did_you_mean
 from .errors import PolicyEngineError
-from .loader import did_you_mean
 from .operators import Op, Shape
 from .ruleset import Rule
 

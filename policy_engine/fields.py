@@ -6,9 +6,10 @@ becomes usable in rules without touching code, and a rule naming a field the con
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Literal
+
+from .diagnostics import closest
 
 Kind = Literal["str", "num", "bool"]
 
@@ -82,9 +83,9 @@ class FieldCatalog:
         return list(self._fields)
 
     def suggest(self, path: str) -> str | None:
-        close = difflib.get_close_matches(path, self._fields, n=1, cutoff=0.6)
-        if not close:
+        near = closest(path, self._fields)
+        if near is None:
             # A wrong prefix is the common slip (`funding.type`), so also match on the last segment.
             tail = path.rsplit(".", 1)[-1]
-            close = [p for p in self._fields if p.rsplit(".", 1)[-1] == tail][:1]
-        return close[0] if close else None
+            near = next((p for p in self._fields if p.rsplit(".", 1)[-1] == tail), None)
+        return near

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import difflib
 import functools
 import hashlib
 import json
-from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from jsonschema.exceptions import best_match
 
 from .conditions import All, Any_, Leaf, ListItem, Node, Not, Operand
 from .decision import ReasonTemplate
+from .diagnostics import did_you_mean, hint
 from .errors import Issue, RuleSetError
 from .fields import FieldCatalog
 from .operators import Op, Shape, UnknownOperatorError, ops_with
@@ -48,12 +47,6 @@ def load_ruleset(path: str | Path | None = None) -> RuleSet:
     """
     root = Path(path) if path is not None else default_pack_path()
     return _Loader(root).load()
-
-
-def did_you_mean(word: str, options: Iterable[str]) -> str:
-    """The hint `; did you mean 'x'?` for the closest option, or an empty string when none is close."""
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _date_ordinal(text: str) -> int:
@@ -350,8 +343,7 @@ class _Loader:
         return template
 
     def _suggest(self, name: str) -> str:
-        s = self.catalog.suggest(name)
-        return f"; did you mean {s!r}?" if s else ""
+        return hint(self.catalog.suggest(name))
 
     def _node(self, doc: SourceDoc, path: tuple, raw: Any, rid: str | None, lists: dict, depth: int) -> Node | None:
         err = lambda p, msg: self.issues.append(doc.issue(p, rid, msg))  # noqa: E731

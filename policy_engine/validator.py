@@ -20,6 +20,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from .codegen import compile_function
 from .errors import Violation
 
 _ANNOTATIONS = {"$schema", "$id", "title", "description", "default", "examples", "$comment"}
@@ -291,9 +292,7 @@ def compile_schema(schema: dict, collect: dict[str, bool] | None = None,
                                  "_is_number": _is_number, "_is_integer": _is_integer, "_enum_ok": _enum_ok,
                                  "_suffix": _suffix, "_bad_unicode": _bad_unicode, "_fits": fits_places,
                                  **gen.consts}
-    exec(compile(source, "<policy_engine.request_validator>", "exec"), namespace)
-    validate = namespace["validate"]
-    validate.source = source  # type: ignore[attr-defined]  -- for debugging a schema change
+    validate = compile_function(source, "validate", f"request validator {schema.get('$id', '')}".rstrip(), namespace)
     return validate
 
 
@@ -471,7 +470,5 @@ def compile_fast_path(schema: dict, collect: dict[str, bool],
     namespace: dict[str, Any] = {"Decimal": Decimal, "_isfinite": math.isfinite, "_fits": fits_places,
                                  "_bad_unicode": _bad_unicode, "_enum_ok": _enum_ok,
                                  "_COUNTRY_CODES": _COUNTRY_CODES, **gen.consts}
-    exec(compile(source, "<policy_engine.request_fast_path>", "exec"), namespace)
-    fast = namespace["fast"]
-    fast.source = source  # type: ignore[attr-defined]
+    fast = compile_function(source, "fast", f"request fast path {schema.get('$id', '')}".rstrip(), namespace)
     return fast

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from policy_engine import PolicyEngine
-from policy_engine.cli import parse_json
+from policy_engine.jsonio import parse_json
 
 CASES = Path(__file__).resolve().parent.parent / "tests" / "data" / "cases.jsonl"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from policy_engine.cli import parse_json
+from policy_engine.jsonio import parse_json
 from policy_engine.matchers import durable_available
 
 # `ci`: quick and deterministic, used by .ci/run. `thorough`: a long local search

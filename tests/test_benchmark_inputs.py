@@ -10,7 +10,7 @@ import pytest
 from conftest import MATCHERS, REPO
 
 from policy_engine import PolicyEngine, load_ruleset
-from policy_engine.cli import parse_json
+from policy_engine.jsonio import parse_json
 
 # The benchmark is a script beside the package, not part of it: load it from the checkout.
 _spec = importlib.util.spec_from_file_location("benchmark_run", REPO / "benchmarks" / "run.py")

@@ -146,8 +146,8 @@ def test_without_the_budget_the_same_pack_hits_303(make_pack):
     engine = PolicyEngine(load_ruleset(make_pack(threshold_rules(150))), matcher="python")
     program = engine._loaded.program
     prepared = engine.prepare(base_request(amount__value=1000))
-    facts = program.layout.encode(prepared.view, prepared.day)
     unsharded = DurableMatcher(program, budget=10**6)
+    facts = unsharded.encoder.encode(prepared.view, prepared.day)
     try:
         assert max(shard.cost for shard in unsharded.shards) > 64  # one ruleset per guard key, no splitting
         with pytest.raises(EvaluationError, match="303"):
@@ -363,7 +363,7 @@ def _definition_keys(node, out: set) -> set:
 def test_each_shard_is_sent_exactly_the_keys_it_reads_and_encoding_a_subset_is_a_subset():
     """A shard's fact carries only its own keys (``Shard.keys``), and the encoder asked for some keys gives
     exactly those keys of the full encoding, so no shard ever misses a field it tests."""
-    from policy_engine.cli import parse_json
+    from policy_engine.jsonio import parse_json
     from policy_engine.synthetic import dumps_request, iter_payments
 
     durable = PolicyEngine.from_path(matcher="durable")
@@ -372,13 +372,13 @@ def test_each_shard_is_sent_exactly_the_keys_it_reads_and_encoding_a_subset_is_a
         for shard in matcher.shards:
             rules = json.loads(shard.definition).values()
             assert set(shard.keys) == set().union(*(_definition_keys(rule, set()) for rule in rules))
-        layout = matcher.program.layout
-        keys = sorted(layout.all_keys)
+        encoder = matcher.encoder
+        keys = sorted(encoder.keys)
         for n, payment in enumerate(iter_payments(n=200, seed=5)):
             payment.pop("label", None)
             prepared = durable.prepare(parse_json(dumps_request(payment)))
-            full = layout.encode(prepared.view, prepared.day)
+            full = encoder.encode(prepared.view, prepared.day)
             want = frozenset(keys[n % 7::3])
-            assert layout.encode(prepared.view, prepared.day, want) == {k: v for k, v in full.items() if k in want}
+            assert encoder.encode(prepared.view, prepared.day, want) == {k: v for k, v in full.items() if k in want}
     finally:
         durable.close()

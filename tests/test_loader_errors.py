@@ -157,7 +157,7 @@ def test_issues_are_listed_in_file_order(broken):
 
 def test_error_message_says_nothing_was_loaded(broken):
     _, error = broken
-    assert str(error).startswith(f"rule pack has {len(error.issues)} errors; nothing was loaded")
+    assert str(error).startswith(f"{len(error.issues)} errors in the rule pack; nothing was loaded")
     assert all(isinstance(i, Issue) for i in error.issues)
 
 
@@ -317,7 +317,7 @@ def test_validate_broken_pack_lists_every_issue(broken):
     assert main(["validate", str(root)], out=out, err=err) == 2
     assert out.getvalue() == ""
     lines = err.getvalue().splitlines()
-    assert lines[-1] == f"{len(error.issues)} error(s); the pack was not loaded"
+    assert lines[-1] == f"{len(error.issues)} errors in the rule pack; nothing was loaded"
     with_id = [m for m in map(ISSUE_LINE.match, lines) if m]
     assert {m["rid"] for m in with_id} == {e[3] for e in EXPECTED if e[3]}
     line, col = at(BROKEN_A_YAML, "op: gtx")

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policy_engine import EvaluationError, PolicyEngine, RequestError, load_ruleset
-from policy_engine.cli import dumps
 from policy_engine.conditions import evaluate
+from policy_engine.jsonio import dumps
 from policy_engine.resources import load_schema
 from policy_engine.testing.strategies import invalid_requests, near_thresholds, requests
 

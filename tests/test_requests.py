@@ -14,8 +14,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from policy_engine import Decision, PolicyEngine, RequestError
-from policy_engine.cli import main, parse_json
+from policy_engine.cli import main
 from policy_engine.fields import FieldCatalog
+from policy_engine.jsonio import parse_json
 from policy_engine.request import money_places
 from policy_engine.resources import load_schema
 from policy_engine.validator import compile_fast_path, compile_schema

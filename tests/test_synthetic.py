@@ -12,7 +12,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 import pytest
 
 from policy_engine import PolicyEngine
-from policy_engine.cli import main, parse_json
+from policy_engine.cli import main
+from policy_engine.jsonio import parse_json
 from policy_engine.synthetic import (
     RATES,
     VIOLATIONS,

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..cli import parse_json
 from ..engine import PolicyEngine
 from ..errors import EvaluationError, PolicyEngineError, RequestError
+from ..jsonio import decode_line
 from ..loader import load_ruleset
 from ..ruleset import RuleSet
 from .csvio import CsvLayout
@@ -73,12 +73,8 @@ class _Evaluator:
         """``(request, error_kind, message)``."""
         layout = self.job.layout
         if layout is None:
-            try:
-                return parse_json(raw.decode("utf-8")), None, None
-            except UnicodeDecodeError as exc:
-                return None, "invalid_json", f"line is not UTF-8 (byte {exc.start})"
-            except ValueError as exc:
-                return None, "invalid_json", f"invalid JSON: {exc}"
+            request, problem = decode_line(raw)
+            return request, None if problem is None else "invalid_json", problem
         if isinstance(raw, str):
             return None, "invalid_csv", raw  # a record the CSV reader could not split
         try:

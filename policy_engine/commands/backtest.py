@@ -7,7 +7,8 @@ import os
 import sys
 from typing import TextIO
 
-from ..cli import EXIT_BAD_INPUT, EXIT_ENGINE, EXIT_OK, dumps
+from ..cli import EXIT_BAD_INPUT, EXIT_ENGINE, EXIT_OK
+from ..jsonio import dumps
 from ..matchers import MATCHERS
 
 

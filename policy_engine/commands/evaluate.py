@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import io
 import sys
-from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import TextIO
 
 from ..audit import AuditLog
-from ..cli import EXIT_BAD_INPUT, EXIT_ENGINE, EXIT_OK, dumps, parse_json
+from ..cli import EXIT_BAD_INPUT, EXIT_ENGINE, EXIT_OK
 from ..decision import Decision
 from ..engine import PolicyEngine
 from ..errors import EvaluationError, RequestError
+from ..jsonio import dumps, read_json_records
 from ..matchers import MATCHERS
 
 
@@ -29,63 +28,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--audit", metavar="LOG", help="append every decision to this decision log (JSON Lines, "
                     "identifiers masked, fsync per decision); replay it with `policy-engine replay`")
     ev.set_defaults(func=cmd_evaluate)
-
-
-# -- reading requests --------------------------------------------------------------------------------------
-def read_requests(stream: io.BufferedIOBase) -> Iterator[tuple[int, Any, str | None]]:
-    """Yield ``(line_number, request_or_None, error_or_None)``.
-
-    Input is JSON Lines when the first non-empty line, or failing that the second, is a complete JSON value;
-    those are read one line at a time, so a stream of any length runs in flat memory and a bad line only
-    produces an error record for that line. Otherwise the input is one JSON document (possibly spread over many
-    lines); if that does not parse either, it is decided line by line after all, so no good line is lost.
-    """
-    head: list[tuple[int, bytes]] = []
-    number = 0
-    for raw in stream:
-        number += 1
-        if raw.strip():
-            head.append((number, raw))
-            if len(head) == 2:
-                break
-    if not head:
-        return
-    if any(_parses(raw) for _, raw in head):
-        yield from _lines(head, stream, number)
-        return
-    text = b"".join(raw for _, raw in head) + stream.read()
-    try:
-        yield head[0][0], parse_json(text.decode("utf-8")), None
-    except (ValueError, UnicodeDecodeError):
-        first = head[0][0]
-        yield from _lines([], iter(io.BytesIO(text)), first - 1)
-
-
-def _parses(raw: bytes) -> bool:
-    try:
-        parse_json(raw.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        return False
-    return True
-
-
-def _lines(head: list[tuple[int, bytes]], rest, number: int) -> Iterator[tuple[int, Any, str | None]]:
-    def numbered():
-        yield from head
-        n = number
-        for raw in rest:
-            n += 1
-            yield n, raw
-
-    for n, raw in numbered():
-        if not raw.strip():
-            continue
-        try:
-            yield n, parse_json(raw.decode("utf-8")), None
-        except UnicodeDecodeError as exc:
-            yield n, None, f"line is not UTF-8 (byte {exc.start})"
-        except ValueError as exc:
-            yield n, None, f"invalid JSON: {exc}"
 
 
 # -- output --------------------------------------------------------------------------------------------------
@@ -128,7 +70,7 @@ def cmd_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     stream = sys.stdin.buffer if args.file in (None, "-") else open(args.file, "rb")  # noqa: SIM115
     worst = EXIT_OK
     try:
-        for line, request, problem in read_requests(stream):
+        for line, request, problem in read_json_records(stream):
             if problem is not None:
                 _print_error(out, {"error": "invalid_json", "line": line, "message": problem}, args.json)
                 worst = max(worst, EXIT_BAD_INPUT)

@@ -6,10 +6,11 @@ import argparse
 import sys
 from typing import TextIO
 
-from ..cli import EXIT_BAD_INPUT, EXIT_OK, dumps, parse_json
+from ..cli import EXIT_BAD_INPUT, EXIT_OK
 from ..engine import PolicyEngine
 from ..errors import RequestError
 from ..explain import UnknownRuleError, render
+from ..jsonio import dumps, read_json_records
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,41 +27,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex.set_defaults(func=cmd_explain)
 
 
-def _requests(text: str) -> list[tuple[int, object]]:
-    """One JSON document, or JSON Lines (one request per non-empty line); raises ValueError naming the line."""
-    try:
-        return [(1, parse_json(text))]
-    except ValueError:
-        pass
-    found = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                found.append((number, parse_json(line)))
-            except ValueError as exc:
-                raise ValueError(f"line {number}: not valid JSON ({exc})") from exc
-    return found
-
-
 def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.file in (None, "-"):
-        text = sys.stdin.read()
+        records = list(read_json_records(sys.stdin.buffer))
     else:
-        with open(args.file, encoding="utf-8") as fh:
-            text = fh.read()
-    try:
-        requests = _requests(text)
-    except ValueError as exc:
-        err.write(f"policy-engine explain: {exc}\n")
-        return EXIT_BAD_INPUT
+        with open(args.file, "rb") as fh:
+            records = list(read_json_records(fh))
     engine = PolicyEngine.from_path(args.rules, matcher="python")
     status = EXIT_OK
     try:
-        for number, request in requests:
+        for number, request, problem in records:
+            where = f"line {number}: " if len(records) > 1 else ""
+            if problem is not None:  # a bad line is reported and the others are still explained
+                err.write(f"policy-engine explain: {where}{problem}\n")
+                status = EXIT_BAD_INPUT
+                continue
             try:
                 explanation = engine.explain(request, args.rule)
             except RequestError as exc:
-                where = f"line {number}: " if len(requests) > 1 else ""
                 err.write(f"policy-engine explain: {where}{exc}\n")
                 status = EXIT_BAD_INPUT
                 continue

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-from ..cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, dumps
+from ..cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from ..engine import PolicyEngine
+from ..jsonio import dumps, read_json_records
 from ..matchers import MATCHERS
 from ..replay import replay
-from .evaluate import read_requests
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +30,7 @@ def cmd_replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     engine = PolicyEngine.from_path(args.rules, matcher=args.matcher)
     try:
         with open(args.log, "rb") as fh:
-            report = replay(engine, read_requests(fh))
+            report = replay(engine, read_json_records(fh))
     finally:
         engine.close()
     if args.json:

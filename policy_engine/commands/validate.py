@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TextIO
 
-from ..cli import EXIT_FAILED, EXIT_OK, dumps
+from ..cli import EXIT_FAILED, EXIT_OK
 from ..engine import PolicyEngine
+from ..jsonio import dumps
 from ..lint import CHECKS, lint
 
 
@@ -20,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     va.add_argument("pack", help="rule pack directory or file")
     va.add_argument("--json", action="store_true", help="machine-readable output")
     va.add_argument("--strict", action="store_true", help="warnings fail the pack too (exit 1)")
+    va.add_argument("--emit-matcher", metavar="FILE", help="write the python matcher's generated source for the "
+                    "pack to FILE (each rule's line names the rule and its file:line), to read or debug it")
     va.set_defaults(func=cmd_validate)
 
 
@@ -29,6 +33,8 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     ruleset = load_ruleset(args.pack)
     engine = PolicyEngine(ruleset, matcher="python")
+    if args.emit_matcher:
+        Path(args.emit_matcher).write_text(engine._loaded.matcher.source, encoding="utf-8")
     shards = None
     if durable_available()[0]:
         from ..matchers.durable import plan_shards

@@ -15,6 +15,15 @@ durable-rules has hard limits (DESIGN §6) that this module keeps every compiled
   a shard holds at most ``MAX_RULES_PER_SHARD`` durable rules.
 * **4,096 rules per ruleset**: implied by the two limits above.
 
+Numbers are exact although the C core compares doubles: a value ``x`` is handed over as the integer
+``2*floor(x*S) + (0 if x*S is whole else 1)`` with ``S = 10**SCALE_DIGITS``; thresholds (which the loader
+restricts to multiples of ``1/S``) become ``2*t*S``. Every comparison of ``x`` with ``t`` then has the same
+answer on the encodings, for decimals and for the rationals that cross-rate conversions produce, so
+``0.1 + 0.2 > 0.3`` is false here as it is in arithmetic. Values beyond the largest allowed threshold saturate,
+which keeps every comparison right and keeps the integers inside the 53 bits durable-rules compares exactly.
+The compiler hands over exact constants; they are encoded here (``encode_tree``), and each request's facts by
+a generated encoder (``FactEncoder``).
+
 Strings reach the C core only in a safe alphabet: any string outside ``[A-Za-z0-9 _.:/+@-]{0,128}`` (in rule
 constants and in requests alike) is replaced by ``~`` and the hex of its UTF-8 bytes. The mapping is injective,
 so equality is unchanged, and the core (which compares with ``strcmp`` over 16-bit lengths) never sees a NUL,
@@ -41,13 +50,18 @@ import json
 import re
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
 import durable_rules_engine as _dre
 
-from ..compiler import CompiledRule, LAny, LNode, Program, Test
+from ..codegen import compile_function
+from ..compiler import DAY_KEY, CompiledRule, FactLayout, LAny, LNode, Program, Test
+from ..conditions import ZERO_WHEN_MISSING_PREFIX
 from ..errors import EvaluationError, Issue, RuleSetError
+from ..loader import SCALE_DIGITS
 from ..operators import Op, Shape
 from ..request import PreparedRequest
 
@@ -63,6 +77,117 @@ DURABLE_OPS = {Op.EQ: "$eq", Op.NE: "$neq", Op.GT: "$gt", Op.GTE: "$gte", Op.LT:
                Op.EXISTS: "$ex", Op.MISSING: "$nex"}
 
 Atom = Test | LAny  # an LAny atom is a group of equalities on one key
+
+
+# -- exact numbers as integers ---------------------------------------------------------------------------------
+SCALE = 10**SCALE_DIGITS
+_SATURATE = 2**51 + 1  # odd, beyond 2 * MAX_CONSTANT * SCALE: compares right with every threshold
+
+
+def encode_ratio(num: int, den: int) -> int:
+    """The exact order-preserving integer encoding of ``num / den`` described in the module docstring."""
+    q, r = divmod(num * SCALE, den)
+    enc = 2 * q + (1 if r else 0)
+    if enc > _SATURATE:
+        return _SATURATE
+    if enc < -_SATURATE:
+        return -_SATURATE
+    return enc
+
+
+def encode_constant(x: Decimal | int) -> int:
+    return 2 * int(Decimal(x).scaleb(SCALE_DIGITS))
+
+
+def encode_tree(node: LNode, numeric_keys: frozenset[str]) -> LNode:
+    """The lowered tree with every numeric constant encoded (signs of ``c*`` keys and day ordinals stay)."""
+    if isinstance(node, Test):
+        if node.key in numeric_keys and node.const is not None and node.ref_key is None:
+            return replace(node, const=encode_constant(node.const))
+        return node
+    return type(node)(tuple(encode_tree(c, numeric_keys) for c in node.children))
+
+
+class FactEncoder:
+    """Encodes a normalised request into the facts the durable rules test: one key per field, sum and
+    comparison of the layout, numbers encoded. Missing fields are simply absent."""
+
+    def __init__(self, layout: FactLayout, label: str):
+        self.keys = layout.all_keys
+        self._encode = _generate_encoder(layout, label)
+
+    def encode(self, view: Mapping[str, Any], day: int, want: frozenset[str] | None = None) -> dict[str, Any]:
+        """Facts for one request (only the keys in ``want``, when given)."""
+        return self._encode(view, day, self.keys if want is None else want)
+
+
+def _generate_encoder(layout: FactLayout, label: str):
+    """The encoder is straight-line generated code: one guarded block per fact key, so a caller that needs a
+    few keys pays for those; each number's exact ratio is taken at most once (the amount appears in a dozen
+    cumulative sums); no loops over the layout on the hot path."""
+    numeric = [p for p in layout.plain if layout.kinds[p] == "num"]
+    for paths in layout.sums:
+        numeric += [p for p in paths if p not in numeric]
+    ratio_var = {p: f"r{i}" for i, p in enumerate(numeric)}
+
+    def ratio(path: str) -> str:  # the ratio of a numeric field, computed on first use
+        r = ratio_var[path]
+        return f"({r} if {r} is not _UNSET else ({r} := _ratio(g({path!r}))))"
+
+    lines = ["def encode(view, day, want):", "    g = view.get", "    facts = {}"]
+    lines += [f"    {r} = _UNSET" for r in ratio_var.values()]
+    for path, key in layout.plain.items():
+        lines.append(f"    if {key!r} in want:")
+        if path in ratio_var:
+            lines.append(f"        r = {ratio(path)}")
+            lines.append(f"        if r is not None: facts[{key!r}] = _enc(*r)")
+        else:
+            lines.append(f"        v = g({path!r})")
+            lines.append(f"        if v is not None: facts[{key!r}] = v")
+    for paths, key in layout.sums.items():
+        terms = ", ".join(f"({ratio(p)}, {p.startswith(ZERO_WHEN_MISSING_PREFIX)})" for p in paths)
+        lines.append(f"    if {key!r} in want:")
+        lines.append(f"        t = _sum(({terms},))")
+        lines.append(f"        if t is not None: facts[{key!r}] = _enc(*t)")
+    for (left, right), key in layout.cmps.items():
+        lines.append(f"    if {key!r} in want:")
+        lines.append(f"        a, b = g({left!r}), g({right!r})")
+        lines.append(f"        if a is not None and b is not None: facts[{key!r}] = (a > b) - (a < b)")
+    if layout.uses_day:
+        lines.append(f"    if {DAY_KEY!r} in want: facts[{DAY_KEY!r}] = day")
+    lines.append("    return facts")
+    namespace: dict[str, Any] = {"_enc": encode_ratio, "_sum": _sum_ratios, "_ratio": _ratio, "_UNSET": _UNSET}
+    return compile_function("\n".join(lines) + "\n", "encode", f"durable fact encoder {label}", namespace)
+
+
+_UNSET = object()
+
+
+def _ratio(value: Any) -> tuple[int, int] | None:
+    return None if value is None else value.as_integer_ratio()
+
+
+def _sum_ratios(terms: tuple[tuple[tuple[int, int] | None, bool], ...]) -> tuple[int, int] | None:
+    """The exact sum of (ratio, zero_if_missing) terms as (numerator, denominator), with ``add`` semantics:
+    a missing ``history.*`` operand counts as 0, any other missing operand makes the sum missing.
+
+    Integer arithmetic on ``as_integer_ratio`` pairs: exact for Decimals and Fractions alike, and several times
+    faster than summing ``Fraction`` objects on the hot path."""
+    num, den = 0, 1
+    for ratio, zero_if_missing in terms:
+        if ratio is None:
+            if zero_if_missing:
+                continue
+            return None
+        n, d = ratio
+        if d == den:
+            num += n
+        else:
+            num, den = num * d + n * den, den * d
+    return num, den
+
+
+# -- sharding ----------------------------------------------------------------------------------------------------
 
 
 def _is_group(node: LNode) -> bool:
@@ -205,9 +330,10 @@ def plan_shards(program: Program, budget: int = SHARD_BUDGET,
     requests can skip most shards (see ``Shard.trigger``)."""
     variants: list[tuple[int, str, list[Atom]]] = []
     issues: list[Issue] = []
+    numeric = program.layout.numeric_keys
     for rule in program.rules:
         try:
-            terms = _dnf(rule.tree, MAX_ALTERNATIVES)
+            terms = _dnf(encode_tree(rule.tree, numeric), MAX_ALTERNATIVES)
         except OverflowError:
             issues.append(_issue(program, rule, f"condition expands to more than {MAX_ALTERNATIVES} alternatives; "
                                                 "the durable matcher cannot run it (split the rule or use lists)"))
@@ -337,6 +463,7 @@ class DurableMatcher:
 
     def __init__(self, program: Program, budget: int = SHARD_BUDGET, max_rules: int = MAX_RULES_PER_SHARD):
         self.program = program
+        self.encoder = FactEncoder(program.layout, program.label)
         self.shards = plan_shards(program, budget, max_rules)
         self._triggers = tuple(enumerate(shard.trigger for shard in self.shards))
         self._trigger_keys = frozenset(shard.trigger[0] for shard in self.shards if shard.trigger is not None)
@@ -403,10 +530,10 @@ class DurableMatcher:
     # -- matching ------------------------------------------------------------------------------------------
     def match(self, prepared: PreparedRequest) -> list[int]:
         # Encode the trigger keys, see which shards can fire, then encode only what those shards read.
-        layout, view, day = self.program.layout, prepared.complete(), prepared.day
-        facts = layout.encode(view, day, self._trigger_keys)
+        encoder, view, day = self.encoder, prepared.complete(), prepared.day
+        facts = encoder.encode(view, day, self._trigger_keys)
         running = self._running(facts)
-        facts.update(layout.encode(view, day, self._wanted(running)))
+        facts.update(encoder.encode(view, day, self._wanted(running)))
         return self._match(facts, running)
 
     def match_facts(self, facts: dict[str, Any]) -> list[int]:

@@ -2,10 +2,14 @@
 
 The function reads the normalised request directly and compares exact values as they are: strings and
 booleans, and numbers (``int``, ``Decimal``, the ``Fraction`` of a cross-rate conversion) against the rules'
-thresholds, which are decoded back from the lowered form to ``int`` or ``Decimal``. Python compares these
-types with each other exactly, so every comparison has the answer the durable matcher gets on the integer
-encoding (``compiler.encode_ratio``), without paying for the encoding. Cumulative sums and field-to-field
+exact thresholds. Python compares these types with each other exactly, so every comparison has the answer the
+durable matcher gets on its integer encoding, without paying for an encoding. Cumulative sums and field-to-field
 comparisons are computed lazily, the first time a rule that got that far needs them.
+
+The generated source can be read and debugged: each rule's line ends with a comment naming the rule and its
+``file:line``; the source is in :mod:`linecache` under the pack's name (see :mod:`policy_engine.codegen`), and
+``policy-engine validate --emit-matcher FILE`` writes it out. A fault inside it is an
+:class:`~policy_engine.errors.EvaluationError` naming the rule that was being checked.
 
 Rules that require a particular value of the most commonly tested field (usually ``funding_source.type`` or
 ``purpose``) are only checked when the request has that value; the rest are checked on every request.
@@ -18,7 +22,10 @@ from decimal import Decimal, Inexact
 from fractions import Fraction
 from typing import Any
 
-from ..compiler import DAY_KEY, SCALE, ZERO_WHEN_MISSING_PREFIX, CompiledRule, LAll, LAny, LNode, Program, Test
+from ..codegen import compile_function, failing_line
+from ..compiler import DAY_KEY, CompiledRule, LAll, LAny, LNode, Program, Test
+from ..conditions import ZERO_WHEN_MISSING_PREFIX
+from ..errors import EvaluationError
 from ..operators import Op, Shape
 from ..request import CROSS_RATE_PATHS, EXACT, PreparedRequest
 
@@ -62,12 +69,11 @@ def _sum(view: Any, spec: tuple[tuple[str, bool], ...]) -> Decimal | int | Fract
     return total
 
 
-def _decode(encoded: int) -> int | Decimal:
-    """A threshold back from the lowered form (``2 * t * SCALE``): an int when whole, else the exact Decimal."""
-    num, den = divmod(encoded, 2 * SCALE)
-    if den == 0:
-        return num
-    return Decimal(encoded) / Decimal(2 * SCALE)  # exact: the denominator divides 10^SCALE_DIGITS
+def _threshold(value: Decimal) -> int | Decimal:
+    """A numeric constant as the cheapest exact type to compare with: an int when whole (counters are ints and
+    comparing a Fraction with an int is the fast path), else the Decimal itself."""
+    whole = int(value)
+    return whole if whole == value else value
 
 
 def _sign(view: Any, left: str, right: str) -> int | None:
@@ -95,12 +101,11 @@ class _Codegen:
         for path, key in layout.plain.items():
             if path in late:
                 self.lazy[key] = f"prep.complete().get({path!r})"
-        # keys whose lowered constants are encoded numbers (the comparisons of `c*` keys are with 0, as is)
-        self.numeric = set(layout.sums.values()) | {k for p, k in layout.plain.items() if layout.kinds[p] == "num"}
+        self.numeric = layout.numeric_keys
 
     def value(self, test: Test) -> Any:
-        """The constant a test compares with, as the request's own values are: thresholds decoded."""
-        return _decode(test.const) if test.key in self.numeric else test.const
+        """The constant a test compares with, numbers as :func:`_threshold`."""
+        return _threshold(test.const) if test.key in self.numeric else test.const
 
     def const(self, value: Any) -> str:
         if isinstance(value, bool | int | str) or value is None:
@@ -177,14 +182,18 @@ _MAX_DEPTH = 2  # levels of dispatch on required field values
 _MIN_GROUP = 4  # rules worth a dispatch level
 
 
-def _partition(gen: _Codegen, rules: list[CompiledRule], used: set[str], indent: str, depth: int) -> list[str]:
+#: A line of generated code, and the rule it checks (``None`` for a dispatch line).
+_Line = tuple[str, "CompiledRule | None"]
+
+
+def _partition(gen: _Codegen, rules: list[CompiledRule], used: set[str], indent: str, depth: int) -> list[_Line]:
     """Rules that can only fire for certain values of one field are checked only under those values.
 
     The field is chosen as the one most rules require (not yet dispatched on); each value gets an ``if``/
     ``elif`` branch holding the rules that require it (a rule requiring one of several values appears under
     each), partitioned again one level down. Rules requiring nothing of that field are checked after."""
-    def body(group: list[CompiledRule]) -> list[str]:
-        return [f"{indent}if {gen.expr(r.tree)}: out.append({r.index})" for r in group]
+    def body(group: list[CompiledRule]) -> list[_Line]:
+        return [(f"{indent}if {gen.expr(r.tree)}: out.append({r.index})", r) for r in group]
 
     reqs = {r.index: _required_values(r.tree, exclude=used) for r in rules}
     counts = Counter(req[0] for req in reqs.values()
@@ -201,11 +210,16 @@ def _partition(gen: _Codegen, rules: list[CompiledRule], used: set[str], indent:
                 by_value.setdefault(value, []).append(r)
         else:
             rest.append(r)
-    lines: list[str] = []
+    lines: list[_Line] = []
     for n, (value, group) in enumerate(sorted(by_value.items(), key=lambda kv: -len(kv[1]))):
-        lines.append(f"{indent}{'if' if n == 0 else 'elif'} {key} == {gen.const(value)}:")
+        lines.append((f"{indent}{'if' if n == 0 else 'elif'} {key} == {gen.const(value)}:", None))
         lines += _partition(gen, group, used | {key}, indent + "    ", depth + 1)
     return lines + _partition(gen, rest, used | {key}, indent, depth + 1)
+
+
+def _printable(text: str) -> str:
+    """``text`` safe in a comment of generated code: a line break in a file name must not end the comment."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 class PythonMatcher:
@@ -213,29 +227,36 @@ class PythonMatcher:
 
     def __init__(self, program: Program):
         self.program = program
-        self._match, self.source = self._build(program)
-
-    @staticmethod
-    def _build(program: Program):
         gen = _Codegen(program)
         layout = program.layout
-        lazy_keys = sorted(gen.lazy)
-        lines = ["def match(view, day, prep):", "    g = view.get"]
+        lines = [f"# python matcher of {_printable(program.label)}: {len(program.rules)} rules; `_k*` are constants",
+                 "def match(view, day, prep):", "    g = view.get"]
         for path, key in layout.plain.items():
             if key not in gen.lazy:
                 lines.append(f"    {key} = g({path!r})")
         lines.append(f"    {DAY_KEY} = day")
-        lines += [f"    {k} = _UNSET" for k in lazy_keys]
+        lines += [f"    {k} = _UNSET" for k in sorted(gen.lazy)]
         lines.append("    out = []")
-        lines += _partition(gen, list(program.rules), set(), "    ", depth=0)
+        #: generated line number -> the id of the rule checked there, to name it when the check fails
+        self._rule_at: dict[int, str] = {}
+        for text, rule in _partition(gen, list(program.rules), set(), "    ", depth=0):
+            if rule is not None:
+                self._rule_at[len(lines) + 1] = rule.rule_id
+                text += f"  # {rule.rule_id} {_printable(program.position(rule.rule_id))}"
+            lines.append(text)
         lines += ["    out.sort()", "    return out"]
-        src = "\n".join(lines) + "\n"
+        self.source = "\n".join(lines) + "\n"
         namespace: dict[str, Any] = {"_UNSET": _UNSET, "_sum": _sum, "_sign": _sign, **gen.consts}
-        exec(compile(src, "<policy_engine.python_matcher>", "exec"), namespace)
-        return namespace["match"], src
+        self._match = compile_function(self.source, "match", f"matcher {program.label}", namespace)
 
     def match(self, prepared: PreparedRequest) -> list[int]:
-        return self._match(prepared.view, prepared.day, prepared)
+        try:
+            return self._match(prepared.view, prepared.day, prepared)
+        except Exception as exc:  # costs nothing until something fails
+            rule_id = self._rule_at.get(failing_line(exc.__traceback__, self._match))  # type: ignore[arg-type]
+            where = f" in rule {rule_id} ({self.program.position(rule_id)})" if rule_id is not None else ""
+            raise EvaluationError(f"python matcher failed{where}: {type(exc).__name__}: {exc}",
+                                  prepared.request_id) from exc
 
     def close(self) -> None:
         pass

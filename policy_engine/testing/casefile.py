@@ -11,28 +11,25 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 
 from ..decision import Decision
-from ..errors import Issue, PolicyEngineError
+from ..diagnostics import closest, did_you_mean, hint
+from ..errors import Issue, IssueListError
 from ..fields import FieldCatalog
-from ..loader import did_you_mean, schema_issue_path, schema_message
+from ..loader import schema_issue_path, schema_message
 from ..resources import load_schema
 from ..yamlsource import SourceDoc, YamlSourceError, load_yaml
 
 
-class RuleTestError(PolicyEngineError):
+class RuleTestError(IssueListError):
     """Rule test files could not be used; ``issues`` lists every problem as ``file:line:col``. No case ran."""
 
-    def __init__(self, issues: Iterable[Issue]):
-        self.issues = tuple(issues)
-        count = len(self.issues)
-        head = f"rule tests have {count} error{'s' if count != 1 else ''}; no case was run"
-        super().__init__("\n".join([head, *(f"  {i}" for i in self.issues)]))
+    subject = "rule tests"
+    consequence = "no case was run"
 
 
 def _ids(ids: Iterable[str]) -> str:
@@ -134,7 +131,9 @@ def _misspelt_keys(errors: list[jsonschema.ValidationError]) -> set[tuple[tuple,
             allowed = list(error.schema.get("properties", {}))
             for key in error.instance:
                 if key not in allowed:
-                    found |= {(tuple(error.absolute_path), k) for k in get_close_matches(key, allowed, n=1)}
+                    near = closest(key, allowed)
+                    if near is not None:
+                        found.add((tuple(error.absolute_path), near))
     return found
 
 
@@ -207,9 +206,8 @@ class _CaseLoader:
                 self._unknown_field(doc, (*at, key), path)
 
     def _unknown_field(self, doc: SourceDoc, at: tuple, path: str) -> None:
-        hint = self.catalog.suggest(path)
         self.issues.append(doc.issue(at, None, f"unknown request field {path!r}: the request schema does not "
-                                               f"define it" + (f"; did you mean {hint!r}?" if hint else "")))
+                                               f"define it{hint(self.catalog.suggest(path))}"))
 
     def _is_object_path(self, path: str) -> bool:
         return any(p.startswith(path + ".") for p in self.catalog.paths())

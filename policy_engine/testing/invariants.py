@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import difflib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,8 +34,9 @@ from hypothesis.strategies import SearchStrategy
 
 from ..conditions import fields_read
 from ..decision import Decision
+from ..diagnostics import did_you_mean, hint
 from ..engine import PolicyEngine
-from ..errors import EvaluationError, Issue, PolicyEngineError, RequestError
+from ..errors import EvaluationError, Issue, IssueListError, RequestError
 from ..fields import FieldCatalog
 from ..request import MAX_AMOUNT
 from ..resources import load_schema
@@ -51,13 +51,12 @@ DEFAULT_EXAMPLES = 100
 _DERIVED_FROM = ("amount.value", "amount.currency", "timestamp")
 
 
-class InvariantError(PolicyEngineError):
+class InvariantError(IssueListError):
     """An invariants file could not be loaded. ``issues`` lists every problem as ``file:line:col id: message``."""
 
-    def __init__(self, issues: Sequence[Issue]):
-        self.issues = tuple(issues)
-        head = f"invariants file has {len(self.issues)} error(s); nothing was checked"
-        super().__init__("\n".join([head, *(f"  {i}" for i in self.issues)]))
+    subject = "invariants file"
+    consequence = "nothing was checked"
+    id_key = "invariant"
 
 
 # -- the model ----------------------------------------------------------------------------------------------
@@ -213,8 +212,7 @@ class _Reader:
             if error.validator == "additionalProperties":
                 allowed = list(error.schema.get("properties", {}))
                 extra = [k for k in error.instance if k not in allowed]
-                hint = difflib.get_close_matches(extra[0], allowed, n=1) if extra else []
-                message = f"unknown key {extra[0]!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                message = f"unknown key {extra[0]!r}{did_you_mean(extra[0], allowed)}" if extra else error.message
                 self.err((*path, extra[0]) if extra else path, inv_id, message)
                 continue
             where = "/".join(str(p) for p in path[2:])
@@ -264,8 +262,8 @@ class _Reader:
 
     def _field(self, path: tuple, inv_id: str, name: Any) -> bool:
         if not isinstance(name, str) or name not in self.catalog:
-            hint = self.catalog.suggest(name) if isinstance(name, str) else None
-            self.err(path, inv_id, f"unknown request field {name!r}" + (f"; did you mean {hint!r}?" if hint else ""))
+            near = self.catalog.suggest(name) if isinstance(name, str) else None
+            self.err(path, inv_id, f"unknown request field {name!r}{hint(near)}")
             return False
         if name.startswith("derived."):
             self.err(path, inv_id, f"{name} is computed by the engine; constrain amount.value, amount.currency "
@@ -587,8 +585,7 @@ def _notes(inv: Invariant, ruleset: RuleSet) -> tuple[str, ...]:
     notes = []
     for rid in inv.rule_ids():
         if rid not in ids:
-            hint = difflib.get_close_matches(rid, ids, n=1)
-            notes.append(f"rule {rid} is not in this pack" + (f" (did you mean {hint[0]}?)" if hint else ""))
+            notes.append(f"rule {rid} is not in this pack{did_you_mean(rid, ids)}")
     return tuple(notes)
 
 

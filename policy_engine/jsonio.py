@@ -1,0 +1,90 @@
+"""JSON in and out, for every reader and writer of the package: exact numbers, one decoder, JSON Lines.
+
+Numbers are read exactly (decimals as ``Decimal``; NaN and Infinity refused), so money read from a file or a
+stream compares as the analyst wrote it. JSON Lines readers report a bad line as ``(line, None, problem)`` and
+go on with the next line, so one corrupt record never loses the rest of a stream.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
+from typing import Any, BinaryIO
+
+#: ``(line_number, value, None)`` for a line that parses, ``(line_number, None, problem)`` for one that does not.
+Record = tuple[int, Any, "str | None"]
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid amount or number")
+
+
+#: One decoder for every line: ``json.loads`` with options builds a new decoder per call (2 µs of a 10 µs parse).
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+
+
+def parse_json(text: str | bytes) -> Any:
+    """JSON with exact numbers: decimals become ``Decimal``; NaN and Infinity are refused (``ValueError``)."""
+    try:
+        if type(text) is str and not text.startswith("\ufeff"):
+            return _DECODER.decode(text)
+        # bytes (json.loads detects the encoding) and a leading BOM (json.loads says that is what is wrong)
+        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def dumps(obj: Any) -> str:
+    """One JSON document on one line; values JSON has no type for (``Decimal``, dates) are written as text."""
+    return json.dumps(obj, ensure_ascii=False, default=str)
+
+
+def decode_line(raw: bytes) -> tuple[Any, str | None]:
+    """One line of JSON Lines: ``(value, None)``, or ``(None, problem)`` saying what is wrong with it."""
+    try:
+        return parse_json(raw.decode("utf-8")), None
+    except UnicodeDecodeError as exc:
+        return None, f"line is not UTF-8 (byte {exc.start})"
+    except ValueError as exc:
+        return None, f"invalid JSON: {exc}"
+
+
+def read_json_lines(lines: Iterable[bytes], first: int = 1) -> Iterator[Record]:
+    """Each non-blank line decoded, numbered from ``first``; a bad line yields its problem and reading goes on."""
+    for number, raw in enumerate(lines, start=first):
+        if raw.strip():
+            value, problem = decode_line(raw)
+            yield number, value, problem
+
+
+def read_json_records(stream: BinaryIO) -> Iterator[Record]:
+    """The records of a JSON document or a JSON Lines stream, told apart by their first lines.
+
+    Input is JSON Lines when the first non-empty line, or failing that the second, is a complete JSON value;
+    those are read one line at a time, so a stream of any length runs in flat memory and a bad line only
+    produces an error record for that line. Otherwise the input is one JSON document (possibly spread over many
+    lines); if that does not parse either, it is read line by line after all, so no good line is lost.
+    """
+    head: list[tuple[int, bytes]] = []
+    number = 0
+    for raw in stream:
+        number += 1
+        if raw.strip():
+            head.append((number, raw))
+            if len(head) == 2:
+                break
+    if not head:
+        return
+    if any(decode_line(raw)[1] is None for _, raw in head):
+        for n, raw in head:
+            value, problem = decode_line(raw)
+            yield n, value, problem
+        yield from read_json_lines(stream, number + 1)
+        return
+    text = b"".join(raw for _, raw in head) + stream.read()
+    try:
+        yield head[0][0], parse_json(text.decode("utf-8")), None
+    except (ValueError, UnicodeDecodeError):
+        yield from read_json_lines(io.BytesIO(text), head[0][0])

@@ -1,0 +1,69 @@
+"""The shared JSON layer: exact numbers, JSON Lines with line numbers, a bad line reported and the rest read."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from decimal import Decimal
+
+import pytest
+from conftest import REPO, base_request
+
+from policy_engine.cli import main
+from policy_engine.jsonio import dumps, parse_json, read_json_lines, read_json_records
+
+
+def test_numbers_are_exact_and_constants_refused():
+    assert parse_json('{"v": 0.1}')["v"] == Decimal("0.1")
+    assert parse_json(b'{"v": 12}')["v"] == 12
+    for text in ('{"v": NaN}', '{"v": Infinity}', "[" * 100_000):
+        with pytest.raises(ValueError):
+            parse_json(text)
+    assert dumps({"v": Decimal("0.10"), "s": "元"}) == '{"v": "0.10", "s": "元"}'
+
+
+def test_json_lines_report_bad_lines_with_their_numbers_and_go_on():
+    lines = [b'{"a": 1}\n', b"\n", b"{broken\n", b'"caf\xe9"\n', b'{"a": NaN}\n', b'{"a": 2.5}\n']
+    records = list(read_json_lines(lines))
+    assert [(n, value) for n, value, problem in records if problem is None] == [(1, {"a": 1}),
+                                                                               (6, {"a": Decimal("2.5")})]
+    problems = {n: problem for n, _, problem in records if problem is not None}
+    assert sorted(problems) == [3, 4, 5]  # the blank line 2 is no record at all
+    assert problems[3].startswith("invalid JSON") and "UTF-8" in problems[4] and "NaN" in problems[5]
+
+
+@pytest.mark.parametrize("text, expected", [
+    (b'{\n  "a": 1,\n  "b": [1,\n 2]\n}\n', [(1, {"a": 1, "b": [1, 2]}, None)]),  # one document over lines
+    (b'\n{"a": 1}\n{"a": 2}\n', [(2, {"a": 1}, None), (3, {"a": 2}, None)]),  # JSON Lines
+    (b'{broken\n{"a": 2}\n\n{"a": 3}\n', [(1, None, "x"), (2, {"a": 2}, None), (4, {"a": 3}, None)]),
+    (b"", []),
+])
+def test_records_of_a_document_or_a_stream(text, expected):
+    got = list(read_json_records(io.BytesIO(text)))
+    assert [(n, v, p and "x") for n, v, p in got] == expected
+
+
+def test_explain_reports_a_bad_line_and_explains_the_others(tmp_path):
+    batch = tmp_path / "three.jsonl"
+    batch.write_bytes(json.dumps(base_request(request_id="a")).encode() + b"\n{not json\n"
+                      + json.dumps(base_request(request_id="c")).encode() + b"\n")
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["explain", "--json", "--rule", "RSK-001", str(batch)], out=out, err=err) == 2
+    assert [json.loads(line)["request_id"] for line in out.getvalue().splitlines()] == ["a", "c"]
+    assert "line 2: invalid JSON" in err.getvalue()
+
+
+def test_nothing_below_the_command_line_imports_it():
+    """The library must not need argparse and the commands: importing every non-CLI module leaves them out."""
+    code = ("import sys, importlib, pathlib\n"
+            "for f in sorted(pathlib.Path('policy_engine').rglob('*.py')):\n"
+            "    name = '.'.join(f.with_suffix('').parts).removesuffix('.__init__')\n"
+            "    if not name.startswith(('policy_engine.cli', 'policy_engine.commands')):\n"
+            "        try: importlib.import_module(name)\n"
+            "        except ImportError: pass  # an optional dependency (durable-rules on new interpreters)\n"
+            "print(sorted(n for n in sys.modules if n.startswith(('policy_engine.cli', 'policy_engine.commands'))))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
