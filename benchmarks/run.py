@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from policy_engine import PolicyEngine, load_ruleset
-from policy_engine.engine import DEFAULT_MATCHER
 from policy_engine.jsonio import parse_json
 from policy_engine.matchers import durable_available
+from policy_engine.pack import DEFAULT_MATCHER
 from policy_engine.request import money_places
 from policy_engine.resources import load_schema
 from policy_engine.validator import compile_fast_path, compile_schema

@@ -18,6 +18,7 @@ from .errors import (
     Violation,
 )
 from .loader import load_ruleset
+from .pack import CompiledPack
 from .ruleset import Rule, RuleSet
 
 
@@ -32,6 +33,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "BacktestResult",
+    "CompiledPack",
     "Decision",
     "EvaluationError",
     "Issue",

@@ -2,64 +2,24 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._version import __version__
 from .audit import AuditLog
-from .compiler import Program, compile_program
-from .conditions import fields_read
-from .decision import NO_EXTRA, Decision, build_decision, build_trail_entry, combine
+from .decision import Decision
 from .errors import EvaluationError, PolicyEngineError, RequestError
-from .fields import FieldCatalog
 from .loader import load_ruleset
-from .matchers import Matcher, build_matcher, durable_available
-from .request import PreparedRequest, RequestPreparer
-from .resources import load_schema
-from .ruleset import Rule, RuleSet
-
-#: The pure-Python matcher is the default: it decides exactly as the durable matcher does (property-tested)
-#: and measured several times faster on the default pack; see README "Performance".
-DEFAULT_MATCHER = "python"
-
-
-@dataclass(frozen=True, slots=True)
-class _RuleMeta:
-    rule: Rule
-    evidence: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class _Loaded:
-    """Everything one pack version needs at evaluation time; swapped as a whole on reload."""
-
-    ruleset: RuleSet
-    program: Program
-    matcher: Matcher
-    preparer: RequestPreparer
-    metas: tuple[_RuleMeta, ...]
-    ruleset_info: dict[str, str]
-    engine_info: dict[str, str]
-    rank: dict[str, int]  # decision_order as outcome -> severity rank (0 = most severe)
-
-
-@functools.lru_cache(maxsize=4096)
-def _iso_day(day: int) -> str:
-    return dt.date.fromordinal(day).isoformat()
-
-
-def _catalog() -> FieldCatalog:
-    return FieldCatalog(load_schema("payment_request"))
+from .pack import CompiledPack
+from .request import PreparedRequest
+from .ruleset import RuleSet
 
 
 class PolicyEngine:
-    """Evaluates payment requests against one rule pack.
+    """Evaluates payment requests against one rule pack (a :class:`CompiledPack`) and keeps what a long-lived
+    service needs around it: atomic reload, the audit log, and failing closed.
 
     >>> engine = PolicyEngine.from_path()          # the bundled default pack
     >>> decision = engine.evaluate(request)        # Decision; .decision, .trail, .to_dict()
@@ -69,7 +29,7 @@ class PolicyEngine:
         self._matcher_name = matcher
         self._audit = audit
         self._reload_lock = threading.Lock()
-        self._loaded = self._build(ruleset)
+        self._pack = CompiledPack.build(ruleset, matcher)
 
     @classmethod
     def from_path(cls, path: str | Path | None = None, matcher: str | None = None,
@@ -80,55 +40,39 @@ class PolicyEngine:
 
     # -- properties ----------------------------------------------------------------------------------------
     @property
+    def pack(self) -> CompiledPack:
+        """The current pack. Read it once and use that snapshot for a whole operation: a reload swaps in a new
+        pack but never changes this one (it closes it, so do not keep it for the life of the process)."""
+        return self._pack
+
+    @property
     def ruleset(self) -> RuleSet:
-        return self._loaded.ruleset
+        return self._pack.ruleset
 
     @property
     def matcher(self) -> str:
-        return self._loaded.matcher.name
-
-    def _build(self, ruleset: RuleSet) -> _Loaded:
-        catalog = _catalog()
-        kinds = {p: catalog.get(p).kind for p in catalog.paths()}  # type: ignore[union-attr]
-        program = compile_program(ruleset, kinds)
-        name = self._matcher_name or DEFAULT_MATCHER
-        engine_info = {"version": __version__, "matcher": name}
-        ok, why = durable_available()
-        if not ok:
-            # Say so in every decision: a reviewer comparing decisions across hosts should know which ran.
-            engine_info["note"] = f"{why}; running on the python matcher"
-        matcher = build_matcher(name, program)
-        metas = tuple(_RuleMeta(r, fields_read(r.when)) for r in ruleset.rules)
-        needed = {p for m in metas for p in m.evidence}
-        for r in ruleset.rules:
-            needed.update(r.reason.fields)
-            if r.reason_zh:
-                needed.update(r.reason_zh.fields)
-        needed.update(program.layout.plain)
-        preparer = RequestPreparer(ruleset, tuple(sorted(needed)))
-        info = {"pack": ruleset.pack, "version": ruleset.version, "digest": ruleset.digest}
-        rank = {name: i for i, name in enumerate(ruleset.decision_order)}
-        return _Loaded(ruleset, program, matcher, preparer, metas, info, engine_info, rank)
+        return self._pack.matcher.name
 
     # -- evaluation ----------------------------------------------------------------------------------------
     def prepare(self, request: Any) -> PreparedRequest:
         """Validate and normalise a request without evaluating it (raises :class:`RequestError`)."""
-        return self._loaded.preparer.prepare(request)
+        return self._pack.prepare(request)
 
     def evaluate(self, request: Any) -> Decision:
         """Decide one request. Raises :class:`RequestError` for an invalid request and
         :class:`EvaluationError` when the engine cannot decide; it never returns ``allow`` in either case."""
         start = time.perf_counter_ns()
-        loaded = self._loaded  # one consistent pack for the whole evaluation, even across a reload
+        pack = self._pack  # one consistent pack for the whole evaluation, even across a reload
         try:
-            prepared = loaded.preparer.prepare(request, True)  # cross-rate amounts when a rule reads them
+            # The preparer itself, not pack.prepare: one call fewer per request on the hot path. Cross-rate
+            # amounts are computed only when a rule reads them.
+            prepared = pack.preparer.prepare(request, True)
         except RequestError:
             raise
         except Exception as exc:  # a fault in the engine's own request handling is not the caller's error
             raise EvaluationError(f"could not prepare request: {type(exc).__name__}: {exc}") from exc
         try:
-            fired = loaded.matcher.match(prepared)
-            decision = self._decide(loaded, prepared, fired, start)
+            decision = pack.decide(prepared, start)
             if self._audit is not None:
                 self._audit.write(request, decision)  # an unrecorded decision is not handed out
             return decision
@@ -147,30 +91,11 @@ class PolicyEngine:
             except (RequestError, EvaluationError) as exc:
                 yield exc
 
-    def _decide(self, loaded: _Loaded, prepared: PreparedRequest, fired: list[int], start: int) -> Decision:
-        get = prepared.complete().get if fired else None  # reasons and evidence show every derived amount
-        trail = []
-        obligations = []
-        for index in fired:
-            meta = loaded.metas[index]
-            rule = meta.rule
-            trail.append(build_trail_entry(
-                rule.id, rule.category, rule.outcome, rule.title, rule.reason.render_get(get),
-                {p: get(p) for p in meta.evidence}, rule.source, rule.report,
-                rule.reason_zh.render_get(get) if rule.reason_zh else None))
-            if rule.report:
-                obligations.append({"rule_id": rule.id, "report": rule.report})
-        outcome = combine([e.outcome for e in trail], loaded.rank)
-        return build_decision(
-            prepared.request_id, outcome, tuple(trail), tuple(obligations), loaded.ruleset_info,
-            loaded.engine_info, (time.perf_counter_ns() - start) // 1000, _iso_day(prepared.day),
-            prepared.fx.as_of_iso, NO_EXTRA)
-
     def explain(self, request: Any, rule_id: str | None = None) -> Any:
         """Condition-level explanation of every rule (or one) for a request; see :mod:`policy_engine.explain`."""
         from .explain import explain
 
-        return explain(self, request, rule_id)
+        return explain(self.pack, request, rule_id)
 
     # -- reload --------------------------------------------------------------------------------------------
     def reload(self, path: str | Path | None = None) -> RuleSet:
@@ -178,13 +103,13 @@ class PolicyEngine:
         atomically. Evaluations already running finish on the old pack. If the new pack fails to load, the
         old one stays in place and the :class:`RuleSetError` is raised."""
         with self._reload_lock:
-            old = self._loaded
+            old = self._pack
             source = path if path is not None else old.ruleset.path
-            new = self._build(load_ruleset(source))
-            self._loaded = new
-        old.matcher.close()
+            new = CompiledPack.build(load_ruleset(source), self._matcher_name)
+            self._pack = new
+        old.close()
         return new.ruleset
 
     def close(self) -> None:
         """Release native matcher resources (durable handles)."""
-        self._loaded.matcher.close()
+        self._pack.close()

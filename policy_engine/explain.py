@@ -13,17 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
 from .conditions import All, Any_, Leaf, ListItem, Node, evaluate_leaf
 from .decision import combine, json_value
 from .diagnostics import did_you_mean
 from .errors import PolicyEngineError
 from .operators import Op, Shape
+from .pack import CompiledPack
 from .ruleset import Rule
-
-if TYPE_CHECKING:
-    from .engine import PolicyEngine
 
 
 class UnknownRuleError(PolicyEngineError):
@@ -128,24 +126,23 @@ class Explanation:
                 "rules": [r.to_dict() for r in self.rules]}
 
 
-def explain(engine: PolicyEngine, request: Any, rule_id: str | None = None) -> Explanation:
-    """Explain every rule of the engine's pack (or only ``rule_id``) for one request.
+def explain(pack: CompiledPack, request: Any, rule_id: str | None = None) -> Explanation:
+    """Explain every rule of ``pack`` (or only ``rule_id``) for one request.
 
     Raises :class:`~policy_engine.errors.RequestError` for an invalid request, :class:`UnknownRuleError` for a
     rule id the pack does not have.
     """
-    loaded = engine._loaded  # one consistent pack for the whole explanation, even across a reload
-    ruleset = loaded.ruleset
+    ruleset = pack.ruleset
     if rule_id is not None and rule_id not in {r.id for r in ruleset.rules}:
         raise UnknownRuleError(rule_id, [r.id for r in ruleset.rules])
-    prepared = loaded.preparer.prepare(request)
+    prepared = pack.prepare(request)
     view, day = prepared.view, prepared.day
     explained = tuple(_rule(rule, view, day) for rule in ruleset.rules)
     fired = tuple(r for r in explained if r.fired)
     return Explanation(
         request_id=prepared.request_id, as_of=dt.date.fromordinal(day).isoformat(), fx_as_of=prepared.fx.as_of_iso,
         decision=combine([r.outcome for r in fired], ruleset.decision_order).value,
-        fired=tuple(r.rule_id for r in fired), ruleset=loaded.ruleset_info,
+        fired=tuple(r.rule_id for r in fired), ruleset=pack.ruleset_info,
         rules=tuple(r for r in explained if rule_id is None or r.rule_id == rule_id))
 
 

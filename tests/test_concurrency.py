@@ -112,7 +112,7 @@ def test_reload_under_load_never_mixes_packs(make_pack, tmp_path, matcher, fast_
     assert expected["A"] != expected["B"]
 
     engine = PolicyEngine.from_path(path_a, matcher=matcher)
-    matchers = [engine._loaded.matcher]
+    matchers = [engine.pack.matcher]
     stop = threading.Event()
     errors: list[BaseException] = []
     wrong: list[tuple] = []
@@ -137,7 +137,7 @@ def test_reload_under_load_never_mixes_packs(make_pack, tmp_path, matcher, fast_
         try:
             for k in range(reloads):
                 engine.reload(path_b if k % 2 == 0 else path_a)
-                matchers.append(engine._loaded.matcher)
+                matchers.append(engine.pack.matcher)
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -151,13 +151,13 @@ def test_reload_under_load_never_mixes_packs(make_pack, tmp_path, matcher, fast_
     assert engine.ruleset.version == "A"  # an even number of reloads ends on A
 
     # A pack that fails to load changes nothing.
-    current = engine._loaded.matcher
+    current = engine.pack.matcher
     broken = tmp_path / "broken.yaml"
     broken.write_text(header("C") + "rules:\n  - id: X\n    when: {all: [\n", encoding="utf-8")
     with pytest.raises(RuleSetError):
         engine.reload(broken)
     assert engine.ruleset.digest == digests["A"]
-    assert engine._loaded.matcher is current
+    assert engine.pack.matcher is current
     assert [answer(engine, r) for r in RELOAD_REQUESTS] == expected["A"]
 
     if matcher == "durable":

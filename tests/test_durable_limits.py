@@ -58,7 +58,7 @@ DURABLE_CHILD = """
     for request in json.loads(sys.argv[2]):
         d = engine.evaluate(request)
         out.append([d.decision, [e.rule_id for e in d.trail]])
-    print(json.dumps({"answers": out, "shards": len(engine._loaded.matcher.shards)}))
+    print(json.dumps({"answers": out, "shards": len(engine.pack.matcher.shards)}))
 """
 
 
@@ -130,7 +130,7 @@ def test_150_rules_firing_together_are_sharded_and_all_fire(make_pack):
         decision, fired = answer(durable, base_request(amount__value=1000))
         assert decision == "review"
         assert fired == tuple(f"T{i:03d}" for i in range(150))
-        matcher = durable._loaded.matcher
+        matcher = durable.pack.matcher
         assert isinstance(matcher, DurableMatcher)
         assert len(matcher.shards) > 1
         for shard in matcher.shards:
@@ -144,7 +144,7 @@ def test_without_the_budget_the_same_pack_hits_303(make_pack):
     """The sharding budget is what keeps the previous test working: one unsharded ruleset fails at request time
     (and the failed handle set is not leaked)."""
     engine = PolicyEngine(load_ruleset(make_pack(threshold_rules(150))), matcher="python")
-    program = engine._loaded.program
+    program = engine.pack.program
     prepared = engine.prepare(base_request(amount__value=1000))
     unsharded = DurableMatcher(program, budget=10**6)
     facts = unsharded.encoder.encode(prepared.view, prepared.day)
@@ -176,7 +176,7 @@ def test_in_list_of_1500_members_is_split_and_matches(make_pack):
     pack = make_pack(rule_yaml("IN-1", "{field: merchant.id, op: in, list: merchants}", outcome="deny"),
                      lists_yaml=f"merchants:\n  values: [{', '.join(members)}]\n")
     python = PolicyEngine(load_ruleset(pack), matcher="python")
-    plan = plan_shards(python._loaded.program)
+    plan = plan_shards(python.pack.program)
     widest = max(len(atom["$or"]) for s in plan for r in json.loads(s.definition).values()
                  for atom in r["all"][0]["m"]["$and"] if "$or" in atom)
     assert widest <= MAX_BRANCHES < 512
@@ -240,7 +240,7 @@ def test_rule_cap_alone_keeps_identical_conditions_safe(make_pack):
         from policy_engine import PolicyEngine
         from policy_engine.matchers.durable import DurableMatcher
         engine = PolicyEngine.from_path(sys.argv[1], matcher="python")
-        program = engine._loaded.program
+        program = engine.pack.program
         prepared = engine.prepare(json.loads(sys.argv[2]))
         matcher = DurableMatcher(program, budget=10**6)
         fired = matcher.match(prepared)
@@ -298,12 +298,12 @@ def test_reload_releases_old_handles_and_threads_do_not_grow_them(make_pack):
     try:
         requests = [base_request(request_id=f"h-{n}", amount__value=1 + n % 80) for n in range(2000)]
         expected = [answer(python, r) for r in requests]
-        old = engine._loaded.matcher
+        old = engine.pack.matcher
         assert [answer(engine, r) for r in requests] == expected  # single-threaded: one handle set suffices
         assert old.handle_sets == 1
         engine.reload()
         assert old.handle_sets == 0
-        new = engine._loaded.matcher
+        new = engine.pack.matcher
         assert new is not old and new.handle_sets == 1
 
         threads = 4
@@ -323,7 +323,7 @@ def test_requests_skip_the_shards_whose_rules_they_cannot_fire(monkeypatch):
     fact only into shards it can fire in, and still gets every rule the python matcher gives it."""
     durable = PolicyEngine.from_path(matcher="durable")
     python = PolicyEngine.from_path(matcher="python")
-    shards = durable._loaded.matcher.shards
+    shards = durable.pack.matcher.shards
     asserted = []
     real = dre.assert_fact
     monkeypatch.setattr(dre, "assert_fact", lambda handle, text: asserted.append(handle) or real(handle, text))
@@ -368,7 +368,7 @@ def test_each_shard_is_sent_exactly_the_keys_it_reads_and_encoding_a_subset_is_a
 
     durable = PolicyEngine.from_path(matcher="durable")
     try:
-        matcher = durable._loaded.matcher
+        matcher = durable.pack.matcher
         for shard in matcher.shards:
             rules = json.loads(shard.definition).values()
             assert set(shard.keys) == set().union(*(_definition_keys(rule, set()) for rule in rules))

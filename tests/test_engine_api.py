@@ -98,7 +98,7 @@ def test_matcher_failure_fails_closed(make_pack, matcher, monkeypatch):
     def broken(facts):
         raise RuntimeError("injected matcher fault")
 
-    monkeypatch.setattr(engine._loaded.matcher, "match", broken)
+    monkeypatch.setattr(engine.pack.matcher, "match", broken)
     with pytest.raises(EvaluationError, match="injected matcher fault") as info:
         engine.evaluate(base_request(amount__value=5))
     assert info.value.request_id == "t-1"

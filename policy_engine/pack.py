@@ -1,0 +1,132 @@
+"""``CompiledPack``: one version of a rule pack, compiled and ready to decide; immutable and thread-shareable.
+
+A pack is what a decision is made against: the rule set, its compiled program and matcher, the request
+preparer for the fields its rules read, and what the decision step needs per rule. :class:`PolicyEngine`
+holds one and swaps it on reload; tools that decide without a long-lived service (the rule-test runner,
+backtest workers, ``validate``) build and use packs directly.
+
+>>> pack = CompiledPack.build(load_ruleset("rules/"))
+>>> decision = pack.decide(pack.prepare(request))
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._version import __version__
+from .compiler import Program, compile_program
+from .conditions import fields_read
+from .decision import NO_EXTRA, Decision, build_decision, build_trail_entry, combine
+from .fields import FieldCatalog
+from .matchers import Matcher, build_matcher, durable_available
+from .request import PreparedRequest, RequestPreparer
+from .resources import load_schema
+from .ruleset import Rule, RuleSet
+
+#: The pure-Python matcher is the default: it decides exactly as the durable matcher does (property-tested)
+#: and measured several times faster on the default pack; see README "Performance".
+DEFAULT_MATCHER = "python"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleEvidence:
+    """A rule and the fields its condition reads: the values a fired rule shows as its evidence."""
+
+    rule: Rule
+    fields: tuple[str, ...]
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_day(day: int) -> str:
+    return dt.date.fromordinal(day).isoformat()
+
+
+def _catalog() -> FieldCatalog:
+    return FieldCatalog(load_schema("payment_request"))
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # identity equality: a pack owns its matcher's resources
+class CompiledPack:
+    """One pack version: everything evaluation needs, built once by :meth:`build` and never changed.
+
+    Share it freely between threads. ``ruleset_info`` and ``engine_info`` are handed to every decision as
+    they are and ``rank`` is read per decision (no copies on the hot path): read them, never change them.
+    """
+
+    ruleset: RuleSet
+    program: Program
+    matcher: Matcher
+    preparer: RequestPreparer
+    evidence: tuple[RuleEvidence, ...]  # per rule, in pack order (the matcher's indexes)
+    ruleset_info: Mapping[str, str]
+    engine_info: Mapping[str, str]
+    rank: dict[str, int]  # decision_order as outcome -> severity rank (0 = most severe); read-only
+
+    @classmethod
+    def build(cls, ruleset: RuleSet, matcher: str | None = None) -> CompiledPack:
+        """Compile ``ruleset`` for the ``matcher`` named (``None``: :data:`DEFAULT_MATCHER`). Raises
+        :class:`~policy_engine.RuleSetError` for shapes the matcher cannot run and
+        :class:`~policy_engine.MatcherUnavailableError` for a matcher this interpreter lacks."""
+        catalog = _catalog()
+        kinds = {p: catalog.get(p).kind for p in catalog.paths()}  # type: ignore[union-attr]
+        program = compile_program(ruleset, kinds)
+        name = matcher or DEFAULT_MATCHER
+        engine_info = {"version": __version__, "matcher": name}
+        ok, why = durable_available()
+        if not ok:
+            # Say so in every decision: a reviewer comparing decisions across hosts should know which ran.
+            engine_info["note"] = f"{why}; running on the python matcher"
+        compiled = build_matcher(name, program)
+        evidence = tuple(RuleEvidence(r, fields_read(r.when)) for r in ruleset.rules)
+        needed = {p for e in evidence for p in e.fields}
+        for r in ruleset.rules:
+            needed.update(r.reason.fields)
+            if r.reason_zh:
+                needed.update(r.reason_zh.fields)
+        needed.update(program.layout.plain)
+        preparer = RequestPreparer(ruleset, tuple(sorted(needed)))
+        info = {"pack": ruleset.pack, "version": ruleset.version, "digest": ruleset.digest}
+        rank = {outcome: i for i, outcome in enumerate(ruleset.decision_order)}
+        return cls(ruleset, program, compiled, preparer, evidence, info, engine_info, rank)
+
+    def prepare(self, request: Any, pending: bool = False) -> PreparedRequest:
+        """Validate and normalise a request (raises :class:`~policy_engine.RequestError` listing every
+        violation). With ``pending``, cross-rate amounts are computed only if a rule reads them, which is
+        faster when the request is only decided; without it the view holds every derived field."""
+        return self.preparer.prepare(request, pending)
+
+    def decide(self, prepared: PreparedRequest, started_ns: int | None = None) -> Decision:
+        """Match a prepared request and combine the fired rules into the decision.
+
+        ``elapsed_us`` counts from ``started_ns`` (a :func:`time.perf_counter_ns` reading; by default, now).
+        Faults propagate as they are: failing closed is the caller's policy (see :class:`PolicyEngine`).
+        """
+        start = time.perf_counter_ns() if started_ns is None else started_ns
+        fired = self.matcher.match(prepared)
+        get = prepared.complete().get if fired else None  # reasons and evidence show every derived amount
+        trail = []
+        obligations = []
+        for index in fired:
+            entry = self.evidence[index]
+            rule = entry.rule
+            trail.append(build_trail_entry(
+                rule.id, rule.category, rule.outcome, rule.title, rule.reason.render_get(get),
+                {p: get(p) for p in entry.fields}, rule.source, rule.report,
+                rule.reason_zh.render_get(get) if rule.reason_zh else None))
+            if rule.report:
+                obligations.append({"rule_id": rule.id, "report": rule.report})
+        outcome = combine([e.outcome for e in trail], self.rank)
+        return build_decision(
+            prepared.request_id, outcome, tuple(trail), tuple(obligations), self.ruleset_info,
+            self.engine_info, (time.perf_counter_ns() - start) // 1000, _iso_day(prepared.day),
+            prepared.fx.as_of_iso, NO_EXTRA)
+
+    def close(self) -> None:
+        """Release native matcher resources (durable handles). A closed pack still decides correctly, but the
+        durable matcher then makes and deletes its native rulesets per call: close a pack once it is unused."""
+        self.matcher.close()

@@ -1,0 +1,93 @@
+"""``CompiledPack``: one immutable pack version; the engine's current pack; deciding and explaining without an
+engine."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from conftest import MATCHERS, PACK_HEADER, base_request
+
+from policy_engine import CompiledPack, Decision, Outcome, PolicyEngine, RequestError, load_ruleset
+from policy_engine.explain import explain
+
+THRESHOLD_RULE = """\
+- id: BIG-1
+  category: risk
+  title: Large payment needs review
+  when: {field: amount.value, op: gte, value: THRESHOLD}
+  outcome: review
+  reason: "{amount.value} is THRESHOLD or more"
+  source: test
+  verified: false
+"""
+
+
+def timeless(decision: Decision) -> Decision:
+    return dataclasses.replace(decision, elapsed_us=0)
+
+
+def test_the_engine_runs_a_public_compiled_pack():
+    engine = PolicyEngine.from_path()
+    pack = engine.pack
+    assert isinstance(pack, CompiledPack)
+    assert pack.ruleset is engine.ruleset and pack.matcher.name == engine.matcher == "python"
+    assert engine.pack is pack  # no reload: the same snapshot
+
+
+@pytest.mark.parametrize("matcher", MATCHERS)
+def test_a_pack_decides_exactly_as_the_engine(cases, matcher):
+    engine = PolicyEngine.from_path(None, matcher=matcher)
+    pack = engine.pack
+    try:
+        for case in cases:
+            expected = timeless(engine.evaluate(case["request"]))
+            for pending in (False, True):  # a complete view or cross-rate amounts left for the rules that read them
+                assert timeless(pack.decide(pack.prepare(case["request"], pending))) == expected, case["id"]
+        assert {timeless(engine.evaluate(c["request"])).decision for c in cases} == set(Outcome)
+    finally:
+        engine.close()
+
+
+def test_a_pack_refuses_an_invalid_request_as_the_engine_does():
+    pack = CompiledPack.build(load_ruleset())
+    with pytest.raises(RequestError) as info:
+        pack.prepare(base_request(amount__value=-1))
+    assert [v.path for v in info.value.violations] == ["$.amount.value"]
+
+
+@pytest.mark.parametrize("matcher", MATCHERS)
+def test_a_pack_taken_before_a_reload_keeps_deciding_with_its_own_version(make_pack, matcher):
+    path_a = make_pack(THRESHOLD_RULE.replace("THRESHOLD", "1000"))
+    path_b = make_pack(THRESHOLD_RULE.replace("THRESHOLD", "500"),
+                       header=PACK_HEADER.replace('version: "1"', 'version: "2"'))
+    engine = PolicyEngine.from_path(path_a, matcher=matcher)
+    try:
+        old = engine.pack
+        engine.reload(path_b)
+        assert engine.pack is not old and old.ruleset.version == "1"
+        request = base_request(amount__value=700)
+        for _ in range(3):  # deciding on the old pack neither fails nor drifts to the new version
+            before = old.decide(old.prepare(request))
+            assert (before.decision, before.ruleset["version"]) == (Outcome.ALLOW, "1")
+        after = engine.evaluate(request)
+        assert (after.decision, after.rule_ids, after.ruleset["version"]) == (Outcome.REVIEW, ("BIG-1",), "2")
+    finally:
+        engine.close()
+
+
+def test_a_pack_is_immutable():
+    pack = CompiledPack.build(load_ruleset())
+    for field in dataclasses.fields(CompiledPack):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(pack, field.name, None)
+    assert isinstance(pack.evidence, tuple)
+
+
+def test_a_pack_explains_without_an_engine(cases):
+    pack = CompiledPack.build(load_ruleset())
+    for case in cases:
+        explanation = explain(pack, case["request"])
+        decision = pack.decide(pack.prepare(case["request"]))
+        assert (explanation.fired, explanation.decision) == (decision.rule_ids, decision.decision.value), case["id"]
+        assert explanation.ruleset == pack.ruleset_info
