@@ -170,6 +170,20 @@ def test_bad_lines_are_counted_with_line_numbers_and_never_stop_the_run(packs, t
     assert "line 2: invalid_json" in out.getvalue() and "Bad lines: 4" in out.getvalue()
 
 
+def test_an_engine_fault_is_an_error_record_never_a_decision(packs, payments, monkeypatch):
+    from policy_engine.matchers.python import PythonMatcher
+
+    def broken(self, prepared):
+        raise RuntimeError("injected matcher fault")
+
+    monkeypatch.setattr(PythonMatcher, "match", broken)
+    candidate, baseline = packs
+    result = backtest(payments, candidate, baseline, workers=1, matcher="python")
+    assert (result.records, result.evaluated) == (7, 0)
+    assert dict(result.bad) == {"evaluation_failed": 7}
+    assert result.bad_lines[0].message == "candidate pack: RuntimeError: injected matcher fault"
+
+
 def test_cli_json_text_and_html_agree_with_the_library(packs, payments, tmp_path):
     candidate, baseline = packs
     report = tmp_path / "report.html"

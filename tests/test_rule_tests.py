@@ -132,6 +132,18 @@ def test_passing_cases(tmp_path):
     assert report.ok and report.to_dict()["summary"] == {"cases": 3, "passed": 3, "failed": 0, "errors": 0}
 
 
+def test_an_engine_fault_makes_a_case_an_error_never_a_pass(tmp_path, monkeypatch):
+    from policy_engine.matchers.python import PythonMatcher
+
+    def broken(self, prepared):
+        raise RuntimeError("injected matcher fault")
+
+    monkeypatch.setattr(PythonMatcher, "match", broken)
+    report = run_tests(write(tmp_path, PASSING), matcher="python")
+    assert not report.ok and [c.status for c in report.cases] == ["error"] * 3
+    assert report.cases[0].failures == ("engine could not decide: RuntimeError: injected matcher fault",)
+
+
 def test_failing_case_reports_expected_vs_got_and_the_trail(tmp_path):
     pack = write(tmp_path, FAILING)
     report = run_tests(pack)

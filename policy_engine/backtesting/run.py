@@ -1,12 +1,12 @@
 """Replay payments against a candidate pack (and a baseline pack): the library entry point :func:`backtest`.
 
 How it scales: the parent process only reads the input and cuts it into chunks of raw lines (JSON Lines) or rows
-(CSV); worker processes, each with its engines built once by the pool initializer, parse, decide and count each
+(CSV); worker processes, each with its packs built once by the pool initializer, parse, decide and count each
 chunk into a :class:`~.tally.Tally`; the parent merges the tallies. At most ``2 x workers`` chunks are in flight,
 and a tally is counts plus a bounded list of examples, so memory stays flat however long the input is. Merging is
 order-free and examples are the first ``k`` by input line number, so the result does not depend on ``workers``.
 
-Every payment is decided as of its own timestamp (the engine does that), so history replays under the rules,
+Every payment is decided as of its own timestamp (the pack does that), so history replays under the rules,
 dated lists and FX tables that applied on each payment's date.
 """
 
@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..engine import PolicyEngine
-from ..errors import EvaluationError, PolicyEngineError, RequestError
+from ..errors import PolicyEngineError, RequestError
 from ..jsonio import decode_line
 from ..loader import load_ruleset
+from ..pack import CompiledPack
 from ..ruleset import RuleSet
 from .csvio import CsvLayout
 from .result import BacktestResult, BadLine, flips_of, pack_report
@@ -63,8 +63,8 @@ class _Job:
 class _Evaluator:
     def __init__(self, job: _Job):
         self.job = job
-        self.candidate = PolicyEngine(job.candidate, job.matcher)
-        self.baseline = PolicyEngine(job.baseline, job.matcher) if job.baseline is not None else None
+        self.candidate = CompiledPack.build(job.candidate, job.matcher)
+        self.baseline = CompiledPack.build(job.baseline, job.matcher) if job.baseline is not None else None
         self.stopping = frozenset(r.id for r in job.candidate.rules if r.outcome != "allow")
         self.baseline_stopping = (frozenset(r.id for r in job.baseline.rules if r.outcome != "allow")
                                   if job.baseline is not None else frozenset())
@@ -86,13 +86,13 @@ class _Evaluator:
         except ValueError as exc:
             return None, "invalid_csv", str(exc)
 
-    def _decide(self, engine: PolicyEngine, request: Any, line: int, tally: Tally, which: str):
+    def _decide(self, pack: CompiledPack, request: Any, line: int, tally: Tally, which: str):
         try:
-            return engine.evaluate(request)
+            return pack.decide(pack.prepare(request, pending=True))
         except RequestError as exc:
             tally.add_bad(line, "invalid_request", _short("; ".join(str(v) for v in exc.violations)))
-        except EvaluationError as exc:
-            tally.add_bad(line, "evaluation_failed", _short(f"{which} pack: {exc}"))
+        except Exception as exc:  # fail closed: an engine fault is an error record, never a decision
+            tally.add_bad(line, "evaluation_failed", _short(f"{which} pack: {type(exc).__name__}: {exc}"))
         return None
 
     def run(self, items: list[tuple[int, Any]]) -> Tally:

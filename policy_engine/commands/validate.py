@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import TextIO
 
 from ..cli import EXIT_FAILED, EXIT_OK
-from ..engine import PolicyEngine
 from ..jsonio import dumps
 from ..lint import CHECKS, lint
+from ..pack import CompiledPack
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,14 +32,14 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ..matchers import durable_available
 
     ruleset = load_ruleset(args.pack)
-    engine = PolicyEngine(ruleset, matcher="python")
+    pack = CompiledPack.build(ruleset, matcher="python")
     if args.emit_matcher:
-        Path(args.emit_matcher).write_text(engine._loaded.matcher.source, encoding="utf-8")
+        Path(args.emit_matcher).write_text(pack.matcher.source, encoding="utf-8")
     shards = None
     if durable_available()[0]:
         from ..matchers.durable import plan_shards
 
-        shards = len(plan_shards(engine._loaded.program))  # shapes the durable matcher cannot run are errors
+        shards = len(plan_shards(pack.program))  # shapes the durable matcher cannot run are errors
     findings = lint(ruleset)
     errors = sum(f.severity == "error" for f in findings)
     warnings = len(findings) - errors

@@ -1,6 +1,6 @@
 """Run a pack's YAML test cases and measure what they exercise.
 
-Each case is decided by the engine (the chosen matcher, exactly as in production) and checked against its
+Each case is decided by the pack (the chosen matcher, exactly as in production) and checked against its
 expectations. Coverage comes from the same requests:
 
 - **rule coverage**: a rule is covered when it fired in at least one case;
@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ..conditions import evaluate_leaf, leaves
-from ..engine import PolicyEngine
-from ..errors import EvaluationError, RequestError
+from ..errors import RequestError
 from ..lint import describe
+from ..loader import load_ruleset
+from ..pack import CompiledPack
 from ..request import PreparedRequest
 from ..resources import default_pack_path
 from ..ruleset import RuleSet
@@ -198,19 +199,20 @@ def _trail(decision: Any) -> tuple[str, ...]:
                  for e in decision.trail)
 
 
-def _run(engine: PolicyEngine, case: RuleCase, tracker: _Tracker) -> CaseResult:
+def _run(pack: CompiledPack, case: RuleCase, tracker: _Tracker) -> CaseResult:
     start = time.perf_counter()
     where: Mapping[str, Any] = {"name": case.name, "file": case.file, "line": case.line, "col": case.col}
     try:
-        decision = engine.evaluate(case.request)
-        prepared = engine.prepare(case.request)
+        prepared = pack.prepare(case.request)  # complete: coverage reads every derived field
+        decision = pack.decide(prepared)
     except RequestError as exc:
         problems = tuple(f"invalid request: {v}" for v in exc.violations)
         return CaseResult(**where, status="error", failures=problems, decision=None, fired=(), trail=(),
                           elapsed_s=time.perf_counter() - start)
-    except EvaluationError as exc:
-        return CaseResult(**where, status="error", failures=(f"engine could not decide: {exc}",), decision=None,
-                          fired=(), trail=(), elapsed_s=time.perf_counter() - start)
+    except Exception as exc:  # fail closed: an engine fault makes the case an error, never a pass
+        problem = f"engine could not decide: {type(exc).__name__}: {exc}"
+        return CaseResult(**where, status="error", failures=(problem,), decision=None, fired=(), trail=(),
+                          elapsed_s=time.perf_counter() - start)
     failures = case.expect.check(decision)
     tracker.record(prepared, decision.rule_ids)
     return CaseResult(**where, status="failed" if failures else "passed", failures=failures,
@@ -228,15 +230,15 @@ def run_tests(pack_path: str | Path | None, tests_path: str | Path | None = None
     """
     start = time.perf_counter()
     pack = Path(pack_path) if pack_path is not None else default_pack_path()
-    engine = PolicyEngine.from_path(pack, matcher=matcher)
+    compiled = CompiledPack.build(load_ruleset(pack), matcher)
     try:
-        ruleset = engine.ruleset
+        ruleset = compiled.ruleset
         files, cases = load_cases(pack, Path(tests_path) if tests_path is not None else None,
                                   (r.id for r in ruleset.rules))
         tracker = _Tracker(ruleset)
-        results = tuple(_run(engine, case, tracker) for case in cases)
-        return TestReport(pack=ruleset.pack, version=ruleset.version, digest=ruleset.digest, matcher=engine.matcher,
-                          files=files, cases=results, coverage=tracker.coverage(),
+        results = tuple(_run(compiled, case, tracker) for case in cases)
+        return TestReport(pack=ruleset.pack, version=ruleset.version, digest=ruleset.digest,
+                          matcher=compiled.matcher.name, files=files, cases=results, coverage=tracker.coverage(),
                           elapsed_s=time.perf_counter() - start)
     finally:
-        engine.close()
+        compiled.close()
