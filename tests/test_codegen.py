@@ -45,18 +45,18 @@ def _source_of(function) -> tuple[str, str]:
 def test_every_generated_function_is_in_linecache_under_a_descriptive_name(make_pack):
     pack = make_pack(RULES_YAML)
     engine = PolicyEngine.from_path(pack, matcher="python")
-    matcher = engine._loaded.matcher
+    matcher = engine.pack.matcher
     filename, source = _source_of(matcher._match)
     assert re.fullmatch(r"<policy-engine matcher fixture@1 #[0-9a-f]{8}>", filename)
     assert source == matcher.source
-    preparer = engine._loaded.preparer
+    preparer = engine.pack.preparer
     for function, what in [(preparer._validate_collect, "request validator"), (preparer._fast, "request fast path")]:
         name, text = _source_of(function)
         assert name.startswith(f"<policy-engine {what} ") and text.startswith("def ")
     if DURABLE_OK:
         durable = PolicyEngine.from_path(pack, matcher="durable")
         try:
-            name, text = _source_of(durable._loaded.matcher.encoder._encode)
+            name, text = _source_of(durable.pack.matcher.encoder._encode)
             assert name.startswith("<policy-engine durable fact encoder fixture@1 ") and "def encode(" in text
         finally:
             durable.close()
@@ -64,7 +64,7 @@ def test_every_generated_function_is_in_linecache_under_a_descriptive_name(make_
 
 def test_rule_lines_name_the_rule_and_its_position(make_pack):
     pack = make_pack(RULES_YAML)
-    source = PolicyEngine.from_path(pack, matcher="python")._loaded.matcher.source
+    source = PolicyEngine.from_path(pack, matcher="python").pack.matcher.source
     text = pack.read_text(encoding="utf-8").splitlines()
     for rule_id in ("R-PURPOSE", "R-SUM"):
         comment = f"# {rule_id} {pack.name}:{_line_of(text, rule_id)}"
@@ -85,7 +85,7 @@ def test_a_fault_inside_the_matcher_names_the_rule(make_pack, monkeypatch):
     def broken(*args):
         raise ZeroDivisionError("simulated fault")
 
-    monkeypatch.setitem(engine._loaded.matcher._match.__globals__, "_sum", broken)
+    monkeypatch.setitem(engine.pack.matcher._match.__globals__, "_sum", broken)
     with pytest.raises(EvaluationError) as info:
         engine.evaluate(request)
     message = str(info.value)
@@ -120,8 +120,8 @@ def test_validate_emit_matcher_writes_compilable_source_with_every_rule(tmp_path
     source = target.read_text(encoding="utf-8")
     compile(source, str(target), "exec")
     ruleset = load_ruleset(RULES)
-    program = PolicyEngine(ruleset, matcher="python")._loaded.program
+    program = PolicyEngine(ruleset, matcher="python").pack.program
     never = set(program.never)  # rules that can never fire are not in the matcher
     for rule in ruleset.rules:
         assert (f"# {rule.id} " in source) != (rule.id in never), rule.id
-    assert source == PolicyEngine(ruleset, matcher="python")._loaded.matcher.source
+    assert source == PolicyEngine(ruleset, matcher="python").pack.matcher.source
