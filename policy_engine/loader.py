@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-from jsonschema.exceptions import best_match
 
 from .conditions import All, Any_, Leaf, ListItem, Node, Not, Operand
 from .decision import ReasonTemplate
@@ -38,6 +37,9 @@ MAX_TEXT_CONSTANT = 256
 MANIFEST_KEYS = ("pack", "version", "decision_order", "description")
 #: How a leaf of each operand shape is written, for "takes ..., not a ref".
 _WRITTEN = {Shape.LIST: "a `value:` list or a `list:` name", Shape.RANGE: "value: [lo, hi]"}
+#: Checks ``format: date`` (and no other format) in the pack's own schemas: 2025-02-30 matches the date pattern
+#: but is no day, and is refused with its position before anything turns it into a date.
+DATE_FORMAT = jsonschema.FormatChecker(formats=("date",))
 
 
 def load_ruleset(path: str | Path | None = None) -> RuleSet:
@@ -59,8 +61,20 @@ def _exact_number(value: Any) -> Decimal | None:
     return Decimal(value) if isinstance(value, int) else Decimal(repr(value))
 
 
+def specific_error(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """For a oneOf/anyOf failure, the alternative that got furthest says what is wrong: its deepest error, and a
+    wrong type only when nothing more specific was found (a list item's bad date, not "is not a string")."""
+    while error.validator in ("oneOf", "anyOf") and error.context:
+        error = max(error.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
+    return error
+
+
 def schema_issue_path(error: jsonschema.ValidationError, path: tuple) -> tuple:
-    """Where to point for a schema error: an unknown key itself rather than the mapping that holds it."""
+    """Where to point for a schema error: the value an alternative failed on, and an unknown key itself rather
+    than the mapping that holds it."""
+    specific = specific_error(error)
+    if specific is not error:
+        error, path = specific, tuple(specific.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = error.schema.get("properties", {})
         extra = [k for k in error.instance if k not in allowed]
@@ -71,14 +85,15 @@ def schema_issue_path(error: jsonschema.ValidationError, path: tuple) -> tuple:
 
 def schema_message(error: jsonschema.ValidationError) -> str:
     """A JSON Schema error as a person would say it (also used for rule test files)."""
-    if error.validator in ("oneOf", "anyOf") and error.context:
-        error = best_match(error.context)
+    error = specific_error(error)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = list(error.schema.get("properties", {}))
         extra = [k for k in error.instance if k not in allowed]
         return "; ".join(f"unknown key {k!r}{did_you_mean(k, allowed)}" for k in extra)
     if error.validator == "required":
         return f"missing required key: {error.message.split(' is a required')[0]}"
+    if error.validator == "format":
+        return f"{error.instance!r} is not a valid {error.validator_value} (YYYY-MM-DD, a day that exists)"
     if error.validator == "enum":
         options = [str(o) for o in error.validator_value]
         return f"{error.instance!r} is not one of {options}{did_you_mean(str(error.instance), options)}"
@@ -96,7 +111,7 @@ def _file_validator() -> jsonschema.Draft202012Validator:
     faster on a large pack)."""
     schema = copy.deepcopy(load_schema("ruleset"))
     schema["$defs"]["node"] = {}
-    return jsonschema.Draft202012Validator(schema)
+    return jsonschema.Draft202012Validator(schema, format_checker=DATE_FORMAT)
 
 
 class _Loader:
@@ -272,7 +287,8 @@ class _Loader:
                                                  "rates are CNY per unit, so CNY must be 1"))
                 rates["CNY"] = Decimal(1)
                 tables.append(FxTable(day, rates, table.get("source")))
-        if not tables and docs:
+        written_but_bad = any(b[:1] == ("reference_fx",) for d in docs for b in bad[id(d)])
+        if not tables and docs and not written_but_bad:
             self.issues.append(Issue(docs[0].file, 1, 1, None, "no `reference_fx:` table: derived amounts need "
                                                                "dated reference rates (at least CNY: \"1\")"))
         return tuple(sorted(tables, key=lambda t: t.as_of))

@@ -9,8 +9,10 @@ aliases are expanded under a node budget so an alias bomb is refused instead of 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,9 @@ MAX_DEPTH = 64
 
 Path_ = tuple[str | int, ...]
 _PLAIN_COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+_TAG_NAMES = {"tag:yaml.org,2002:timestamp": "date", "tag:yaml.org,2002:int": "integer",
+              "tag:yaml.org,2002:float": "number"}
+_PLAIN_DECIMAL = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 #: C0/C1 controls (tab and newline allowed), DEL, lone surrogates, and bidirectional overrides that make a
 #: reason read differently from what it says (Trojan Source); none belongs in a rule file.
 _UNSAFE_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
@@ -139,13 +144,24 @@ def _convert(loader: Any, node: yaml.Node, path: Path_, doc: SourceDoc, budget: 
 
 
 def _scalar(loader: Any, node: yaml.Node, doc: SourceDoc) -> Any:
+    mark = (node.start_mark.line + 1, node.start_mark.column + 1)
     try:
         value = loader.construct_object(node, deep=True)
     except yaml.YAMLError as exc:
-        mark = (node.start_mark.line + 1, node.start_mark.column + 1)
         raise YamlSourceError(Issue(doc.file, *mark, None, f"unsupported YAML value: {exc}")) from exc
+    except ValueError as exc:  # an impossible date (2025-02-30) or an integer beyond Python's digit limit
+        what = _TAG_NAMES.get(node.tag, "value")
+        why = str(exc).split(";")[0]  # not Python's advice on raising its digit limit
+        raise YamlSourceError(Issue(doc.file, *mark, None, f"{_clip(node.value)!r} is not a valid {what}: "
+                                                           f"{why}")) from exc
+    if isinstance(value, float) and not math.isfinite(value):
+        raise YamlSourceError(Issue(doc.file, *mark, None, f"{node.value} is not a finite number; rule files "
+                                                           "hold finite numbers only"))
+    if isinstance(value, float) and not _float_is_exact(node.value, value):
+        raise YamlSourceError(Issue(doc.file, *mark, None, f"{_clip(node.value)} has more digits than a YAML "
+                                                           f"number keeps (it reads as {value!r}); write fewer "
+                                                           "digits"))
     if isinstance(value, str) and _UNSAFE_TEXT.search(value):
-        mark = (node.start_mark.line + 1, node.start_mark.column + 1)
         bad = _UNSAFE_TEXT.search(value).group()  # type: ignore[union-attr]
         raise YamlSourceError(Issue(doc.file, *mark, None, f"control or invisible character U+{ord(bad):04X} in text; "
                                                            "rule files hold printable text only"))
@@ -153,6 +169,20 @@ def _scalar(loader: Any, node: yaml.Node, doc: SourceDoc) -> Any:
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
     if isinstance(value, bytes):
-        mark = (node.start_mark.line + 1, node.start_mark.column + 1)
         raise YamlSourceError(Issue(doc.file, *mark, None, "binary values are not allowed in rule files"))
     return value
+
+
+def _float_is_exact(text: str, value: float) -> bool:
+    """Whether a YAML float kept every digit written: ``0.10000000000000000001`` would silently become 0.1.
+
+    Only decimal notation is compared (sexagesimal ``1:30.5`` is exact as far as it goes)."""
+    plain = text.replace("_", "")
+    if not _PLAIN_DECIMAL.fullmatch(plain):
+        return True
+    return Decimal(plain) == Decimal(repr(value))
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    """A scalar as quoted in a message: a 5,000-digit number is shown by its first digits."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"

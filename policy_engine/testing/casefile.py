@@ -9,6 +9,7 @@ one the request schema defines, ``unset:`` removes something that is there, and 
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,6 +205,18 @@ class _CaseLoader:
                 self._fields(doc, (*at, key), value, path + ".")
             elif path not in self.catalog:
                 self._unknown_field(doc, (*at, key), path)
+            else:
+                self._timestamp(doc, (*at, key), path, value)
+
+    def _timestamp(self, doc: SourceDoc, at: tuple, path: str, value: Any) -> None:
+        """A test's timestamp must be a real instant: `2025-02-30T...` is a typo in the test, not a request
+        error for the case to report at run time."""
+        if path != "timestamp" or not isinstance(value, str):
+            return
+        try:
+            dt.datetime.fromisoformat(value)
+        except ValueError as exc:
+            self.issues.append(doc.issue(at, None, f"timestamp {value!r} is not a valid ISO 8601 date-time: {exc}"))
 
     def _unknown_field(self, doc: SourceDoc, at: tuple, path: str) -> None:
         self.issues.append(doc.issue(at, None, f"unknown request field {path!r}: the request schema does not "
@@ -247,6 +260,8 @@ class _CaseLoader:
         elif path not in self.catalog:
             self._unknown_field(doc, at, path)
             return False
+        else:
+            self._timestamp(doc, at, path, value)
         node = request
         parts = path.split(".")
         for depth, part in enumerate(parts[:-1]):

@@ -38,6 +38,7 @@ from ..diagnostics import did_you_mean, hint
 from ..engine import PolicyEngine
 from ..errors import EvaluationError, Issue, IssueListError, RequestError
 from ..fields import FieldCatalog
+from ..loader import DATE_FORMAT, schema_message, specific_error
 from ..request import MAX_AMOUNT
 from ..resources import load_schema
 from ..ruleset import RuleSet
@@ -192,7 +193,7 @@ class _Reader:
 
     def _schema(self, data: dict) -> set[int]:
         """Report schema errors; returns the indexes of invariants whose structure is wrong."""
-        validator = jsonschema.Draft202012Validator(load_schema("invariants"))
+        validator = jsonschema.Draft202012Validator(load_schema("invariants"), format_checker=DATE_FORMAT)
         malformed: set[int] = set()
         for error in validator.iter_errors(data):
             path = tuple(error.absolute_path)
@@ -204,11 +205,9 @@ class _Reader:
                 self.err(path, inv_id, f"an invariant has exactly one of expect / monotonic / unchanged_by; "
                                        f"found {kinds or 'none'}")
                 continue
-            while error.validator in ("oneOf", "anyOf") and error.context:
-                # The alternative that got furthest says what is wrong: the deepest error, and a wrong type
-                # only when nothing more specific was found.
-                error = max(error.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
-                path = tuple(error.absolute_path)
+            specific = specific_error(error)
+            if specific is not error:
+                error, path = specific, tuple(specific.absolute_path)
             if error.validator == "additionalProperties":
                 allowed = list(error.schema.get("properties", {}))
                 extra = [k for k in error.instance if k not in allowed]
@@ -216,7 +215,8 @@ class _Reader:
                 self.err((*path, extra[0]) if extra else path, inv_id, message)
                 continue
             where = "/".join(str(p) for p in path[2:])
-            self.err(path, inv_id, f"{where}: {error.message}" if where else error.message)
+            message = schema_message(error) if error.validator == "format" else error.message
+            self.err(path, inv_id, f"{where}: {message}" if where else message)
         return malformed
 
     def _id_at(self, path: tuple) -> str | None:
