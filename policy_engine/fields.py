@@ -6,8 +6,9 @@ becomes usable in rules without touching code, and a rule naming a field the con
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from .diagnostics import closest
 
@@ -29,6 +30,14 @@ DERIVED_FIELDS: tuple[FieldInfo, ...] = (
     FieldInfo("derived.amount_eur", "num"),
     FieldInfo("derived.local_hour", "num", integer=True),
 )
+
+#: The request contract's constraints on the derived fields, for checking rule constants against them.
+DERIVED_SCHEMAS: dict[str, dict] = {
+    "derived.amount_cny": {"type": "number", "exclusiveMinimum": 0},
+    "derived.amount_usd": {"type": "number", "exclusiveMinimum": 0},
+    "derived.amount_eur": {"type": "number", "exclusiveMinimum": 0},
+    "derived.local_hour": {"type": "integer", "minimum": 0, "maximum": 23},
+}
 
 
 def _kind_of(schema: dict) -> tuple[Kind, tuple | None, bool] | None:
@@ -57,6 +66,7 @@ class FieldCatalog:
 
     def __init__(self, request_schema: dict):
         fields: dict[str, FieldInfo] = {}
+        schemas: dict[str, dict] = dict(DERIVED_SCHEMAS)
 
         def walk(schema: dict, prefix: str) -> None:
             for name, sub in schema.get("properties", {}).items():
@@ -67,14 +77,20 @@ class FieldCatalog:
                 kind = _kind_of(sub)
                 if kind is not None:
                     fields[path] = FieldInfo(path, kind[0], kind[1], kind[2])
+                    schemas[path] = sub
 
         walk(request_schema, "")
         for info in DERIVED_FIELDS:
             fields[info.path] = info
         self._fields = fields
+        self._schemas = schemas
 
     def get(self, path: str) -> FieldInfo | None:
         return self._fields.get(path)
+
+    def schema(self, path: str) -> Mapping[str, Any] | None:
+        """The field's JSON Schema in the request contract (its pattern, enum and bounds), or None."""
+        return self._schemas.get(path)
 
     def __contains__(self, path: str) -> bool:
         return path in self._fields

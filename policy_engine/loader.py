@@ -24,6 +24,7 @@ from .diagnostics import did_you_mean, hint
 from .errors import Issue, RuleSetError
 from .fields import FieldCatalog
 from .operators import Op, Shape, UnknownOperatorError, ops_with
+from .packchecks import ConstantChecker, ListSource, cost_issues, placeholder_problem, rate_problem
 from .resources import default_pack_path, load_schema
 from .ruleset import DEFAULT_DECISION_ORDER, FxTable, Rule, RuleSet
 from .yamlsource import SourceDoc, YamlSourceError, load_yaml
@@ -120,6 +121,7 @@ class _Loader:
         self.issues: list[Issue] = []
         self.catalog = FieldCatalog(load_schema("payment_request"))
         self.validator = _file_validator()
+        self.list_sources: dict[str, ListSource] = {}
 
     # -- files -------------------------------------------------------------------------------------------
     def _files(self) -> list[tuple[Path, str]]:
@@ -153,6 +155,8 @@ class _Loader:
         lists = self._lists(docs, bad_paths)
         fx = self._fx(docs, bad_paths)
         rules = self._rules(docs, bad_paths, lists)
+        self.issues += ConstantChecker(self.catalog).check(docs, rules, self.list_sources)
+        self.issues += cost_issues(rules, lists, docs[0].file if docs else str(self.root))
         if self.issues:
             rank = {d.file: n for n, d in enumerate(docs)}
             raise RuleSetError(sorted(self.issues, key=lambda i: (rank.get(i.file, -1), i.line, i.col)))
@@ -258,6 +262,7 @@ class _Loader:
                     items.append(li)
                 lists[name] = tuple(items)
                 origin[name] = doc.file
+                self.list_sources[name] = (doc, base)
         return lists
 
     def _fx(self, docs: list[SourceDoc], bad: dict) -> tuple[FxTable, ...]:
@@ -280,6 +285,9 @@ class _Loader:
                     if rate <= 0:
                         self.issues.append(doc.issue(("reference_fx", i, "rates", ccy), None,
                                                      f"rate for {ccy} must be positive"))
+                        continue
+                    if problem := rate_problem(text, rate):
+                        self.issues.append(doc.issue(("reference_fx", i, "rates", ccy), None, problem))
                         continue
                     rates[ccy] = rate
                 if rates.get("CNY", Decimal(1)) != 1:
@@ -347,6 +355,9 @@ class _Loader:
                     reason_zh=reason_zh, tags=tuple(raw.get("tags", ())), notes=raw.get("notes"))
 
     def _template(self, doc: SourceDoc, path: tuple, text: str, rid: str | None) -> ReasonTemplate:
+        if problem := placeholder_problem(text):  # before the template's renderer is built
+            self.issues.append(doc.issue(path, rid, f"reason template: {problem}"))
+            return ReasonTemplate("")
         try:
             template = ReasonTemplate(text)
         except ValueError as exc:

@@ -152,13 +152,13 @@ def _scalar(loader: Any, node: yaml.Node, doc: SourceDoc) -> Any:
     except ValueError as exc:  # an impossible date (2025-02-30) or an integer beyond Python's digit limit
         what = _TAG_NAMES.get(node.tag, "value")
         why = str(exc).split(";")[0]  # not Python's advice on raising its digit limit
-        raise YamlSourceError(Issue(doc.file, *mark, None, f"{_clip(node.value)!r} is not a valid {what}: "
+        raise YamlSourceError(Issue(doc.file, *mark, None, f"{clip(node.value)!r} is not a valid {what}: "
                                                            f"{why}")) from exc
     if isinstance(value, float) and not math.isfinite(value):
         raise YamlSourceError(Issue(doc.file, *mark, None, f"{node.value} is not a finite number; rule files "
                                                            "hold finite numbers only"))
     if isinstance(value, float) and not _float_is_exact(node.value, value):
-        raise YamlSourceError(Issue(doc.file, *mark, None, f"{_clip(node.value)} has more digits than a YAML "
+        raise YamlSourceError(Issue(doc.file, *mark, None, f"{clip(node.value)} has more digits than a YAML "
                                                            f"number keeps (it reads as {value!r}); write fewer "
                                                            "digits"))
     if isinstance(value, str) and _UNSAFE_TEXT.search(value):
@@ -183,6 +183,6 @@ def _float_is_exact(text: str, value: float) -> bool:
     return Decimal(plain) == Decimal(repr(value))
 
 
-def _clip(text: str, limit: int = 40) -> str:
+def clip(text: str, limit: int = 40) -> str:
     """A scalar as quoted in a message: a 5,000-digit number is shown by its first digits."""
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"

@@ -33,10 +33,11 @@ RULES_YAML = "rules:\n" + "".join([
     rule("EMPTY-IN", "\n      all:\n        - {field: purpose, op: eq, value: medical}\n"
                      "        - {field: merchant.country, op: in, list: empty_countries}"),
     rule("ENUM", "\n      all:\n        - {field: purpose, op: eq, value: lottery}\n"
-                 "        - {field: channel, op: eq, value: web}"),
+                 "        - {field: channel, op: not_in, value: [online, in_app, pos, qr_static, qr_dynamic, atm, "
+                 "counter]}"),
     rule("DEAD-ANY", "\n      all:\n        - {field: purpose, op: eq, value: real_estate}\n        - any:\n"
                      "            - {field: risk_score, op: gte, value: 80}\n"
-                     "            - {field: payer.kyc_level, op: eq, value: low}"),
+                     "            - {field: payer.account_tier, op: not_in, value: [I, II, III]}"),
     rule("BROAD", "{field: purpose, op: eq, value: gambling}", outcome="deny"),
     rule("NARROW", "\n      all:\n        - {field: merchant.mcc, op: in, list: gambling_mcc}\n"
                    "        - {field: purpose, op: eq, value: gambling}", outcome="deny"),
@@ -58,8 +59,8 @@ EXPECTED = [
     ("rules.yaml", "{field: risk_score, op: lt", "BOUNDS", "W101",
      ["risk_score lt 5", "contradicts", "risk_score gt 10"]),
     ("rules.yaml", "{field: merchant.country, op: in", "EMPTY-IN", "W101", ["empty_countries is empty"]),
-    ("rules.yaml", "{field: channel, op: eq, value: web}", "ENUM", "W101", ["'web'", "only 'online', ", "'qr_static'"]),
-    ("rules.yaml", "{field: payer.kyc_level", "DEAD-ANY", "W102", ["branch of `any`", "'low'"]),
+    ("rules.yaml", "{field: channel, op: not_in", "ENUM", "W101", ["channel not_in", "only 'online', ", "'qr_static'"]),
+    ("rules.yaml", "{field: payer.account_tier", "DEAD-ANY", "W102", ["branch of `any`", "payer.account_tier not_in"]),
     ("rules.yaml", "id: NARROW", "NARROW", "W110", ["shadowed by BROAD", "`deny`"]),
     ("rules.yaml", 'source: "TODO"', "NO-SRC", "W130", ["placeholder", "'TODO'"]),
     ("rules.yaml", 'reason: "Transfer to', "MISSING-FIELD", "W140", ["{payee.name}", "<missing payee.name>"]),

@@ -125,3 +125,101 @@ def test_no_date_problem_reaches_an_evaluation(make_pack):
     path = make_pack(rule("{field: purpose, op: eq, value: gambling}", extra='  effective: {from: "2024-02-29"}\n'))
     engine = PolicyEngine.from_path(path)
     assert engine.evaluate(base_request(purpose="gambling")).decision.value == "review"
+
+
+# -- constants the request contract can hold -------------------------------------------------------------------
+MISFITS = [
+    ("lowercase currency", "{field: amount.currency, op: eq, value: cu}", "", "value: cu", "^[A-Z]{3}$"),
+    ("3-digit MCC", '{field: merchant.mcc, op: in, value: ["7995", "799"]}', "", '"799"', "^[0-9]{4}$"),
+    ("enum", "{field: payer.kyc_level, op: ne, value: gold}", "", "value: gold", "'basic'"),
+    ("above the maximum", "{field: risk_score, op: gte, value: 150}", "", "value: 150", "maximum is 99"),
+    ("below the minimum", "{field: payer.age, op: lt, value: -1}", "", "value: -1", "minimum is 0"),
+    ("derived bound", "{field: derived.local_hour, op: between, value: [22, 25]}", "", "25", "maximum is 24"),
+    ("zero-width space inline", '{field: payer.residence_country, op: in, value: [IR, "KP\\u200b"]}', "",
+     '"KP\\u200b"', "U+200B ZERO WIDTH SPACE"),
+]
+
+
+@pytest.mark.parametrize(("when", "lists", "needle", "fragment"), [m[1:] for m in MISFITS],
+                         ids=[m[0] for m in MISFITS])
+def test_a_constant_no_request_can_carry_is_a_load_error_at_its_position(make_pack, when, lists, needle, fragment):
+    path = make_pack(rule(when), lists)
+    with pytest.raises(RuleSetError) as caught:
+        load_ruleset(path)
+    (issue,) = caught.value.issues
+    assert fragment in issue.message and issue.rule_id == "R-1"
+    assert (issue.line, issue.col) == position(path.read_text(), needle)
+
+
+def test_list_values_are_checked_against_every_field_that_reads_the_list(make_pack):
+    lists = 'countries: [IR, "K\\u200dP", Iran]\nunused: ["x\\ufeff"]\n'
+    rules = (rule("{field: merchant.country, op: in, list: countries}")
+             + rule("{field: payee.country, op: not_in, list: countries}", rid="R-2"))
+    path = make_pack(rules, lists)
+    with pytest.raises(RuleSetError) as caught:
+        load_ruleset(path)
+    found = {(i.line, i.col, i.rule_id): i.message for i in caught.value.issues}
+    text = path.read_text()
+    assert "U+200D ZERO WIDTH JOINER" in found[(*position(text, '"K\\u200dP"'), None)]
+    assert "U+FEFF ZERO WIDTH NO-BREAK SPACE" in found[(*position(text, '"x\\ufeff"'), None)]  # in an unused list too
+    iran = position(text, "Iran]")
+    assert "merchant.country" in found[(*iran, "R-1")] and "payee.country" in found[(*iran, "R-2")]
+    assert "list 'countries'" in found[(*iran, "R-1")]
+    assert len(found) == 4
+
+
+def test_open_fields_accept_any_value_and_the_default_pack_loads_clean(make_pack):
+    # funding_source.type and purpose are open by design (FS-000 / FS-099 catch what the pack does not know)
+    load_ruleset(make_pack(rule("{field: funding_source.type, op: eq, value: wallet_credit}")
+                           + rule("{field: risk_score, op: between, value: [75, 100]}", rid="R-2")
+                           + rule("{field: amount.value, op: gt, value: 0}", rid="R-3")))
+    load_ruleset(None)
+
+
+# -- exact rates ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("rate", "fragment"), [
+    ('"123456789012345678901234567890"', "30 digits before the decimal point; the limit is 12"),
+    ('"1.' + "1" * 51 + '"', "51 decimal places; the limit is 50"),
+    ('"0"', "must be positive"),
+])
+def test_a_rate_the_exact_arithmetic_cannot_hold_is_a_load_error(make_pack, rate, fragment):
+    header = PACK_HEADER.replace('USD: "7.2"', f"USD: {rate}")
+    path = make_pack(rule("{field: derived.amount_cny, op: gt, value: 100}"), header=header)
+    messages, where = load_error(path)
+    assert len(messages) == 1 and fragment in messages[0]
+    assert where[0] == position(path.read_text(), f"USD: {rate}")
+
+
+@pytest.mark.parametrize("matcher", ["python", "durable"])
+def test_the_longest_rate_converts_the_largest_amount_exactly(make_pack, matcher):
+    # 12 integer digits and 50 places: the limits, together with the largest amount, fill the exact context
+    rate = "9" * 12 + "." + "9" * 49 + "1"
+    header = PACK_HEADER.replace('USD: "7.2"', f'USD: "{rate}"')
+    path = make_pack(rule("{field: derived.amount_cny, op: gt, value: 99999999999}"), header=header)
+    engine = PolicyEngine.from_path(path, matcher=matcher)
+    request = base_request(amount__value="999999999999999.99", amount__currency="USD")
+    assert engine.evaluate(request).rule_ids == ("R-1",)
+
+
+# -- bounded cost ----------------------------------------------------------------------------------------------
+def leaf_list(n: int, template: str) -> str:
+    return ", ".join(template.format(i=i) for i in range(n))
+
+
+COSTLY = [
+    ("add of 33 fields", rule("{field: {add: [" + leaf_list(33, "history.cash_today_cny") + "]}, op: gt, value: 1}"),
+     "`add` of 33 fields; the limit is 32"),
+    ("65 placeholders", rule("{field: purpose, op: eq, value: x}", reason='"' + "{purpose} " * 65 + '"'),
+     "65 placeholders; a reason renders at most 64"),
+    ("1001 leaves", rule("{any: [" + leaf_list(1001, "{{field: risk_score, op: eq, value: {i}}}").replace(
+        "value: 1000}", "value: 99}") + "]}"), "condition of 1,001 leaves; a rule has at most 1,000"),
+    ("inline list of 100,001", rule("{field: merchant.id, op: in, value: [" + leaf_list(100_001, "m{i}") + "]}"),
+     "list of 100,001 values; the limit is 100,000"),
+]
+
+
+@pytest.mark.parametrize(("rules", "fragment"), [c[1:] for c in COSTLY], ids=[c[0] for c in COSTLY])
+def test_a_pack_whose_evaluation_cost_is_unbounded_is_refused_naming_the_limit(make_pack, rules, fragment):
+    path = make_pack(rules)
+    messages, _ = load_error(path)
+    assert any(fragment in m for m in messages), messages
