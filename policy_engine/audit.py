@@ -21,6 +21,7 @@ raises :class:`EvaluationError`: an unrecorded decision is not handed out.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import hmac
 import json
@@ -112,7 +113,7 @@ class AuditLog:
                     raise OSError(f"short write ({written} of {len(line)} bytes)")
                 now = time.monotonic()
                 if self.fsync == "always" or (self.fsync == "interval" and now - self._last_sync >= self.interval_s):
-                    os.fsync(self._fd)
+                    _sync(self._fd)
                     self._last_sync = now
             except OSError as exc:
                 raise AuditError(f"cannot write decision log {self.path}: {exc}") from exc
@@ -120,16 +121,30 @@ class AuditLog:
     def close(self) -> None:
         with self._lock:
             if self._fd >= 0:
-                if self.fsync != "never":
-                    os.fsync(self._fd)
-                os.close(self._fd)
-                self._fd = -1
+                fd, self._fd = self._fd, -1
+                try:
+                    if self.fsync != "never":
+                        _sync(fd)
+                except OSError as exc:
+                    raise AuditError(f"cannot flush decision log {self.path} to disk: {exc}") from exc
+                finally:
+                    os.close(fd)
 
     def __enter__(self) -> AuditLog:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _sync(fd: int) -> None:
+    """fsync, where there is something to sync: a pipe or a character device (``/dev/stderr``) has no disk
+    behind it and refuses fsync with EINVAL."""
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
 
 
 def _has(request: Mapping[str, Any], path: str) -> bool:

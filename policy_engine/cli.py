@@ -1,7 +1,9 @@
 """The ``policy-engine`` command. Subcommands live in ``policy_engine/commands/``.
 
-Exit codes: 0 success; 1 checks failed; 2 bad input (an invalid request or line) or a bad pack;
-3 the engine could not evaluate a valid request (never reported as allow).
+Exit codes: 0 success; 1 checks failed; 2 bad input (an invalid request or line), a bad pack or a bad
+argument (such as a decision log that cannot be opened); 3 the engine could not evaluate a valid request, or
+could not record a decision (never reported as allow). Whatever goes wrong, the command prints a one-line
+error, never a traceback.
 """
 
 from __future__ import annotations
@@ -15,9 +17,18 @@ from typing import TextIO
 from ._version import __version__
 from .commands import COMMANDS
 from .diagnostics import write_issues
-from .errors import IssueListError, MatcherUnavailableError
+from .errors import EvaluationError, IssueListError, MatcherUnavailableError, PolicyEngineError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_ENGINE = 0, 1, 2, 3
+
+
+def printable(text: str) -> str:
+    """``text`` for a terminal: every character it would act on or not show (ESC and other controls, bidi and
+    zero-width characters, ...) escaped as ``\\xNN`` / ``\\uNNNN``, so a request string cannot recolour,
+    clear or reorder what an analyst reads. Newlines stay."""
+    return "\n".join(line if line.isprintable() else "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in line)
+        for line in text.split("\n"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +60,15 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     except OSError as exc:
         err.write(f"policy-engine: {exc}\n")
         return EXIT_BAD_INPUT
+    except EvaluationError as exc:
+        err.write(f"policy-engine: {exc}\n")
+        return EXIT_ENGINE
+    except PolicyEngineError as exc:
+        err.write(f"policy-engine: {exc}\n")
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # a bug: still one line, and never an exit code that reads as success
+        err.write(f"policy-engine: internal error ({type(exc).__name__}: {exc}); please report it\n")
+        return EXIT_ENGINE
 
 
 if __name__ == "__main__":

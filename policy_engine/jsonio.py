@@ -65,7 +65,9 @@ def read_json_records(stream: BinaryIO) -> Iterator[Record]:
     Input is JSON Lines when the first non-empty line, or failing that the second, is a complete JSON value;
     those are read one line at a time, so a stream of any length runs in flat memory and a bad line only
     produces an error record for that line. Otherwise the input is one JSON document (possibly spread over many
-    lines); if that does not parse either, it is read line by line after all, so no good line is lost.
+    lines); if that does not parse either, it is read line by line after all, so no good line is lost, unless
+    no line is a JSON object on its own: then it is one (pretty-printed) document with a mistake, reported once
+    with its line and column.
     """
     head: list[tuple[int, bytes]] = []
     number = 0
@@ -84,7 +86,21 @@ def read_json_records(stream: BinaryIO) -> Iterator[Record]:
         yield from read_json_lines(stream, number + 1)
         return
     text = b"".join(raw for _, raw in head) + stream.read()
+    first = head[0][0]
     try:
-        yield head[0][0], parse_json(text.decode("utf-8")), None
+        yield first, parse_json(text.decode("utf-8")), None
+    except json.JSONDecodeError as exc:
+        if any(_is_object_line(raw) for raw in text.splitlines()):
+            yield from read_json_lines(io.BytesIO(text), first)
+        else:
+            line = first + exc.lineno - 1
+            yield line, None, f"invalid JSON: {exc.msg} at line {line}, column {exc.colno}"
     except (ValueError, UnicodeDecodeError):
-        yield from read_json_lines(io.BytesIO(text), head[0][0])
+        yield from read_json_lines(io.BytesIO(text), first)
+
+
+def _is_object_line(raw: bytes) -> bool:
+    """Whether a line is a JSON object on its own, as the lines of a JSON Lines stream are (a line of a
+    pretty-printed document never is: it holds a key, a bracket, or a value inside an array)."""
+    stripped = raw.strip()
+    return stripped.startswith(b"{") and stripped.endswith(b"}") and decode_line(stripped)[1] is None

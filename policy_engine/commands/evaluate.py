@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TextIO
 
-from ..audit import AuditLog
-from ..cli import EXIT_BAD_INPUT, EXIT_ENGINE, EXIT_OK
+from ..audit import AuditError, AuditLog
+from ..cli import EXIT_BAD_INPUT, EXIT_ENGINE, EXIT_OK, printable
 from ..decision import Decision
 from ..engine import PolicyEngine
 from ..errors import EvaluationError, RequestError
 from ..jsonio import dumps, read_json_records
 from ..matchers import MATCHERS
+
+#: The environment variable that holds the decision log's pseudonym key (``--audit-key`` overrides it).
+AUDIT_KEY_ENV = "POLICY_ENGINE_AUDIT_KEY"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,33 +24,39 @@ def register(sub: argparse._SubParsersAction) -> None:
                         description="Decide one JSON request or a JSON Lines stream (one request per line). An "
                                     "invalid line yields an error record with its line number and the stream goes "
                                     "on. Exit 0 if every request was decided, 2 if any input was bad, 3 if the "
-                                    "engine failed on any request.")
+                                    "engine failed on any request. If a decision cannot be written to the --audit "
+                                    "log (disk full, file gone), that request is reported as an error, nothing "
+                                    "after it is decided, and the exit code is 3: no decision goes out "
+                                    "unrecorded.")
     ev.add_argument("file", nargs="?", help="request file (JSON or JSON Lines); '-' or omitted: standard input")
     ev.add_argument("--rules", help="rule pack directory or file (default: the bundled default pack)")
     ev.add_argument("--matcher", choices=MATCHERS, help="matcher (default: python; see README Performance)")
     ev.add_argument("--json", action="store_true", help="print decision JSON, one object per line")
     ev.add_argument("--audit", metavar="LOG", help="append every decision to this decision log (JSON Lines, "
                     "identifiers masked, fsync per decision); replay it with `policy-engine replay`")
+    ev.add_argument("--audit-key", metavar="KEY", help=f"secret for keyed (HMAC-SHA-256) pseudonyms in the "
+                    f"decision log; prefer the environment variable {AUDIT_KEY_ENV}, which other users of the "
+                    "machine cannot see in the process list. Without a key, pseudonyms are plain hashes that can "
+                    "be reversed for small value spaces (phone, card numbers), and a warning says so")
     ev.set_defaults(func=cmd_evaluate)
 
 
 # -- output --------------------------------------------------------------------------------------------------
 def _print_decision(out: TextIO, d: Decision) -> None:
     info = d.ruleset
-    out.write(f"{d.decision.value.upper():8} {d.request_id}   (pack {info['pack']} {info['version']}, "
-              f"matcher {d.engine['matcher']}, as of {d.as_of}, {d.elapsed_us} µs)\n")
+    lines = [f"{d.decision.value.upper():8} {d.request_id}   (pack {info['pack']} {info['version']}, "
+             f"matcher {d.engine['matcher']}, as of {d.as_of}, {d.elapsed_us} µs)"]
     if not d.trail:
-        out.write("  no rule fired\n")
+        lines.append("  no rule fired")
     for e in d.trail:
         tag = f"{e.outcome}" + (f", report {e.report}" if e.report else "")
-        out.write(f"  {e.rule_id} [{tag}] {e.title}\n")
-        out.write(f"    {e.reason}\n")
+        lines += [f"  {e.rule_id} [{tag}] {e.title}", f"    {e.reason}"]
         if e.evidence:
             shown = ", ".join(f"{k}={dumps(v)}" for k, v in e.to_dict()["evidence"].items())
-            out.write(f"    evidence: {shown}\n")
-        out.write(f"    source: {e.source}\n")
-    for o in d.obligations:
-        out.write(f"  obligation: {o['report']} ({o['rule_id']})\n")
+            lines.append(f"    evidence: {shown}")
+        lines.append(f"    source: {e.source}")
+    lines += [f"  obligation: {o['report']} ({o['rule_id']})" for o in d.obligations]
+    out.write(printable("\n".join(lines)) + "\n")
 
 
 def _print_error(out: TextIO, record: dict, as_json: bool) -> None:
@@ -56,16 +66,29 @@ def _print_error(out: TextIO, record: dict, as_json: bool) -> None:
     where = f"line {record['line']}: " if record.get("line") else ""
     rid = f" {record['request_id']}" if record.get("request_id") else ""
     if record["error"] == "invalid_request":
-        out.write(f"ERROR    {where}invalid request{rid}\n")
-        for v in record["violations"]:
-            out.write(f"  {v['path']}: {v['message']}\n")
+        lines = [f"ERROR    {where}invalid request{rid}"]
+        lines += [f"  {v['path']}: {v['message']}" for v in record["violations"]]
     else:
-        out.write(f"ERROR    {where}{record['error']}{rid}: {record.get('message', '')}\n")
+        lines = [f"ERROR    {where}{record['error']}{rid}: {record.get('message', '')}"]
+    out.write(printable("\n".join(lines)) + "\n")
 
 
 # -- commands -----------------------------------------------------------------------------------------------
+def _audit_log(args: argparse.Namespace, err: TextIO) -> AuditLog | None:
+    if not args.audit:
+        return None
+    key = args.audit_key if args.audit_key is not None else os.environ.get(AUDIT_KEY_ENV)
+    if key == "":
+        raise AuditError(f"the decision log key is empty; give a secret with --audit-key or {AUDIT_KEY_ENV}")
+    log = AuditLog(args.audit, key=key.encode("utf-8") if key else None)
+    if key is None:
+        err.write(f"policy-engine: warning: the decision log's pseudonyms are unkeyed hashes, which can be reversed "
+                  f"for small value spaces (phone or card numbers); set {AUDIT_KEY_ENV} or pass --audit-key\n")
+    return log
+
+
 def cmd_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    audit = AuditLog(args.audit) if args.audit else None
+    audit = _audit_log(args, err)
     engine = PolicyEngine.from_path(args.rules, matcher=args.matcher, audit=audit)
     stream = sys.stdin.buffer if args.file in (None, "-") else open(args.file, "rb")  # noqa: SIM115
     worst = EXIT_OK
@@ -84,6 +107,10 @@ def cmd_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             except EvaluationError as exc:
                 _print_error(out, {**exc.to_dict(), "line": line}, args.json)
                 worst = EXIT_ENGINE
+                if isinstance(exc.__cause__, AuditError):
+                    err.write(f"policy-engine: {exc.__cause__}; stopped at line {line}: no later request was "
+                              "decided\n")
+                    break
                 continue
             if args.json:
                 out.write(dumps(decision.to_dict()) + "\n")
@@ -94,5 +121,9 @@ def cmd_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             stream.close()
         engine.close()
         if audit is not None:
-            audit.close()
+            try:
+                audit.close()
+            except AuditError as exc:  # the last records may not be on disk
+                err.write(f"policy-engine: {exc}\n")
+                worst = EXIT_ENGINE
     return worst

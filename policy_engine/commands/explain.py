@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TextIO
 
-from ..cli import EXIT_BAD_INPUT, EXIT_OK
+from ..cli import EXIT_BAD_INPUT, EXIT_OK, printable
 from ..engine import PolicyEngine
 from ..errors import RequestError
 from ..explain import UnknownRuleError, render
@@ -48,7 +48,7 @@ def cmd_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 err.write(f"policy-engine explain: {where}{exc}\n")
                 status = EXIT_BAD_INPUT
                 continue
-            out.write(dumps(explanation.to_dict()) + "\n" if args.json else render(explanation))
+            out.write(dumps(explanation.to_dict()) + "\n" if args.json else printable(render(explanation)))
     except UnknownRuleError as exc:
         err.write(f"policy-engine explain: {exc}\n")
         return EXIT_BAD_INPUT

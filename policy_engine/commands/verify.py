@@ -38,6 +38,9 @@ def cmd_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_BAD_INPUT
     from ..engine import PolicyEngine
 
+    if not Path(args.pack).exists():  # else the missing invariants file beside it would be the complaint
+        err.write(f"policy-engine verify: no rule pack at {args.pack}\n")
+        return EXIT_BAD_INPUT
     path = args.invariants or inv.default_invariants_path(args.pack)
     if not Path(path).is_file():
         err.write(f"policy-engine verify: no invariants file at {path}; write one (README 'Property-based "
