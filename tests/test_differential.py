@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from policy_engine import PolicyEngine, load_ruleset
 from policy_engine.conditions import evaluate
+from policy_engine.fields import FieldCatalog
+from policy_engine.resources import load_schema
 
 STRING_FIELDS = {
     "channel": ["online", "in_app", "pos", "atm"],
@@ -35,6 +37,13 @@ BOOL_FIELDS = ["payer.sanctions_hit", "auth.sca_performed", "cross_border"]
 AMOUNTS = ["0.1", "0.2", "99.99", "100", "100.01", "2000", "50000", "72000", "72000.01", "10000.01"]
 CURRENCIES = ["CNY", "USD", "EUR", "HKD", "JPY", "THB"]
 LIST_VALUES = {"countries": ["KP", "IR", {"value": "SY", "to": "2025-07-01"}]}
+CATALOG = FieldCatalog(load_schema("payment_request"))
+
+
+def _thresholds(field: str | dict) -> list:
+    """The thresholds a rule may compare ``field`` with: the loader refuses one beyond the field's maximum."""
+    top = CATALOG.schema(field).get("maximum") if isinstance(field, str) else None  # type: ignore[union-attr]
+    return [t for t in THRESHOLDS if top is None or t <= top]
 
 
 def _flow(v) -> str:
@@ -60,13 +69,14 @@ def leaves(draw) -> str:
         else:
             field = draw(st.sampled_from([*NUMBER_FIELDS, *DERIVED]))
         op = draw(st.sampled_from(["eq", "ne", "gt", "gte", "lt", "lte", "between", "in"]))
+        thresholds = _thresholds(field)
         if op == "between":
-            lo, hi = sorted(draw(st.lists(st.sampled_from(THRESHOLDS), min_size=2, max_size=2, unique=True)))
+            lo, hi = sorted(draw(st.lists(st.sampled_from(thresholds), min_size=2, max_size=2, unique=True)))
             return _flow({"field": field, "op": op, "value": [lo, hi]})
         if op == "in":
-            return _flow({"field": field, "op": op, "value": draw(st.lists(st.sampled_from(THRESHOLDS), max_size=3,
+            return _flow({"field": field, "op": op, "value": draw(st.lists(st.sampled_from(thresholds), max_size=3,
                                                                           unique=True))})
-        return _flow({"field": field, "op": op, "value": draw(st.sampled_from(THRESHOLDS))})
+        return _flow({"field": field, "op": op, "value": draw(st.sampled_from(thresholds))})
     if kind == "bool":
         return _flow({"field": draw(st.sampled_from(BOOL_FIELDS)), "op": draw(st.sampled_from(["eq", "ne"])),
                       "value": draw(st.booleans())})
