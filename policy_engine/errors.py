@@ -53,6 +53,17 @@ class RuleSetError(IssueListError):
     consequence = "nothing was loaded"
 
 
+#: A key longer than this is shown cut short in a JSON path: a path is for a person, and the key is the caller's.
+_PATH_KEY_LIMIT = 64
+
+
+def json_path_step(key: str) -> str:
+    """One step of a JSON path: ``.name`` for a plain name, ``['odd key']`` otherwise (long keys cut short)."""
+    if len(key) > _PATH_KEY_LIMIT:
+        return f"[{key[:_PATH_KEY_LIMIT]!r}…]"
+    return f".{key}" if key.isidentifier() else f"[{key!r}]"
+
+
 @dataclass(frozen=True, slots=True)
 class Violation:
     """One problem in a request: a JSON path such as ``$.amount.value`` and what is wrong there."""

@@ -15,6 +15,7 @@ import json
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jsonschema
 
@@ -154,6 +155,7 @@ class _Loader:
         manifest = self._manifest(docs, bad_paths)
         lists = self._lists(docs, bad_paths)
         fx = self._fx(docs, bad_paths)
+        zones = self._timezones(docs, bad_paths)
         rules = self._rules(docs, bad_paths, lists)
         self.issues += ConstantChecker(self.catalog).check(docs, rules, self.list_sources)
         self.issues += cost_issues(rules, lists, docs[0].file if docs else str(self.root))
@@ -163,7 +165,7 @@ class _Loader:
         pack, version, order, description = manifest
         digest = self._digest(docs)
         return RuleSet(pack=pack, version=version, decision_order=order, rules=tuple(rules), lists=lists,
-                       fx_tables=fx, digest=digest, path=str(self.root),
+                       fx_tables=fx, timezones=zones, digest=digest, path=str(self.root),
                        files=tuple(d.file for d in docs), description=description)
 
     def _digest(self, docs: list[SourceDoc]) -> str:
@@ -301,6 +303,33 @@ class _Loader:
                                                                "dated reference rates (at least CNY: \"1\")"))
         return tuple(sorted(tables, key=lambda t: t.as_of))
 
+    def _timezones(self, docs: list[SourceDoc], bad: dict) -> dict[str, str]:
+        zones: dict[str, str] = {}
+        origin: dict[str, str] = {}
+        for doc in docs:
+            section = doc.data.get("timezones") if isinstance(doc.data, dict) else None
+            if not isinstance(section, dict) or any(b[:1] == ("timezones",) for b in bad[id(doc)]):
+                continue
+            for country, name in section.items():
+                if country in zones:
+                    self.issues.append(doc.issue(("timezones", country), None, f"timezone of {country} is already "
+                                                                                f"set in {origin[country]}"))
+                    continue
+                try:
+                    ZoneInfo(name)
+                except (ZoneInfoNotFoundError, ValueError):
+                    self.issues.append(doc.issue(("timezones", country), None,
+                                                 f"{name!r} is not a timezone of the tz database (IANA names such "
+                                                 "as Asia/Shanghai or Europe/London)"))
+                    continue
+                zones[country] = name
+                origin[country] = doc.file
+        if not zones and docs and not any(isinstance(d.data, dict) and "timezones" in d.data for d in docs):
+            self.issues.append(Issue(docs[0].file, 1, 1, None, "no `timezones:` map: local hours and as-of dates "
+                                                               "come from each PSP jurisdiction's timezone "
+                                                               "(e.g. timezones: {CN: Asia/Shanghai})"))
+        return dict(sorted(zones.items()))
+
     # -- rules -------------------------------------------------------------------------------------------
     def _rules(self, docs: list[SourceDoc], bad: dict, lists: dict) -> list[Rule]:
         rules: list[Rule] = []
@@ -370,6 +399,8 @@ class _Loader:
         return template
 
     def _suggest(self, name: str) -> str:
+        if name == "extra" or name.startswith("extra."):
+            return "; rules cannot read `extra`: it is the caller's own free-form data, outside the contract"
         return hint(self.catalog.suggest(name))
 
     def _node(self, doc: SourceDoc, path: tuple, raw: Any, rid: str | None, lists: dict, depth: int) -> Node | None:

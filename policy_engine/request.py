@@ -3,16 +3,26 @@
 An invalid request is never evaluated: :class:`RequestError` lists every violation with its JSON path.
 Money is exact: amounts become ``Decimal`` (JSON numbers or strings; floats by their shortest repr), FX
 conversion uses the pack's dated reference rates without rounding (a cross rate is an exact ``Fraction``).
+
+Time is the caller's only as an instant: the local hour and the as-of date come from that instant in the timezone
+the pack declares for the PSP's jurisdiction (``timezones:``), never from the offset the caller wrote, so the same
+instant always gets the same decision. Instants outside [2000-01-01, 2100-01-01) UTC are refused (an absolute
+window, so backtests of any past year work).
+
+Requests are strict: an unknown key anywhere is a violation with a did-you-mean (callers put their own data under
+``extra``, which no rule can read), and ``history`` takes only the counters the pack's rules read.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, InvalidOperation
 from fractions import Fraction
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ._frozen import positional_builder
 from .errors import RequestError, Violation
@@ -62,15 +72,50 @@ def _amount_problem(amount: Decimal | int | None, value: Any, currency: str) -> 
     return None
 
 
-def _local_time(stamp: str) -> tuple[dt.datetime | None, str | None]:
-    """The payment's local date-time (it must carry its UTC offset), or None and what is wrong."""
+#: The instants a request may carry: absolute, not relative to today, so a backtest of any year in it works; a
+#: year 0001 or 1900 is a caller's default value, not a payment, and would put dated rules out of force.
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)  # exclusive
+
+
+def instant(stamp: str) -> tuple[dt.datetime | None, str | None]:
+    """The payment's instant (the timestamp must carry its UTC offset), or None and what is wrong."""
     try:
         when = dt.datetime.fromisoformat(stamp)
     except ValueError:
-        return None, f"{stamp!r} is not an ISO 8601 date-time"
+        return None, f"{stamp[:64]!r} is not an ISO 8601 date-time"
     if when.tzinfo is None:
-        return None, f"{stamp!r} has no UTC offset (e.g. +08:00 or Z); local-time rules need it"
+        return None, f"{stamp!r} has no UTC offset (e.g. +08:00 or Z); the instant of the payment needs it"
+    if not EARLIEST <= when < LATEST:
+        return None, (f"{stamp!r} is outside the supported window [{EARLIEST:%Y-%m-%dT%H:%M:%SZ}, "
+                      f"{LATEST:%Y-%m-%dT%H:%M:%SZ})")
     return when, None
+
+
+def local_time(ruleset: RuleSet, stamp: str, psp_country: str | None) -> dt.datetime:
+    """The wall-clock time of a valid request's instant in its PSP's jurisdiction, as the engine computes it
+    (``psp_country`` None: the contract's default). For tools that build requests (strategies, invariants)."""
+    when, problem = instant(stamp)
+    zone = ruleset.timezones.get(psp_country or DEFAULT_PSP_COUNTRY)
+    if when is None or zone is None:
+        raise ValueError(problem or f"pack {ruleset.pack!r} has no timezone for psp_country {psp_country!r}")
+    return when.astimezone(ZoneInfo(zone))
+
+
+DEFAULT_PSP_COUNTRY = load_schema("payment_request")["properties"]["psp_country"]["default"]
+#: What to say about an unknown key, by the JSON path of the object it is in.
+_TOP_HINT = "data of your own goes under `extra`, which rules do not read"
+
+
+def pack_schema(schema: dict, paths: tuple[str, ...]) -> dict:
+    """The request contract as one pack accepts it: ``history`` takes only the counters the pack reads (a counter
+    it does not read would be silently ignored: most likely a misspelling, or a pack that is not the one the
+    caller thinks)."""
+    read = {p.split(".", 1)[1] for p in paths if p.startswith("history.")}
+    own = copy.deepcopy(schema)
+    history = own["properties"]["history"]
+    history["properties"] = {k: v for k, v in history["properties"].items() if k in read}
+    return own
 
 
 def money_places(schema: dict) -> dict[str, int]:
@@ -125,8 +170,9 @@ class RequestPreparer:
     """Validates and normalises requests for one rule set."""
 
     def __init__(self, ruleset: RuleSet, paths: tuple[str, ...]):
-        schema = load_schema("payment_request")
+        schema = pack_schema(load_schema("payment_request"), paths)
         self.ruleset = ruleset
+        self._zones = {country: ZoneInfo(name) for country, name in ruleset.timezones.items()}
         self._defaults = self._collect_defaults(schema)
         # Only the fields the pack reads (conditions, reasons) are flattened; derived fields are computed
         # only when some rule reads them.
@@ -134,7 +180,9 @@ class RequestPreparer:
         kinds = FieldCatalog(schema)
         money = money_places(schema)
         collect = {p: kinds.get(p) is not None and kinds.get(p).kind == "num" for p in plain}
-        self._validate_collect = compile_schema(schema, collect, money)
+        counters = ", ".join(sorted(schema["properties"]["history"]["properties"])) or "none"
+        hints = {"$": _TOP_HINT, "$.history": f"pack {ruleset.pack!r} reads only these counters: {counters}"}
+        self._validate_collect = compile_schema(schema, collect, money, hints)
         # Valid requests take the fast path (accept-only, no error bookkeeping); anything it is unsure of,
         # and every invalid request, goes through the full validator, which reports every violation.
         self._fast = compile_fast_path(schema, collect, money) or (lambda _request: None)
@@ -170,17 +218,20 @@ class RequestPreparer:
             money = request["amount"]
             value = money["value"]
             amount = value if type(value) is Decimal or type(value) is int else _to_decimal(value)
-            when, stamp_problem = _local_time(request["timestamp"])
-            if stamp_problem is None and _amount_problem(amount, value, money["currency"]) is None:
-                return self._normalise(request, view, request["request_id"], amount, money["currency"], when,
-                                       pending)
+            when, stamp_problem = instant(request["timestamp"])
+            zone = self._zones.get(request.get("psp_country") or DEFAULT_PSP_COUNTRY)
+            if stamp_problem is None and zone is not None and \
+                    _amount_problem(amount, value, money["currency"]) is None:
+                return self._normalise(request, view, request["request_id"], amount, money["currency"],
+                                       when.astimezone(zone), pending)
         return self._prepare_reporting(request, pending)
 
     def _prepare_reporting(self, request: dict, pending: bool) -> PreparedRequest:
         """The full path: every violation of the request, with its JSON path, in one RequestError."""
         rid = request.get("request_id") if isinstance(request.get("request_id"), str) else None
         violations, view = self._validate_collect(request)
-        if "derived" in request:
+        if "derived" in request:  # not merely an unknown key: say why
+            violations = [v for v in violations if v.path != "$.derived"]
             violations.append(Violation("$.derived", "derived fields are computed by the engine; do not send them"))
         amount = currency = when = None
         money = request.get("amount")
@@ -190,14 +241,21 @@ class RequestPreparer:
             if problem is not None:
                 violations.append(Violation("$.amount.value", problem))
         stamp = request.get("timestamp")
-        if isinstance(stamp, str):
-            when, problem = _local_time(stamp)
+        if isinstance(stamp, str) and not any(v.path == "$.timestamp" for v in violations):
+            when, problem = instant(stamp)
             if problem is not None:
                 violations.append(Violation("$.timestamp", problem))
+        country = request.get("psp_country") or DEFAULT_PSP_COUNTRY
+        zone = self._zones.get(country)
+        if zone is None and not any(v.path == "$.psp_country" for v in violations):
+            known = ", ".join(sorted(self._zones)) or "none"
+            violations.append(Violation("$.psp_country", f"pack {self.ruleset.pack!r} declares no timezone for "
+                                        f"psp_country {country!r} (its `timezones:` cover {known}); local hours "
+                                        "and as-of dates need the jurisdiction's timezone"))
         if violations:
             raise RequestError(violations, rid)
-        assert when is not None and amount is not None and currency is not None
-        return self._normalise(request, view, rid or "", amount, currency, when, pending)
+        assert when is not None and zone is not None and amount is not None and currency is not None
+        return self._normalise(request, view, rid or "", amount, currency, when.astimezone(zone), pending)
 
     def _normalise(self, request: dict, view: dict[str, Any], rid: str, amount: Decimal | int, currency: str,
                    when: dt.datetime, pending: bool) -> PreparedRequest:
@@ -206,7 +264,7 @@ class RequestPreparer:
                 view[path] = value
         if "amount.value" in view:
             view["amount.value"] = amount
-        day = when.toordinal()  # the local calendar date
+        day = when.toordinal()  # the calendar date in the PSP's jurisdiction
         fx = self.ruleset.fx_for(day)
         if not self._derived:
             return _build_prepared(rid, view, day, fx, None)
@@ -221,7 +279,7 @@ class RequestPreparer:
         """Derived fields into ``view``; returns what cross-rate conversions are left (see PreparedRequest)."""
         want = self._derived
         if "derived.local_hour" in want:
-            view["derived.local_hour"] = when.hour  # the timestamp's own offset (DOMAIN §5.1)
+            view["derived.local_hour"] = when.hour  # in the PSP jurisdiction's timezone (DOMAIN §5.1)
         rate = fx.rates.get(currency)
         if rate is None:
             return None  # no reference rate: amounts stay missing and the pack fails closed (CMP-000)

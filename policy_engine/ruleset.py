@@ -67,6 +67,7 @@ class RuleSet:
     rules: tuple[Rule, ...]
     lists: Mapping[str, tuple[ListItem, ...]]
     fx_tables: tuple[FxTable, ...]  # sorted by as_of
+    timezones: Mapping[str, str]  # psp_country -> IANA zone name (local hours and as-of dates)
     digest: str
     path: str
     files: tuple[str, ...]

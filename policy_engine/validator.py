@@ -9,11 +9,16 @@ checked.
 One deliberate difference from JSON Schema: a property whose value is JSON ``null`` counts as absent (the
 request contract's missing-data rule), so it is skipped, or reported as missing when it is required. The test
 suite checks the validator against ``jsonschema`` (on requests with nulls removed) on generated requests.
+
+Another, on top of JSON Schema: a number must fit the engine's exact arithmetic (:func:`decimal_in_bounds`), so
+``1e-10000000`` is refused before anything computes with it (turning it into a fraction or an integer takes
+minutes and holds the GIL).
 """
 
 from __future__ import annotations
 
 import ast
+import difflib
 import math
 import re
 from collections.abc import Callable
@@ -22,11 +27,27 @@ from typing import Any
 
 from .codegen import compile_function
 from .errors import Violation
+from .errors import json_path_step as _suffix
 
 _ANNOTATIONS = {"$schema", "$id", "title", "description", "default", "examples", "$comment"}
 _SUPPORTED = _ANNOTATIONS | {"type", "required", "properties", "additionalProperties", "enum", "pattern",
                              "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength",
-                             "maxLength", "maxProperties", "items", "maxItems"}
+                             "maxLength", "maxProperties", "items", "maxItems", "propertyNames", "allOf"}
+#: What an ``allOf`` entry and its ``if`` condition may use: conditions on values the object checks already typed.
+_CONDITIONAL = _ANNOTATIONS | {"if", "then"}
+_CONDITION = _ANNOTATIONS | {"required", "properties", "const", "enum", "not"}
+
+#: Exact arithmetic bounds on a number: at most this many decimal places and this many integer digits. Far more
+#: than any amount, count or rate needs; what lies beyond is hostile (``1e-10000000``, ``1e+10000000``).
+MAX_NUMBER_PLACES = 20
+MAX_NUMBER_DIGITS = 20
+
+
+def decimal_in_bounds(value: Decimal) -> bool:
+    """A finite Decimal within :data:`MAX_NUMBER_PLACES` and :data:`MAX_NUMBER_DIGITS`. Cheap tests first: the
+    magnitude (``adjusted``) costs nothing; the exponent needs the digit tuple, linear in what was sent."""
+    return (value.is_finite() and value.adjusted() < MAX_NUMBER_DIGITS
+            and value.as_tuple().exponent >= -MAX_NUMBER_PLACES)  # type: ignore[operator]
 
 
 def _is_number(v: Any) -> bool:
@@ -35,9 +56,9 @@ def _is_number(v: Any) -> bool:
     if isinstance(v, int):
         return True
     if isinstance(v, float):
-        return math.isfinite(v)
+        return math.isfinite(v) and decimal_in_bounds(Decimal(repr(v)))
     if isinstance(v, Decimal):
-        return v.is_finite()
+        return decimal_in_bounds(v)
     return False
 
 
@@ -56,7 +77,7 @@ _TYPE_EXPR = {
     "string": "type({v}) is str",
     "boolean": "type({v}) is bool",
     "null": "{v} is None",
-    "number": "(type({v}) is int or (type({v}) is Decimal and {v}.is_finite()) or _is_number({v}))",
+    "number": "(type({v}) is int or _is_number({v}))",
     "integer": "(type({v}) is int or _is_integer({v}))",
 }
 
@@ -83,12 +104,13 @@ def _type_name(v: Any) -> str:
         return "null"
     if isinstance(v, bool):
         return "boolean"
-    if isinstance(v, Decimal) and not v.is_finite():
+    if (isinstance(v, Decimal) and not v.is_finite()) or (isinstance(v, float) and not math.isfinite(v)):
         return f"non-finite number ({v})"
-    if isinstance(v, int | Decimal):
+    if isinstance(v, Decimal | float) and not _is_number(v):
+        return (f"a number beyond exact arithmetic (more than {MAX_NUMBER_PLACES} decimal places or "
+                f"{MAX_NUMBER_DIGITS} integer digits)")
+    if isinstance(v, int | Decimal | float):
         return "number"
-    if isinstance(v, float):
-        return "number" if math.isfinite(v) else f"non-finite number ({v})"
     return {dict: "object", list: "array", str: "string"}.get(type(v), type(v).__name__)
 
 
@@ -102,28 +124,41 @@ def _bad_unicode(text: str) -> bool:
 
 def fits_places(value: Any, places: int) -> bool:
     """At most ``places`` significant decimals: the reduced denominator of an exact decimal divides 10^places
-    exactly when it has no more (100.10 has 1, 1.000 has 0). Non-finite values are left to the type check."""
+    exactly when it has no more (100.10 has 1, 1.000 has 0). Non-finite values are left to the type check; a
+    number beyond :func:`decimal_in_bounds` does not fit (its denominator is never computed)."""
     if type(value) is float:
         if not math.isfinite(value):
             return True
         value = Decimal(repr(value))
     elif type(value) is int or not value.is_finite():
         return True
-    return (10**places) % value.as_integer_ratio()[1] == 0
-
-
-def _suffix(name: str) -> str:
-    return f".{name}" if name.isidentifier() else f"[{name!r}]"
+    return decimal_in_bounds(value) and (10**places) % value.as_integer_ratio()[1] == 0
 
 
 def _enum_ok(v: Any, options: tuple) -> bool:
     return any(v == o and type(v) is type(o) for o in options)
 
 
+def _unknown(key: Any, known: frozenset[str], hint: str) -> str:
+    """The message for a key the contract does not define: a near miss is usually a typo or camelCase."""
+    text = str(key)
+    close = difflib.get_close_matches(text, known, n=1, cutoff=0.6) or \
+        [k for k in sorted(known) if k.replace("_", "") == text.replace("_", "").lower()][:1]
+    message = "unknown field" + (f"; did you mean {close[0]!r}?" if close else "")
+    return f"{message} ({hint})" if hint else message
+
+
+def _then_context(errors: list[Violation], mark: int, why: str) -> None:
+    """Say why a conditional requirement applies on the violations it added."""
+    for i in range(mark, len(errors)):
+        errors[i] = Violation(errors[i].path, f"{errors[i].message}: {why}")
+
+
 class _Gen:
-    def __init__(self, collect: dict[str, bool], places: dict[str, int]) -> None:
+    def __init__(self, collect: dict[str, bool], places: dict[str, int], hints: dict[str, str] | None = None) -> None:
         self.collect = collect
         self.places = places
+        self.hints = hints or {}  # JSON path of a closed object -> what to say about an unknown key there
         self.lines: list[str] = []
         self.consts: dict[str, Any] = {}
         self.n = 0
@@ -139,6 +174,43 @@ class _Gen:
 
     def emit(self, indent: int, line: str) -> None:
         self.lines.append("    " * indent + line)
+
+    def condition(self, schema: dict, v: str, where: str) -> str:
+        """A Python expression that is true when ``v`` matches ``schema`` (an ``if``): required properties,
+        ``const``, ``enum`` and ``not`` on them. Null counts as absent, as everywhere in this validator."""
+        unknown = set(schema) - _CONDITION
+        if unknown:
+            raise ValueError(f"request schema at {where} uses unsupported keywords {sorted(unknown)} in a condition")
+        tests = []
+        if "required" in schema or "properties" in schema:
+            tests.append(f"type({v}) is dict")
+            tests += [f"{v}.get({name!r}) is not None" for name in schema.get("required", ())]
+            for name, sub in schema.get("properties", {}).items():
+                child = f"{v}.get({name!r})"
+                tests.append(f"({child} is None or {self.condition(sub, child, f'{where}/properties/{name}')})")
+        if "const" in schema:
+            tests.append(self.member(v, (schema["const"],)))
+        if "enum" in schema:
+            tests.append(self.member(v, tuple(schema["enum"])))
+        if "not" in schema:
+            tests.append(f"not {self.condition(schema['not'], v, f'{where}/not')}")
+        return f"({' and '.join(tests) or 'True'})"
+
+    def member(self, v: str, options: tuple) -> str:
+        if all(type(o) is str for o in options):
+            return f"(type({v}) is str and {v} in {self.const(frozenset(options))})"
+        return f"_enum_ok({v}, {self.const(options)})"
+
+    def conditionals(self, schema: dict, where: str) -> list[tuple[str, dict, dict, str]]:
+        """``allOf`` entries as (where, if, then, why); only ``if``/``then`` pairs are supported."""
+        out = []
+        for i, entry in enumerate(schema.get("allOf", ())):
+            at = f"{where}/allOf/{i}"
+            unknown = set(entry) - _CONDITIONAL
+            if unknown or "if" not in entry or "then" not in entry:
+                raise ValueError(f"request schema at {at}: only `if`/`then` pairs are supported in allOf")
+            out.append((at, entry["if"], entry["then"], entry.get("description", "")))
+        return out
 
     def schema(self, schema: dict, v: str, path: str, dynamic: bool, indent: int, where: str,
                after_type: tuple[str, ...] = ()) -> None:
@@ -167,11 +239,7 @@ class _Gen:
             self.emit(indent, line)
         if "enum" in schema:
             options = tuple(schema["enum"])
-            if all(type(o) is str for o in options):
-                test = f"type({v}) is str and {v} in {self.const(frozenset(options))}"
-            else:
-                test = f"_enum_ok({v}, {self.const(options)})"
-            self.emit(indent, f"if not ({test}):")
+            self.emit(indent, f"if not {self.member(v, options)}:")
             self.emit(indent + 1, f"errors.append(_V({path}, repr({v}) + ' is not one of ' + {str(list(options))!r}))")
         if "pattern" in schema:
             fast = _FAST_PATTERNS.get(schema["pattern"])
@@ -218,6 +286,15 @@ class _Gen:
                 self.emit(indent + 1, f"for {i}, {item} in enumerate({v}):")
                 self.schema(schema["items"], item, f"{path} + '[' + str({i}) + ']'", True, indent + 2,
                             f"{where}/items")
+        for at, condition, then, why in self.conditionals(schema, where):
+            mark = self.var()
+            self.emit(indent, f"if {self.condition(condition, v, f'{at}/if')}:")
+            self.emit(indent + 1, f"{mark} = len(errors)")
+            collect, places, self.collect, self.places = self.collect, self.places, {}, {}
+            self.schema(then, v, path, dynamic, indent + 1, f"{at}/then")
+            self.collect, self.places = collect, places
+            if why:
+                self.emit(indent + 1, f"_then_context(errors, {mark}, {why!r})")
 
     def object(self, schema: dict, v: str, path: str, dynamic: bool, indent: int, where: str) -> None:
         self.emit(indent, "pass")
@@ -259,28 +336,33 @@ class _Gen:
                 self.emit(indent, "else:")
                 self.emit(indent + 1, f"errors.append(_V({child_path(name)}, 'required field is missing'))")
         extra = schema.get("additionalProperties", True)
-        if extra is True:
+        names = schema.get("propertyNames")
+        if extra is True and names is None:
             return
         known = self.const(frozenset(props))
         key, value = self.var(), self.var()
+        extra_path = f"{path} + _suffix(str({key}))"
         self.emit(indent, f"for {key}, {value} in {v}.items():")
+        if names is not None:
+            self.schema(names, key, extra_path, True, indent + 1, f"{where}/propertyNames")
         self.emit(indent + 1, f"if {key} in {known} or {value} is None:")
         self.emit(indent + 2, "continue")
-        extra_path = f"{path} + _suffix(str({key}))"
         if extra is False:
-            self.emit(indent + 1, f"errors.append(_V({extra_path}, 'unknown field'))")
-        else:
+            hint = self.hints.get(ast.literal_eval(path), "") if not dynamic else ""
+            self.emit(indent + 1, f"errors.append(_V({extra_path}, _unknown({key}, {known}, {hint!r})))")
+        elif extra is not True:
             self.schema(extra, value, extra_path, True, indent + 1, f"{where}/additionalProperties")
 
 
 def compile_schema(schema: dict, collect: dict[str, bool] | None = None,
-                   places: dict[str, int] | None = None) -> Callable[[Any], Any]:
+                   places: dict[str, int] | None = None, hints: dict[str, str] | None = None) -> Callable[[Any], Any]:
     """Generate and compile a validator: ``validate(instance) -> list[Violation]`` (empty when valid).
 
     With ``collect`` (dotted path -> is numeric), the validator also gathers those fields in the same pass and
     returns ``(violations, view)``; the engine uses this to validate and flatten a request at once. ``places``
-    (dotted path -> decimals) adds the engine's money-precision check for those fields."""
-    gen = _Gen(collect or {}, places or {})
+    (dotted path -> decimals) adds the engine's money-precision check for those fields. ``hints`` (JSON path of
+    an object -> text) says what to do about an unknown key there."""
+    gen = _Gen(collect or {}, places or {}, hints)
     gen.emit(0, "def validate(v0):")
     gen.emit(1, "errors = []")
     if collect is not None:
@@ -291,6 +373,7 @@ def compile_schema(schema: dict, collect: dict[str, bool] | None = None,
     namespace: dict[str, Any] = {"Decimal": Decimal, "_V": Violation, "_type_name": _type_name,
                                  "_is_number": _is_number, "_is_integer": _is_integer, "_enum_ok": _enum_ok,
                                  "_suffix": _suffix, "_bad_unicode": _bad_unicode, "_fits": fits_places,
+                                 "_unknown": _unknown, "_then_context": _then_context,
                                  **gen.consts}
     validate = compile_function(source, "validate", f"request validator {schema.get('$id', '')}".rstrip(), namespace)
     return validate
@@ -344,11 +427,14 @@ class _FastGen(_Gen):
                     dec = [f"{v}.is_finite()", *self.bound_tests(schema, v, lambda b: self.const(Decimal(b)))]
                     flt = [f"_isfinite({v})", *self.bound_tests(schema, v, repr)]
                     if places is not None:
-                        # same_quantum: the exponent is exactly -places (the usual "12.50"), one cheap test;
-                        # otherwise the exact reduced-denominator test of the full path
+                        # same_quantum: the exponent is exactly -places (the usual "12.50"), one cheap test that
+                        # also keeps the number within exact arithmetic; otherwise the full path's tests
                         quantum = self.const(Decimal(1).scaleb(-places))
-                        dec.append(f"({v}.same_quantum({quantum}) or {10**places} % {v}.as_integer_ratio()[1] == 0)")
+                        dec.append(f"({v}.same_quantum({quantum}) or _fits({v}, {places}))")
                         flt.append(f"_fits({v}, {places})")
+                    else:
+                        dec.append(f"_is_number({v})")
+                        flt.append(f"_is_number({v})")
                     branches.append((f"type({v}) is Decimal", dec, v))
                     branches.append((f"type({v}) is float", flt, f"Decimal(repr({v}))" if numeric else v))
             elif name == "boolean":
@@ -421,6 +507,11 @@ class _FastGen(_Gen):
         return [f"{lo} {v}" for lo in lower] + [f"{v} {hi}" for hi in upper]
 
     def fast_object(self, schema: dict, v: str, dotted: str | None, indent: int, where: str) -> None:
+        if "propertyNames" in schema:
+            key = self.var()
+            tests = self.string_tests(schema["propertyNames"], key)
+            self.emit(indent, f"for {key} in {v}:")
+            self.fail_unless(indent + 1, [f"type({key}) is str", *tests])
         if "maxProperties" in schema:
             self.emit(indent, f"if len({v}) > {schema['maxProperties']}: return None")
         props = schema.get("properties", {})
@@ -442,6 +533,23 @@ class _FastGen(_Gen):
         if schema.get("additionalProperties", True) is not True:
             # Keys outside the known ones (even ones whose value is null) are rare: the full path judges them.
             self.emit(indent, f"if not ({v}.keys() <= {self.const(frozenset(props))}): return None")
+        for at, condition, then, _why in self.conditionals(schema, where):
+            self.emit(indent, f"if {self.condition(condition, v, f'{at}/if')}:")
+            self.requirements(then, v, indent + 1, f"{at}/then")
+
+    def requirements(self, schema: dict, v: str, indent: int, where: str) -> None:
+        """A ``then`` of required properties, on an object whose values the object's own checks typed already."""
+        unknown = set(schema) - _ANNOTATIONS - {"required", "properties"}
+        if unknown:
+            raise FastPathUnsupported(f"{where}: {sorted(unknown)} in a conditional requirement")
+        for name in schema.get("required", ()):
+            self.emit(indent, f"if {v}.get({name!r}) is None: return None")
+        for name, sub in schema.get("properties", {}).items():
+            child = self.var()
+            self.emit(indent, f"{child} = {v}.get({name!r})")
+            self.emit(indent, f"if type({child}) is dict:")
+            self.emit(indent + 1, "pass")
+            self.requirements(sub, child, indent + 1, f"{where}/properties/{name}")
 
     def array(self, schema: dict, v: str, indent: int, where: str) -> None:
         if "maxItems" in schema:
@@ -468,7 +576,7 @@ def compile_fast_path(schema: dict, collect: dict[str, bool],
     gen.emit(1, "return view")
     source = "\n".join(gen.lines) + "\n"
     namespace: dict[str, Any] = {"Decimal": Decimal, "_isfinite": math.isfinite, "_fits": fits_places,
-                                 "_bad_unicode": _bad_unicode, "_enum_ok": _enum_ok,
+                                 "_bad_unicode": _bad_unicode, "_enum_ok": _enum_ok, "_is_number": _is_number,
                                  "_COUNTRY_CODES": _COUNTRY_CODES, **gen.consts}
     fast = compile_function(source, "fast", f"request fast path {schema.get('$id', '')}".rstrip(), namespace)
     return fast

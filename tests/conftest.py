@@ -46,6 +46,10 @@ version: "1"
 reference_fx:
   - as_of: 2020-01-01
     rates: {CNY: "1", USD: "7.2", EUR: "7.8", GBP: "9.1", HKD: "0.92", JPY: "0.048"}
+timezones: {CN: Asia/Shanghai, HK: Asia/Hong_Kong, MO: Asia/Macau, TW: Asia/Taipei, SG: Asia/Singapore,
+            JP: Asia/Tokyo, AU: Australia/Sydney, US: America/New_York, GB: Europe/London, IE: Europe/Dublin,
+            DE: Europe/Berlin, FR: Europe/Paris, NL: Europe/Amsterdam, CH: Europe/Zurich, "NO": Europe/Oslo,
+            IS: Atlantic/Reykjavik}
 """
 
 
@@ -91,13 +95,15 @@ def make_pack(tmp_path: Path) -> Callable[..., Path]:
 
 
 def base_request(**overrides) -> dict:
-    """A valid, unremarkable request (CNY 100 debit-card purchase); keyword overrides use `__` for nesting."""
+    """A valid, unremarkable request (CNY 100 debit-card purchase at a CN grocery); keyword overrides use `__` for
+    nesting."""
     req = {
         "request_id": "t-1",
         "timestamp": "2025-06-10T14:30:00+08:00",
         "payer": {"id": "u-1"},
         "funding_source": {"type": "debit_card"},
         "purpose": "merchant_purchase",
+        "merchant": {"mcc": "5411", "country": "CN"},
         "amount": {"value": 100, "currency": "CNY"},
     }
     for key, value in overrides.items():
