@@ -296,7 +296,8 @@ def _usd_cents(fen: int) -> int:
 
 # -- the generator ---------------------------------------------------------------------------------------------
 def generate_requests(spec: TrafficSpec) -> Iterator[dict[str, Any]]:
-    """Yield payment requests (dicts with ``Decimal`` money and a top-level ``label``) in timestamp order."""
+    """Yield backtest records in timestamp order: payment requests (dicts with ``Decimal`` money) plus a
+    top-level ``label``, which is the backtest's and must be taken off before a request is evaluated."""
     rng = random.Random(spec.seed)
     payers = [_Payer(i, rng) for i in range(spec.population)]
     serial = 0

@@ -147,10 +147,12 @@ def test_each_payment_is_decided_as_of_its_own_timestamp(make_pack, tmp_path):
     path = tmp_path / "dated.jsonl"
     path.write_text("\n".join(json.dumps(base_request(request_id=rid, timestamp=ts)) for rid, ts in [
         ("june", "2025-06-30T23:59:59+08:00"), ("july", "2025-07-01T00:00:00+08:00"),
-        ("utc-june", "2025-06-30T17:00:00+00:00")]) + "\n", encoding="utf-8")
+        # dated in the PSP's timezone (CN: Beijing), whatever offset was written
+        ("utc-june", "2025-06-30T15:59:59+00:00"), ("utc-july", "2025-06-30T17:00:00+00:00")]) + "\n",
+        encoding="utf-8")
     result = backtest(path, pack, workers=1)
-    assert [e.request_id for e in result.candidate.rule("NEW-1").examples] == ["july"]
-    assert dict(result.candidate.decisions) == {"deny": 1, "review": 0, "step_up": 0, "allow": 2}
+    assert [e.request_id for e in result.candidate.rule("NEW-1").examples] == ["july", "utc-july"]
+    assert dict(result.candidate.decisions) == {"deny": 2, "review": 0, "step_up": 0, "allow": 2}
 
 
 def test_bad_lines_are_counted_with_line_numbers_and_never_stop_the_run(packs, tmp_path):
@@ -256,12 +258,12 @@ def test_html_report_renders_in_headless_chromium(packs, payments, tmp_path):
 # -- CSV ----------------------------------------------------------------------------------------------------------
 CSV_TEXT = """\
 request_id,timestamp,payer.id,funding_source.type,purpose,amount.value,amount.currency,merchant.mcc,\
-merchant.in_issuer_network,payer.age,history.custom_total,label.kind,label.pattern
-c-1,2025-06-10T14:30:00+08:00,u-1,debit_card,merchant_purchase,600.50,CNY,0742,,30,1.5,,
-c-2,2025-06-10T14:31:00+08:00,u-1,bnpl,credit_card_repayment,100,CNY,,FALSE,30,,violation,bnpl->credit_card_repayment
+merchant.country,merchant.in_issuer_network,payer.age,extra.batch,label.kind,label.pattern
+c-1,2025-06-10T14:30:00+08:00,u-1,debit_card,merchant_purchase,600.50,CNY,0742,CN,,30,1.5,,
+c-2,2025-06-10T14:31:00+08:00,u-1,bnpl,credit_card_repayment,100,CNY,,,FALSE,30,,violation,bnpl->credit_card_repayment
 
-c-3,2025-06-10T14:32:00+08:00,u-1,debit_card,merchant_purchase,abc,CNY,,,30,,,
-c-4,2025-06-10T14:33:00+08:00,u-1,debit_card,merchant_purchase,10,CNY,,,thirty,,,
+c-3,2025-06-10T14:32:00+08:00,u-1,debit_card,merchant_purchase,abc,CNY,,,,30,,,
+c-4,2025-06-10T14:33:00+08:00,u-1,debit_card,merchant_purchase,10,CNY,,,,thirty,,,
 c-5,2025-06-10T14:34:00+08:00,u-1,debit_card
 """
 
@@ -270,9 +272,9 @@ def test_csv_cells_are_typed_by_the_request_schema():
     layout = CsvLayout.from_header(CSV_TEXT.splitlines()[0].split(","))
     rows = [line.split(",") for line in CSV_TEXT.splitlines()[1:3]]
     first, second = (layout.to_request(row) for row in rows)
-    assert first["merchant"] == {"mcc": "0742"}  # text stays text, the leading zero survives
+    assert first["merchant"] == {"mcc": "0742", "country": "CN"}  # text stays text, the leading zero survives
     assert first["amount"] == {"value": Decimal("600.50"), "currency": "CNY"}
-    assert first["payer"] == {"id": "u-1", "age": 30} and first["history"] == {"custom_total": Decimal("1.5")}
+    assert first["payer"] == {"id": "u-1", "age": 30} and first["extra"] == {"batch": "1.5"}
     assert "label" not in first  # all-empty label cells: unlabelled
     assert second["merchant"] == {"in_issuer_network": False}
     assert second["label"] == {"kind": "violation", "pattern": "bnpl->credit_card_repayment"}
@@ -288,7 +290,7 @@ def test_csv_backtest_reports_bad_rows_by_line(packs, tmp_path):
     assert [(b.line, b.message) for b in result.bad_lines] == [
         (5, "column amount.value: 'abc' is not a number"),
         (6, "column payer.age: 'thirty' is not an integer"),
-        (7, "row has 4 cells, the header has 13 columns")]
+        (7, "row has 4 cells, the header has 14 columns")]
     assert result.candidate.rule("FS-1").examples[0].request_id == "c-2"
 
 
@@ -297,6 +299,8 @@ def test_csv_backtest_reports_bad_rows_by_line(packs, tmp_path):
     ("request_id,payer.id,payer.id", "twice"),
     ("request_id,payer,payer.id", "overlap"),
     ("request_id,derived.amount_cny", "computed by the engine"),
+    ("request_id,payer.sanctionsHit", "not a request field; did you mean 'payer.sanctions_hit'"),
+    ("request_id,history.custom_total", "not a request field"),
 ])
 def test_csv_headers_that_map_to_no_request_are_refused(header, message, tmp_path):
     with pytest.raises(CsvLayoutError, match=message):

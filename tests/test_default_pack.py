@@ -64,7 +64,8 @@ CREDIT = {"funding_source__type": "credit_card", "funding_source__issuer_country
 LOAN = {"funding_source__type": "consumer_loan", "funding_source__product": "jintiao"}
 BNPL = {"funding_source__type": "bnpl", "funding_source__product": "baitiao", "funding_source__issuer_country": "CN",
         "funding_source__available_credit_cny": 10000, "merchant__id": "m-jd", "merchant__in_issuer_network": True}
-P2P = {"purpose": "p2p_transfer", "channel": "in_app", "payee__id": "u-2", "payee__country": "CN"}
+P2P = {"purpose": "p2p_transfer", "channel": "in_app", "payee__id": "u-2", "payee__country": "CN",
+       "payee__sanctions_hit": False}
 XB_P2P = {**P2P, "cross_border": True, "payee__country": "HK"}
 CASH = {"purpose": "cash_withdrawal", "channel": "counter"}
 US_CASH = {**CASH, "psp_country": "US", "payer__residence_country": "US"}
@@ -99,8 +100,11 @@ CASES: list[Case] = [
       timestamp="2022-07-07T00:00:00+08:00"),
     C("FS-003 not in force the day before (2022-07-06 23:59 +08:00)", LOAN, "allow", "", purpose="loan_repayment",
       timestamp="2022-07-06T23:59:59+08:00"),
-    C("FS-003 local date 2022-07-06 at -05:00 (already 07-07 in Beijing) -> not in force", LOAN, "allow", "",
+    # as of the date in the PSP's timezone (CN: Beijing), whatever offset the caller wrote
+    C("FS-003 2022-07-06 20:00 -05:00 is already 07-07 in Beijing -> in force", LOAN, "deny", "FS-003",
       purpose="loan_repayment", timestamp="2022-07-06T20:00:00-05:00"),
+    C("FS-003 2022-07-06T15:59:59Z is still 07-06 in Beijing -> not in force", LOAN, "allow", "",
+      purpose="loan_repayment", timestamp="2022-07-06T15:59:59Z"),
     C("FS-004 credit card buys securities", CREDIT, "deny", "FS-004", purpose="securities_investment"),
     C("FS-004 BNPL buys a fund", BNPL, "deny", "FS-004", purpose="fund_investment"),
     C("FS-004 not in force 2022-07-06", CREDIT, "allow", "", purpose="securities_investment",
@@ -158,13 +162,15 @@ CASES: list[Case] = [
     C("CMP-002 merchant in Iran", PURCHASE, "deny", "CMP-002", merchant__country="IR"),
     C("CMP-002 payee in Crimea (UA-43)", P2P, "deny", "CMP-002", payee__country="UA", payee__region="UA-43"),
     C("Russia is not embargoed (targeted sanctions only)", PURCHASE, "allow", "", merchant__country="RU"),
-    # Syria: a dated list item, embargoed for payments dated before 2025-07-01 (local date)
+    # Syria: a dated list item, embargoed for payments dated before 2025-07-01 (the date in Beijing, the PSP's zone)
     C("CMP-002 merchant in Syria on 2025-06-30", PURCHASE, "deny", "CMP-002", merchant__country="SY",
       timestamp="2025-06-30T12:00:00+08:00"),
     C("Syria lifted: merchant in Syria on 2025-07-01", PURCHASE, "allow", "", merchant__country="SY",
       timestamp="2025-07-01T12:00:00+08:00"),
-    C("CMP-002 Syria 2025-06-30 23:30 -04:00 (UTC already 07-01) -> still embargoed", PURCHASE, "deny", "CMP-002",
+    C("Syria 2025-06-30 23:30 -04:00 is already 07-01 in Beijing -> lifted", PURCHASE, "allow", "",
       merchant__country="SY", timestamp="2025-06-30T23:30:00-04:00"),
+    C("CMP-002 Syria 2025-06-30T15:59:59Z is still 06-30 in Beijing -> embargoed", PURCHASE, "deny", "CMP-002",
+      merchant__country="SY", timestamp="2025-06-30T15:59:59Z"),
     C("Syria 2025-07-01 00:30 +08:00 (UTC still 06-30) -> lifted", P2P, "allow", "", payee__country="SY",
       timestamp="2025-07-01T00:30:00+08:00"),
     C("CMP-003 session from North Korea", PURCHASE, "review", "CMP-003", ip_country="KP", channel="online"),
@@ -508,7 +514,8 @@ CASES: list[Case] = [
       amount="4999.99 CNY"),
     C("RSK-009 7-day-old account sends CNY 5,000 -> allow", P2P, "allow", "", payer__account_age_days=7,
       amount="5000 CNY"),
-    # RSK-010: P2P of CNY >= 10,000 before 06:00 local time, in the timestamp's own offset
+    # RSK-010: P2P of CNY >= 10,000 before 06:00 local time in the PSP's timezone (CN: Beijing), never in the
+    # offset the caller wrote: one instant, one decision
     C("RSK-010 CNY 10,000 at 05:59 +08:00 -> review", P2P, "review", "RSK-010", amount="10000 CNY",
       timestamp="2025-06-10T05:59:59+08:00"),
     C("RSK-010 CNY 10,000 at 06:00 +08:00 -> allow", P2P, "allow", "", amount="10000 CNY",
@@ -517,14 +524,18 @@ CASES: list[Case] = [
       timestamp="2025-06-10T00:00:00+08:00"),
     C("RSK-010 CNY 9,999.99 at 02:30 +08:00 -> allow", P2P, "allow", "", amount="9999.99 CNY",
       timestamp="2025-06-10T02:30:00+08:00"),
-    C("RSK-010 05:30 -05:00 is local hour 5 -> review", P2P, "review", "RSK-010", amount="10000 CNY",
+    C("RSK-010 05:30 -05:00 is 18:30 in Beijing -> allow", P2P, "allow", "", amount="10000 CNY",
       timestamp="2025-06-10T05:30:00-05:00"),
-    C("RSK-010 21:30Z (05:30 in Beijing) is local hour 21 -> allow", P2P, "allow", "", amount="10000 CNY",
+    C("RSK-010 21:30Z is 05:30 in Beijing -> review", P2P, "review", "RSK-010", amount="10000 CNY",
       timestamp="2025-06-09T21:30:00Z"),
     C("RSK-010 14:30 +08:00 is 06:30 UTC, hour 14 -> allow", P2P, "allow", "", amount="10000 CNY",
       timestamp="2025-06-10T14:30:00+08:00"),
-    C("RSK-010 05:00 +05:45 -> review", P2P, "review", "RSK-010", amount="10000 CNY",
+    C("RSK-010 05:00 +05:45 is 07:15 in Beijing -> allow", P2P, "allow", "", amount="10000 CNY",
       timestamp="2025-06-10T05:00:00+05:45"),
+    C("RSK-010 CNY 20,000 at 02:30 +08:00 -> review", P2P, "review", "RSK-010", amount="20000 CNY",
+      timestamp="2025-06-10T02:30:00+08:00"),
+    C("RSK-010 the same instant written 2025-06-09T18:30:00Z -> review", P2P, "review", "RSK-010",
+      amount="20000 CNY", timestamp="2025-06-09T18:30:00Z"),
     C("RSK-010 USD 1,388.89 (CNY 10,000.008) at 03:00 -> review", P2P, "review", "RSK-010", amount="1388.89 USD",
       timestamp="2025-06-10T03:00:00+08:00"),
     C("RSK-010 USD 1,388.88 (CNY 9,999.936) at 03:00 -> allow", P2P, "allow", "", amount="1388.88 USD",

@@ -45,6 +45,7 @@ version: "1"
 reference_fx:
   - as_of: 2020-01-01
     rates: {CNY: "1", USD: "7.2", EUR: "7.8"}
+timezones: {CN: Asia/Shanghai}
 lits:
   extra: [a]
 lists:

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from conftest import MATCHERS, PACK_HEADER, base_request
 
-from policy_engine import PolicyEngine, load_ruleset
+from policy_engine import PolicyEngine, RequestError, RuleSetError, load_ruleset
 
 
 def rule(when: str, rid: str = "T-1", extra: str = "") -> str:
@@ -86,13 +86,53 @@ def test_evidence_and_reason_show_exact_and_rounded_values(make_pack):
 
 
 @pytest.mark.parametrize("matcher", MATCHERS)
-@pytest.mark.parametrize(("stamp", "hour"), [
-    ("2025-06-11T02:30:00+08:00", 2), ("2025-06-10T18:30:00Z", 18), ("2025-06-10T23:59:59-05:00", 23),
-    ("2025-06-10T05:59:59+05:45", 5), ("2025-06-10T06:00:00+08:00", 6),
+@pytest.mark.parametrize(("stamp", "psp", "hour"), [
+    ("2025-06-11T02:30:00+08:00", "CN", 2), ("2025-06-10T18:30:00Z", "CN", 2), ("2025-06-10T23:59:59-05:00", "CN", 12),
+    ("2025-06-10T05:59:59+05:45", "CN", 8), ("2025-06-10T06:00:00+08:00", "CN", 6),
+    # a PSP elsewhere reads the hour on its own clock, summer time included
+    ("2025-06-10T18:30:00Z", "GB", 19), ("2025-01-10T18:30:00Z", "GB", 18), ("2025-06-10T18:30:00+08:00", "US", 6),
+    ("2025-03-09T06:59:59Z", "US", 1), ("2025-03-09T07:00:00Z", "US", 3),  # New York springs forward at 02:00
 ])
-def test_local_hour_uses_the_timestamps_own_offset(make_pack, matcher, stamp, hour):
-    assert fires(make_pack, matcher, "{field: derived.local_hour, op: lt, value: 6}", timestamp=stamp) is (hour < 6)
-    assert fires(make_pack, matcher, f"{{field: derived.local_hour, op: eq, value: {hour}}}", timestamp=stamp)
+def test_local_hour_is_the_psp_jurisdictions_not_the_written_offset(make_pack, matcher, stamp, psp, hour):
+    def at(when: str) -> bool:
+        return fires(make_pack, matcher, when, timestamp=stamp, psp_country=psp)
+
+    assert at("{field: derived.local_hour, op: lt, value: 6}") is (hour < 6)
+    assert at(f"{{field: derived.local_hour, op: eq, value: {hour}}}")
+
+
+def test_a_psp_country_the_pack_has_no_timezone_for_is_refused(make_pack):
+    engine = PolicyEngine(load_ruleset(make_pack(rule("{field: purpose, op: eq, value: gambling}"))))
+    with pytest.raises(RequestError) as info:
+        engine.evaluate(base_request(psp_country="KR"))
+    (violation,) = info.value.violations
+    assert violation.path == "$.psp_country" and "no timezone for psp_country 'KR'" in violation.message
+
+
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+00:00", "1900-06-10T14:30:00+08:00",
+                                   "1999-12-31T23:59:59Z", "2000-01-01T07:59:59+08:00", "2100-01-01T00:00:00Z",
+                                   "9999-12-31T23:59:59-12:00"])
+def test_timestamps_outside_the_window_are_refused(bundled_engine, stamp):
+    with pytest.raises(RequestError) as info:
+        bundled_engine.evaluate(base_request(timestamp=stamp))
+    assert [v.path for v in info.value.violations] == ["$.timestamp"]
+    assert "outside the supported window" in info.value.violations[0].message
+
+
+@pytest.mark.parametrize("stamp", ["2000-01-01T00:00:00Z", "2000-01-01T08:00:00+08:00", "2099-12-31T23:59:59Z"])
+def test_the_window_edges_are_accepted(bundled_engine, stamp):
+    assert bundled_engine.evaluate(base_request(timestamp=stamp)).decision.value == "allow"
+
+
+def test_a_pack_needs_timezones_and_real_zone_names(make_pack):
+    header = PACK_HEADER[:PACK_HEADER.index("timezones:")]
+    with pytest.raises(RuleSetError, match="no `timezones:` map"):
+        load_ruleset(make_pack(rule("{field: purpose, op: eq, value: gambling}"), header=header))
+    bad = header + "timezones:\n  CN: Asia/Shanghai\n  GB: Europe/Londn\n"
+    with pytest.raises(RuleSetError) as info:
+        load_ruleset(make_pack(rule("{field: purpose, op: eq, value: gambling}"), header=bad))
+    (issue,) = info.value.issues
+    assert (issue.line, issue.col) == (8, 3) and "'Europe/Londn' is not a timezone" in issue.message
 
 
 @pytest.mark.parametrize("matcher", MATCHERS)
@@ -101,8 +141,10 @@ def test_rule_effective_dates_follow_the_payment_date(make_pack, matcher):
     when = "{field: purpose, op: eq, value: merchant_purchase}"
     for stamp, expect in [("2022-07-06T23:59:59+08:00", False), ("2022-07-07T00:00:00+08:00", True),
                           ("2023-12-31T23:59:59+08:00", True), ("2024-01-01T00:00:00+08:00", False),
-                          # the local date counts: 2022-07-06 16:30 UTC is already the 7th in Beijing
-                          ("2022-07-07T00:30:00+08:00", True), ("2022-07-06T20:00:00-05:00", False)]:
+                          # the date in the PSP's timezone counts (CN: Beijing), not the one written:
+                          # 2022-07-06 16:30 UTC and 2022-07-06 20:00 -05:00 are already the 7th in Beijing
+                          ("2022-07-07T00:30:00+08:00", True), ("2022-07-06T16:30:00Z", True),
+                          ("2022-07-06T20:00:00-05:00", True), ("2022-07-06T15:59:59Z", False)]:
         assert fires(make_pack, matcher, when, extra=extra, timestamp=stamp) is expect, stamp
 
 
@@ -117,7 +159,8 @@ embargoed:
 """
     when_in = "{field: merchant.country, op: in, list: embargoed}"
     when_not_in = "{field: merchant.country, op: not_in, list: embargoed}"
-    before, after = "2025-06-30T23:00:00+03:00", "2025-07-01T00:00:00+03:00"
+    # 2025-06-30 16:00 UTC is 2025-07-01 00:00 in Beijing, the PSP's timezone
+    before, after = "2025-06-30T15:59:59Z", "2025-06-30T16:00:00Z"
     for when, member in ((when_in, True), (when_not_in, False)):
         assert fires(make_pack, matcher, when, lists, timestamp=before, merchant__country="SY") is member
         assert fires(make_pack, matcher, when, lists, timestamp=after, merchant__country="SY") is not member
@@ -138,11 +181,13 @@ version: "1"
 reference_fx:
   - {as_of: 2024-01-01, rates: {CNY: "1", USD: "7.0"}}
   - {as_of: 2025-01-01, rates: {CNY: "1", USD: "7.5"}}
+timezones: {CN: Asia/Shanghai}
 """
     when = "{field: derived.amount_cny, op: gte, value: 7500}"
     kw = {"amount__value": 1000, "amount__currency": "USD"}
     assert not fires(make_pack, matcher, when, header=header, timestamp="2024-12-31T23:00:00+08:00", **kw)
     assert fires(make_pack, matcher, when, header=header, timestamp="2025-01-01T00:00:00+08:00", **kw)
+    assert fires(make_pack, matcher, when, header=header, timestamp="2024-12-31T16:00:00Z", **kw)  # Beijing: 01-01
     # older than every table: the earliest table is used
     assert not fires(make_pack, matcher, when, header=header, timestamp="2019-05-01T00:00:00+08:00", **kw)
     engine = PolicyEngine(load_ruleset(make_pack(rule(when), header=header)), matcher=matcher)
@@ -155,6 +200,7 @@ def test_syria_in_the_default_pack_is_dated():
         return engine.evaluate(base_request(timestamp=stamp, merchant__country="SY")).rule_ids
     assert "CMP-002" in ids("2025-06-30T12:00:00+03:00")
     assert "CMP-002" not in ids("2025-07-01T12:00:00+03:00")
+    assert "CMP-002" not in ids("2025-06-30T20:00:00-04:00")  # 2025-07-01 08:00 in Beijing
 
 
 @pytest.mark.parametrize("matcher", MATCHERS)

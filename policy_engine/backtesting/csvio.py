@@ -3,8 +3,9 @@
 The column mapping, for analysts exporting history from a warehouse:
 
 - The header names request fields by their dotted path: ``request_id,timestamp,payer.id,funding_source.type,
-  purpose,amount.value,amount.currency,...``. Any subset of the request schema's fields, in any order; columns the
-  schema does not know (``label.kind``, ``label.pattern``, ``note``) are carried as strings.
+  purpose,amount.value,amount.currency,...``. Any subset of the request schema's fields, in any order, plus the
+  backtest's ``label.kind`` and ``label.pattern`` and the caller's own ``extra.*`` columns (text). Any other column
+  is refused with the header, naming it (requests are strict: it would make every row invalid).
 - An empty cell is a missing field; an object whose cells are all empty is absent (a row without a merchant).
 - A cell is typed by the request schema: numbers (``amount.value``, ``history.*`` totals, ``available_credit_cny``)
   are parsed as exact ``Decimal``; integers (``payer.age``, counts) as ``int``; booleans are ``true`` or ``false``
@@ -44,9 +45,8 @@ def request_columns() -> tuple[str, ...]:
 
 def _kind(catalog: FieldCatalog, path: str) -> str:
     info = catalog.get(path)
-    if info is None:
-        # history.* takes any counter name (additionalProperties: number), so unknown ones are numbers too.
-        return _NUM if path.startswith("history.") else _STR
+    if info is None:  # a label or extra.* column: text
+        return _STR
     if info.kind == "num":
         return _INT if info.integer else _NUM
     return _BOOL if info.kind == "bool" else _STR
@@ -82,6 +82,12 @@ class CsvLayout:
                 if ".".join(parts[:cut]) in seen:
                     raise CsvLayoutError(f"CSV columns {'.'.join(parts[:cut])!r} and {name!r} overlap; a column "
                                          "is either a value or a parent of other columns")
+        for name in columns:
+            if name not in catalog and name not in LABEL_COLUMNS and not name.startswith("extra."):
+                near = catalog.suggest(name)
+                raise CsvLayoutError(f"CSV column {name!r} is not a request field"
+                                     + (f"; did you mean {near!r}?" if near else "")
+                                     + " (data of your own goes in extra.* columns)")
         if "request_id" not in seen:
             raise CsvLayoutError("CSV header has no request_id column; the first row must name the columns "
                                  "(request_id,timestamp,payer.id,...)")

@@ -8,6 +8,10 @@ order-free and examples are the first ``k`` by input line number, so the result 
 
 Every payment is decided as of its own timestamp (the pack does that), so history replays under the rules,
 dated lists and FX tables that applied on each payment's date.
+
+A record is a payment request plus, optionally, a top-level ``label`` (what the payment turned out to be): the
+label is the backtest's, so it is taken off before the request is decided (requests are strict, and a label is
+no part of one).
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ class _Evaluator:
         layout = self.job.layout
         if layout is None:
             request, problem = decode_line(raw)
+            if isinstance(problem, RequestError):  # a repeated key: the text is JSON, the request is ambiguous
+                return None, "invalid_request", "; ".join(str(v) for v in problem.violations)
             return request, None if problem is None else "invalid_json", problem
         if isinstance(raw, str):
             return None, "invalid_csv", raw  # a record the CSV reader could not split
@@ -104,6 +110,7 @@ class _Evaluator:
             if kind is not None:
                 tally.add_bad(line, kind, _short(message or ""))
                 continue
+            label = label_key(request.pop("label", None) if isinstance(request, dict) else None)
             after = self._decide(self.candidate, request, line, tally, "candidate")
             if after is None:
                 continue
@@ -112,7 +119,6 @@ class _Evaluator:
                 before = self._decide(self.baseline, request, line, tally, "baseline")
                 if before is None:
                     continue
-            label = label_key(request.get("label"))
             rid = after.request_id
             tally.candidate.add(line, rid, after, label, self.stopping, k)
             if before is not None and tally.baseline is not None:
