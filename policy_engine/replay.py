@@ -50,7 +50,7 @@ class ReplayReport:
                 "masked_fields_read": list(self.masked_fields_read)}
 
 
-def replay(engine: PolicyEngine, records: Iterable[tuple[int, Any, str | None]]) -> ReplayReport:
+def replay(engine: PolicyEngine, records: Iterable[tuple[int, Any, str | RequestError | None]]) -> ReplayReport:
     """``records`` yields ``(line, record_or_None, error_or_None)`` as read from the log."""
     digest = engine.ruleset.digest
     read_fields = {p for r in engine.ruleset.rules for p in _fields(r)}
@@ -61,7 +61,8 @@ def replay(engine: PolicyEngine, records: Iterable[tuple[int, Any, str | None]])
     masked_read: set[str] = set()
     for line, record, problem in records:
         if problem is not None or not isinstance(record, dict) or "request" not in record or "decision" not in record:
-            unreadable.append((line, problem or "not a decision-log record"))
+            why = "; ".join(map(str, problem.violations)) if isinstance(problem, RequestError) else problem
+            unreadable.append((line, why or "not a decision-log record"))
             continue
         total += 1
         logged = record["decision"]

@@ -95,7 +95,9 @@ def cmd_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         for line, request, problem in read_json_records(stream):
             if problem is not None:
-                _print_error(out, {"error": "invalid_json", "line": line, "message": problem}, args.json)
+                record = ({**problem.to_dict(), "line": line} if isinstance(problem, RequestError)
+                          else {"error": "invalid_json", "line": line, "message": problem})
+                _print_error(out, record, args.json)
                 worst = max(worst, EXIT_BAD_INPUT)
                 continue
             try:
