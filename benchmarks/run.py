@@ -35,8 +35,9 @@ from policy_engine import PolicyEngine, load_ruleset
 from policy_engine.jsonio import parse_json
 from policy_engine.matchers import durable_available
 from policy_engine.pack import DEFAULT_MATCHER
-from policy_engine.request import money_places
+from policy_engine.request import counters_read, money_places
 from policy_engine.resources import load_schema
+from policy_engine.ruleset import RuleSet
 from policy_engine.validator import compile_fast_path, compile_schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +67,17 @@ def corpus(size: int, seed: int = 7, kind: str = "synthetic") -> list[str]:
         if req["amount"]["currency"] == "JPY":
             req["amount"]["value"] = int(req["amount"]["value"]) or 1
         out.append(json.dumps(req))
+    return out
+
+
+def for_pack(requests: list[dict], ruleset: RuleSet) -> list[dict]:
+    """The requests as a caller of ``ruleset`` sends them: only the history counters the pack reads (the engine
+    refuses the others)."""
+    keep = counters_read(ruleset)
+    out = []
+    for request in requests:
+        history = {k: v for k, v in request.get("history", {}).items() if k in keep}
+        out.append({k: v for k, v in request.items() if k != "history"} | ({"history": history} if history else {}))
     return out
 
 
@@ -141,7 +153,8 @@ def generated_pack(n_rules: int, seed: int = 11) -> str:
                      f"    outcome: {rng.choice(['deny', 'review', 'step_up', 'allow'])}\n"
                      f"    reason: generated\n    source: benchmark\n    verified: false\n")
     return ('pack: generated\nversion: "1"\nreference_fx:\n  - {as_of: 2020-01-01, rates: {CNY: "1", USD: "7.2", '
-            'EUR: "7.8", GBP: "9.1", HKD: "0.92", JPY: "0.048"}}\nrules:\n' + "".join(rules))
+            'EUR: "7.8", GBP: "9.1", HKD: "0.92", JPY: "0.048"}}\ntimezones: {CN: Asia/Shanghai}\nrules:\n'
+            + "".join(rules))
 
 
 # -- zen (optional) ----------------------------------------------------------------------------------------------
@@ -185,8 +198,9 @@ def zen_section(texts: list[str], requests: list[dict], n: int, floor_p50: float
     with tempfile.TemporaryDirectory() as tmp:
         sub = Path(tmp) / "sub.yaml"
         sub.write_text('pack: sub\nversion: "1"\nreference_fx:\n  - {as_of: 2020-01-01, rates: {CNY: "1"}}\n'
-                       "rules:\n" + _emit_rules(table_rules), encoding="utf-8")
+                       "timezones: {CN: Asia/Shanghai}\nrules:\n" + _emit_rules(table_rules), encoding="utf-8")
         ours = PolicyEngine.from_path(sub)
+    requests = for_pack(requests, ours.ruleset)
     plain = [json.loads(t) for t in texts]  # Zen takes floats, not Decimals
     mismatches = 0
     for zen_req, req in zip(plain[:2000], requests[:2000], strict=True):
@@ -272,7 +286,7 @@ def main() -> None:
                 if args.quick and matcher == "durable" and size == 1000:
                     continue
                 engine = PolicyEngine(ruleset, matcher=matcher)
-                samples = timed(engine.evaluate, requests, max(2000, n // 4))
+                samples = timed(engine.evaluate, for_pack(requests, ruleset), max(2000, n // 4))
                 p50, p99, rate = stats(samples)
                 scaling.setdefault(matcher, {})[size] = p50
                 RECORD["scaling"].append({"rules": size, "matcher": matcher, "p50_us": round(p50, 2),

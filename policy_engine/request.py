@@ -25,6 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ._frozen import positional_builder
+from .conditions import fields_read
 from .errors import RequestError, Violation
 from .fields import FieldCatalog
 from .resources import load_schema
@@ -116,6 +117,17 @@ def pack_schema(schema: dict, paths: tuple[str, ...]) -> dict:
     history = own["properties"]["history"]
     history["properties"] = {k: v for k, v in history["properties"].items() if k in read}
     return own
+
+
+def counters_read(ruleset: RuleSet) -> frozenset[str]:
+    """The ``history`` counters a pack's rules read (conditions and reasons): the only ones its requests may carry.
+    For tools that build requests for a pack (strategies, benchmarks)."""
+    paths = {p for r in ruleset.rules for p in fields_read(r.when)}
+    for r in ruleset.rules:
+        paths.update(r.reason.fields)
+        if r.reason_zh:
+            paths.update(r.reason_zh.fields)
+    return frozenset(p.split(".", 1)[1] for p in paths if p.startswith("history."))
 
 
 def money_places(schema: dict) -> dict[str, int]:

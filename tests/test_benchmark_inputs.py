@@ -17,7 +17,7 @@ _spec = importlib.util.spec_from_file_location("benchmark_run", REPO / "benchmar
 assert _spec is not None and _spec.loader is not None
 bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
-corpus, generated_pack = bench.corpus, bench.generated_pack
+corpus, generated_pack, for_pack = bench.corpus, bench.generated_pack, bench.for_pack
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,8 @@ def test_generated_packs_load_and_the_matchers_agree_on_the_corpus(tmp_path, req
     assert len(ruleset.rules) == size
     engines = [PolicyEngine(ruleset, matcher=m) for m in MATCHERS]
     try:
-        answers = [[(d.decision, d.rule_ids) for d in map(engine.evaluate, requests)] for engine in engines]
+        sent = for_pack(requests, ruleset)
+        answers = [[(d.decision, d.rule_ids) for d in map(engine.evaluate, sent)] for engine in engines]
         assert all(a == answers[0] for a in answers[1:])
         assert sum(bool(ids) for _, ids in answers[0]) >= (1 if size == 10 else len(requests) // 10)  # rules fire
     finally:

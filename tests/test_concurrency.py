@@ -89,7 +89,8 @@ PACK_A = (rule("BIG", "{field: amount.value, op: gte, value: 1000}", "deny")
           + rule("P2P", "{field: purpose, op: eq, value: p2p_transfer}", "step_up"))
 PACK_B = (rule("BIG", "{field: amount.value, op: gte, value: 1000}", "review")
           + rule("USD", "{field: amount.currency, op: eq, value: USD}", "step_up"))
-RELOAD_REQUESTS = [base_request(request_id=f"r{n}", amount={"value": v, "currency": c}, purpose=p)
+RELOAD_REQUESTS = [base_request(request_id=f"r{n}", amount={"value": v, "currency": c}, purpose=p,
+                                payee={"country": "CN", "sanctions_hit": False})
                    for n, (v, c, p) in enumerate((v, c, p) for v in (100, 5000) for c in ("CNY", "USD")
                                                  for p in ("merchant_purchase", "p2p_transfer"))]
 

@@ -30,6 +30,8 @@ if DURABLE_OK:
 
 pytestmark = needs_durable
 
+P2P_REQUEST = base_request(purpose="p2p_transfer", payee={"country": "CN", "sanctions_hit": False})
+
 
 # -- helpers -----------------------------------------------------------------------------------------------
 def rule_yaml(rule_id: str, when: str, outcome: str = "review") -> str:
@@ -180,8 +182,8 @@ def test_in_list_of_1500_members_is_split_and_matches(make_pack):
     widest = max(len(atom["$or"]) for s in plan for r in json.loads(s.definition).values()
                  for atom in r["all"][0]["m"]["$and"] if "$or" in atom)
     assert widest <= MAX_BRANCHES < 512
-    requests = [base_request(request_id=m, merchant={"id": m}) for m in ("m0", "m750", "m1499", "m1500", "m")]
-    requests.append(base_request(request_id="no-merchant"))
+    requests = [base_request(request_id=m, merchant__id=m) for m in ("m0", "m750", "m1499", "m1500", "m")]
+    requests.append(base_request(request_id="no-merchant-id"))
     expected = [answer(python, r) for r in requests]
     assert expected == [("deny", ("IN-1",))] * 3 + [("allow", ())] * 3
     got, _ = durable_in_child(pack, requests)
@@ -197,8 +199,8 @@ def test_two_300_member_lists_in_one_pack_match(make_pack):
              f"payees:\n  values: [{', '.join(f'p{i}' for i in range(300))}]\n")
     pack = make_pack(rules, lists_yaml=lists)
     python = PolicyEngine(load_ruleset(pack), matcher="python")
-    requests = [base_request(merchant={"id": "m299"}), base_request(payee={"id": "p0"}),
-                base_request(merchant={"id": "m5"}, payee={"id": "p150"}), base_request(merchant={"id": "p5"})]
+    requests = [base_request(merchant__id="m299"), base_request(payee={"id": "p0"}),
+                base_request(merchant__id="m5", payee={"id": "p150"}), base_request(merchant__id="p5")]
     expected = [answer(python, r) for r in requests]
     assert expected == [("deny", ("IN-M",)), ("review", ("IN-P",)), ("deny", ("IN-M", "IN-P")), ("allow", ())]
     got, _ = durable_in_child(pack, requests)
@@ -222,7 +224,7 @@ def test_300_rules_with_one_identical_condition_all_fire(make_pack):
     rules = "".join(rule_yaml(f"S{i:03d}", "{field: purpose, op: eq, value: p2p_transfer}") for i in range(300))
     pack = make_pack(rules)
     python = PolicyEngine(load_ruleset(pack), matcher="python")
-    requests = [base_request(purpose="p2p_transfer"), base_request()]
+    requests = [P2P_REQUEST, base_request()]
     expected = [answer(python, r) for r in requests]
     assert expected == [("review", tuple(f"S{i:03d}" for i in range(300))), ("allow", ())]
     got, shards = durable_in_child(pack, requests)
@@ -246,7 +248,7 @@ def test_rule_cap_alone_keeps_identical_conditions_safe(make_pack):
         fired = matcher.match(prepared)
         print(json.dumps({"shards": len(matcher.shards), "fired": fired}))
     """
-    proc = run_python(code, str(pack), json.dumps(base_request(purpose="p2p_transfer")), timeout=60)
+    proc = run_python(code, str(pack), json.dumps(P2P_REQUEST), timeout=60)
     assert proc.returncode == 0, f"child exited {proc.returncode}:\n{proc.stderr[-3000:]}"
     result = json.loads(proc.stdout)
     assert result["shards"] == 2

@@ -125,10 +125,13 @@ def test_cli_reports_engine_failure_with_exit_3_and_no_decision(make_pack, tmp_p
 @pytest.mark.parametrize("matcher", MATCHERS)
 def test_decision_json_matches_schema(make_pack, matcher, cases):
     validator = jsonschema.Draft202012Validator(load_schema("decision"))
-    for engine in (PolicyEngine(load_ruleset(make_pack(TWO_RULES)), matcher=matcher),
-                   PolicyEngine.from_path(None, matcher=matcher)):
-        for case in cases:
-            data = json.loads(json.dumps(engine.evaluate(case["request"]).to_dict()))
+    fixture = PolicyEngine(load_ruleset(make_pack(TWO_RULES)), matcher=matcher)
+    bundled = PolicyEngine.from_path(None, matcher=matcher)
+    for case in cases:
+        # the fixture pack reads no history counter, so its callers send none (it would refuse them)
+        plain = {k: v for k, v in case["request"].items() if k != "history"}
+        for engine, request in ((fixture, plain), (bundled, case["request"])):
+            data = json.loads(json.dumps(engine.evaluate(request).to_dict()))
             validator.validate(data)
             assert data["engine"]["matcher"] == matcher
 

@@ -59,7 +59,7 @@ CASES = [
     ("{field: risk_score, op: exists}", {}, False),
     ("{field: risk_score, op: missing}", {}, True),
     ("{field: risk_score, op: missing}", {"risk_score": 3}, False),
-    ("{field: merchant.mcc, op: missing}", {"merchant__id": "m"}, True),
+    ("{field: merchant.mcc, op: missing}", {"purpose": "cash_withdrawal", "merchant": {"id": "m"}}, True),
     ("{field: ip_country, op: missing}", {"ip_country": None}, True),
     ("{field: ip_country, op: eq, value: CN}", {"ip_country": None}, False),
     # ref: field-to-field; a missing side is false for every operator
@@ -143,4 +143,5 @@ def test_operator(make_pack, matcher, when, overrides, fires):
 def test_missing_optional_objects_never_fire_a_comparison(make_pack):
     path = make_pack(_rule("{field: merchant.country, op: ne, value: CN}"))
     engine = PolicyEngine(load_ruleset(path))
-    assert engine.evaluate(base_request(merchant=DELETE)).rule_ids == ()
+    # a cash withdrawal has no merchant (a payment to a merchant must name one)
+    assert engine.evaluate(base_request(purpose="cash_withdrawal", merchant=DELETE)).rule_ids == ()

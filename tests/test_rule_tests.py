@@ -85,7 +85,7 @@ bases:
     payer: {id: u-1}
     funding_source: {type: debit_card}
     purpose: merchant_purchase
-    merchant: {country: CN}
+    merchant: {mcc: "5411", country: CN}
     amount: {value: 100, currency: CNY}
 """
 
@@ -107,7 +107,7 @@ PASSING = """\
   expect: {decision: deny, rules: [GAMBLE], reason_contains: [NO GAMBLING]}
 - name: night transfer at 05:00 local
   base: purchase
-  set: {purpose: p2p_transfer, timestamp: "2025-06-10T05:00:00+08:00"}
+  set: {purpose: p2p_transfer, timestamp: "2025-06-10T05:00:00+08:00", payee: {country: CN, sanctions_hit: false}}
   unset: [merchant]
   expect: {decision: review, includes: [NIGHT], excludes: [GAMBLE]}
 - name: cash withdrawal is reported
@@ -203,6 +203,7 @@ def test_request_id_defaults_to_the_case_name_and_inline_requests_work(tmp_path)
             payer: {id: u-1}
             funding_source: {type: debit_card}
             purpose: gambling
+            merchant: {mcc: "7995", country: CN}
             amount: {value: 1, currency: CNY}
           expect: {rules: [GAMBLE]}
         """))
@@ -271,8 +272,8 @@ MISTAKES = [
                                                                           "did you mean 'GAMBLE'"]),
     ("- name: a\n  base: purchase\n  set: {merchant.countyr: IR}\n  expect: {decision: deny}\n", "merchant.countyr",
      ["unknown request field 'merchant.countyr'", "did you mean 'merchant.country'"]),
-    ("- name: a\n  base: purchase\n  unset: [merchant.mcc]\n  expect: {decision: deny}\n", "merchant.mcc",
-     ["cannot unset merchant.mcc", "base request does not have it"]),
+    ("- name: a\n  base: purchase\n  unset: [merchant.region]\n  expect: {decision: deny}\n", "merchant.region",
+     ["cannot unset merchant.region", "base request does not have it"]),
     ("- name: a\n  base: purchase\n  expect: {decision: allow}\n- name: a  # again\n  base: purchase\n"
      "  expect: {decision: deny}\n", "name: a  # again", ["duplicate case name 'a'"]),
     ("- name: a\n  base: purchase\n  request: {}\n  expect: {decision: deny}\n", "name: a", ["not both"]),
