@@ -39,7 +39,7 @@ from ..engine import PolicyEngine
 from ..errors import EvaluationError, Issue, IssueListError, RequestError
 from ..fields import FieldCatalog
 from ..loader import DATE_FORMAT, schema_message, specific_error
-from ..request import MAX_AMOUNT
+from ..request import MAX_AMOUNT, local_time
 from ..resources import load_schema
 from ..ruleset import RuleSet
 from ..yamlsource import SourceDoc, YamlSourceError, load_yaml
@@ -349,7 +349,7 @@ def _exact(value: Any) -> Any:
 
 
 # -- generating requests ------------------------------------------------------------------------------------
-def _knobs(inv: Invariant) -> gen.Knobs:
+def _knobs(inv: Invariant, ruleset: RuleSet) -> gen.Knobs:
     overrides: dict[str, Any] = {}
     dates = amount = None
     for name, spec in inv.given.items():
@@ -373,12 +373,12 @@ def _knobs(inv: Invariant) -> gen.Knobs:
         else:
             values = gen.values_between(name, spec.get("min"), spec.get("max"))
         overrides[name] = st.one_of(st.just(gen.ABSENT), values) if spec.get("optional") else values
-    return gen.Knobs.of(overrides=overrides, dates=dates, amount=amount)
+    return gen.Knobs.of(overrides=overrides, dates=dates, amount=amount, ruleset=ruleset)
 
 
 def requests_for(inv: Invariant, ruleset: RuleSet) -> SearchStrategy[dict]:
     """Requests satisfying the invariant's ``given``: plain ones, and ones on the pack's thresholds."""
-    knobs = _knobs(inv)
+    knobs = _knobs(inv, ruleset)
     return st.one_of(gen.requests_with(knobs), gen.near_thresholds_with(ruleset, knobs))
 
 
@@ -549,7 +549,8 @@ class _Checker:
         derived = next(p for p in edge.paths if p.startswith("derived.amount_"))
         others = sum((_number(gen.get_path(request, p)) for p in edge.paths if p != derived), Fraction(0))
         needed = Fraction(edge.value) - others  # type: ignore[arg-type]
-        rates = self.engine.ruleset.fx_for(dt.datetime.fromisoformat(request["timestamp"]).date().toordinal()).rates
+        day = local_time(self.engine.ruleset, request["timestamp"], request.get("psp_country")).date()
+        rates = self.engine.ruleset.fx_for(day.toordinal()).rates
         currency, target = request["amount"]["currency"], derived.rsplit("_", 1)[1].upper()
         if currency not in rates or target not in rates:
             return None

@@ -73,10 +73,10 @@ class PackStrategies:
     ruleset: RuleSet
 
     def valid(self, **knobs: Any) -> SearchStrategy[dict]:
-        """:func:`policy_engine.testing.strategies.requests` (same keyword knobs)."""
+        """:func:`policy_engine.testing.strategies.requests` (same keyword knobs) for this pack."""
         from . import strategies
 
-        return strategies.requests(**knobs)
+        return strategies.requests(ruleset=self.ruleset, **knobs)
 
     def near_thresholds(self, **knobs: Any) -> SearchStrategy[dict]:
         """:func:`policy_engine.testing.strategies.near_thresholds` on this pack."""

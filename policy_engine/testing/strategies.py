@@ -3,7 +3,10 @@
 * :func:`requests` draws **valid** requests from ``schemas/payment_request.schema.json``: every field of the
   contract can appear, with realistic values (funding types and purposes of DOMAIN.md, mostly Chinese and
   international countries, MCCs the default pack uses), exact money with the currency's number of decimals
-  (JPY 0, KWD 3) and timestamps with UTC offsets. Knobs fix parts of a request.
+  (JPY 0, KWD 3) and timestamps with UTC offsets. A payment to a merchant names one (with MCC and country), a
+  P2P transfer a payee (with country and screening result); ``psp_country`` is a jurisdiction the pack has a
+  timezone for and ``history`` holds only counters it reads (``ruleset=``: that pack; else the bundled pack and
+  every counter). Knobs fix parts of a request.
 * :func:`near_thresholds` concentrates values on a pack's numeric thresholds: it walks the rule conditions,
   collects every numeric constant per field, and draws values at ``t`` and one step either side, choosing the
   amount and currency so that a converted ``derived.amount_*`` lands on the edge (exactly where the currency's
@@ -26,13 +29,17 @@ from fractions import Fraction
 from functools import cache
 from math import ceil, floor
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import jsonschema
+from hypothesis import assume
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from ..conditions import All, Any_, Leaf, Node, Not
+from ..loader import load_ruleset
 from ..operators import Op, Shape
-from ..request import MAX_AMOUNT, MINOR_UNITS
+from ..request import DEFAULT_PSP_COUNTRY, MAX_AMOUNT, MINOR_UNITS, counters_read, local_time
 from ..resources import load_schema
 from ..ruleset import RuleSet
 
@@ -142,11 +149,14 @@ def leaf_schema(path: str) -> dict:
 
 @cache
 def request_fields() -> tuple[str, ...]:
-    """Every leaf field path of the request contract, in schema order."""
+    """Every leaf field path of the request contract, in schema order (not the free-form ``extra``: no rule
+    reads it)."""
     out: list[str] = []
 
     def walk(schema: dict, prefix: str) -> None:
         for name, sub in schema.get("properties", {}).items():
+            if sub.get("type") == "object" and "properties" not in sub:
+                continue
             if "properties" in sub:
                 walk(sub, f"{prefix}{name}.")
             else:
@@ -328,19 +338,43 @@ def _date(value: dt.date | str | None, default: dt.date) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
 
 
+@cache
+def _bundled() -> RuleSet:
+    return load_ruleset(None)
+
+
+@cache
+def _conditionals() -> tuple[tuple[Any, dict], ...]:
+    return tuple((jsonschema.Draft202012Validator(e["if"]), e["then"]) for e in _schema().get("allOf", ()))
+
+
+def counterparties(purpose: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The objects (and their fields) the request contract requires for a purpose: a merchant with ``mcc`` and
+    ``country`` for a payment to a merchant, a payee with ``country`` and ``sanctions_hit`` for a P2P transfer."""
+    out = []
+    for condition, then in _conditionals():
+        if condition.is_valid({"purpose": purpose}):
+            children = then.get("properties", {})
+            out += [(name, tuple(children.get(name, {}).get("required", ()))) for name in then.get("required", ())]
+    return tuple(out)
+
+
 @dataclass(frozen=True, slots=True)
 class Knobs:
     """What a caller fixed: field overrides (values, strategies or :data:`ABSENT`), the local-date window and
-    an amount range (in the request's currency)."""
+    an amount range (in the request's currency); and what the pack accepts: the jurisdictions it has a timezone
+    for (``zones``: psp_country -> zone name) and the history counters it reads (``counters``)."""
 
     overrides: tuple[tuple[str, Any], ...] = ()
     dates: tuple[dt.date, dt.date] = DEFAULT_DATES
     amount: tuple[Decimal | None, Decimal | None] | None = None
+    zones: tuple[tuple[str, str], ...] = ()
+    counters: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, *, funding_type: Any = None, purpose: Any = None, currency: Any = None,
            overrides: Mapping[str, Any] | None = None, dates: tuple[Any, Any] | None = None,
-           amount: tuple[Any, Any] | None = None) -> Knobs:
+           amount: tuple[Any, Any] | None = None, ruleset: RuleSet | None = None) -> Knobs:
         fixed: dict[str, Any] = {}
         for path, value in (("funding_source.type", funding_type), ("purpose", purpose),
                             ("amount.currency", currency)):
@@ -357,7 +391,9 @@ class Knobs:
         bounds = None
         if amount is not None:
             bounds = tuple(None if b is None else Decimal(str(b)) for b in amount)
-        return cls(tuple(fixed.items()), window, bounds)  # type: ignore[arg-type]
+        pack = ruleset or _bundled()
+        return cls(tuple(fixed.items()), window, bounds, tuple(sorted(pack.timezones.items())),  # type: ignore[arg-type]
+                   counters_read(pack))
 
 
 def _draw_fixed(draw: Any, knobs: Knobs) -> dict[str, Any]:
@@ -394,6 +430,7 @@ def _base(draw: Any, knobs: Knobs, fixed: Mapping[str, Any]) -> dict:
     request: dict[str, Any] = {"request_id": f"gen-{draw(st.integers(0, 10**6))}",
                                "timestamp": draw(timestamps(knobs.dates))}
     schema = _schema()
+    jurisdictions = sorted(dict(knobs.zones), key=lambda c: c != DEFAULT_PSP_COUNTRY)  # shrinks to the default
     for name, sub in schema["properties"].items():
         if name in _SPECIAL:
             continue
@@ -403,9 +440,16 @@ def _base(draw: Any, knobs: Knobs, fixed: Mapping[str, Any]) -> dict:
                 continue
             obj: dict[str, Any] = {}
             for child in sub["properties"]:
+                if name == "history" and child not in knobs.counters:
+                    continue  # the pack would refuse a counter it does not read
                 if child in sub.get("required", ()) or draw(st.booleans()):
                     obj[child] = draw(field_values(f"{name}.{child}"))
             request[name] = obj
+        elif name == "psp_country":
+            if jurisdictions and (jurisdictions[0] != DEFAULT_PSP_COUNTRY or draw(st.booleans())):
+                request[name] = draw(st.sampled_from(jurisdictions))
+        elif name == "extra":
+            continue  # rules cannot read it
         elif required or draw(st.booleans()):
             request[name] = draw(field_values(name))
     currency = fixed.get("amount.currency")
@@ -423,19 +467,40 @@ def _finish(request: dict, fixed: Mapping[str, Any]) -> dict:
     return request
 
 
+def _complete(draw: Any, knobs: Knobs, fixed: Mapping[str, Any], request: dict) -> dict:
+    """The last touches, once every field is where the knobs and edges put it: the counterparty the purpose
+    needs, and the timestamp. Until here a timestamp's wall time is the payment's time in the PSP's
+    jurisdiction (so dates and hours can be set on it directly); it becomes that instant, written in the drawn
+    UTC offset (the engine reads the instant, never the offset)."""
+    for name, children in counterparties(request.get("purpose")):
+        # a knob that removes what the purpose needs asks for an invalid request: draw another one
+        assume(fixed.get(name) is not ABSENT and all(fixed.get(f"{name}.{c}") is not ABSENT for c in children))
+        obj = request.setdefault(name, {})
+        for child in children:
+            if obj.get(child) is None:
+                obj[child] = draw(field_values(f"{name}.{child}"))
+    zone = dict(knobs.zones).get(request.get("psp_country") or DEFAULT_PSP_COUNTRY)
+    if "timestamp" not in fixed and zone is not None:
+        wall = dt.datetime.fromisoformat(request["timestamp"])
+        instant = wall.replace(tzinfo=ZoneInfo(zone))
+        request["timestamp"] = instant.astimezone(wall.tzinfo).isoformat()
+    return request
+
+
 # -- valid requests -----------------------------------------------------------------------------------------
 def requests(*, funding_type: Any = None, purpose: Any = None, currency: Any = None,
              overrides: Mapping[str, Any] | None = None, dates: tuple[Any, Any] | None = None,
-             amount: tuple[Any, Any] | None = None) -> SearchStrategy[dict]:
+             amount: tuple[Any, Any] | None = None, ruleset: RuleSet | None = None) -> SearchStrategy[dict]:
     """Valid payment requests.
 
     ``funding_type``, ``purpose`` and ``currency`` fix those fields (a value or a strategy); ``overrides``
     fixes any dotted field (``{"purpose": "credit_card_repayment", "payer.age": st.integers(0, 17),
-    "device": ABSENT}``); ``dates=("2022-07-07", None)`` limits the payment's local date to ``[from, to)``;
-    ``amount=(lo, hi)`` limits ``amount.value`` (in the request's currency, inclusive).
+    "device": ABSENT}``); ``dates=("2022-07-07", None)`` limits the payment's date in its PSP's timezone to
+    ``[from, to)``; ``amount=(lo, hi)`` limits ``amount.value`` (in the request's currency, inclusive);
+    ``ruleset`` is the pack the requests are for (default: the bundled pack).
     """
     return requests_with(Knobs.of(funding_type=funding_type, purpose=purpose, currency=currency,
-                              overrides=overrides, dates=dates, amount=amount))
+                              overrides=overrides, dates=dates, amount=amount, ruleset=ruleset))
 
 
 def requests_with(knobs: Knobs) -> SearchStrategy[dict]:
@@ -443,7 +508,7 @@ def requests_with(knobs: Knobs) -> SearchStrategy[dict]:
     @st.composite
     def build(draw: Any) -> dict:
         fixed = _draw_fixed(draw, knobs)
-        return _finish(draw(_base(knobs, fixed)), fixed)
+        return _complete(draw, knobs, fixed, _finish(draw(_base(knobs, fixed)), fixed))
 
     return build()
 
@@ -550,13 +615,19 @@ def thresholds(ruleset: RuleSet) -> dict[str, tuple[Decimal, ...]]:
 
 
 def _local(request: dict) -> dt.datetime:
+    """The wall time of a request being built (see :func:`_complete`)."""
     return dt.datetime.fromisoformat(request["timestamp"])
 
 
 def converted(ruleset: RuleSet, request: dict, target: str) -> Fraction | None:
     """``derived.amount_<target>`` of a request, exactly, as the engine computes it (None: no rate)."""
+    day = local_time(ruleset, request["timestamp"], request.get("psp_country")).date()
+    return _converted(ruleset, request, target, day)
+
+
+def _converted(ruleset: RuleSet, request: dict, target: str, day: dt.date) -> Fraction | None:
     amount = request["amount"]
-    rates = ruleset.fx_for(_local(request).date().toordinal()).rates
+    rates = ruleset.fx_for(day.toordinal()).rates
     currency = amount["currency"]
     if currency not in rates or target not in rates:
         return None
@@ -724,7 +795,7 @@ class _EdgeWriter:
         if path == "derived.local_hour":
             return Fraction(_local(self.request).hour)
         if path.startswith("derived."):
-            return converted(self.ruleset, self.request, path.split("_")[-1].upper())
+            return _converted(self.ruleset, self.request, path.split("_")[-1].upper(), _local(self.request).date())
         current = get_path(self.request, path)
         if current is ABSENT or isinstance(current, bool) or not isinstance(current, int | Decimal | float | str):
             return None
@@ -739,7 +810,7 @@ def near_thresholds(ruleset: RuleSet, *, max_edges: int = 3, funding_type: Any =
     either side: 0.01 for money, 1 for integers and hours). The knobs are those of :func:`requests` and win
     over the edges."""
     return near_thresholds_with(ruleset, Knobs.of(funding_type=funding_type, purpose=purpose, currency=currency,
-                                   overrides=overrides, dates=dates, amount=amount), max_edges)
+                                   overrides=overrides, dates=dates, amount=amount, ruleset=ruleset), max_edges)
 
 
 def near_thresholds_with(ruleset: RuleSet, knobs: Knobs, max_edges: int = 3) -> SearchStrategy[dict]:
@@ -761,7 +832,7 @@ def near_thresholds_with(ruleset: RuleSet, knobs: Knobs, max_edges: int = 3) -> 
         writer = _EdgeWriter(draw, ruleset, knobs, fixed, request)
         for _ in range(draw(st.sampled_from(counts))):
             writer.apply(draw(st.sampled_from(by_rule[draw(st.sampled_from(rule_ids))])))
-        return _finish(request, fixed)
+        return _complete(draw, knobs, fixed, _finish(request, fixed))
 
     return build()
 
