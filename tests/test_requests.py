@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from decimal import Decimal
 
 import jsonschema
@@ -19,7 +20,7 @@ from policy_engine.fields import FieldCatalog
 from policy_engine.jsonio import parse_json
 from policy_engine.request import money_places
 from policy_engine.resources import load_schema
-from policy_engine.validator import compile_fast_path, compile_schema
+from policy_engine.validator import compile_fast_path, compile_schema, decimal_in_bounds
 
 
 @pytest.fixture(scope="module")
@@ -277,7 +278,7 @@ def _schema_paths(schema: dict, prefix: tuple = ()) -> list[tuple[str, ...]]:
     return out
 
 
-#: Every property of the contract, plus a few it does not define (extra keys are allowed in most objects).
+#: Every property of the contract, plus a few it does not define (unknown keys, refused at every level).
 PATHS = [*_schema_paths(REQUEST_SCHEMA), ("history", "new_counter_cny"), ("payer", "nickname"), ("note",)]
 
 scalars = st.one_of(
@@ -315,8 +316,11 @@ VALID_ISH = st.fixed_dictionaries({
 }, optional={
     "psp_country": country,
     "merchant": st.fixed_dictionaries({}, optional={"mcc": st.sampled_from(["5411", "7995"]), "country": country,
-                                                    "in_issuer_network": st.booleans()}),
-    "payee": st.fixed_dictionaries({}, optional={"country": country, "first_time": st.booleans()}),
+                                                    "in_issuer_network": st.booleans(),
+                                                    "region": st.sampled_from(["UA-43", "CN-BJ", "ua-43", "UA-43 "])}),
+    "payee": st.fixed_dictionaries({}, optional={"country": country, "first_time": st.booleans(),
+                                                 "sanctions_hit": st.booleans()}),
+    "extra": st.dictionaries(st.text(max_size=3), anything, max_size=3),
     "cross_border": st.booleans(),
     "channel": st.sampled_from(["online", "in_app", "pos", "qr_static", "qr_dynamic", "atm", "counter"]),
     "auth": st.fixed_dictionaries({}, optional={"factors": count, "sca_performed": st.booleans()}),
@@ -363,11 +367,33 @@ def without_nulls(value):
 @example(base_request(psp_country="CN\n"))  # refused: `$` is ECMA's end of string, not Python's
 @example(base_request(history__anything=-1))
 @example(base_request(psp_country=None, payer__id=None))
+@example(base_request(funding_source__available_credit_cny=5e-324))
+@example(base_request(risk_score=Decimal("1E+30")))
+@example(base_request(extra={"a": {"b": [Decimal("1E-30")]}}))
+@example(base_request(extra={"a": {"b": {"c": 1}}}))
+@example(base_request(merchant=None))
+@example(base_request(purpose="p2p_transfer", merchant=None, payee={"country": "CN"}))
+@example(base_request(purpose="p2p_transfer", payee={"country": "CN", "sanctions_hit": None}))
+@example(base_request(purpose=7, merchant={"mcc": "5411"}))
 @example([])
 def test_compiled_validator_agrees_with_jsonschema(instance):
     errors = COMPILED(instance)
     reference_errors = [e.message for e in REFERENCE.iter_errors(without_nulls(instance))]
+    # the engine's rule on top of JSON Schema: every number fits exact arithmetic
+    reference_errors += ["number beyond exact arithmetic"] * any(map(_beyond_exact, _numbers(instance)))
     assert bool(errors) == bool(reference_errors), (errors, reference_errors)
+
+
+def _numbers(value):
+    if isinstance(value, dict | list):
+        for v in (value.values() if isinstance(value, dict) else value):
+            yield from _numbers(v)
+    elif isinstance(value, float | Decimal):
+        yield value
+
+
+def _beyond_exact(number) -> bool:
+    return not (math.isfinite(number) and decimal_in_bounds(Decimal(repr(number)) if type(number) is float else number))
 
 
 # ---------------------------------------------------------------------------------------------------------------
