@@ -175,19 +175,26 @@ class _Gen:
     def emit(self, indent: int, line: str) -> None:
         self.lines.append("    " * indent + line)
 
-    def condition(self, schema: dict, v: str, where: str) -> str:
+    def condition(self, schema: dict, v: str, where: str, known: dict[str, str] | None = None) -> str:
         """A Python expression that is true when ``v`` matches ``schema`` (an ``if``): required properties,
-        ``const``, ``enum`` and ``not`` on them. Null counts as absent, as everywhere in this validator."""
+        ``const``, ``enum`` and ``not`` on them. Null counts as absent, as everywhere in this validator.
+        ``known``: ``v`` is a dict whose properties are in these variables already (the fast path)."""
         unknown = set(schema) - _CONDITION
         if unknown:
             raise ValueError(f"request schema at {where} uses unsupported keywords {sorted(unknown)} in a condition")
         tests = []
         if "required" in schema or "properties" in schema:
-            tests.append(f"type({v}) is dict")
-            tests += [f"{v}.get({name!r}) is not None" for name in schema.get("required", ())]
+            if known is None:
+                tests.append(f"type({v}) is dict")
+
+            def get(name: str) -> str:
+                return known[name] if known and name in known else f"{v}.get({name!r})"
+
+            tests += [f"{get(name)} is not None" for name in schema.get("required", ())]
             for name, sub in schema.get("properties", {}).items():
-                child = f"{v}.get({name!r})"
-                tests.append(f"({child} is None or {self.condition(sub, child, f'{where}/properties/{name}')})")
+                inner = self.condition(sub, get(name), f"{where}/properties/{name}")
+                required = name in schema.get("required", ())
+                tests.append(inner if required else f"({get(name)} is None or {inner})")
         if "const" in schema:
             tests.append(self.member(v, (schema["const"],)))
         if "enum" in schema:
@@ -432,9 +439,9 @@ class _FastGen(_Gen):
                         quantum = self.const(Decimal(1).scaleb(-places))
                         dec.append(f"({v}.same_quantum({quantum}) or _fits({v}, {places}))")
                         flt.append(f"_fits({v}, {places})")
-                    else:
-                        dec.append(f"_is_number({v})")
-                        flt.append(f"_is_number({v})")
+                    else:  # within exact arithmetic (is_finite is part of that)
+                        dec[0] = f"_is_number({v})"
+                        flt[0] = f"_is_number({v})"
                     branches.append((f"type({v}) is Decimal", dec, v))
                     branches.append((f"type({v}) is float", flt, f"Decimal(repr({v}))" if numeric else v))
             elif name == "boolean":
@@ -520,8 +527,9 @@ class _FastGen(_Gen):
         self.emit(indent, f"{get} = {v}.get")
         for name in required - set(props):
             self.emit(indent, f"if {get}({name!r}) is None: return None")
+        children: dict[str, str] = {}
         for name, sub in props.items():
-            child = self.var()
+            child = children[name] = self.var()
             path = None if dotted is None else (f"{dotted}.{name}" if dotted else name)
             self.emit(indent, f"{child} = {get}({name!r})")
             if name in required:
@@ -534,19 +542,22 @@ class _FastGen(_Gen):
             # Keys outside the known ones (even ones whose value is null) are rare: the full path judges them.
             self.emit(indent, f"if not ({v}.keys() <= {self.const(frozenset(props))}): return None")
         for at, condition, then, _why in self.conditionals(schema, where):
-            self.emit(indent, f"if {self.condition(condition, v, f'{at}/if')}:")
-            self.requirements(then, v, indent + 1, f"{at}/then")
+            self.emit(indent, f"if {self.condition(condition, v, f'{at}/if', children)}:")
+            self.requirements(then, v, indent + 1, f"{at}/then", children)
 
-    def requirements(self, schema: dict, v: str, indent: int, where: str) -> None:
-        """A ``then`` of required properties, on an object whose values the object's own checks typed already."""
+    def requirements(self, schema: dict, v: str, indent: int, where: str, known: dict[str, str] | None = None) -> None:
+        """A ``then`` of required properties, on an object whose values the object's own checks typed already
+        (``known``: the variables that hold its properties)."""
         unknown = set(schema) - _ANNOTATIONS - {"required", "properties"}
         if unknown:
             raise FastPathUnsupported(f"{where}: {sorted(unknown)} in a conditional requirement")
+        known = known or {}
         for name in schema.get("required", ()):
-            self.emit(indent, f"if {v}.get({name!r}) is None: return None")
+            self.emit(indent, f"if {known.get(name, f'{v}.get({name!r})')} is None: return None")
         for name, sub in schema.get("properties", {}).items():
-            child = self.var()
-            self.emit(indent, f"{child} = {v}.get({name!r})")
+            child = known.get(name) or self.var()
+            if name not in known:
+                self.emit(indent, f"{child} = {v}.get({name!r})")
             self.emit(indent, f"if type({child}) is dict:")
             self.emit(indent + 1, "pass")
             self.requirements(sub, child, indent + 1, f"{where}/properties/{name}")
