@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from policy_engine import PolicyEngine, RequestError, RuleSetError, load_ruleset
 from policy_engine.audit import AuditLog
-from policy_engine.cli import main, parse_json
+from policy_engine.cli import main
+from policy_engine.jsonio import parse_json
 from policy_engine.testing.strategies import near_thresholds, requests
 
 PACK = load_ruleset(None)
