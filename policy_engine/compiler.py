@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from .conditions import All, Any_, Leaf, Node, Not, leaves
+from .conditions import NOT_APPLICABLE_WHEN_ABSENT, All, Any_, Leaf, Node, Not, counterparty_of, leaves
 from .operators import Op, Shape
 from .ruleset import Rule, RuleSet
 
@@ -92,7 +92,8 @@ class FactLayout:
     """Which fact key carries which field, sum or comparison."""
 
     def __init__(self, ruleset: RuleSet, catalog_kinds: Mapping[str, str]):
-        self.kinds = catalog_kinds
+        # a counterparty's presence marker (see conditions.NOT_APPLICABLE_WHEN_ABSENT) is a boolean fact
+        self.kinds = {**catalog_kinds, **{party: "bool" for party in NOT_APPLICABLE_WHEN_ABSENT}}
         self.plain: dict[str, str] = {}
         self.sums: dict[tuple[str, ...], str] = {}
         self.cmps: dict[tuple[str, str], str] = {}
@@ -109,6 +110,8 @@ class FactLayout:
                                    *([DAY_KEY] if self.uses_day else [])])
 
     def _register(self, leaf: Leaf) -> None:
+        for party in _parents(leaf):
+            self.key_for(party)
         if leaf.operand.is_sum:
             self.sums.setdefault(leaf.operand.paths, f"s{len(self.sums)}")
         elif leaf.ref is not None and self.kinds[leaf.operand.paths[0]] == "num":
@@ -123,18 +126,46 @@ class FactLayout:
     def key_for(self, path: str) -> str:
         return self.plain.setdefault(path, f"f{len(self.plain)}")
 
-class Lowerer:
-    def __init__(self, layout: FactLayout):
-        self.layout = layout
+def _parents(leaf: Leaf) -> tuple[str, ...]:
+    """The counterparty objects whose fields the leaf reads (their absence makes the leaf false)."""
+    out: dict[str, None] = {}
+    for path in leaf.fields():
+        party = counterparty_of(path)
+        if party is not None:
+            out.setdefault(party, None)
+    return tuple(out)
 
-    def rule(self, rule: Rule) -> LNode:
-        tree = self.node(rule.when, negate=False)
+
+class Lowerer:
+    """Lowers condition trees with Kleene's three-valued logic into positive trees of tests.
+
+    ``node(n, negate=False)`` is true exactly when ``n`` is true, ``node(n, negate=True)`` exactly when ``n`` is
+    false, and :meth:`unknown` exactly when ``n`` is unknown (DOMAIN §5.1 point 6). A test on a missing key is
+    false, so "unknown" is written with ``missing`` tests; a leaf under an absent counterparty is false. Fields in
+    ``never_missing`` (required by the request contract, or given a declared default) are never unknown, which
+    keeps the unknown trees of most rules empty."""
+
+    def __init__(self, layout: FactLayout, never_missing: frozenset[str] = frozenset()):
+        self.layout = layout
+        self.never_missing = never_missing
+
+    @staticmethod
+    def _dates(rule: Rule) -> list[LNode]:
         dates: list[LNode] = []
         if rule.effective_from is not None:
             dates.append(Test(DAY_KEY, Op.GTE, rule.effective_from))
         if rule.effective_to is not None:
             dates.append(Test(DAY_KEY, Op.LT, rule.effective_to))
-        return _all([*dates, tree])
+        return dates
+
+    def rule(self, rule: Rule) -> LNode:
+        """When the rule fires: in force and its condition true."""
+        return _all([*self._dates(rule), self.node(rule.when, negate=False)])
+
+    def rule_unknown(self, rule: Rule) -> LNode:
+        """When the rule is undecided: in force and its condition unknown."""
+        unknown = self.unknown(rule.when)
+        return FALSE if unknown == FALSE else _all([*self._dates(rule), unknown])
 
     def node(self, node: Node, negate: bool) -> LNode:
         if isinstance(node, Not):
@@ -145,43 +176,70 @@ class Lowerer:
             return _all(kids) if conj else _any(kids)
         return self.leaf(node, negate)
 
+    def unknown(self, node: Node) -> LNode:
+        if isinstance(node, Not):
+            return self.unknown(node.child)
+        if isinstance(node, Leaf):
+            return self.leaf_unknown(node)
+        # all: no child false (each true or unknown) and some child unknown; any: no child true, some unknown
+        settled = isinstance(node, Any_)  # a child of `any` must not be true, a child of `all` not false
+        results = [(self.node(child, negate=settled), self.unknown(child)) for child in node.children]
+        unknowns = [u for _, u in results if u != FALSE]
+        if not unknowns:
+            return FALSE
+        if len(unknowns) == 1:  # that child being unknown already says it is "true or unknown"
+            return _all([other for other, u in results if u == FALSE] + unknowns)
+        return _all([other if u == FALSE else _any([other, u]) for other, u in results] + [_any(unknowns)])
+
+    def leaf_unknown(self, leaf: Leaf) -> LNode:
+        if leaf.op.spec.shape is Shape.NONE or all(p in self.never_missing for p in leaf.fields()):
+            return FALSE  # presence tests are two-valued; required and defaulted fields are never unknown
+        lay = self.layout
+        operand = leaf.operand
+        if operand.is_sum:
+            keys = [lay.sums[operand.paths]]
+        elif leaf.ref is not None and lay.kinds[operand.paths[0]] == "num":
+            keys = [lay.cmps[(operand.paths[0], leaf.ref)]]
+        else:
+            keys = [lay.plain[p] for p in leaf.fields() if p not in self.never_missing]
+        present = [Test(lay.plain[party], Op.EXISTS) for party in _parents(leaf)]
+        return _all([*present, _any([Test(k, Op.MISSING) for k in keys])])
+
     def leaf(self, leaf: Leaf, negate: bool) -> LNode:
         lay = self.layout
         operand = leaf.operand
         op = leaf.op
         shape, inverse = op.spec.shape, op.spec.inverse
+        # when negated (the leaf is false): an absent counterparty makes it false, whatever else holds; a test on
+        # a missing key is false, so a missing field makes neither the leaf nor its negation true (unknown)
+        na: list[LNode] = [Test(lay.plain[party], Op.MISSING) for party in _parents(leaf)] if negate else []
         if operand.is_sum:
             key = lay.sums[operand.paths]
         elif leaf.ref is not None and lay.kinds[operand.paths[0]] == "num":
             # x <op> y  <=>  sign(x - y) <op> 0, computed exactly when the facts are built
             key = lay.cmps[(operand.paths[0], leaf.ref)]
-            positive = Test(key, op, 0)
-            return _any([Test(key, Op.MISSING), Test(key, inverse, 0)]) if negate else positive
+            return _any([*na, Test(key, inverse, 0)]) if negate else Test(key, op, 0)
         else:
             key = lay.plain[operand.paths[0]]
-        if shape is Shape.NONE:
+        if shape is Shape.NONE:  # two-valued
             return Test(key, inverse if negate else op)
-        present = Test(key, Op.EXISTS)
-        absent = Test(key, Op.MISSING)
         if leaf.ref is not None:
             other = lay.plain[leaf.ref]
             if negate:
-                return _any([absent, Test(other, Op.MISSING), Test(key, inverse, ref_key=other)])
+                return _any([*na, Test(key, inverse, ref_key=other)])
             return _all([Test(other, Op.EXISTS), Test(key, op, ref_key=other)])
         if shape is Shape.RANGE:  # lo <= x < hi
             lo, hi = leaf.value  # type: ignore[misc]
             if negate:
-                return _any([absent, Test(key, Op.LT, lo), Test(key, Op.GTE, hi)])
+                return _any([*na, Test(key, Op.LT, lo), Test(key, Op.GTE, hi)])
             return _all([Test(key, Op.GTE, lo), Test(key, Op.LT, hi)])
         if shape is Shape.LIST:
             member = self._membership(key, leaf)
-            non_member = self._non_membership(key, leaf)
-            if (op is Op.IN) != negate:  # in, or not(not_in): present and a member (missing fails eq)
-                return member if not negate else _any([absent, member])
-            # not_in, or not(in)
-            return _all([present, non_member]) if not negate else _any([absent, non_member])
+            non_member = _all([Test(key, Op.EXISTS), self._non_membership(key, leaf)])
+            holds, fails = (member, non_member) if op is Op.IN else (non_member, member)
+            return _any([*na, fails]) if negate else holds
         if negate:
-            return _any([absent, Test(key, inverse, leaf.value)])
+            return _any([*na, Test(key, inverse, leaf.value)])
         return Test(key, op, leaf.value)
 
     @staticmethod
@@ -221,14 +279,29 @@ class Lowerer:
 
 @dataclass(frozen=True, slots=True)
 class Program:
-    """A rule set lowered for matching: shared by every matcher built from it."""
+    """A rule set lowered for matching: shared by every matcher built from it.
+
+    Rule ``i`` of the pack *fires* when its entry in ``rules`` (index ``i``) matches, and is *undecided* (its
+    condition unknown) when its entry in ``unknown`` (index ``size + i``) matches; the two never match together.
+    A matcher answers with one sorted list of both kinds of index; :meth:`split` separates them."""
 
     layout: FactLayout
-    rules: tuple[CompiledRule, ...]  # rules whose condition can be true, in pack order
-    never: tuple[str, ...]  # ids of rules whose condition is always false (e.g. `in` an empty list)
+    rules: tuple[CompiledRule, ...]  # when each rule fires (rules whose condition can be true), in pack order
+    never: tuple[str, ...]  # ids of rules whose condition is never true (e.g. `in` an empty list)
     locations: Mapping[str, tuple[str, int, int]]  # rule id -> file, line, col (for compile errors)
     label: str  # ``pack@version``, naming the code generated for it
     root: str  # where the pack was loaded from
+    size: int = 0  # rules in the pack
+    unknown: tuple[CompiledRule, ...] = ()  # when each rule is undecided (rules that can be), in pack order
+    only_undecided: tuple[str, ...] = ()  # ids of rules that can never fire but can be undecided
+
+    def split(self, matched: list[int]) -> tuple[list[int], list[int]]:
+        """(fired, undecided) pack indexes from a matcher's sorted answer."""
+        n = self.size
+        if not matched or matched[-1] < n:
+            return matched, []
+        cut = next(i for i, m in enumerate(matched) if m >= n)
+        return matched[:cut], [m - n for m in matched[cut:]]
 
     def position(self, rule_id: str) -> str:
         """``rules/funding_sources.yaml:12``: a rule's file (from the pack's parent directory) and line."""
@@ -236,16 +309,24 @@ class Program:
         return f"{Path(os.path.relpath(file, Path(self.root).parent)).as_posix()}:{line}"
 
 
-def compile_program(ruleset: RuleSet, catalog_kinds: Mapping[str, str]) -> Program:
+def compile_program(ruleset: RuleSet, catalog_kinds: Mapping[str, str],
+                    never_missing: frozenset[str] = frozenset()) -> Program:
+    """Lower ``ruleset``; ``never_missing`` names the fields every valid request has (required, defaulted)."""
     layout = FactLayout(ruleset, catalog_kinds)
-    lowerer = Lowerer(layout)
-    compiled, never = [], []
+    lowerer = Lowerer(layout, never_missing)
+    size = len(ruleset.rules)
+    firing, undecided, never, only_undecided = [], [], [], []
     for i, rule in enumerate(ruleset.rules):
         tree = lowerer.rule(rule)
+        unknown = lowerer.rule_unknown(rule)
         if tree == FALSE:
             never.append(rule.id)
+            if unknown != FALSE:
+                only_undecided.append(rule.id)
         else:
-            compiled.append(CompiledRule(i, rule.id, tree))
+            firing.append(CompiledRule(i, rule.id, tree))
+        if unknown != FALSE:
+            undecided.append(CompiledRule(size + i, rule.id, unknown))
     locations = {r.id: (r.file, r.line, r.col) for r in ruleset.rules}
-    return Program(layout, tuple(compiled), tuple(never), locations, f"{ruleset.pack}@{ruleset.version}",
-                   ruleset.path)
+    return Program(layout, tuple(firing), tuple(never), locations, f"{ruleset.pack}@{ruleset.version}",
+                   ruleset.path, size, tuple(undecided), tuple(only_undecided))

@@ -3,14 +3,21 @@
 The reference evaluator works on the normalised request (exact ``Decimal``/``Fraction`` numbers, strings,
 booleans) and states the semantics directly; both matchers are property-tested against it.
 
-Missing data: a leaf whose field (or ``ref`` field, or non-``history`` ``add`` operand) is missing is false for
-every operator except ``missing``; ``not`` is plain negation, so ``not: {field: x, op: eq, value: true}`` is true
-when ``x`` is absent.
+Missing data is unknown, never a pass (DOMAIN §5.1 point 6): a condition has three values, true, false and
+unknown (``None`` here).
+
+- A leaf on a field under an absent counterparty object (:data:`NOT_APPLICABLE_WHEN_ABSENT`: no ``merchant`` on
+  a P2P transfer, no ``payee`` on a purchase) is false: the counterparty does not exist, so nothing about it holds.
+- Otherwise a leaf whose field (or ``ref`` field, or ``add`` operand) is missing is unknown, for every operator
+  but ``exists``/``missing``, which are two-valued. Fields whose absence has a defined meaning (caller-supplied
+  history counters: 0) are given their declared default by the request preparer before any rule reads them.
+- ``all``/``any``/``not`` follow Kleene's logic: false AND unknown = false, true OR unknown = true, NOT unknown =
+  unknown.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -21,8 +28,19 @@ from .operators import Op, Shape
 Number = int | Decimal | Fraction
 Scalar = str | bool | Number
 
-#: History aggregates are counters the caller may omit: in ``add`` they count as zero (DOMAIN §5.1.6).
-ZERO_WHEN_MISSING_PREFIX = "history."
+#: Objects whose absence means "not applicable" rather than "unknown" (DOMAIN §5.1 point 6). The request
+#: preparer puts a presence marker for each (the object's own path, ``True``) into the view, so the reference
+#: evaluator and both matchers can tell an absent counterparty from an absent field of a present one.
+NOT_APPLICABLE_WHEN_ABSENT = ("merchant", "payee")
+
+#: Truth values of the three-valued logic: ``True``, ``False`` and ``UNKNOWN``.
+UNKNOWN = None
+
+
+def counterparty_of(path: str) -> str | None:
+    """The counterparty object a field belongs to (``merchant.mcc`` -> ``merchant``), else ``None``."""
+    head = path.split(".", 1)[0]
+    return head if head in NOT_APPLICABLE_WHEN_ABSENT and head != path else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,14 +55,14 @@ class Operand:
         return " + ".join(self.paths) if self.is_sum else self.paths[0]
 
     def value(self, view: Mapping[str, Any]) -> Any:
+        """The operand's exact value, or ``None`` when a field it reads is missing (declared defaults are already
+        in the view)."""
         if not self.is_sum:
             return view.get(self.paths[0])
         total: Number = 0
         for path in self.paths:
             v = view.get(path)
             if v is None:
-                if path.startswith(ZERO_WHEN_MISSING_PREFIX):
-                    continue
                 return None
             total = _exact_add(total, v)
         return total
@@ -127,28 +145,78 @@ def fields_read(node: Node) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def evaluate_leaf(leaf: Leaf, view: Mapping[str, Any], day: int) -> bool:
+def not_applicable(leaf: Leaf, view: Mapping[str, Any]) -> bool:
+    """Whether the leaf reads a field of a counterparty the request does not have (the leaf is then false)."""
+    for path in leaf.fields():
+        party = counterparty_of(path)
+        if party is not None and party not in view:
+            return True
+    return False
+
+
+def evaluate_leaf(leaf: Leaf, view: Mapping[str, Any], day: int) -> bool | None:
+    """True, false, or ``None`` (unknown: a field the leaf needs is missing). Presence operators are two-valued;
+    every other operator's meaning on present values is its table entry (``Op.spec.holds``)."""
     spec = leaf.op.spec
     value = leaf.operand.value(view)
     if spec.shape is Shape.NONE:
         return spec.holds(value, None)
-    if value is None:
+    if not_applicable(leaf, view):
         return False
+    if value is None:
+        return UNKNOWN
     if leaf.ref is not None:
         other = view.get(leaf.ref)
-        return other is not None and spec.holds(value, other)
+        return UNKNOWN if other is None else spec.holds(value, other)
     if spec.shape is Shape.LIST:
         assert leaf.items is not None
         return spec.holds(value, [item.value for item in leaf.items if item.applies(day)])
     return spec.holds(value, leaf.value)
 
 
-def evaluate(node: Node, view: Mapping[str, Any], day: int) -> bool:
-    """The reference semantics of a condition tree on a normalised request dated ``day`` (date ordinal)."""
+def kleene_all(values: Iterable[bool | None]) -> bool | None:
+    result: bool | None = True
+    for v in values:
+        if v is False:
+            return False
+        if v is UNKNOWN:
+            result = UNKNOWN
+    return result
+
+
+def kleene_any(values: Iterable[bool | None]) -> bool | None:
+    result: bool | None = False
+    for v in values:
+        if v is True:
+            return True
+        if v is UNKNOWN:
+            result = UNKNOWN
+    return result
+
+
+def kleene_not(value: bool | None) -> bool | None:
+    return UNKNOWN if value is UNKNOWN else not value
+
+
+def evaluate(node: Node, view: Mapping[str, Any], day: int) -> bool | None:
+    """The reference semantics of a condition tree on a normalised request dated ``day`` (date ordinal): true,
+    false or ``None`` (unknown)."""
     if isinstance(node, Leaf):
         return evaluate_leaf(node, view, day)
     if isinstance(node, All):
-        return all(evaluate(c, view, day) for c in node.children)
+        return kleene_all([evaluate(c, view, day) for c in node.children])
     if isinstance(node, Any_):
-        return any(evaluate(c, view, day) for c in node.children)
-    return not evaluate(node.child, view, day)
+        return kleene_any([evaluate(c, view, day) for c in node.children])
+    return kleene_not(evaluate(node.child, view, day))
+
+
+def unknown_fields(node: Node, view: Mapping[str, Any], day: int) -> tuple[str, ...]:
+    """The missing fields of the leaves that are unknown on this request, in first-use order: what a caller would
+    have to send for the condition to be decided."""
+    seen: dict[str, None] = {}
+    for leaf in leaves(node):
+        if evaluate_leaf(leaf, view, day) is UNKNOWN:
+            for path in leaf.fields():
+                if view.get(path) is None:
+                    seen.setdefault(path, None)
+    return tuple(seen)

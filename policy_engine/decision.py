@@ -13,6 +13,9 @@ from typing import Any
 
 from ._frozen import positional_builder
 
+#: Trail entry statuses (DESIGN §5).
+FIRED, UNDECIDED, SKIPPED = "fired", "undecided", "skipped"
+
 
 class Outcome(StrEnum):
     DENY = "deny"
@@ -121,10 +124,18 @@ class TrailEntry:
     source: str
     report: str | None = None
     reason_zh: str | None = None
+    #: fired: the condition held; undecided: it could not be decided from the data given (``outcome`` is then
+    #: the rule's ``on_unknown`` outcome); skipped: undecided on optional enrichment (``on_unknown: skip``),
+    #: contributes nothing. Unless fired, ``missing`` names the fields the request left out.
+    status: str = FIRED
+    missing: tuple[str, ...] = ()
+    #: evidence fields the request left out that took the pack's declared default (e.g. a history counter: 0)
+    defaulted: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "rule_id": self.rule_id,
+            "status": self.status,
             "category": self.category,
             "outcome": self.outcome,
             "title": self.title,
@@ -136,6 +147,10 @@ class TrailEntry:
             out["report"] = self.report
         if self.reason_zh:
             out["reason_zh"] = self.reason_zh
+        if self.status != FIRED:
+            out["missing"] = list(self.missing)
+        if self.defaulted:
+            out["defaulted"] = list(self.defaulted)
         return out
 
 
@@ -151,6 +166,9 @@ class Decision:
     as_of: str = ""
     fx_as_of: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: fields the request left out that took the pack's declared default (DOMAIN §5.1 point 7: a caller-supplied
+    #: history counter not sent counts as 0), so a decision that relied on a default says so
+    defaulted: tuple[str, ...] = ()
 
     @property
     def allowed(self) -> bool:
@@ -158,7 +176,16 @@ class Decision:
 
     @property
     def rule_ids(self) -> tuple[str, ...]:
-        return tuple(entry.rule_id for entry in self.trail)
+        """The rules that fired (undecided and skipped rules are in the trail too, with their status)."""
+        return tuple(entry.rule_id for entry in self.trail if entry.status == FIRED)
+
+    @property
+    def undecided_ids(self) -> tuple[str, ...]:
+        return tuple(entry.rule_id for entry in self.trail if entry.status == UNDECIDED)
+
+    @property
+    def skipped_ids(self) -> tuple[str, ...]:
+        return tuple(entry.rule_id for entry in self.trail if entry.status == SKIPPED)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -172,6 +199,7 @@ class Decision:
             "as_of": self.as_of,
             "fx_as_of": self.fx_as_of,
             "elapsed_us": self.elapsed_us,
+            **({"defaulted": list(self.defaulted)} if self.defaulted else {}),
         }
 
 
@@ -179,6 +207,19 @@ class Decision:
 build_decision = positional_builder(Decision)
 build_trail_entry = positional_builder(TrailEntry)
 NO_EXTRA: Mapping[str, Any] = MappingProxyType({})  # shared, so immutable
+
+
+def undecided_reason(rule: Any, status: str, missing: tuple[str, ...]) -> str:
+    """The reason of an undecided or skipped rule: what it could not decide and which fields it lacked."""
+    lacking = ", ".join(missing) or "a field it reads"
+    if status == SKIPPED:
+        return (f"Not checked: {rule.title} needs {lacking}, which the request does not state (optional "
+                f"enrichment; the rule is skipped).")
+    if rule.report:
+        return (f"Undecided: whether {rule.title} applies needs {lacking}, which the request does not state; "
+                f"the {rule.report} obligation is undecided.")
+    return (f"Undecided: {rule.title} cannot be decided because the request does not state {lacking}; "
+            f"the payment is held for {rule.on_unknown.replace('_', '-')}.")
 
 
 def combine(outcomes: list[str], order: tuple[str, ...] | dict[str, int]) -> Outcome:

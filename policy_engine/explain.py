@@ -15,13 +15,24 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Union
 
-from .conditions import All, Any_, Leaf, ListItem, Node, evaluate_leaf
-from .decision import combine, json_value
+from .conditions import (
+    All,
+    Any_,
+    Leaf,
+    ListItem,
+    Node,
+    evaluate_leaf,
+    kleene_all,
+    kleene_any,
+    kleene_not,
+    unknown_fields,
+)
+from .decision import FIRED, SKIPPED, UNDECIDED, combine, json_value
 from .diagnostics import did_you_mean
 from .errors import PolicyEngineError
 from .operators import Op, Shape
 from .pack import CompiledPack
-from .ruleset import Rule
+from .ruleset import SKIP, Rule
 
 
 class UnknownRuleError(PolicyEngineError):
@@ -41,9 +52,9 @@ class LeafResult:
 
     field: str  # the operand as written: a path, or `a + b` for an `add`
     op: Op
-    result: bool
+    result: bool | None  # None: unknown (a field the leaf needs is missing)
     value: Any  # the operand's value on this request; None when missing
-    parts: tuple[tuple[str, Any], ...] = ()  # an `add`'s operands and their values (missing history counts as 0)
+    parts: tuple[tuple[str, Any], ...] = ()  # an `add`'s operands and their values (declared defaults filled in)
     expected: Any = None  # the constant: a value, (lo, hi) for between, the applicable members for in / not_in
     list_name: str | None = None
     matched: ListItem | None = None  # the list item equal to the value, even if its dates exclude this day
@@ -51,10 +62,13 @@ class LeafResult:
     ref: str | None = None
     ref_value: Any = None
     pos: tuple[str, int, int] | None = None
+    defaulted: tuple[str, ...] = ()  # fields the request left out that took the pack's declared default
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"node": "leaf", "field": self.field, "op": self.op, "result": self.result,
                                "value": json_value(self.value), "missing": self.value is None}
+        if self.defaulted:
+            out["defaulted"] = list(self.defaulted)
         if self.parts:
             out["parts"] = {p: json_value(v) for p, v in self.parts}
         if self.ref is not None:
@@ -79,7 +93,7 @@ class LeafResult:
 @dataclass(frozen=True, slots=True)
 class GroupResult:
     kind: str  # all | any | not
-    result: bool
+    result: bool | None  # None: unknown (Kleene logic over the children)
     children: tuple[NodeResult, ...]
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,12 +116,19 @@ class RuleExplanation:
     condition: NodeResult  # evaluated even when the rule is not in force, to show what it would have done
     fired: bool
     location: str
+    status: str | None = None  # fired | undecided | skipped, or None when the rule does not apply
+    on_unknown: str = "review"
+    missing: tuple[str, ...] = ()  # unless fired: the fields whose absence leaves the condition unknown
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule_id": self.rule_id, "title": self.title, "category": self.category, "outcome": self.outcome,
-                "report": self.report, "in_force": self.in_force,
-                "effective": {"from": self.effective_from, "to": self.effective_to}, "fired": self.fired,
-                "at": self.location, "condition": self.condition.to_dict()}
+        out = {"rule_id": self.rule_id, "title": self.title, "category": self.category, "outcome": self.outcome,
+               "report": self.report, "in_force": self.in_force,
+               "effective": {"from": self.effective_from, "to": self.effective_to}, "fired": self.fired,
+               "status": self.status, "on_unknown": self.on_unknown, "at": self.location,
+               "condition": self.condition.to_dict()}
+        if self.missing:
+            out["missing"] = list(self.missing)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +140,13 @@ class Explanation:
     fired: tuple[str, ...]  # every fired rule, in pack order
     ruleset: Mapping[str, str]
     rules: tuple[RuleExplanation, ...]
+    undecided: tuple[str, ...] = ()  # every undecided rule (not skipped), in pack order
+    skipped: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"request_id": self.request_id, "as_of": self.as_of, "fx_as_of": self.fx_as_of,
-                "decision": self.decision, "fired": list(self.fired), "ruleset": dict(self.ruleset),
+                "decision": self.decision, "fired": list(self.fired), "undecided": list(self.undecided),
+                "skipped": list(self.skipped), "ruleset": dict(self.ruleset),
                 "rules": [r.to_dict() for r in self.rules]}
 
 
@@ -137,37 +161,48 @@ def explain(pack: CompiledPack, request: Any, rule_id: str | None = None) -> Exp
         raise UnknownRuleError(rule_id, [r.id for r in ruleset.rules])
     prepared = pack.prepare(request)
     view, day = prepared.view, prepared.day
-    explained = tuple(_rule(rule, view, day) for rule in ruleset.rules)
-    fired = tuple(r for r in explained if r.fired)
+    defaulted = frozenset(prepared.defaulted)
+    explained = tuple(_rule(rule, view, day, defaulted) for rule in ruleset.rules)
+    fired = tuple(r for r in explained if r.status == FIRED)
+    undecided = tuple(r for r in explained if r.status == UNDECIDED)
     return Explanation(
         request_id=prepared.request_id, as_of=dt.date.fromordinal(day).isoformat(), fx_as_of=prepared.fx.as_of_iso,
-        decision=combine([r.outcome for r in fired], ruleset.decision_order).value,
+        decision=combine([r.outcome for r in fired] + [r.on_unknown for r in undecided],
+                         ruleset.decision_order).value,
         fired=tuple(r.rule_id for r in fired), ruleset=pack.ruleset_info,
-        rules=tuple(r for r in explained if rule_id is None or r.rule_id == rule_id))
+        rules=tuple(r for r in explained if rule_id is None or r.rule_id == rule_id),
+        undecided=tuple(r.rule_id for r in undecided),
+        skipped=tuple(r.rule_id for r in explained if r.status == SKIPPED))
 
 
-def _rule(rule: Rule, view: Mapping[str, Any], day: int) -> RuleExplanation:
-    condition = _node(rule.when, view, day)
+def _rule(rule: Rule, view: Mapping[str, Any], day: int, defaulted: frozenset[str]) -> RuleExplanation:
+    condition = _node(rule.when, view, day, defaulted)
     in_force = rule.in_force(day)
+    status = missing = None
+    if in_force and condition.result is True:
+        status = FIRED
+    elif in_force and condition.result is None:
+        status = SKIPPED if rule.on_unknown == SKIP else UNDECIDED
+        missing = unknown_fields(rule.when, view, day)
     return RuleExplanation(rule.id, rule.title, rule.category, rule.outcome, rule.report, in_force,
                            _date(rule.effective_from), _date(rule.effective_to), condition,
-                           in_force and condition.result, rule.location)
+                           status == FIRED, rule.location, status, rule.on_unknown, missing or ())
 
 
-def _node(node: Node, view: Mapping[str, Any], day: int) -> NodeResult:
+def _node(node: Node, view: Mapping[str, Any], day: int, defaulted: frozenset[str]) -> NodeResult:
     # Every child is evaluated (no short-circuit) so that the explanation shows every leaf's result.
     if isinstance(node, Leaf):
-        return _leaf(node, view, day)
+        return _leaf(node, view, day, defaulted)
     if isinstance(node, All | Any_):
-        children = tuple(_node(c, view, day) for c in node.children)
+        children = tuple(_node(c, view, day, defaulted) for c in node.children)
         results = [c.result for c in children]
         return GroupResult("all" if isinstance(node, All) else "any",
-                           all(results) if isinstance(node, All) else any(results), children)
-    child = _node(node.child, view, day)
-    return GroupResult("not", not child.result, (child,))
+                           kleene_all(results) if isinstance(node, All) else kleene_any(results), children)
+    child = _node(node.child, view, day, defaulted)
+    return GroupResult("not", kleene_not(child.result), (child,))
 
 
-def _leaf(leaf: Leaf, view: Mapping[str, Any], day: int) -> LeafResult:
+def _leaf(leaf: Leaf, view: Mapping[str, Any], day: int, defaulted: frozenset[str]) -> LeafResult:
     value = leaf.operand.value(view)
     parts = tuple((p, view.get(p)) for p in leaf.operand.paths) if leaf.operand.is_sum else ()
     expected: Any = leaf.value
@@ -178,7 +213,8 @@ def _leaf(leaf: Leaf, view: Mapping[str, Any], day: int) -> LeafResult:
     return LeafResult(field=leaf.operand.label, op=leaf.op, result=evaluate_leaf(leaf, view, day), value=value,
                       parts=parts, expected=expected, list_name=leaf.list_name, matched=matched,
                       matched_applies=matched is not None and matched.applies(day), ref=leaf.ref,
-                      ref_value=view.get(leaf.ref) if leaf.ref else None, pos=leaf.pos)
+                      ref_value=view.get(leaf.ref) if leaf.ref else None, pos=leaf.pos,
+                      defaulted=tuple(p for p in leaf.fields() if p in defaulted))
 
 
 # -- text rendering ----------------------------------------------------------------------------------------
@@ -221,13 +257,19 @@ def _comparison(leaf: LeafResult) -> str:
 
 
 def _observed(leaf: LeafResult) -> str:
+    def note(path: str) -> str:
+        return " (default: not sent)" if path in leaf.defaulted else ""
+
     text = f"value {show(leaf.value)}"
     if leaf.parts:
-        shown = ", ".join(f"{p} {show(v)}" + (" → 0" if v is None and p.startswith("history.") else "")
-                          for p, v in leaf.parts)
+        shown = ", ".join(f"{p} {show(v)}{note(p)}" for p, v in leaf.parts)
         text += f" ({shown})"
+    elif leaf.defaulted:
+        text += note(leaf.field)
     if leaf.ref is not None:
         text += f", {leaf.ref} {show(leaf.ref_value)}"
+    if leaf.result is None:
+        text += " — unknown"
     if leaf.matched is not None and not leaf.matched_applies:
         dates = " ".join(f"{k} {_date(d)}" for k, d in (("from", leaf.matched.start), ("to", leaf.matched.end)) if d)
         text += f"; listed only {dates}, not on this date"
@@ -235,7 +277,7 @@ def _observed(leaf: LeafResult) -> str:
 
 
 def render_node(node: NodeResult, indent: int = 0) -> list[str]:
-    mark = "✓" if node.result else "✗"
+    mark = "?" if node.result is None else "✓" if node.result else "✗"
     pad = "  " * indent
     if isinstance(node, LeafResult):
         return [f"{pad}{mark} {_comparison(node)}   — {_observed(node)}"]
@@ -251,10 +293,17 @@ def render(explanation: Explanation) -> str:
     lines = [f"{explanation.request_id}: {explanation.decision} (pack {info['pack']} {info['version']}, as of "
              f"{explanation.as_of}, FX table {explanation.fx_as_of})",
              f"fired: {', '.join(explanation.fired) if explanation.fired else 'no rule'}"]
+    if explanation.undecided:
+        lines.append(f"undecided (a field they need is missing): {', '.join(explanation.undecided)}")
+    if explanation.skipped:
+        lines.append(f"skipped (optional enrichment missing): {', '.join(explanation.skipped)}")
     for rule in explanation.rules:
         report = f", report {rule.report}" if rule.report else ""
         if rule.fired:
             status = "FIRED"
+        elif rule.status in (UNDECIDED, SKIPPED):
+            held = "skipped" if rule.status == SKIPPED else f"held for {rule.on_unknown}"
+            status = f"UNDECIDED: missing {', '.join(rule.missing)} ({held})"
         elif not rule.in_force:
             window = " ".join(f"{k} {d}" for k, d in (("from", rule.effective_from), ("to", rule.effective_to)) if d)
             status = f"not in force on {explanation.as_of} (effective {window}), so it does not fire"

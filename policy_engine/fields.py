@@ -61,6 +61,20 @@ def _kind_of(schema: dict) -> tuple[Kind, tuple | None, bool] | None:
     return None
 
 
+def _always_present(schema: dict, prefix: str) -> list[str]:
+    """Leaf paths every valid request has after normalisation: required all the way down, or defaulted."""
+    out = []
+    required = set(schema.get("required", ()))
+    for name, sub in schema.get("properties", {}).items():
+        if name not in required and "default" not in sub:
+            continue
+        if sub.get("type") == "object" or "properties" in sub:
+            out += _always_present(sub, f"{prefix}{name}.")
+        else:
+            out.append(prefix + name)
+    return out
+
+
 class FieldCatalog:
     """Maps a dotted path to its :class:`FieldInfo`; suggests near misses for unknown paths."""
 
@@ -84,6 +98,7 @@ class FieldCatalog:
             fields[info.path] = info
         self._fields = fields
         self._schemas = schemas
+        self.always_present = frozenset(_always_present(request_schema, "")) | {"derived.local_hour"}
 
     def get(self, path: str) -> FieldInfo | None:
         return self._fields.get(path)

@@ -30,11 +30,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from .conditions import All, Any_, Leaf, Node, Not, Operand, leaves
+from .compiler import compile_program
+from .conditions import All, Any_, Leaf, Node, Not, Operand, fields_read, leaves
 from .fields import FieldCatalog
 from .operators import Op, Shape
 from .resources import load_schema
-from .ruleset import Rule, RuleSet
+from .ruleset import SKIP, Rule, RuleSet
 from .yamlsource import SourceDoc, YamlSourceError, load_yaml
 
 
@@ -42,7 +43,7 @@ from .yamlsource import SourceDoc, YamlSourceError, load_yaml
 class Check:
     code: str
     name: str
-    severity: str  # "error" fails `validate` (exit 1); "warning" only with --strict
+    severity: str  # "error" fails `validate` (exit 1); "warning" only with --strict; "info" never
 
 
 CHECKS: dict[str, Check] = {c.code: c for c in (
@@ -52,6 +53,8 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
     Check("W120", "unused-list", "warning"),
     Check("W130", "no-source", "warning"),
     Check("W140", "reason-missing-field", "warning"),
+    Check("I150", "fail-open", "info"),
+    Check("W151", "only-undecided", "warning"),
     Check("E201", "mixed-currency", "error"),
     Check("E202", "unpinned-currency", "error"),
     Check("W203", "reason-currency", "warning"),
@@ -284,8 +287,7 @@ def _guaranteed(node: Node) -> set[str]:
     if isinstance(node, Leaf):
         if node.op is Op.MISSING:
             return set()
-        paths = [p for p in node.operand.paths if not (node.operand.is_sum and p.startswith("history."))]
-        return set(paths) | ({node.ref} if node.ref else set())
+        return set(node.operand.paths) | ({node.ref} if node.ref else set())
     if isinstance(node, All):
         return set().union(*(_guaranteed(c) for c in node.children))
     if isinstance(node, Any_):
@@ -300,7 +302,8 @@ class _Linter:
         self.ruleset = ruleset
         schema = load_schema("payment_request")
         self.catalog = FieldCatalog(schema)
-        self.always_present = _required_paths(schema) | _defaulted_paths(schema) | {"derived.local_hour"}
+        self.always_present = (_required_paths(schema) | _defaulted_paths(schema) | {"derived.local_hour"}
+                               | set(ruleset.defaults))
         codes = {c for table in ruleset.fx_tables for c in table.rates} | {"CNY", "USD", "EUR", "RMB"}
         self.currency_codes = codes
         self._docs: dict[str, SourceDoc | None] = {}
@@ -325,6 +328,7 @@ class _Linter:
             self._reason_currency(rule)
         self._shadowed()
         self._unused_lists()
+        self._unknowns()
         rank = {f: i for i, f in enumerate(self.ruleset.files)}
         return tuple(sorted(self.findings, key=lambda f: (rank.get(f.file, len(rank)), f.line, f.col, f.code)))
 
@@ -418,6 +422,25 @@ class _Linter:
                 self._add("W102", rule, why[0], f"`not` is always true here, because {why[1]}")
             else:
                 self._dead(rule, node.child)
+
+    # -- I150 / W151 ---------------------------------------------------------------------------------------
+    def _unknowns(self) -> None:
+        """Missing data is unknown (DOMAIN §5.1 point 6). Every place the pack lets it pass is listed (I150: a
+        rule that is skipped when its input is absent), and a rule that can be undecided but never fire (its
+        condition is never true, yet a missing field leaves it unknown) is a mistake (W151)."""
+        program = compile_program(self.ruleset, {p: self.catalog.get(p).kind for p in self.catalog.paths()},
+                                  self.catalog.always_present | frozenset(self.ruleset.defaults))
+        can_be_unknown = {c.rule_id for c in program.unknown}
+        for rule in self.ruleset.rules:
+            if rule.on_unknown == SKIP and rule.id in can_be_unknown:
+                optional = [p for p in fields_read(rule.when)
+                            if p not in self.always_present and not p.startswith("derived.")]
+                self._add("I150", rule, self._rule_key_pos(rule, "on_unknown"),
+                          f"when the request leaves out {' or '.join(optional)}, this {rule.outcome} rule is "
+                          "skipped (on_unknown: skip; listed in the trail, never applied)")
+            if rule.id in program.only_undecided:
+                self._add("W151", rule, None, "rule can never fire, but a missing field leaves it undecided "
+                                              f"({rule.on_unknown}): it can only hold payments, never decide them")
 
     # -- W110 ----------------------------------------------------------------------------------------------
     def _shadowed(self) -> None:

@@ -27,7 +27,7 @@ from .fields import FieldCatalog
 from .operators import Op, Shape, UnknownOperatorError, ops_with
 from .packchecks import ConstantChecker, ListSource, cost_issues, placeholder_problem, rate_problem
 from .resources import default_pack_path, load_schema
-from .ruleset import DEFAULT_DECISION_ORDER, FxTable, Rule, RuleSet
+from .ruleset import DEFAULT_DECISION_ORDER, FxTable, Rule, RuleSet, default_on_unknown
 from .yamlsource import SourceDoc, YamlSourceError, load_yaml
 
 #: Numbers in conditions are compared exactly in units of 10^-SCALE_DIGITS (see ``compiler.py``).
@@ -159,6 +159,7 @@ class _Loader:
         rules = self._rules(docs, bad_paths, lists)
         self.issues += ConstantChecker(self.catalog).check(docs, rules, self.list_sources)
         self.issues += cost_issues(rules, lists, docs[0].file if docs else str(self.root))
+        defaults = self._defaults(docs, bad_paths)
         if self.issues:
             rank = {d.file: n for n, d in enumerate(docs)}
             raise RuleSetError(sorted(self.issues, key=lambda i: (rank.get(i.file, -1), i.line, i.col)))
@@ -166,7 +167,7 @@ class _Loader:
         digest = self._digest(docs)
         return RuleSet(pack=pack, version=version, decision_order=order, rules=tuple(rules), lists=lists,
                        fx_tables=fx, timezones=zones, digest=digest, path=str(self.root),
-                       files=tuple(d.file for d in docs), description=description)
+                       files=tuple(d.file for d in docs), description=description, defaults=defaults)
 
     def _digest(self, docs: list[SourceDoc]) -> str:
         # Canonical content: the parsed data of each file under its path relative to the pack. Comments and
@@ -330,6 +331,37 @@ class _Loader:
                                                                "(e.g. timezones: {CN: Asia/Shanghai})"))
         return dict(sorted(zones.items()))
 
+    def _defaults(self, docs: list[SourceDoc], bad: dict) -> dict[str, Any]:
+        """``defaults:`` of every file: field path -> the value an absent field takes."""
+        out: dict[str, Any] = {}
+        origin: dict[str, str] = {}
+        for doc in docs:
+            section = doc.data.get("defaults") if isinstance(doc.data, dict) else None
+            if not isinstance(section, dict) or any(b[:1] == ("defaults",) for b in bad[id(doc)]):
+                continue
+            for name, value in section.items():
+                path = ("defaults", name)
+
+                def err(where: tuple, message: str, doc: SourceDoc = doc) -> None:
+                    self.issues.append(doc.issue(where, None, message))
+
+                if name in out:
+                    err(path, f"default for {name!r} is already declared in {origin[name]}")
+                    continue
+                if not self._field_ok(path, name, err):
+                    continue
+                if name.startswith("derived."):
+                    err(path, f"{name} is computed by the engine; it has no default")
+                    continue
+                info = self.catalog.get(name)
+                assert info is not None
+                constant = self._constant(doc, path, value, info.kind, name, err)
+                if constant is not None:
+                    out[name] = int(constant) if isinstance(constant, Decimal) and constant == int(constant) \
+                        else constant
+                    origin[name] = doc.file
+        return out
+
     # -- rules -------------------------------------------------------------------------------------------
     def _rules(self, docs: list[SourceDoc], bad: dict, lists: dict) -> list[Rule]:
         rules: list[Rule] = []
@@ -381,7 +413,8 @@ class _Loader:
         return Rule(id=raw["id"], category=raw["category"], title=raw["title"], when=when, outcome=raw["outcome"],
                     reason=reason, source=raw["source"], verified=raw["verified"], file=doc.file, line=line,
                     col=col, report=raw.get("report"), effective_from=start, effective_to=end,
-                    reason_zh=reason_zh, tags=tuple(raw.get("tags", ())), notes=raw.get("notes"))
+                    reason_zh=reason_zh, tags=tuple(raw.get("tags", ())), notes=raw.get("notes"),
+                    on_unknown=raw.get("on_unknown") or default_on_unknown(raw["outcome"]))
 
     def _template(self, doc: SourceDoc, path: tuple, text: str, rid: str | None) -> ReasonTemplate:
         if problem := placeholder_problem(text):  # before the template's renderer is built

@@ -20,13 +20,23 @@ from typing import Any
 
 from ._version import __version__
 from .compiler import Program, compile_program
-from .conditions import fields_read
-from .decision import NO_EXTRA, Decision, build_decision, build_trail_entry, combine
+from .conditions import fields_read, unknown_fields
+from .decision import (
+    FIRED,
+    NO_EXTRA,
+    SKIPPED,
+    UNDECIDED,
+    Decision,
+    build_decision,
+    build_trail_entry,
+    combine,
+    undecided_reason,
+)
 from .fields import FieldCatalog
 from .matchers import Matcher, build_matcher, durable_available
 from .request import PreparedRequest, RequestPreparer
 from .resources import load_schema
-from .ruleset import Rule, RuleSet
+from .ruleset import SKIP, Rule, RuleSet
 
 #: The pure-Python matcher is the default: it decides exactly as the durable matcher does (property-tested)
 #: and measured several times faster on the default pack; see README "Performance".
@@ -74,7 +84,8 @@ class CompiledPack:
         :class:`~policy_engine.MatcherUnavailableError` for a matcher this interpreter lacks."""
         catalog = _catalog()
         kinds = {p: catalog.get(p).kind for p in catalog.paths()}  # type: ignore[union-attr]
-        program = compile_program(ruleset, kinds)
+        # fields every valid request has (required by the contract, or given a default) are never unknown
+        program = compile_program(ruleset, kinds, catalog.always_present | frozenset(ruleset.defaults))
         name = matcher or DEFAULT_MATCHER
         engine_info = {"version": __version__, "matcher": name}
         ok, why = durable_available()
@@ -107,8 +118,10 @@ class CompiledPack:
         Faults propagate as they are: failing closed is the caller's policy (see :class:`PolicyEngine`).
         """
         start = time.perf_counter_ns() if started_ns is None else started_ns
-        fired = self.matcher.match(prepared)
-        get = prepared.complete().get if fired else None  # reasons and evidence show every derived amount
+        matched = self.matcher.match(prepared)
+        fired, undecided = self.program.split(matched)
+        get = prepared.complete().get if matched else None  # reasons and evidence show every derived amount
+        defaulted = prepared.defaulted
         trail = []
         obligations = []
         for index in fired:
@@ -117,14 +130,36 @@ class CompiledPack:
             trail.append(build_trail_entry(
                 rule.id, rule.category, rule.outcome, rule.title, rule.reason.render_get(get),
                 {p: get(p) for p in entry.fields}, rule.source, rule.report,
-                rule.reason_zh.render_get(get) if rule.reason_zh else None))
+                rule.reason_zh.render_get(get) if rule.reason_zh else None, FIRED, (),
+                tuple(p for p in entry.fields if p in defaulted) if defaulted else ()))
             if rule.report:
                 obligations.append({"rule_id": rule.id, "report": rule.report})
-        outcome = combine([e.outcome for e in trail], self.rank)
+        if undecided:
+            trail = self._with_undecided(prepared, fired, undecided, trail, obligations)
+        outcome = combine([e.outcome for e in trail if e.status != SKIPPED], self.rank)
         return build_decision(
             prepared.request_id, outcome, tuple(trail), tuple(obligations), self.ruleset_info,
             self.engine_info, (time.perf_counter_ns() - start) // 1000, _iso_day(prepared.day),
-            prepared.fx.as_of_iso, NO_EXTRA)
+            prepared.fx.as_of_iso, NO_EXTRA, defaulted)
+
+    def _with_undecided(self, prepared: PreparedRequest, fired: list[int], undecided: list[int], trail: list,
+                        obligations: list) -> list:
+        """The trail with the rules whose condition is unknown merged in, in pack order. Only requests that leave
+        out something a rule needs come here, so naming the missing fields may use the reference evaluator."""
+        view, day, defaulted = prepared.view, prepared.day, prepared.defaulted
+        by_index = dict(zip(fired, trail, strict=True))
+        for index in undecided:
+            entry = self.evidence[index]
+            rule = entry.rule
+            missing = unknown_fields(rule.when, view, day)
+            status = SKIPPED if rule.on_unknown == SKIP else UNDECIDED
+            by_index[index] = build_trail_entry(
+                rule.id, rule.category, "allow" if status == SKIPPED else rule.on_unknown, rule.title,
+                undecided_reason(rule, status, missing), {p: view.get(p) for p in entry.fields}, rule.source,
+                rule.report, None, status, missing, tuple(p for p in entry.fields if p in defaulted))
+            if rule.report and status == UNDECIDED:
+                obligations.append({"rule_id": rule.id, "report": rule.report, "status": UNDECIDED})
+        return [by_index[i] for i in sorted(by_index)]
 
     def close(self) -> None:
         """Release native matcher resources (durable handles). A closed pack still decides correctly, but the

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .decision import FIRED
 from .engine import PolicyEngine
 from .errors import EvaluationError, RequestError
 
@@ -72,10 +73,10 @@ def replay(engine: PolicyEngine, records: Iterable[tuple[int, Any, str | Request
         masked_read.update(p for p in record.get("masked", ()) if p in read_fields)
         try:
             now = engine.evaluate(record["request"])
-            replayed, rules = now.decision.value, now.rule_ids
+            replayed, rules = now.decision.value, tuple(_entry(e.rule_id, e.status) for e in now.trail)
         except (RequestError, EvaluationError) as exc:
             replayed, rules = f"error: {type(exc).__name__}", ()
-        logged_rules = tuple(t["rule_id"] for t in logged.get("trail", ()))
+        logged_rules = tuple(_entry(t["rule_id"], t.get("status", FIRED)) for t in logged.get("trail", ()))
         if replayed == logged.get("decision") and rules == logged_rules:
             same += 1
         else:
@@ -83,6 +84,11 @@ def replay(engine: PolicyEngine, records: Iterable[tuple[int, Any, str | Request
                                     logged_rules, rules, logged_digest))
     return ReplayReport(digest, total, same, tuple(diffs), dict(others), tuple(unreadable),
                         tuple(sorted(masked_read)))
+
+
+def _entry(rule_id: str, status: str) -> str:
+    """A trail entry as the report shows it: the rule id, with its status unless it fired."""
+    return rule_id if status == FIRED else f"{rule_id} ({status})"
 
 
 def _fields(rule) -> tuple[str, ...]:

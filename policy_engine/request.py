@@ -25,7 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ._frozen import positional_builder
-from .conditions import fields_read
+from .conditions import NOT_APPLICABLE_WHEN_ABSENT, counterparty_of, fields_read
 from .errors import RequestError, Violation
 from .fields import FieldCatalog
 from .resources import load_schema
@@ -165,6 +165,7 @@ class PreparedRequest:
     day: int  # local calendar date of the payment, as an ordinal (as-of evaluation)
     fx: FxTable
     pending: tuple[Decimal | int, tuple[tuple[str, str], ...]] | None = None
+    defaulted: tuple[str, ...] = ()  # fields the request left out that took the pack's declared default
 
     def complete(self) -> dict[str, Any]:
         """The view with every derived amount in it (idempotent, cheap once done)."""
@@ -190,7 +191,8 @@ class RequestPreparer:
         self._defaults = self._collect_defaults(schema)
         # Only the fields the pack reads (conditions, reasons) are flattened; derived fields are computed
         # only when some rule reads them.
-        plain = [p for p in paths if not p.startswith("derived.")]
+        # (a counterparty's own path is its presence marker, set below, not a field to validate or flatten)
+        plain = [p for p in paths if not p.startswith("derived.") and p not in NOT_APPLICABLE_WHEN_ABSENT]
         kinds = FieldCatalog(schema)
         money = money_places(schema)
         collect = {p: kinds.get(p) is not None and kinds.get(p).kind == "num" for p in plain}
@@ -204,6 +206,11 @@ class RequestPreparer:
         self._fill = tuple((p, p.split(".")[0] if "." in p else None, v) for p, v in self._defaults.items()
                            if p in plain)
         self._derived = {p for p in paths if p.startswith("derived.")}
+        # the pack's declared defaults for the fields it reads (DOMAIN §5.1 point 7), and the counterparties whose
+        # presence decides whether a missing field of theirs is "not applicable" or unknown (§5.1 point 6)
+        self._pack_defaults = tuple((p, v) for p, v in ruleset.defaults.items() if p in plain)
+        self._parties = tuple(party for party in NOT_APPLICABLE_WHEN_ABSENT
+                              if any(counterparty_of(p) == party for p in plain))
 
     @staticmethod
     def _collect_defaults(schema: dict) -> dict[str, Any]:
@@ -276,14 +283,25 @@ class RequestPreparer:
         for path, parent, value in self._fill:
             if path not in view and (parent is None or type(request.get(parent)) is dict):
                 view[path] = value
+        defaulted: tuple[str, ...] = ()
+        if self._pack_defaults:
+            filled = []
+            for path, value in self._pack_defaults:
+                if path not in view:
+                    view[path] = value
+                    filled.append(path)
+            defaulted = tuple(filled)
+        for party in self._parties:
+            if type(request.get(party)) is dict:
+                view[party] = True
         if "amount.value" in view:
             view["amount.value"] = amount
         day = when.toordinal()  # the calendar date in the PSP's jurisdiction
         fx = self.ruleset.fx_for(day)
         if not self._derived:
-            return _build_prepared(rid, view, day, fx, None)
+            return _build_prepared(rid, view, day, fx, None, defaulted)
         later = self._derive(view, amount, currency, when, fx)
-        prepared = _build_prepared(rid, view, day, fx, later)
+        prepared = _build_prepared(rid, view, day, fx, later, defaulted)
         if later is not None and not pending:
             prepared.complete()
         return prepared

@@ -6,11 +6,20 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from .conditions import ListItem, Node
 from .decision import ReasonTemplate
 
 DEFAULT_DECISION_ORDER = ("deny", "review", "step_up", "allow")
+SKIP = "skip"
+
+
+def default_on_unknown(outcome: str) -> str:
+    """An undecided rule holds the payment the way its outcome would, but never harder than review: a deny
+    rule that cannot be decided sends the payment to a person, a step-up rule asks for authentication."""
+    return outcome if outcome in ("step_up", "allow") else "review"
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +41,10 @@ class Rule:
     reason_zh: ReasonTemplate | None = None
     tags: tuple[str, ...] = ()
     notes: str | None = None
+    #: what an undecided rule (condition unknown: DOMAIN §5.1 point 6) contributes: an outcome, or "skip"
+    #: (listed in the trail, contributes nothing). Report rules (outcome allow) keep the decision and mark
+    #: their obligation undecided.
+    on_unknown: str = "review"
 
     def in_force(self, day: int) -> bool:
         return (self.effective_from is None or day >= self.effective_from) and (
@@ -72,6 +85,9 @@ class RuleSet:
     path: str
     files: tuple[str, ...]
     description: str | None = None
+    #: what an absent field means, declared by the pack (caller-supplied history counters: 0); the request
+    #: preparer fills these in, and the trail names the ones it filled
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def rule(self, rule_id: str) -> Rule:
         for r in self.rules:

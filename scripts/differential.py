@@ -54,7 +54,8 @@ def _run(job: tuple[str | None, int, int]) -> dict[str, Any]:
         b = durable.evaluate(request)
         stats["decisions"][a.decision.value] += 1
         stats["fired"].update(a.rule_ids)
-        if a.decision != b.decision or a.rule_ids != b.rule_ids:
+        if a.decision != b.decision or a.rule_ids != b.rule_ids or a.undecided_ids != b.undecided_ids \
+                or a.skipped_ids != b.skipped_ids:
             stats["mismatches"].append({"request": json.loads(text), "python": [a.decision.value, a.rule_ids],
                                         "durable": [b.decision.value, b.rule_ids]})
 

@@ -95,16 +95,28 @@ def make_pack(tmp_path: Path) -> Callable[..., Path]:
 
 
 def base_request(**overrides) -> dict:
-    """A valid, unremarkable request (CNY 100 debit-card purchase at a CN grocery); keyword overrides use `__` for
-    nesting."""
+    """A valid, unremarkable request (CNY 100 debit-card purchase at a CN grocery, every fact a rule may need
+    stated, so nothing fires and nothing is undecided); keyword overrides use `__` for nesting, DELETE removes.
+
+    Missing data is unknown (DOMAIN §5.1 point 6), so a test that wants a rule *not* to apply states the facts
+    that make it false rather than leaving them out; tests of missing data delete them explicitly. No `history`:
+    a pack accepts only the counters it reads (the default pack's RSK-007 is skipped without a lifetime count)."""
     req = {
         "request_id": "t-1",
         "timestamp": "2025-06-10T14:30:00+08:00",
-        "payer": {"id": "u-1"},
-        "funding_source": {"type": "debit_card"},
+        "payer": {"id": "u-1", "type": "individual", "kyc_level": "enhanced", "account_tier": "III", "age": 32,
+                  "residence_country": "CN", "account_age_days": 420, "sanctions_hit": False},
+        "funding_source": {"type": "debit_card", "issuer_country": "CN"},
         "purpose": "merchant_purchase",
-        "merchant": {"mcc": "5411", "country": "CN"},
+        "merchant": {"id": "m-1", "mcc": "5411", "country": "CN"},
         "amount": {"value": 100, "currency": "CNY"},
+        "channel": "in_app",
+        "auth": {"factors": 2, "digital_cert": False, "sca_performed": False},
+        "device": {"id": "d-1", "is_new": False, "distinct_payers_24h": 1},
+        "ip_country": "CN",
+        "risk_score": 12,
+        "cross_border": False,
+        "fx_purchase": False,
     }
     for key, value in overrides.items():
         node = req

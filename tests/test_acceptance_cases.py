@@ -13,24 +13,14 @@ from policy_engine.cli import main
 
 CASES = load_cases()
 
-# The revised spec (2026-12) expects AC-34 (required fields only) to be `review`: KYC level unknown. That needs
-# three-valued evaluation of missing data, issue 13; until it lands the case is a strict expected failure, so the
-# day it passes the marker must go.
-AWAITING_THREE_VALUED = {"AC-34"}
-_XFAIL_13 = pytest.mark.xfail(strict=True, reason="issue 13: missing data is unknown (DOMAIN 5.1 point 6)")
 
-
-def _params(cases):
-    return [pytest.param(c, id=c["id"], marks=[_XFAIL_13] if c["id"] in AWAITING_THREE_VALUED else []) for c in cases]
-
-
-@pytest.mark.parametrize("case", _params(CASES))
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_case_through_library(bundled_engine, case):
     engine = bundled_engine
     decision = engine.evaluate(case["request"])
     expected = case["expected"]
     assert decision.decision.value == expected["decision"]
-    assert set(decision.rule_ids) == set(expected["rules"])
+    assert set(decision.rule_ids) == set(expected["rules"])  # fired rules; cases do not list undecided ones
     assert decision.allowed == (expected["decision"] == "allow")
     reports = {o["report"] for o in decision.obligations}
     assert reports == set(expected.get("reports") or [])
@@ -44,32 +34,21 @@ def test_bundled_pack_is_the_repository_pack():
     assert engine.ruleset.digest == PolicyEngine.from_path(RULES).ruleset.digest
 
 
-def _stream(tmp_path, matcher) -> list[dict]:
+@pytest.mark.parametrize("matcher", MATCHERS)
+def test_all_cases_through_cli_stream(tmp_path, matcher):
     stream = tmp_path / "cases.jsonl"
     stream.write_text("\n".join(json.dumps(c["request"], default=str) for c in CASES) + "\n", encoding="utf-8")
     out = io.StringIO()
     assert main(["evaluate", "--json", "--matcher", matcher, str(stream)], out=out, err=io.StringIO()) == 0
     decisions = [json.loads(line) for line in out.getvalue().splitlines()]
     assert len(decisions) == len(CASES)
-    return decisions
-
-
-@pytest.mark.parametrize("matcher", MATCHERS)
-def test_all_cases_through_cli_stream(tmp_path, matcher):
-    for case, got in zip(CASES, _stream(tmp_path, matcher), strict=True):
+    for case, got in zip(CASES, decisions, strict=True):
         assert got["request_id"] == case["id"]
-        if case["id"] in AWAITING_THREE_VALUED:
-            continue  # held to its expectation by the strict xfail below
         assert got["decision"] == case["expected"]["decision"], case["id"]
-        assert {t["rule_id"] for t in got["trail"]} == set(case["expected"]["rules"]), case["id"]
-
-
-@_XFAIL_13
-@pytest.mark.parametrize("matcher", MATCHERS)
-def test_awaiting_cases_through_cli_stream(tmp_path, matcher):
-    for case, got in zip(CASES, _stream(tmp_path, matcher), strict=True):
-        if case["id"] in AWAITING_THREE_VALUED:
-            assert got["decision"] == case["expected"]["decision"], case["id"]
+        fired = {t["rule_id"] for t in got["trail"] if t["status"] == "fired"}
+        assert fired == set(case["expected"]["rules"]), case["id"]
+        for entry in got["trail"]:  # undecided and skipped entries name what the request left out
+            assert (entry["status"] == "fired") == ("missing" not in entry), case["id"]
 
 
 def test_trail_is_in_pack_order_and_decision_is_most_severe():
@@ -77,9 +56,22 @@ def test_trail_is_in_pack_order_and_decision_is_most_severe():
     order = [r.id for r in engine.ruleset.rules]
     for case in CASES:
         d = engine.evaluate(case["request"])
-        ids = list(d.rule_ids)
+        ids = [e.rule_id for e in d.trail]
         assert ids == sorted(ids, key=order.index)
-        severities = [e.outcome for e in d.trail]
+        severities = [e.outcome for e in d.trail if e.status != "skipped"]
         if severities:
             rank = engine.ruleset.decision_order.index
             assert d.decision.value == min(severities, key=rank)
+
+
+def test_ac34_names_what_it_could_not_decide(bundled_engine):
+    """AC-34 sends only the required fields: KYC level unknown -> review, with the undecided rules and the
+    skipped enrichment rules in the trail, each naming its missing field."""
+    case = next(c for c in CASES if c["id"] == "AC-34")
+    d = bundled_engine.evaluate(case["request"])
+    assert d.decision.value == "review" and d.rule_ids == ()
+    assert {"CMP-019", "CMP-003"} <= set(d.undecided_ids)
+    missing = {e.rule_id: e.missing for e in d.trail}
+    assert "payer.kyc_level" in missing["CMP-019"]
+    assert "ip_country" in missing["CMP-003"]
+    assert "risk_score" in missing["RSK-001"] and "RSK-001" in d.skipped_ids

@@ -170,6 +170,7 @@ def test_durable_matcher_decides_like_the_python_matcher():
         records = decision_json_lines(out)
         _check_batch_records(records)
         assert {r["engine"]["matcher"] for r in records if "error" not in r} == {matcher}
-        results[matcher] = [(r.get("decision"), [e["rule_id"] for e in r.get("trail", [])]) for r in records]
+        results[matcher] = [(r.get("decision"), [(e["rule_id"], e["status"]) for e in r.get("trail", [])])
+                            for r in records]
     assert results["durable"] == results["python"]
-    assert results["durable"][0] == ("deny", ["FS-001"])
+    assert results["durable"][0] == ("deny", [("FS-001", "fired")])

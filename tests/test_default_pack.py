@@ -36,9 +36,11 @@ class Case(NamedTuple):
     request: dict
     decision: str
     rules: frozenset[str]
+    undecided: frozenset[str] | None = None  # when given, the exact set of undecided (not skipped) rules
 
 
-def C(name: str, base: dict, decision: str, rules: str = "", *, amount: str | None = None, **overrides) -> Case:
+def C(name: str, base: dict, decision: str, rules: str = "", *, amount: str | None = None,
+      undecided: str | None = None, **overrides) -> Case:
     """One row: ``base`` (a scenario's overrides) + ``overrides`` applied to conftest.base_request().
 
     ``amount="100.01 HKD"`` sets amount.value (a decimal string) and amount.currency; ``rules`` is the
@@ -49,23 +51,28 @@ def C(name: str, base: dict, decision: str, rules: str = "", *, amount: str | No
         value, currency = amount.split()
         fields["amount__value"] = value
         fields["amount__currency"] = currency
-    return Case(name, base_request(**fields), decision, frozenset(rules.split()))
+    return Case(name, base_request(**fields), decision, frozenset(rules.split()),
+                None if undecided is None else frozenset(undecided.split()))
 
 
 # --------------------------------------------------------------------------------------------- scenario bases
 # base_request() alone is a CNY 100 debit-card merchant purchase dated 2025-06-10 14:30 +08:00, PSP in CN by
-# default, with no optional data: it fires nothing.
+# default, with every fact a rule may read stated: it fires nothing and leaves nothing undecided. Missing data is
+# unknown (DOMAIN 5.1 point 6), so each scenario states the facts its rules read.
 PURCHASE: dict = {}
 WALLET = {"funding_source__type": "account_balance", "channel": "in_app"}
 WALLET_I = {**WALLET, "payer__kyc_level": "basic", "payer__account_tier": "I"}
 WALLET_II = {**WALLET, "payer__kyc_level": "standard", "payer__account_tier": "II"}
 WALLET_III = {**WALLET, "payer__kyc_level": "enhanced", "payer__account_tier": "III"}
-CREDIT = {"funding_source__type": "credit_card", "funding_source__issuer_country": "CN"}
-LOAN = {"funding_source__type": "consumer_loan", "funding_source__product": "jintiao"}
+# credit lines state their standing (RSK-012/013/014 read it: unknown would hold the payment for review)
+CREDIT_STANDING = {"funding_source__available_credit_cny": 500000, "funding_source__overdue_days": 0}
+CREDIT = {"funding_source__type": "credit_card", "funding_source__issuer_country": "CN", **CREDIT_STANDING}
+LOAN = {"funding_source__type": "consumer_loan", "funding_source__product": "jintiao", **CREDIT_STANDING}
 BNPL = {"funding_source__type": "bnpl", "funding_source__product": "baitiao", "funding_source__issuer_country": "CN",
-        "funding_source__available_credit_cny": 10000, "merchant__id": "m-jd", "merchant__in_issuer_network": True}
-P2P = {"purpose": "p2p_transfer", "channel": "in_app", "payee__id": "u-2", "payee__country": "CN",
-       "payee__sanctions_hit": False}
+        "funding_source__available_credit_cny": 10000, "funding_source__overdue_days": 0, "merchant__id": "m-jd",
+        "merchant__in_issuer_network": True}
+P2P = {"purpose": "p2p_transfer", "channel": "in_app", "merchant": DELETE, "payee__id": "u-2", "payee__country": "CN",
+       "payee__sanctions_hit": False, "payee__first_time": False}
 XB_P2P = {**P2P, "cross_border": True, "payee__country": "HK"}
 CASH = {"purpose": "cash_withdrawal", "channel": "counter"}
 US_CASH = {**CASH, "psp_country": "US", "payer__residence_country": "US"}
@@ -78,7 +85,7 @@ GB = {"psp_country": "GB", "payer__residence_country": "GB", "funding_source__is
       "merchant__country": "GB", "amount__currency": "GBP"}
 # A remote card payment inside the EEA without SCA, TRA-eligible (low score) unless risk_score is removed.
 EEA = {"psp_country": "DE", "payer__residence_country": "DE", "funding_source__issuer_country": "DE",
-       "merchant__country": "DE", "merchant__mcc": "5732", "channel": "online", "risk_score": 12}
+       "merchant__country": "DE", "merchant__mcc": "5732", "channel": "online", "risk_score": 12, "ip_country": "DE"}
 EEA_NO_SCORE = {**EEA, "risk_score": DELETE}
 CARD_FROM_US = {"funding_source__issuer_country": "US", "ip_country": "CN"}
 NEW_DEVICE = {"device__id": "d-9", "device__is_new": True}
@@ -179,7 +186,10 @@ CASES: list[Case] = [
     C("CMP-003 not for an IP in Syria on 2025-07-01", PURCHASE, "allow", "", ip_country="SY", channel="online",
       timestamp="2025-07-01T12:00:00+08:00"),
     C("CMP-003 not for an in-person payment (no session IP)", PURCHASE, "allow", "", ip_country="KP", channel="pos"),
-    C("CMP-003 missing ip_country never fires", PURCHASE, "allow", "", ip_country=DELETE),
+    C("CMP-003 missing ip_country on a remote payment -> undecided, review", PURCHASE, "review", "",
+      undecided="CMP-003", ip_country=DELETE),
+    C("CMP-003 missing ip_country in person -> decided (no session IP)", PURCHASE, "allow", "", undecided="",
+      ip_country=DELETE, channel="pos"),
     # CMP-004: Class I, CNY 1,000 since opening, "may not exceed" -> fires at >
     C("CMP-004 class I 900 + 100 = exactly CNY 1,000 -> allow", WALLET_I, "allow", "",
       history__tier_used_total_cny=900),
@@ -405,14 +415,14 @@ CASES: list[Case] = [
     C("CMP-023 HKD 2,119.56 (EUR 249.9994) -> allow", EEA, "allow", "", amount="2119.56 HKD"),
     C("CMP-023 HKD 2,119.57 (EUR 250.0006) -> step_up", EEA, "step_up", "CMP-023", amount="2119.57 HKD"),
     C("CMP-023 credit card in-app EUR 300", {**EEA, **CREDIT, "funding_source__issuer_country": "FR"}, "step_up",
-      "CMP-023", channel="in_app", amount="300 EUR"),
+      "CMP-023", channel="in_app", amount="300 EUR", ip_country="FR"),
     C("CMP-023 EUR 300 with SCA performed -> allow", EEA, "allow", "", amount="300 EUR", auth__sca_performed=True),
     C("CMP-023 EUR 300 contactless in store (pos) without SCA -> out of scope", EEA_NO_SCORE, "allow", "",
       channel="pos", amount="300 EUR"),
     C("CMP-023 EUR 300 by bank transfer (not a card) -> out of scope", EEA, "allow", "",
       funding_source__type="bank_transfer", amount="300 EUR"),
     C("CMP-023 US-issued card at a DE merchant -> out of scope", EEA, "allow", "",
-      funding_source__issuer_country="US", amount="300 EUR"),
+      funding_source__issuer_country="US", ip_country="US", amount="300 EUR"),
     C("CMP-023 not in force 2019-09-13", EEA, "allow", "", amount="300 EUR", timestamp="2019-09-13T12:00:00+02:00"),
     C("CMP-023 first day in force 2019-09-14", EEA, "step_up", "CMP-023", amount="300 EUR",
       timestamp="2019-09-14T12:00:00+02:00"),
@@ -501,7 +511,8 @@ CASES: list[Case] = [
     C("RSK-008 HKD 1,086.95 (CNY 999.994) -> allow", CARD_FROM_US, "allow", "", amount="1086.95 HKD"),
     C("RSK-008 HKD 1,086.96 (CNY 1,000.0032) -> step_up", CARD_FROM_US, "step_up", "RSK-008",
       amount="1086.96 HKD"),
-    C("RSK-008 missing ip_country never fires", CARD_FROM_US, "allow", "", ip_country=DELETE, amount="5000 CNY"),
+    C("RSK-008 missing ip_country: skipped, CMP-003 undecided -> review", CARD_FROM_US, "review", "",
+      undecided="CMP-003", ip_country=DELETE, amount="5000 CNY"),
     C("RSK-008 missing issuer country never fires", CARD_FROM_US, "allow", "", funding_source__issuer_country=DELETE,
       amount="5000 CNY"),
     C("RSK-008 same country -> allow", CARD_FROM_US, "allow", "", ip_country="US", amount="5000 CNY"),
@@ -585,8 +596,8 @@ CASES: list[Case] = [
       amount="100 EUR", funding_source__available_credit_cny=780),
     C("RSK-014 credit card EUR 100.01 with CNY 780 available -> deny", CREDIT, "deny", "RSK-014",
       amount="100.01 EUR", funding_source__available_credit_cny=780),
-    C("RSK-014 missing available credit never fires", BNPL, "allow", "", amount="50000 CNY",
-      funding_source__available_credit_cny=DELETE),
+    C("RSK-014 missing available credit -> undecided, review", BNPL, "review", "", undecided="RSK-014",
+      amount="50000 CNY", funding_source__available_credit_cny=DELETE),
     C("RSK-014 debit card: no credit check", PURCHASE, "allow", "", amount="5000 CNY",
       funding_source__available_credit_cny=100),
     C("seed variant: Baitiao repays a card, overdue and over its limit", BNPL, "deny", "FS-001 RSK-012 RSK-014",
@@ -671,6 +682,8 @@ def test_case(engine, case):
     d = engine.evaluate(case.request)
     assert set(d.rule_ids) == case.rules
     assert d.decision.value == case.decision
+    if case.undecided is not None:
+        assert set(d.undecided_ids) == case.undecided
     expected_reports = {r.report for r in engine.ruleset.rules if r.id in case.rules and r.report}
     assert {o["report"] for o in d.obligations} == expected_reports
 
@@ -681,11 +694,14 @@ def test_case_names_are_unique():
 
 
 def test_table_decisions_follow_from_the_rule_outcomes(pack):
-    """Guards the table itself: each row's decision is the most severe outcome of its expected rules."""
+    """Guards the table itself: each row's decision is the most severe outcome of its expected rules and of the
+    `on_unknown` outcomes of its expected undecided rules."""
     outcome = {r.id: r.outcome for r in pack.rules}
+    on_unknown = {r.id: r.on_unknown for r in pack.rules}
     for case in CASES:
         assert case.rules <= outcome.keys(), (case.name, case.rules - outcome.keys())
-        want = min((outcome[i] for i in case.rules), key=SEVERITY.index, default="allow")
+        outcomes = [outcome[i] for i in case.rules] + [on_unknown[i] for i in case.undecided or ()]
+        want = min(outcomes, key=SEVERITY.index, default="allow")
         assert case.decision == want, case.name
 
 

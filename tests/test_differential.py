@@ -171,11 +171,15 @@ def test_matchers_and_reference_agree(tmp_path_factory, pack, batch):
         ruleset = engines[0].ruleset
         for request in (_sent_to(ruleset, r) for r in batch):
             prepared = engines[0].prepare(request)
-            expected = tuple(r.id for r in ruleset.rules
-                             if r.in_force(prepared.day) and evaluate(r.when, prepared.view, prepared.day))
+            values = {r.id: evaluate(r.when, prepared.view, prepared.day) if r.in_force(prepared.day) else False
+                      for r in ruleset.rules}
+            expected = tuple(rid for rid, value in values.items() if value is True)
+            unknown = tuple(rid for rid, value in values.items() if value is None)  # Kleene: undecided
             for engine in engines:
                 decision = engine.evaluate(request)
                 assert decision.rule_ids == expected, (engine.matcher, request)
+                assert tuple(e.rule_id for e in decision.trail if e.status != "fired") == unknown, \
+                    (engine.matcher, request)
     finally:
         for engine in engines:
             engine.close()
@@ -188,6 +192,8 @@ def test_matchers_agree_on_the_default_pack(default_engines, batch):
     for request in batch:
         a, b = python.evaluate(request), durable.evaluate(request)
         assert a.rule_ids == b.rule_ids and a.decision == b.decision
+        assert [(e.rule_id, e.status, e.missing) for e in a.trail] == [(e.rule_id, e.status, e.missing)
+                                                                       for e in b.trail]
 
 
 @given(request=requests())

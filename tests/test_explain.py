@@ -9,7 +9,7 @@ import io
 import json
 
 import pytest
-from conftest import EXAMPLES, base_request, load_cases
+from conftest import DELETE, EXAMPLES, base_request, load_cases
 
 from policy_engine import PolicyEngine, RequestError
 from policy_engine.cli import main
@@ -32,6 +32,11 @@ def test_explanation_agrees_with_the_decision(bundled_engine, case):
     assert explanation.fired == decision.rule_ids
     assert explanation.decision == decision.decision.value
     assert {r.rule_id for r in explanation.rules if r.fired} == set(decision.rule_ids)
+    # the reference evaluator and the matchers agree on what is undecided and skipped, and on what is missing
+    assert explanation.undecided == decision.undecided_ids
+    assert explanation.skipped == decision.skipped_ids
+    missing = {e.rule_id: e.missing for e in decision.trail if e.status != "fired"}
+    assert {r.rule_id: r.missing for r in explanation.rules if r.status in ("undecided", "skipped")} == missing
     assert len(explanation.rules) == len(engine.ruleset.rules)
 
 
@@ -96,16 +101,35 @@ def test_missing_values_and_sums():
     (lvtr,) = engine.explain(request, "CMP-011").rules
     assert lvtr.fired
     cny_sum = next(leaf for leaf in _leaves(lvtr.condition) if leaf.field.startswith("history.cash_today_cny"))
-    assert cny_sum.parts == (("history.cash_today_cny", None), ("derived.amount_cny", 50000))
-    assert cny_sum.value == 50000 and cny_sum.result
+    # the pack declares history counters 0 when not sent; the explanation says the default was used
+    assert cny_sum.parts == (("history.cash_today_cny", 0), ("derived.amount_cny", 50000))
+    assert cny_sum.value == 50000 and cny_sum.result is True
+    assert cny_sum.defaulted == ("history.cash_today_cny",)
+    assert cny_sum.to_dict()["defaulted"] == ["history.cash_today_cny"]
     (fs013,) = engine.explain(request, "FS-013").rules
     network = next(leaf for leaf in _leaves(fs013.condition) if leaf.field == "merchant.in_issuer_network")
-    assert network.value is None and not network.result
-    assert network.to_dict()["missing"] is True
+    assert network.value is None and network.result is None  # a field of a present merchant: unknown
+    assert network.to_dict()["missing"] is True and network.to_dict()["result"] is None
+    assert fs013.status is None  # debit card: the BNPL conjunct is false, so the rule is decided (false)
     text = engine_text(request, "CMP-011")
-    assert "history.cash_today_cny + derived.amount_cny gte 50000   — value 50000 (history.cash_today_cny missing " \
-           "→ 0, derived.amount_cny 50000)" in text
-    assert "merchant.in_issuer_network eq false   — value missing" in engine_text(request, "FS-013")
+    assert "history.cash_today_cny + derived.amount_cny gte 50000   — value 50000 (history.cash_today_cny 0 " \
+           "(default: not sent), derived.amount_cny 50000)" in text
+    assert "? merchant.in_issuer_network eq false   — value missing — unknown" in engine_text(request, "FS-013")
+
+
+def test_undecided_rules_name_what_is_missing():
+    engine = default()
+    request = base_request(payer__kyc_level=DELETE)
+    explanation = engine.explain(request)
+    assert explanation.decision == "review" and "CMP-019" in explanation.undecided
+    (cmp019,) = [r for r in explanation.rules if r.rule_id == "CMP-019"]
+    assert cmp019.status == "undecided" and cmp019.missing == ("payer.kyc_level",)
+    assert cmp019.to_dict()["missing"] == ["payer.kyc_level"]
+    text = render(explanation)
+    assert "undecided (a field they need is missing): CMP-019" in text
+    assert "UNDECIDED: missing payer.kyc_level (held for review)" in text
+    skipped = engine.explain(base_request(risk_score=DELETE))
+    assert {"RSK-001", "RSK-002"} <= set(skipped.skipped) and skipped.decision == "allow"
 
 
 def engine_text(request: dict, rule_id: str) -> str:

@@ -51,6 +51,8 @@ RULES_YAML = "rules:\n" + "".join([
     rule("REASON-CCY", "\n      all:\n        - {field: purpose, op: eq, value: securities_investment}\n"
                        "        - {field: derived.amount_usd, op: gt, value: 10000}",
          reason='"Investments above CNY 10,000 are held."'),
+    rule("SKIPPER", "\n      all:\n        - {field: purpose, op: eq, value: tuition}\n"
+                    "        - {field: risk_score, op: gte, value: 90}", extra="    on_unknown: skip\n"),
 ])
 
 # (file, needle at the finding's position, rule id, code, message fragments)
@@ -61,6 +63,8 @@ EXPECTED = [
     ("rules.yaml", "{field: merchant.country, op: in", "EMPTY-IN", "W101", ["empty_countries is empty"]),
     ("rules.yaml", "{field: channel, op: not_in", "ENUM", "W101", ["channel not_in", "only 'online', ", "'qr_static'"]),
     ("rules.yaml", "{field: payer.account_tier", "DEAD-ANY", "W102", ["branch of `any`", "payer.account_tier not_in"]),
+    ("rules.yaml", "id: EMPTY-IN", "EMPTY-IN", "W151", ["never fire", "undecided (review)", "only hold"]),
+    ("rules.yaml", "on_unknown: skip", "SKIPPER", "I150", ["leaves out risk_score", "review rule is skipped"]),
     ("rules.yaml", "id: NARROW", "NARROW", "W110", ["shadowed by BROAD", "`deny`"]),
     ("rules.yaml", 'source: "TODO"', "NO-SRC", "W130", ["placeholder", "'TODO'"]),
     ("rules.yaml", 'reason: "Transfer to', "MISSING-FIELD", "W140", ["{payee.name}", "<missing payee.name>"]),
@@ -101,8 +105,8 @@ def test_nothing_else_is_reported(pack):
     assert sorted((f.rule_id or "", f.code) for f in findings) == sorted((e[2] or "", e[3]) for e in EXPECTED)
 
 
-FINDING_LINE = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+) (?P<rid>\S+) (?P<sev>error|warning) "
-                          r"(?P<code>[EW]\d{3}) (?P<name>[a-z-]+): (?P<msg>.+)$")
+FINDING_LINE = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+) (?P<rid>\S+) (?P<sev>error|warning|info) "
+                          r"(?P<code>[EWI]\d{3}) (?P<name>[a-z-]+): (?P<msg>.+)$")
 
 
 def test_cli_prints_findings_and_fails_on_errors(pack):
@@ -115,7 +119,8 @@ def test_cli_prints_findings_and_fails_on_errors(pack):
     assert any(m["file"] == str(pack / "rules.yaml") and (int(m["line"]), int(m["col"])) == (line, col)
                and (m["rid"], m["sev"], m["code"], m["name"]) == ("BOUNDS", "warning", "W101", "never-fires")
                for m in matches)
-    assert lines[-1].startswith("failed: fixture 1: 11 rules") and "(2 error(s), 9 warning(s))" in lines[-1]
+    assert lines[-1].startswith("failed: fixture 1: 12 rules")
+    assert "(2 error(s), 10 warning(s), 1 note(s))" in lines[-1]
     assert err.getvalue() == ""
 
 
@@ -123,7 +128,7 @@ def test_cli_json(pack):
     out = io.StringIO()
     assert main(["validate", "--json", str(pack)], out=out, err=io.StringIO()) == 1
     report = json.loads(out.getvalue())
-    assert (report["ok"], report["errors"], report["warnings"]) == (False, 2, 9)
+    assert (report["ok"], report["errors"], report["warnings"], report["notes"]) == (False, 2, 10, 1)
     assert {(f["rule_id"], f["code"], f["name"], f["severity"]) for f in report["findings"]} >= {
         ("UNPINNED", "E202", "unpinned-currency", "error"), ("NARROW", "W110", "shadowed", "warning")}
     (unused,) = [f for f in report["findings"] if f["code"] == "W120"]
@@ -156,8 +161,15 @@ def test_load_errors_still_exit_2_before_linting(tmp_path):
     assert "unknown operator 'eqq'" in err.getvalue() and "W130" not in out.getvalue() + err.getvalue()
 
 
+# The nine risk rules the catalogue marks `on_unknown: skip` (optional enrichment, DOMAIN 5.1 point 6).
+SKIPPED_ON_UNKNOWN = {"RSK-001", "RSK-002", "RSK-005", "RSK-006", "RSK-007", "RSK-008", "RSK-009", "RSK-015", "RSK-016"}
+
+
 def test_bundled_pack_is_lint_clean():
-    assert lint(load_ruleset(RULES)) == ()
+    # clean but for its nine fail-open points, which lint lists (informational: they never fail validate)
+    findings = lint(load_ruleset(RULES))
+    assert {f.code for f in findings} == {"I150"}
+    assert {f.rule_id for f in findings} == SKIPPED_ON_UNKNOWN
     out = io.StringIO()
     assert main(["validate", "--strict", str(RULES)], out=out, err=io.StringIO()) == 0
 

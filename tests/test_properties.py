@@ -58,7 +58,10 @@ def test_the_decision_json_always_follows_its_schema(engines, request):
         document = json.loads(dumps(decision.to_dict()))  # what `evaluate --json` prints
         DECISION_SCHEMA.validate(document)
         assert document["allowed"] is (document["decision"] == "allow")
-        assert [e["rule_id"] for e in document["trail"]] == list(decision.rule_ids)
+        assert [e["rule_id"] for e in document["trail"] if e["status"] == "fired"] == list(decision.rule_ids)
+        for entry in document["trail"]:  # only fired entries have no `missing`; the others name what was left out
+            assert ("missing" in entry) == (entry["status"] != "fired")
+            assert entry["status"] == "fired" or entry["missing"]
 
 
 @given(request=invalid_requests())

@@ -42,17 +42,18 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         shards = len(plan_shards(pack.program))  # shapes the durable matcher cannot run are errors
     findings = lint(ruleset)
     errors = sum(f.severity == "error" for f in findings)
-    warnings = len(findings) - errors
+    warnings = sum(f.severity == "warning" for f in findings)
+    notes = len(findings) - errors - warnings  # "info" findings (e.g. I150 fail-open points) inform, never fail
     failed = errors > 0 or (args.strict and warnings > 0)
     summary = {"ok": not failed, "pack": ruleset.pack, "version": ruleset.version, "digest": ruleset.digest,
                "rules": len(ruleset.rules), "files": len(ruleset.files), "durable_shards": shards,
-               "errors": errors, "warnings": warnings, "findings": [f.to_dict() for f in findings]}
+               "errors": errors, "warnings": warnings, "notes": notes, "findings": [f.to_dict() for f in findings]}
     if args.json:
         out.write(dumps(summary) + "\n")
         return EXIT_FAILED if failed else EXIT_OK
     for finding in findings:
         out.write(f"{finding}\n")
-    counts = f" ({errors} error(s), {warnings} warning(s))" if findings else ""
+    counts = f" ({errors} error(s), {warnings} warning(s), {notes} note(s))" if findings else ""
     out.write(f"{'failed' if failed else 'ok'}: {ruleset.pack} {ruleset.version}: {len(ruleset.rules)} rules in "
               f"{len(ruleset.files)} file(s), digest {ruleset.digest}"
               + (f", {shards} durable shard(s)" if shards else "") + counts + "\n")

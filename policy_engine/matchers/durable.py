@@ -59,11 +59,11 @@ import durable_rules_engine as _dre
 
 from ..codegen import compile_function
 from ..compiler import DAY_KEY, CompiledRule, FactLayout, LAny, LNode, Program, Test
-from ..conditions import ZERO_WHEN_MISSING_PREFIX
 from ..errors import EvaluationError, Issue, RuleSetError
 from ..loader import SCALE_DIGITS
 from ..operators import Op, Shape
 from ..request import PreparedRequest
+from .python import UnknownChecker
 
 SHARD_BUDGET = 48  # alpha-node tests per shard; the engine's stack holds 64 (anchor and margin below)
 MAX_BRANCHES = 256  # members of one `in` $or; durable hangs at 512
@@ -145,7 +145,7 @@ def _generate_encoder(layout: FactLayout, label: str):
             lines.append(f"        v = g({path!r})")
             lines.append(f"        if v is not None: facts[{key!r}] = v")
     for paths, key in layout.sums.items():
-        terms = ", ".join(f"({ratio(p)}, {p.startswith(ZERO_WHEN_MISSING_PREFIX)})" for p in paths)
+        terms = ", ".join(ratio(p) for p in paths)
         lines.append(f"    if {key!r} in want:")
         lines.append(f"        t = _sum(({terms},))")
         lines.append(f"        if t is not None: facts[{key!r}] = _enc(*t)")
@@ -167,17 +167,15 @@ def _ratio(value: Any) -> tuple[int, int] | None:
     return None if value is None else value.as_integer_ratio()
 
 
-def _sum_ratios(terms: tuple[tuple[tuple[int, int] | None, bool], ...]) -> tuple[int, int] | None:
-    """The exact sum of (ratio, zero_if_missing) terms as (numerator, denominator), with ``add`` semantics:
-    a missing ``history.*`` operand counts as 0, any other missing operand makes the sum missing.
+def _sum_ratios(terms: tuple[tuple[int, int] | None, ...]) -> tuple[int, int] | None:
+    """The exact sum of ratio terms as (numerator, denominator); a missing operand makes the sum missing
+    (unknown). Declared defaults (history counters: 0) are already in the view.
 
     Integer arithmetic on ``as_integer_ratio`` pairs: exact for Decimals and Fractions alike, and several times
     faster than summing ``Fraction`` objects on the hot path."""
     num, den = 0, 1
-    for ratio, zero_if_missing in terms:
+    for ratio in terms:
         if ratio is None:
-            if zero_if_missing:
-                continue
             return None
         n, d = ratio
         if d == den:
@@ -463,6 +461,7 @@ class DurableMatcher:
 
     def __init__(self, program: Program, budget: int = SHARD_BUDGET, max_rules: int = MAX_RULES_PER_SHARD):
         self.program = program
+        self._unknown = UnknownChecker(program)  # undecided rules: see UnknownChecker for why not durable-rules
         self.encoder = FactEncoder(program.layout, program.label)
         self.shards = plan_shards(program, budget, max_rules)
         self._triggers = tuple(enumerate(shard.trigger for shard in self.shards))
@@ -534,7 +533,7 @@ class DurableMatcher:
         facts = encoder.encode(view, day, self._trigger_keys)
         running = self._running(facts)
         facts.update(encoder.encode(view, day, self._wanted(running)))
-        return self._match(facts, running)
+        return self._match(facts, running) + self._unknown(prepared)
 
     def match_facts(self, facts: dict[str, Any]) -> list[int]:
         """Match a complete fact dict (every key of the layout that the request has)."""

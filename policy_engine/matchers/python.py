@@ -24,7 +24,6 @@ from typing import Any
 
 from ..codegen import compile_function, failing_line
 from ..compiler import DAY_KEY, CompiledRule, LAll, LAny, LNode, Program, Test
-from ..conditions import ZERO_WHEN_MISSING_PREFIX
 from ..errors import EvaluationError
 from ..operators import Op, Shape
 from ..request import CROSS_RATE_PATHS, EXACT, PreparedRequest
@@ -48,16 +47,14 @@ def _required_values(tree: LNode, exclude: set[str] = frozenset()) -> tuple[str,
     return None
 
 
-def _sum(view: Any, spec: tuple[tuple[str, bool], ...]) -> Decimal | int | Fraction | None:
-    """The exact sum of the fields in ``spec`` ((path, zero_if_missing) pairs) with ``add`` semantics: a
-    missing ``history.*`` operand counts as 0, any other missing operand makes the sum missing."""
+def _sum(view: Any, paths: tuple[str, ...]) -> Decimal | int | Fraction | None:
+    """The exact sum of the fields at ``paths``; a missing operand makes the sum missing (unknown). Declared
+    defaults (history counters: 0) are already in the view."""
     total: Any = 0
     get = view.get
-    for path, zero_if_missing in spec:
+    for path in paths:
         value = get(path)
         if value is None:
-            if zero_if_missing:
-                continue
             return None
         if type(value) is Fraction or type(total) is Fraction:
             total = Fraction(total) + Fraction(value)
@@ -94,8 +91,7 @@ class _Codegen:
             return "prep.complete()" if late.intersection(paths) else "view"
 
         for paths, key in layout.sums.items():
-            spec = tuple((p, p.startswith(ZERO_WHEN_MISSING_PREFIX)) for p in paths)
-            self.lazy[key] = f"_sum({source(*paths)}, {spec!r})"
+            self.lazy[key] = f"_sum({source(*paths)}, {paths!r})"
         for (left, right), key in layout.cmps.items():
             self.lazy[key] = f"_sign({source(left, right)}, {left!r}, {right!r})"
         for path, key in layout.plain.items():
@@ -174,7 +170,11 @@ class _Codegen:
                 return 3
             if node.key in self.numeric and node.op.spec.shape is not Shape.NONE:
                 return 2  # comparing a Decimal or a cross-rate Fraction costs more than comparing strings
-            return 0 if node.op is Op.EQ else 1
+            # an equality, or a field being missing (what an undecided check hinges on: rarely true), first
+            return 0 if node.op in (Op.EQ, Op.MISSING) else 1
+        if isinstance(node, LAny) and all(self._cost(c) == 0 for c in node.children if isinstance(c, Test)) \
+                and all(isinstance(c, Test) and c.op is Op.MISSING for c in node.children):
+            return 0  # "one of these fields is missing": a few `is None` tests, usually all false
         return 3 + max((self._cost(c) for c in node.children), default=0)
 
 
@@ -222,14 +222,17 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
-class PythonMatcher:
-    name = "python"
+class _Generated:
+    """Groups of a program's entries (when rules fire; when they are undecided) as one generated function:
+    ``run(prepared)`` -> the sorted indexes that match. The fields are read and the sums computed once for all
+    groups. A fault inside it is an :class:`EvaluationError` naming the rule being checked."""
 
-    def __init__(self, program: Program):
+    def __init__(self, program: Program, groups: tuple[tuple[CompiledRule, ...], ...], what: str):
         self.program = program
         gen = _Codegen(program)
         layout = program.layout
-        lines = [f"# python matcher of {_printable(program.label)}: {len(program.rules)} rules; `_k*` are constants",
+        count = sum(len(g) for g in groups)
+        lines = [f"# {what} of {_printable(program.label)}: {count} checks; `_k*` are constants",
                  "def match(view, day, prep):", "    g = view.get"]
         for path, key in layout.plain.items():
             if key not in gen.lazy:
@@ -239,24 +242,56 @@ class PythonMatcher:
         lines.append("    out = []")
         #: generated line number -> the id of the rule checked there, to name it when the check fails
         self._rule_at: dict[int, str] = {}
-        for text, rule in _partition(gen, list(program.rules), set(), "    ", depth=0):
-            if rule is not None:
-                self._rule_at[len(lines) + 1] = rule.rule_id
-                text += f"  # {rule.rule_id} {_printable(program.position(rule.rule_id))}"
-            lines.append(text)
+        for rules in groups:
+            for text, rule in _partition(gen, list(rules), set(), "    ", depth=0):
+                if rule is not None:
+                    self._rule_at[len(lines) + 1] = rule.rule_id
+                    text += f"  # {rule.rule_id} {_printable(program.position(rule.rule_id))}"
+                lines.append(text)
         lines += ["    out.sort()", "    return out"]
+        self.what = what
         self.source = "\n".join(lines) + "\n"
         namespace: dict[str, Any] = {"_UNSET": _UNSET, "_sum": _sum, "_sign": _sign, **gen.consts}
-        self._match = compile_function(self.source, "match", f"matcher {program.label}", namespace)
+        self.function = compile_function(self.source, "match", f"{what} {program.label}", namespace)
+
+    def run(self, prepared: PreparedRequest) -> list[int]:
+        try:
+            return self.function(prepared.view, prepared.day, prepared)
+        except Exception as exc:  # costs nothing until something fails
+            rule_id = self._rule_at.get(failing_line(exc.__traceback__, self.function))  # type: ignore[arg-type]
+            where = f" in rule {rule_id} ({self.program.position(rule_id)})" if rule_id is not None else ""
+            raise EvaluationError(f"python {self.what} failed{where}: {type(exc).__name__}: {exc}",
+                                  prepared.request_id) from exc
+
+
+class UnknownChecker:
+    """Which rules are undecided on a request (condition unknown: DOMAIN §5.1 point 6), for the durable matcher:
+    the program's unknown-trees as one generated function, answering indexes ``program.size + i``.
+
+    The trees are exact (Kleene's logic lowered to tests on present and missing keys), but durable-rules cannot
+    run them itself: a rule's unknown-tree needs the *false* side of its siblings, whose alternatives (dated
+    lists) expand past durable-rules' limits: CMP-002's to over 4,096. The python matcher checks the same trees
+    in its own generated function."""
+
+    def __init__(self, program: Program):
+        self._generated = _Generated(program, (program.unknown,), "unknown checker") if program.unknown else None
+
+    def __call__(self, prepared: PreparedRequest) -> list[int]:
+        return self._generated.run(prepared) if self._generated is not None else []
+
+
+class PythonMatcher:
+    name = "python"
+
+    def __init__(self, program: Program):
+        self.program = program
+        # when each rule fires, then when each is undecided: one function, so fields are read once
+        self._generated = _Generated(program, (program.rules, program.unknown), "matcher")
+        self._match = self._generated.function
+        self.source = self._generated.source
 
     def match(self, prepared: PreparedRequest) -> list[int]:
-        try:
-            return self._match(prepared.view, prepared.day, prepared)
-        except Exception as exc:  # costs nothing until something fails
-            rule_id = self._rule_at.get(failing_line(exc.__traceback__, self._match))  # type: ignore[arg-type]
-            where = f" in rule {rule_id} ({self.program.position(rule_id)})" if rule_id is not None else ""
-            raise EvaluationError(f"python matcher failed{where}: {type(exc).__name__}: {exc}",
-                                  prepared.request_id) from exc
+        return self._generated.run(prepared)
 
     def close(self) -> None:
         pass

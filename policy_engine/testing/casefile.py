@@ -48,6 +48,8 @@ class Expectation:
     reason_contains: tuple[str, ...] = ()
     reports: frozenset[str] | None = None
     obligations: frozenset[tuple[str, str]] | None = None
+    undecided: frozenset[str] | None = None  # the exact set of undecided rules (condition unknown)
+    skipped: frozenset[str] | None = None  # the exact set of skipped rules (undecided, on_unknown: skip)
 
     def check(self, decision: Decision) -> tuple[str, ...]:
         """Every way ``decision`` falls short, as 'what: expected ..., got ...' lines."""
@@ -60,6 +62,10 @@ class Expectation:
                 f"missing {', '.join(sorted(self.rules - got))}" if self.rules - got else "",
                 f"unexpected {', '.join(sorted(got - self.rules))}" if got - self.rules else "") if part)
             failures.append(f"rules: expected {_ids(self.rules)}, got {_ids(got)} ({detail})")
+        for key, want, have in (("undecided", self.undecided, set(decision.undecided_ids)),
+                                ("skipped", self.skipped, set(decision.skipped_ids))):
+            if want is not None and have != want:
+                failures.append(f"{key}: expected {_ids(want)}, got {_ids(have)}")
         failures += [f"includes: {rid} did not fire" for rid in sorted(self.includes - got)]
         failures += [f"excludes: {rid} fired" for rid in sorted(self.excludes & got)]
         text = " ".join(f"{e.reason} {e.reason_zh or ''}" for e in decision.trail).casefold()
@@ -292,7 +298,7 @@ class _CaseLoader:
             key = "includes" if "includes" in raw else "excludes"
             self.issues.append(doc.issue((*at, key), None, "`rules:` is already the exact set of fired rules; "
                                                            f"drop `{key}:` or use `includes:` / `excludes:` alone"))
-        for key in ("rules", "includes", "excludes"):
+        for key in ("rules", "includes", "excludes", "undecided", "skipped"):
             for j, rid in enumerate(raw.get(key) or ()):
                 self._rule_id(doc, (*at, key, j), rid)
         for j, item in enumerate(raw.get("obligations") or ()):
@@ -306,7 +312,9 @@ class _CaseLoader:
             includes=frozenset(raw.get("includes") or ()), excludes=frozenset(raw.get("excludes") or ()),
             reason_contains=tuple(raw.get("reason_contains") or ()),
             reports=frozenset(raw["reports"]) if "reports" in raw else None,
-            obligations=None if obligations is None else frozenset((o["rule_id"], o["report"]) for o in obligations))
+            obligations=None if obligations is None else frozenset((o["rule_id"], o["report"]) for o in obligations),
+            undecided=frozenset(raw["undecided"]) if "undecided" in raw else None,
+            skipped=frozenset(raw["skipped"]) if "skipped" in raw else None)
 
     def _rule_id(self, doc: SourceDoc, at: tuple, rid: str) -> None:
         if rid not in self.rule_ids:

@@ -32,8 +32,8 @@ from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 from hypothesis.strategies import SearchStrategy
 
-from ..conditions import fields_read
-from ..decision import Decision
+from ..conditions import counterparty_of, fields_read
+from ..decision import FIRED, UNDECIDED, Decision
 from ..diagnostics import did_you_mean, hint
 from ..engine import PolicyEngine
 from ..errors import EvaluationError, Issue, IssueListError, RequestError
@@ -109,7 +109,11 @@ class Observation:
 
     @property
     def fired(self) -> tuple[str, ...]:
-        return tuple(e["rule_id"] for e in self.trail)
+        return tuple(e["rule_id"] for e in self.trail if e["status"] == FIRED)
+
+    @property
+    def undecided(self) -> tuple[str, ...]:
+        return tuple(e["rule_id"] for e in self.trail if e["status"] == UNDECIDED)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"request": json_ready(self.request)}
@@ -420,7 +424,8 @@ def observe(engine: PolicyEngine, request: Any) -> Observation:
 
 
 def _trail(decision: Decision) -> tuple[Mapping[str, Any], ...]:
-    return tuple({"rule_id": e.rule_id, "outcome": e.outcome, "reason": e.reason} for e in decision.trail)
+    return tuple({"rule_id": e.rule_id, "status": e.status, "outcome": e.outcome, "reason": e.reason}
+                 for e in decision.trail)
 
 
 class _Checker:
@@ -559,12 +564,16 @@ class _Checker:
     def _unchanged(self, request: dict, alternatives: Mapping[str, Any]) -> Counterexample | None:
         variant = copy.deepcopy(request)
         for path, value in alternatives.items():
+            party = counterparty_of(path)
+            if party is not None and not isinstance(request.get(party), dict):
+                continue  # setting it would create the counterparty, which makes its (read) fields applicable
             gen.set_path(variant, path, value)
         before, after = observe(self.engine, request), observe(self.engine, variant)
         failed = self._failed(before, after)
         if failed:
             return failed
-        if before.decision == after.decision and set(before.fired) == set(after.fired):
+        if before.decision == after.decision and set(before.fired) == set(after.fired) \
+                and set(before.undecided) == set(after.undecided):
             return None
         changed = [p for p in alternatives if gen.get_path(request, p) != gen.get_path(variant, p)]
         readers = sorted({r.id for r in self.engine.ruleset.rules for p in fields_read(r.when) if p in changed})
@@ -678,6 +687,7 @@ def format_result(result: Result) -> str:
         if not obs.trail:
             lines.append("            trail: no rule fired")
         for e in obs.trail:
-            lines.append(f"            {e['rule_id']} [{e['outcome']}] {e['reason']}")
+            status = "" if e["status"] == FIRED else f", {e['status']}"
+            lines.append(f"            {e['rule_id']} [{e['outcome']}{status}] {e['reason']}")
     lines.append(f"          ({inv.location})")
     return "\n".join(lines)

@@ -169,6 +169,7 @@ class _Tracker:
         self.fired = [0] * len(self.rules)
         self.in_force = [0] * len(self.rules)
         self.true = [[0] * len(ls) for ls in self.leaves]
+        self.false = [[0] * len(ls) for ls in self.leaves]
         self.cases = 0
 
     def record(self, prepared: PreparedRequest, fired: tuple[str, ...]) -> None:
@@ -180,14 +181,16 @@ class _Tracker:
                 continue
             self.in_force[i] += 1
             for j, leaf in enumerate(self.leaves[i]):
-                self.true[i][j] += evaluate_leaf(leaf, view, day)
+                result = evaluate_leaf(leaf, view, day)  # unknown (None) counts as neither
+                self.true[i][j] += result is True
+                self.false[i][j] += result is False
 
     def coverage(self) -> Coverage:
         rules = []
         for i, rule in enumerate(self.rules):
             leaf_cov = tuple(
                 LeafCoverage(describe(leaf), ":".join(map(str, leaf.pos)) if leaf.pos else rule.location,
-                             self.true[i][j], self.in_force[i] - self.true[i][j])
+                             self.true[i][j], self.false[i][j])
                 for j, leaf in enumerate(self.leaves[i]))
             dated = rule.effective_from is not None or rule.effective_to is not None
             rules.append(RuleCoverage(rule.id, rule.location, self.fired[i], self.in_force[i], dated, leaf_cov))
@@ -195,8 +198,8 @@ class _Tracker:
 
 
 def _trail(decision: Any) -> tuple[str, ...]:
-    return tuple(f"{e.rule_id} [{e.outcome}{', report ' + e.report if e.report else ''}] {e.reason}"
-                 for e in decision.trail)
+    return tuple(f"{e.rule_id} [{e.outcome}{', report ' + e.report if e.report else ''}"
+                 f"{'' if e.status == 'fired' else ', ' + e.status}] {e.reason}" for e in decision.trail)
 
 
 def _run(pack: CompiledPack, case: RuleCase, tracker: _Tracker) -> CaseResult:
