@@ -130,7 +130,8 @@ def test_a_repeated_purpose_cannot_turn_a_refusal_into_an_allow():
 def test_a_repeated_key_is_an_error_record_and_the_stream_goes_on(tmp_path):
     good = json.dumps(base_request(request_id="ok"))
     repeated = good.replace('"purpose": "merchant_purchase"', '"purpose": "lottery", "purpose": "merchant_purchase"')
-    nested = good.replace('"payer": {"id": "u-1"}', '"payer": {"id": "u-1", "id": "u-2"}')
+    nested = good.replace('"payer": {"id": "u-1",', '"payer": {"id": "u-1", "id": "u-2",')
+    assert nested != good
     path = tmp_path / "stream.jsonl"
     path.write_text("\n".join([good, repeated, nested, good]) + "\n", encoding="utf-8")
     out = io.StringIO()

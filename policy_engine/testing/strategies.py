@@ -698,12 +698,10 @@ class _EdgeWriter:
                 continue
             share = self.draw(st.sampled_from((None, Fraction(0), Fraction(1, 2), Fraction(9, 10), Fraction(1, 10))))
             self._mark(path)
-            if share is None or total <= 0:
-                set_path(self.request, path, ABSENT)  # missing history counts as 0 in a sum
-                continue
-            part = self._quantise(path, total * share)
-            if part is None or part > rest:
-                set_path(self.request, path, ABSENT)
+            if share is None or total <= 0 or (part := self._quantise(path, total * share)) is None or part > rest:
+                # left out where the pack declares that absent means 0 (a caller's history counter), else 0 sent:
+                # an absent operand without a default makes the sum unknown, which is not this edge
+                set_path(self.request, path, ABSENT if path in self.ruleset.defaults else 0)
                 continue
             set_path(self.request, path, part)
             self._mark(path)
