@@ -1,8 +1,8 @@
 """Lint a loaded rule pack: mistakes that load fine but leave a rule dead, pointless or in the wrong unit.
 
 The loader already refuses packs that cannot run (``RuleSetError``). The checks here look at what a pack that
-runs will *do*. Each is sound: it reports only what follows from the engine's semantics (DESIGN §3: a leaf on a
-missing field is false; ``between`` is half-open; list items may be dated) and the field contract (schema
+runs will *do*. Each is sound: it reports only what follows from the engine's semantics (DESIGN §3: a leaf is
+true only on a present field, a missing one makes it unknown; ``between`` is half-open; list items may be dated) and the field contract (schema
 enums, integer fields, the currency a field name carries), so a finding is never a matter of taste. They are
 deliberately incomplete: a rule that passes may still be dead in ways only a solver would see.
 
@@ -149,7 +149,7 @@ class _Domain:
         if op is Op.MISSING:
             self.absent = True
             return
-        self.present = True  # every other operator is false on a missing field
+        self.present = True  # every other operator is true only on a present field (missing: unknown)
         if op is Op.EXISTS or leaf.ref is not None:
             return
         if op.spec.shape is Shape.LIST:
@@ -383,7 +383,7 @@ class _Linter:
             return all(self._always(c) for c in node.children)
         if isinstance(node, Any_):
             return any(self._always(c) for c in node.children)
-        return False  # a leaf is false when its field is missing
+        return False  # a leaf is never true when its field is missing (it is unknown)
 
     @staticmethod
     def _contradiction(leaf: Leaf, earlier: list[Leaf], enum: tuple | None) -> str:
