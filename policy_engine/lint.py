@@ -4,8 +4,8 @@ The loader already refuses packs that cannot run (``RuleSetError``). The checks 
 runs will *do*. Each is sound: it reports only what follows from the engine's semantics (DESIGN §3: a leaf is
 true only on a present field, a missing one makes it unknown; ``between`` is half-open; list items may be
 dated) and the field contract (schema enums, integer fields, the currency a field name carries), so a finding
-is never a matter of taste. They are
-deliberately incomplete: a rule that passes may still be dead in ways only a solver would see.
+is never a matter of taste. They are deliberately incomplete: a rule that passes may still be dead in ways
+only a solver would see.
 
 | code | name | severity | finding |
 |---|---|---|---|
