@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
+from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -304,27 +305,32 @@ class _Loader:
                                                                "dated reference rates (at least CNY: \"1\")"))
         return tuple(sorted(tables, key=lambda t: t.as_of))
 
-    def _timezones(self, docs: list[SourceDoc], bad: dict) -> dict[str, str]:
-        zones: dict[str, str] = {}
+    def _entries(self, docs: list[SourceDoc], bad: dict, key: str, what: str) -> Iterator[tuple[SourceDoc, str, Any]]:
+        """The entries of a mapping section (``timezones:``, ``defaults:``) across the pack's files, each name
+        once: a name set in two files is an issue at the second, naming the first."""
         origin: dict[str, str] = {}
         for doc in docs:
-            section = doc.data.get("timezones") if isinstance(doc.data, dict) else None
-            if not isinstance(section, dict) or any(b[:1] == ("timezones",) for b in bad[id(doc)]):
+            section = doc.data.get(key) if isinstance(doc.data, dict) else None
+            if not isinstance(section, dict) or any(b[:1] == (key,) for b in bad[id(doc)]):
                 continue
-            for country, name in section.items():
-                if country in zones:
-                    self.issues.append(doc.issue(("timezones", country), None, f"timezone of {country} is already "
-                                                                                f"set in {origin[country]}"))
+            for name, value in section.items():
+                if name in origin:
+                    self.issues.append(doc.issue((key, name), None, f"{what} {name} is already set in {origin[name]}"))
                     continue
-                try:
-                    ZoneInfo(name)
-                except (ZoneInfoNotFoundError, ValueError):
-                    self.issues.append(doc.issue(("timezones", country), None,
-                                                 f"{name!r} is not a timezone of the tz database (IANA names such "
-                                                 "as Asia/Shanghai or Europe/London)"))
-                    continue
-                zones[country] = name
-                origin[country] = doc.file
+                origin[name] = doc.file
+                yield doc, name, value
+
+    def _timezones(self, docs: list[SourceDoc], bad: dict) -> dict[str, str]:
+        zones: dict[str, str] = {}
+        for doc, country, name in self._entries(docs, bad, "timezones", "the timezone of"):
+            try:
+                ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                self.issues.append(doc.issue(("timezones", country), None,
+                                             f"{name!r} is not a timezone of the tz database (IANA names such "
+                                             "as Asia/Shanghai or Europe/London)"))
+                continue
+            zones[country] = name
         if not zones and docs and not any(isinstance(d.data, dict) and "timezones" in d.data for d in docs):
             self.issues.append(Issue(docs[0].file, 1, 1, None, "no `timezones:` map: local hours and as-of dates "
                                                                "come from each PSP jurisdiction's timezone "
@@ -334,32 +340,22 @@ class _Loader:
     def _defaults(self, docs: list[SourceDoc], bad: dict) -> dict[str, Any]:
         """``defaults:`` of every file: field path -> the value an absent field takes."""
         out: dict[str, Any] = {}
-        origin: dict[str, str] = {}
-        for doc in docs:
-            section = doc.data.get("defaults") if isinstance(doc.data, dict) else None
-            if not isinstance(section, dict) or any(b[:1] == ("defaults",) for b in bad[id(doc)]):
+        for doc, name, value in self._entries(docs, bad, "defaults", "the default of"):
+            path = ("defaults", name)
+
+            def err(where: tuple, message: str, doc: SourceDoc = doc) -> None:
+                self.issues.append(doc.issue(where, None, message))
+
+            if not self._field_ok(path, name, err):
                 continue
-            for name, value in section.items():
-                path = ("defaults", name)
-
-                def err(where: tuple, message: str, doc: SourceDoc = doc) -> None:
-                    self.issues.append(doc.issue(where, None, message))
-
-                if name in out:
-                    err(path, f"default for {name!r} is already declared in {origin[name]}")
-                    continue
-                if not self._field_ok(path, name, err):
-                    continue
-                if name.startswith("derived."):
-                    err(path, f"{name} is computed by the engine; it has no default")
-                    continue
-                info = self.catalog.get(name)
-                assert info is not None
-                constant = self._constant(doc, path, value, info.kind, name, err)
-                if constant is not None:
-                    out[name] = int(constant) if isinstance(constant, Decimal) and constant == int(constant) \
-                        else constant
-                    origin[name] = doc.file
+            if name.startswith("derived."):
+                err(path, f"{name} is computed by the engine; it has no default")
+                continue
+            info = self.catalog.get(name)
+            assert info is not None
+            constant = self._constant(doc, path, value, info.kind, name, err)
+            if constant is not None:
+                out[name] = int(constant) if isinstance(constant, Decimal) and constant == int(constant) else constant
         return out
 
     # -- rules -------------------------------------------------------------------------------------------

@@ -155,3 +155,58 @@ def test_an_undecided_report_rule_marks_its_obligation(bundled_engine):
     assert {"rule_id": "CMP-012", "report": "LVTR", "status": "undecided"} in decision.obligations
     (entry,) = [e for e in decision.trail if e.rule_id == "CMP-012"]
     assert entry.outcome == "allow"  # a report rule never changes the decision, decided or not
+
+
+# -- declaring defaults ------------------------------------------------------------------------------------------
+RULE = """\
+- id: T-1
+  category: risk
+  title: counter over 5
+  when: {field: history.cash_today_cny, op: gt, value: 5}
+  outcome: review
+  reason: "over"
+  source: test
+  verified: false
+"""
+
+
+def test_a_counter_without_a_declared_default_is_unknown(make_pack):
+    from conftest import PACK_HEADER
+
+    from policy_engine import load_ruleset
+
+    without = PolicyEngine(load_ruleset(make_pack(RULE)))
+    assert without.evaluate(base_request()).undecided_ids == ("T-1",)
+    declared = PolicyEngine(load_ruleset(make_pack(RULE, header=PACK_HEADER + "defaults:\n  history.cash_today_cny: 0\n")))
+    decision = declared.evaluate(base_request())
+    assert decision.allowed and decision.defaulted == ("history.cash_today_cny",)
+
+
+@pytest.mark.parametrize(("defaults", "message"), [
+    ("  history.cash_todya_cny: 0\n", "did you mean 'history.cash_today_cny'"),
+    ("  derived.amount_cny: 0\n", "computed by the engine"),
+    ("  history.cash_today_cny: zero\n", "is a number"),
+])
+def test_a_bad_default_is_a_load_error_at_its_position(make_pack, defaults, message):
+    from conftest import PACK_HEADER
+
+    from policy_engine import RuleSetError, load_ruleset
+
+    with pytest.raises(RuleSetError) as info:
+        load_ruleset(make_pack(RULE, header=PACK_HEADER + "defaults:\n" + defaults))
+    (issue,) = info.value.issues
+    assert message in issue.message and issue.line > 1
+
+
+def test_a_default_declared_twice_names_the_first(tmp_path):
+    from conftest import PACK_HEADER
+
+    from policy_engine import RuleSetError, load_ruleset
+
+    (tmp_path / "a.yaml").write_text(PACK_HEADER + "defaults:\n  history.cash_today_cny: 0\nrules:\n" +
+                                     "".join("  " + line + "\n" for line in RULE.splitlines()), encoding="utf-8")
+    (tmp_path / "b.yaml").write_text("defaults:\n  history.cash_today_cny: 1\n", encoding="utf-8")
+    with pytest.raises(RuleSetError) as info:
+        load_ruleset(tmp_path)
+    (issue,) = info.value.issues
+    assert issue.file.endswith("b.yaml") and "already set in" in issue.message and "a.yaml" in issue.message
