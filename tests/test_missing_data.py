@@ -177,7 +177,8 @@ def test_a_counter_without_a_declared_default_is_unknown(make_pack):
 
     without = PolicyEngine(load_ruleset(make_pack(RULE)))
     assert without.evaluate(base_request()).undecided_ids == ("T-1",)
-    declared = PolicyEngine(load_ruleset(make_pack(RULE, header=PACK_HEADER + "defaults:\n  history.cash_today_cny: 0\n")))
+    header = PACK_HEADER + "defaults:\n  history.cash_today_cny: 0\n"
+    declared = PolicyEngine(load_ruleset(make_pack(RULE, header=header)))
     decision = declared.evaluate(base_request())
     assert decision.allowed and decision.defaulted == ("history.cash_today_cny",)
 
