@@ -5,8 +5,9 @@
 For every acceptance case that is not allowed and every field or object in its request, the request is decided
 again without it. Each removal ends one of four ways: refused (a request error: the contract requires it), the
 same decision, a more severe one, or a less severe one. A less severe decision must name what was left out (a
-rule left undecided, a rule marked `on_unknown: skip`, or a declared default); the table lists every such removal and whether it is
-named, and the last line says how many lowered a refusal to `allow` without naming the field (it must be 0).
+rule left undecided, a rule marked `on_unknown: skip`, or a declared default); the table lists every such
+removal and what names it, and the last line says how many lowered a refusal to `allow` without naming the
+field (it must be 0).
 """
 
 from __future__ import annotations
