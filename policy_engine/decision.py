@@ -166,8 +166,9 @@ class Decision:
     as_of: str = ""
     fx_as_of: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
-    #: fields the request left out that took the pack's declared default (DOMAIN §5.1 point 7: a caller-supplied
-    #: history counter not sent counts as 0), so a decision that relied on a default says so
+    #: fields the request left out that took a default: the request contract's (``psp_country``, which also sets
+    #: the clock, and ``payer.type``) and the pack's declared ones (DOMAIN §5.1 point 7: a caller-supplied history
+    #: counter not sent counts as 0), so a decision that relied on a default says so
     defaulted: tuple[str, ...] = ()
 
     @property

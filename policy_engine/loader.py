@@ -37,6 +37,7 @@ MAX_CONSTANT = Decimal(10) ** 11
 MAX_CONDITION_DEPTH = 32
 MAX_RULES = 20_000
 MAX_TEXT_CONSTANT = 256
+_NOT_CIVIL_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 MANIFEST_KEYS = ("pack", "version", "decision_order", "description")
 #: How a leaf of each operand shape is written, for "takes ..., not a ref".
 _WRITTEN = {Shape.LIST: "a `value:` list or a `list:` name", Shape.RANGE: "value: [lo, hi]"}
@@ -323,6 +324,12 @@ class _Loader:
     def _timezones(self, docs: list[SourceDoc], bad: dict) -> dict[str, str]:
         zones: dict[str, str] = {}
         for doc, country, name in self._entries(docs, bad, "timezones", "the timezone of"):
+            if name in _NOT_CIVIL_ZONES or name.startswith(("posix/", "right/")):
+                # these follow the host's configuration or no civil clock: two hosts with one digest would differ
+                self.issues.append(doc.issue(("timezones", country), None,
+                                             f"{name!r} is not a jurisdiction's civil time; name its IANA zone "
+                                             "(e.g. Asia/Shanghai, Europe/London)"))
+                continue
             try:
                 ZoneInfo(name)
             except (ZoneInfoNotFoundError, ValueError):
@@ -497,6 +504,9 @@ class _Loader:
         if how == "ref":
             if spec.shape is not Shape.SCALAR:
                 err((*path, "ref"), f"`{op}` takes {_WRITTEN[spec.shape]}, not a ref")
+                return None
+            if operand.is_sum:  # the compiler lowers a sum to one fact compared with constants
+                err((*path, "ref"), "an `add:` sum is compared with a value, not a ref")
                 return None
             ref = raw["ref"]
             info = self.catalog.get(ref)

@@ -181,6 +181,18 @@ class PreparedRequest:
 _build_prepared = positional_builder(PreparedRequest)
 
 
+def _reportable_id(rid: Any) -> str | None:
+    """The request id an error may carry: a string that can be written anywhere (an id with a lone surrogate,
+    itself a violation, is kept with the surrogate escaped so the error record can still be encoded)."""
+    if not isinstance(rid, str):
+        return None
+    try:
+        rid.encode("utf-8")
+    except UnicodeEncodeError:
+        return rid.encode("utf-8", "backslashreplace").decode("utf-8")
+    return rid
+
+
 class RequestPreparer:
     """Validates and normalises requests for one rule set."""
 
@@ -249,7 +261,7 @@ class RequestPreparer:
 
     def _prepare_reporting(self, request: dict, pending: bool) -> PreparedRequest:
         """The full path: every violation of the request, with its JSON path, in one RequestError."""
-        rid = request.get("request_id") if isinstance(request.get("request_id"), str) else None
+        rid = _reportable_id(request.get("request_id"))
         violations, view = self._validate_collect(request)
         if "derived" in request:  # not merely an unknown key: say why
             violations = [v for v in violations if v.path != "$.derived"]
@@ -267,7 +279,7 @@ class RequestPreparer:
             if problem is not None:
                 violations.append(Violation("$.timestamp", problem))
         country = request.get("psp_country") or DEFAULT_PSP_COUNTRY
-        zone = self._zones.get(country)
+        zone = self._zones.get(country) if isinstance(country, str) else None  # a non-string is reported above
         if zone is None and not any(v.path == "$.psp_country" for v in violations):
             known = ", ".join(sorted(self._zones)) or "none"
             violations.append(Violation("$.psp_country", f"pack {self.ruleset.pack!r} declares no timezone for "
@@ -280,17 +292,19 @@ class RequestPreparer:
 
     def _normalise(self, request: dict, view: dict[str, Any], rid: str, amount: Decimal | int, currency: str,
                    when: dt.datetime, pending: bool) -> PreparedRequest:
+        # Every default a decision rests on is named in it (`defaulted`): the request contract's (psp_country,
+        # which also sets the clock, and payer.type) and the pack's declared ones (history counters).
+        filled = [] if "psp_country" in request else ["psp_country"]
         for path, parent, value in self._fill:
             if path not in view and (parent is None or type(request.get(parent)) is dict):
                 view[path] = value
-        defaulted: tuple[str, ...] = ()
-        if self._pack_defaults:
-            filled = []
-            for path, value in self._pack_defaults:
-                if path not in view:
-                    view[path] = value
+                if path != "psp_country":
                     filled.append(path)
-            defaulted = tuple(filled)
+        for path, value in self._pack_defaults:
+            if path not in view:
+                view[path] = value
+                filled.append(path)
+        defaulted = tuple(filled)
         for party in self._parties:
             if type(request.get(party)) is dict:
                 view[party] = True

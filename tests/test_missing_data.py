@@ -180,7 +180,7 @@ def test_a_counter_without_a_declared_default_is_unknown(make_pack):
     header = PACK_HEADER + "defaults:\n  history.cash_today_cny: 0\n"
     declared = PolicyEngine(load_ruleset(make_pack(RULE, header=header)))
     decision = declared.evaluate(base_request())
-    assert decision.allowed and decision.defaulted == ("history.cash_today_cny",)
+    assert decision.allowed and "history.cash_today_cny" in decision.defaulted
 
 
 @pytest.mark.parametrize(("defaults", "message"), [

@@ -70,6 +70,10 @@ MAX_BRANCHES = 256  # members of one `in` $or; durable hangs at 512
 MAX_SHARD_TESTS = 400  # all tests of one ruleset, $or members included; durable hangs at 512 under one node
 MAX_RULES_PER_SHARD = 200  # rules sharing the anchor; durable crashes at 256
 MAX_ALTERNATIVES = 4096  # per pack rule after expansion; beyond this the rule is refused for this matcher
+# Durable rulesets per pack: a request is asserted into every shard its trigger admits, so a small pack of many
+# `any`s (8 rules of 12 two-way `any`s expand to 32,768 alternatives in 8,192 shards) would cost seconds per
+# request. The default pack plans 18 shards, a generated 1,000-rule pack 81.
+MAX_SHARDS = 256
 
 _SID = "0"  # one session per handle: facts are retracted after each match, so nothing is shared between them
 #: durable-rules' name for each primitive operator (the compiler lowers the others to these).
@@ -372,6 +376,13 @@ def plan_shards(program: Program, budget: int = SHARD_BUDGET,
             values |= guard
             keys |= _keys(term)
         flush(key)  # a shard holds the rules of one guard key only
+    if len(shards) > MAX_SHARDS:
+        per_rule = Counter(index for index, _, _ in variants)
+        worst = next(r for r in program.rules if r.index == per_rule.most_common(1)[0][0])
+        raise RuleSetError([_issue(program, worst, f"the pack's conditions expand to {len(variants):,} alternatives "
+                                                   f"in {len(shards):,} durable rulesets; the durable matcher allows "
+                                                   f"{MAX_SHARDS} (this rule expands most: split its `any`s into "
+                                                   "rules or lists, or use the python matcher)")])
     return shards
 
 
