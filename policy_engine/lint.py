@@ -33,6 +33,7 @@ from typing import Any
 
 from .compiler import compile_program
 from .conditions import All, Any_, Leaf, Node, Not, Operand, fields_read, leaves
+from .diagnostics import did_you_mean
 from .fields import FieldCatalog
 from .operators import Op, Shape
 from .resources import load_schema
@@ -54,6 +55,7 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
     Check("W120", "unused-list", "warning"),
     Check("W130", "no-source", "warning"),
     Check("W140", "reason-missing-field", "warning"),
+    Check("W104", "unknown-value", "warning"),
     Check("I150", "fail-open", "info"),
     Check("W151", "only-undecided", "warning"),
     Check("E201", "mixed-currency", "error"),
@@ -325,6 +327,7 @@ class _Linter:
             self._never(rule)
             self._source(rule)
             self._reason_fields(rule)
+            self._unknown_values(rule)
             self._currencies(rule, rule.when, None)
             self._reason_currency(rule)
         self._shadowed()
@@ -423,6 +426,24 @@ class _Linter:
                 self._add("W102", rule, why[0], f"`not` is always true here, because {why[1]}")
             else:
                 self._dead(rule, node.child)
+
+    # -- W104 ----------------------------------------------------------------------------------------------
+    def _unknown_values(self, rule: Rule) -> None:
+        """A field whose values the contract leaves open (funding_source.type, purpose: an unknown one is for
+        FS-000 / FS-099 to catch) lists the values it knows as ``examples``; a constant outside them is a typo or a
+        look-alike character (a Cyrillic ``р`` in ``bnрl``) that makes the rule match nothing real."""
+        for leaf in leaves(rule.when):
+            if leaf.operand.is_sum or leaf.ref is not None or leaf.op not in (Op.EQ, Op.NE, Op.IN, Op.NOT_IN):
+                continue
+            path = leaf.operand.paths[0]
+            known = (self.catalog.schema(path) or {}).get("examples")
+            if not known:
+                continue
+            values = [i.value for i in leaf.items or ()] if leaf.op.spec.shape is Shape.LIST else [leaf.value]
+            for value in values:
+                if isinstance(value, str) and value not in known:
+                    self._add("W104", rule, leaf, f"{value!r} is not a known {path} ({', '.join(known)})"
+                                                  f"{did_you_mean(value, known)}")
 
     # -- I150 / W151 ---------------------------------------------------------------------------------------
     def _unknowns(self) -> None:

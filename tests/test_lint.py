@@ -51,6 +51,8 @@ RULES_YAML = "rules:\n" + "".join([
     rule("REASON-CCY", "\n      all:\n        - {field: purpose, op: eq, value: securities_investment}\n"
                        "        - {field: derived.amount_usd, op: gt, value: 10000}",
          reason='"Investments above CNY 10,000 are held."'),
+    rule("TYPO", "\n      all:\n        - {field: purpose, op: eq, value: loan_repayment}\n"
+                 "        - {field: funding_source.type, op: eq, value: prepaid}"),
     rule("SKIPPER", "\n      all:\n        - {field: purpose, op: eq, value: tuition}\n"
                     "        - {field: risk_score, op: gte, value: 90}", extra="    on_unknown: skip\n"),
 ])
@@ -63,6 +65,8 @@ EXPECTED = [
     ("rules.yaml", "{field: merchant.country, op: in", "EMPTY-IN", "W101", ["empty_countries is empty"]),
     ("rules.yaml", "{field: channel, op: not_in", "ENUM", "W101", ["channel not_in", "only 'online', ", "'qr_static'"]),
     ("rules.yaml", "{field: payer.account_tier", "DEAD-ANY", "W102", ["branch of `any`", "payer.account_tier not_in"]),
+    ("rules.yaml", "{field: funding_source.type, op: eq, value: prepaid}", "TYPO", "W104",
+     ["'prepaid' is not a known funding_source.type", "did you mean 'prepaid_card'"]),
     ("rules.yaml", "id: EMPTY-IN", "EMPTY-IN", "W151", ["never fire", "undecided (review)", "only hold"]),
     ("rules.yaml", "on_unknown: skip", "SKIPPER", "I150", ["leaves out risk_score", "review rule is skipped"]),
     ("rules.yaml", "id: NARROW", "NARROW", "W110", ["shadowed by BROAD", "`deny`"]),
@@ -119,8 +123,8 @@ def test_cli_prints_findings_and_fails_on_errors(pack):
     assert any(m["file"] == str(pack / "rules.yaml") and (int(m["line"]), int(m["col"])) == (line, col)
                and (m["rid"], m["sev"], m["code"], m["name"]) == ("BOUNDS", "warning", "W101", "never-fires")
                for m in matches)
-    assert lines[-1].startswith("failed: fixture 1: 12 rules")
-    assert "(2 error(s), 10 warning(s), 1 note(s))" in lines[-1]
+    assert lines[-1].startswith("failed: fixture 1: 13 rules")
+    assert "(2 error(s), 11 warning(s), 1 note(s))" in lines[-1]
     assert err.getvalue() == ""
 
 
@@ -128,7 +132,7 @@ def test_cli_json(pack):
     out = io.StringIO()
     assert main(["validate", "--json", str(pack)], out=out, err=io.StringIO()) == 1
     report = json.loads(out.getvalue())
-    assert (report["ok"], report["errors"], report["warnings"], report["notes"]) == (False, 2, 10, 1)
+    assert (report["ok"], report["errors"], report["warnings"], report["notes"]) == (False, 2, 11, 1)
     assert {(f["rule_id"], f["code"], f["name"], f["severity"]) for f in report["findings"]} >= {
         ("UNPINNED", "E202", "unpinned-currency", "error"), ("NARROW", "W110", "shadowed", "warning")}
     (unused,) = [f for f in report["findings"] if f["code"] == "W120"]
