@@ -10,11 +10,17 @@ from typing import Any
 
 from .audit import AuditLog
 from .decision import Decision
-from .errors import EvaluationError, PolicyEngineError, RequestError
+from .errors import EvaluationError, PolicyEngineError, RequestError, Violation
+from .jsonio import dumps_bytes, parse_json
 from .loader import load_ruleset
 from .pack import CompiledPack
 from .request import PreparedRequest
 from .ruleset import RuleSet
+
+#: The longest request text :meth:`PolicyEngine.evaluate_json` reads (characters of a str, bytes of bytes). A full
+#: request is about 1.2 KB and the schema bounds every string and ``extra``, so a longer text is not a payment
+#: request, and refusing it before parsing bounds what a caller can make the engine allocate.
+MAX_REQUEST_TEXT = 1 << 20
 
 
 class PolicyEngine:
@@ -81,6 +87,19 @@ class PolicyEngine:
         except Exception as exc:  # fail closed: an engine fault is never an allow
             raise EvaluationError(f"could not evaluate request: {type(exc).__name__}: {exc}",
                                   prepared.request_id) from exc
+
+    def evaluate_json(self, data: bytes | str) -> bytes:
+        """Decide one request given as JSON text and return the decision's JSON: ``decision.to_dict()`` as compact
+        UTF-8 (:func:`~policy_engine.jsonio.dumps_bytes`). Raises what :meth:`evaluate` raises; text that is not
+        JSON, is ambiguous (a repeated key) or is longer than :data:`MAX_REQUEST_TEXT` is a :class:`RequestError`."""
+        if len(data) > MAX_REQUEST_TEXT:
+            raise RequestError([Violation("$", f"the request text is {len(data):,} long, beyond the "
+                                               f"{MAX_REQUEST_TEXT:,} a payment request may take")])
+        try:
+            request = parse_json(data)
+        except ValueError as exc:  # UnicodeDecodeError included
+            raise RequestError([Violation("$", f"not valid JSON: {exc}")]) from None
+        return dumps_bytes(self.evaluate(request).to_dict())
 
     def evaluate_many(self, requests: Iterable[Any]) -> Iterator[Decision | PolicyEngineError]:
         """Decide each request in turn. An invalid request yields its :class:`RequestError` (or an

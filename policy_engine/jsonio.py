@@ -5,13 +5,20 @@ stream compares as the analyst wrote it. A key repeated in one object is refused
 its JSON path): the last one would silently win, and what is decided would not be what another reader of the
 same text sees. JSON Lines readers report a bad line as ``(line, None, problem)`` and go on with the next line,
 so one corrupt record never loses the rest of a stream.
+
+Native libraries carry the hot path where their wheels are installed: msgspec decodes (numbers exactly, through
+``Decimal``) and orjson encodes; measured in README "Performance". Each is optional: without it, or with
+:data:`PURE_ENV` set, the standard library gives the same values and the same errors. The native decoder has no
+duplicate-key hook, so it only vouches for a text it can prove has none (see :func:`_native_parse`); any other
+text, and any text it refuses, goes through the standard decoder, whose answer (value or error) is the contract.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any, BinaryIO
 
@@ -74,9 +81,86 @@ _MARKING_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_
                                     object_pairs_hook=_marking_keys)
 
 
+#: Set this environment variable (to anything but "" or "0") before import to use the standard library only.
+PURE_ENV = "POLICY_ENGINE_PURE_JSON"
+
+_DECLINED = object()  # the native decoder cannot vouch for a text: the standard decoder decides
+
+
+def _load_native_decoder() -> Callable[[str | bytes], Any] | None:
+    if os.environ.get(PURE_ENV, "") not in ("", "0"):
+        return None
+    try:
+        import msgspec
+    except ImportError:
+        return None
+    decode = msgspec.json.Decoder(float_hook=Decimal).decode
+    reencode = msgspec.json.Encoder().encode
+    error = msgspec.MsgspecError
+
+    def native_parse(text: str | bytes) -> Any:
+        """The value, or :data:`_DECLINED`. A repeated key leaves one ``:`` of the text out of the decoded value,
+        so the value is returned only when re-encoding it gives back every ``:`` of the text. Escapes are
+        declined first: ``\\u003a`` decodes to a ``:`` the text does not show, which could hide a repeat."""
+        if type(text) is str:
+            if "\\" in text:
+                return _DECLINED
+            colons = text.count(":")
+        else:
+            if b"\\" in text:
+                return _DECLINED
+            colons = text.count(b":")
+        try:
+            value = decode(text)
+            return value if reencode(value).count(b":") == colons else _DECLINED
+        except (error, UnicodeError, RecursionError):  # malformed, too deep, a huge integer, a lone surrogate
+            return _DECLINED
+
+    return native_parse
+
+
+def _load_native_encoder() -> Callable[[Any], bytes] | None:
+    if os.environ.get(PURE_ENV, "") not in ("", "0"):
+        return None
+    try:
+        import orjson
+    except ImportError:
+        return None
+    encode, option = orjson.dumps, orjson.OPT_NON_STR_KEYS
+
+    def native_dumps(obj: Any) -> bytes:
+        try:
+            return encode(obj, default=str, option=option)
+        except TypeError:  # an integer beyond 64 bits: the standard encoder writes it exactly
+            return _pure_dumps(obj)
+
+    return native_dumps
+
+
+def _pure_dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
+
+
+_native_parse = _load_native_decoder()
+_encode = _load_native_encoder() or _pure_dumps
+
+
+def native_json() -> dict[str, bool]:
+    """Which native libraries are in use (for the benchmark and diagnostics)."""
+    return {"msgspec": _native_parse is not None, "orjson": _encode is not _pure_dumps}
+
+
 def parse_json(text: str | bytes) -> Any:
     """JSON with exact numbers: decimals become ``Decimal``; NaN and Infinity are refused (``ValueError``). A key
     repeated in one object is a :class:`RequestError` naming its JSON path."""
+    if _native_parse is not None:
+        value = _native_parse(text)
+        if value is not _DECLINED:
+            return value
+    return _parse_standard(text)
+
+
+def _parse_standard(text: str | bytes) -> Any:
     try:
         try:
             return _decode(text, _DECODER)
@@ -101,15 +185,26 @@ def _decode(text: str | bytes, decoder: json.JSONDecoder) -> Any:
                       object_pairs_hook=decoder.object_pairs_hook)
 
 
+def dumps_bytes(obj: Any) -> bytes:
+    """One JSON document on one line, compact, in UTF-8; values JSON has no type for (``Decimal``, dates) are
+    written as text. The native and the standard encoder write the same bytes, except that a float below 1e-4
+    is written in full by one (``0.00001``) and with an exponent by the other (``1e-05``)."""
+    return _encode(obj)
+
+
 def dumps(obj: Any) -> str:
-    """One JSON document on one line; values JSON has no type for (``Decimal``, dates) are written as text."""
-    return json.dumps(obj, ensure_ascii=False, default=str)
+    """:func:`dumps_bytes` as text."""
+    return _encode(obj).decode("utf-8")
 
 
 def decode_line(raw: bytes) -> tuple[Any, str | RequestError | None]:
     """One line of JSON Lines: ``(value, None)``, or ``(None, problem)`` saying what is wrong with it."""
+    if _native_parse is not None:  # on the bytes: msgspec checks the UTF-8 as it reads
+        value = _native_parse(raw)
+        if value is not _DECLINED:
+            return value, None
     try:
-        return parse_json(raw.decode("utf-8")), None
+        return _parse_standard(raw.decode("utf-8")), None
     except RequestError as exc:
         return None, exc
     except UnicodeDecodeError as exc:
