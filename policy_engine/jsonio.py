@@ -131,7 +131,7 @@ def _load_native_encoder() -> Callable[[Any], bytes] | None:
     def native_dumps(obj: Any) -> bytes:
         try:
             return encode(obj, default=str, option=option)
-        except TypeError:  # an integer beyond 64 bits: the standard encoder writes it exactly
+        except TypeError:  # an integer beyond 64 bits (written exactly), or a lone surrogate (refused as before)
             return _pure_dumps(obj)
 
     return native_dumps
