@@ -28,23 +28,19 @@ def engine() -> Iterator[PolicyEngine]:
     eng.close()
 
 
-def _reload_json(monkeypatch: pytest.MonkeyPatch | None, pure: bool) -> None:
-    """Reload jsonio with or without its native libraries. The reload reuses the module's namespace, so every
-    function already imported elsewhere (the engine's, the CLI's) reads the reloaded choice."""
-    if monkeypatch is not None and pure:
-        monkeypatch.setenv(jsonio.PURE_ENV, "1")
-    importlib.reload(jsonio)
-
-
 @pytest.fixture(params=["native", "pure"])
 def json_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """jsonio reloaded with its native libraries, or forced to the standard library. The reload reuses the
+    module's namespace, so every function already imported elsewhere (the engine's, the CLI's) reads the choice."""
+    if request.param == "pure":
+        monkeypatch.setenv(jsonio.PURE_ENV, "1")
+    importlib.reload(jsonio)
     if request.param == "native" and not any(jsonio.native_json().values()):
-        pytest.skip("neither msgspec nor orjson is installed")
-    _reload_json(monkeypatch, request.param == "pure")
+        pytest.skip("neither msgspec nor orjson is in use")
     assert any(jsonio.native_json().values()) is (request.param == "native")
     yield request.param
-    monkeypatch.delenv(jsonio.PURE_ENV, raising=False)
-    _reload_json(None, False)
+    monkeypatch.undo()  # the environment as the run found it, then the module as it was
+    importlib.reload(jsonio)
 
 
 def _texts() -> list[str]:
@@ -74,16 +70,17 @@ def test_evaluate_json_writes_the_decisions_document(engine, json_mode):
 
 def test_native_and_pure_encoders_write_the_same_bytes(engine, monkeypatch):
     if not jsonio.native_json()["orjson"]:
-        pytest.skip("orjson is not installed")
+        pytest.skip("orjson is not in use")
     documents = [engine.evaluate(jsonio.parse_json(t)).to_dict() for t in _texts()]
     documents.append({"big": 2**70, "small": -(2**65), 1: "non-string key", "text": "é\u2028\x00\"\\", "d": None})
     native = [jsonio.dumps_bytes(d) for d in documents]
-    _reload_json(monkeypatch, True)
+    monkeypatch.setenv(jsonio.PURE_ENV, "1")
+    importlib.reload(jsonio)
     try:
         assert [jsonio.dumps_bytes(d) for d in documents] == native
     finally:
-        monkeypatch.delenv(jsonio.PURE_ENV)
-        _reload_json(None, False)
+        monkeypatch.undo()
+        importlib.reload(jsonio)
 
 
 @given(request=requests())
