@@ -131,14 +131,16 @@ def _load_native_encoder() -> Callable[[Any], bytes] | None:
     def native_dumps(obj: Any) -> bytes:
         try:
             return encode(obj, default=str, option=option)
-        except TypeError:  # an integer beyond 64 bits (written exactly), or a lone surrogate (refused as before)
+        except TypeError:  # an integer beyond 64 bits, or a lone surrogate: the standard encoder writes both
             return _pure_dumps(obj)
 
     return native_dumps
 
 
 def _pure_dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
+    # surrogatepass: a lone surrogate (text that is not Unicode, which the validator refuses but an error record
+    # may quote) stays what it was through dumps() instead of failing the writer
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8", "surrogatepass")
 
 
 _native_parse = _load_native_decoder()
@@ -194,7 +196,7 @@ def dumps_bytes(obj: Any) -> bytes:
 
 def dumps(obj: Any) -> str:
     """:func:`dumps_bytes` as text."""
-    return _encode(obj).decode("utf-8")
+    return _encode(obj).decode("utf-8", "surrogatepass")
 
 
 def decode_line(raw: bytes) -> tuple[Any, str | RequestError | None]:

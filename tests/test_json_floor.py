@@ -83,6 +83,11 @@ def test_native_and_pure_encoders_write_the_same_bytes(engine, monkeypatch):
         importlib.reload(jsonio)
 
 
+def test_dumps_keeps_text_that_is_not_unicode(json_mode):
+    value = {"request_id": "r\ud800", "n": 2**70}
+    assert jsonio.dumps(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 @given(request=requests())
 def test_evaluate_json_decides_as_evaluate(engine, request):
     text = dumps_request(request)
