@@ -36,6 +36,7 @@ from .conditions import All, Any_, Leaf, Node, Not, Operand, fields_read, leaves
 from .diagnostics import did_you_mean
 from .fields import FieldCatalog
 from .operators import Op, Shape
+from .request import counters_read
 from .resources import load_schema
 from .ruleset import SKIP, Rule, RuleSet
 from .yamlsource import SourceDoc, YamlSourceError, load_yaml
@@ -58,6 +59,8 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
     Check("W104", "unknown-value", "warning"),
     Check("I150", "fail-open", "info"),
     Check("W151", "only-undecided", "warning"),
+    Check("W160", "unused-aggregate", "warning"),
+    Check("W161", "undefined-counter", "warning"),
     Check("E201", "mixed-currency", "error"),
     Check("E202", "unpinned-currency", "error"),
     Check("W203", "reason-currency", "warning"),
@@ -333,6 +336,7 @@ class _Linter:
         self._shadowed()
         self._unused_lists()
         self._unknowns()
+        self._aggregates()
         rank = {f: i for i, f in enumerate(self.ruleset.files)}
         return tuple(sorted(self.findings, key=lambda f: (rank.get(f.file, len(rank)), f.line, f.col, f.code)))
 
@@ -495,6 +499,8 @@ class _Linter:
     # -- W120 ----------------------------------------------------------------------------------------------
     def _unused_lists(self) -> None:
         used = {leaf.list_name for rule in self.ruleset.rules for leaf in leaves(rule.when)}
+        used.update(leaf.list_name for agg in self.ruleset.aggregates.values()
+                    for node in (agg.where, agg.window.event) if node is not None for leaf in leaves(node))
         for name in self.ruleset.lists:
             if name in used:
                 continue
@@ -504,6 +510,28 @@ class _Linter:
             where = where or (self.ruleset.files[0], 1, 1)
             self.findings.append(Finding(*where, None, "W120", f"list {name!r} is defined but no rule uses it; "
                                                                "delete it or use it with `list:`"))
+
+    # -- W160 / W161 ----------------------------------------------------------------------------------------
+    def _aggregates(self) -> None:
+        """Counters and their definitions must meet: an aggregate no rule reads costs a store write per payment
+        for nothing, and with a store a counter no aggregate defines is never computed (the rule reading it is
+        then undecided). Only a pack that declares aggregates is held to the second."""
+        aggregates = self.ruleset.aggregates
+        if not aggregates:
+            return
+        read = {f"history.{name}" for name in counters_read(self.ruleset)}
+        for name, agg in aggregates.items():
+            if name not in read:
+                self.findings.append(Finding(agg.file, agg.line, agg.col, None, "W160",
+                                             f"aggregate {name} is declared but no rule reads it; delete it or "
+                                             "use it in a rule"))
+        for rule in self.ruleset.rules:
+            fields = set(fields_read(rule.when)) | set(rule.reason.fields)
+            if rule.reason_zh:
+                fields.update(rule.reason_zh.fields)
+            for name in sorted(f for f in fields if f.startswith("history.") and f not in aggregates):
+                self._add("W161", rule, None, f"reads {name}, which no aggregate defines: with a state store it "
+                                              "is never computed; declare it under `aggregates:`")
 
     # -- W130 ----------------------------------------------------------------------------------------------
     _PLACEHOLDERS = frozenset({"todo", "tbd", "fixme", "?", "-", "n/a", "na", "none", "unknown", "xxx", "source"})

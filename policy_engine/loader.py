@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jsonschema
 
+from .aggregates import CALENDAR_UNITS, COUNT, FUNCTIONS, JURISDICTION, Aggregate, Window, sliding_seconds
 from .conditions import All, Any_, Leaf, ListItem, Node, Not, Operand
 from .decision import ReasonTemplate
 from .diagnostics import did_you_mean, hint
@@ -162,6 +163,7 @@ class _Loader:
         self.issues += ConstantChecker(self.catalog).check(docs, rules, self.list_sources)
         self.issues += cost_issues(rules, lists, docs[0].file if docs else str(self.root))
         defaults = self._defaults(docs, bad_paths)
+        aggregates = self._aggregates(docs, bad_paths, lists)
         if self.issues:
             rank = {d.file: n for n, d in enumerate(docs)}
             raise RuleSetError(sorted(self.issues, key=lambda i: (rank.get(i.file, -1), i.line, i.col)))
@@ -169,7 +171,8 @@ class _Loader:
         digest = self._digest(docs)
         return RuleSet(pack=pack, version=version, decision_order=order, rules=tuple(rules), lists=lists,
                        fx_tables=fx, timezones=zones, digest=digest, path=str(self.root),
-                       files=tuple(d.file for d in docs), description=description, defaults=defaults)
+                       files=tuple(d.file for d in docs), description=description, defaults=defaults,
+                       aggregates=aggregates)
 
     def _digest(self, docs: list[SourceDoc]) -> str:
         # Canonical content: the parsed data of each file under its path relative to the pack. Comments and
@@ -364,6 +367,52 @@ class _Loader:
             if constant is not None:
                 out[name] = int(constant) if isinstance(constant, Decimal) and constant == int(constant) else constant
         return out
+
+    def _aggregates(self, docs: list[SourceDoc], bad: dict, lists: dict) -> dict[str, Aggregate]:
+        """``aggregates:`` of every file: history field -> the counter that defines it."""
+        out: dict[str, Aggregate] = {}
+        for doc, name, raw in self._entries(docs, bad, "aggregates", "the aggregate"):
+            path = ("aggregates", name)
+            before = len(self.issues)
+
+            def err(where: tuple, message: str, doc: SourceDoc = doc) -> None:
+                self.issues.append(doc.issue(where, None, message))
+
+            self._field_ok(path, name, err)
+            function = next(f for f in FUNCTIONS if f in raw)
+            of = None if function == COUNT else raw[function]
+            if of is not None and self._field_ok((*path, function), of, err) and function == "sum":
+                info = self.catalog.get(of)
+                if info is not None and info.kind != "num":
+                    err((*path, function), f"sum of {of!r}, which is not a number")
+            self._field_ok((*path, "by"), raw["by"], err)
+            where = (self._node(doc, (*path, "where"), raw["where"], None, lists, depth=0)
+                     if "where" in raw else None)
+            window = self._window(doc, (*path, "window"), raw["window"], lists, err)
+            if len(self.issues) != before or window is None:
+                continue
+            line, col = doc.mark(path)
+            out[name] = Aggregate(name, function, of, where, raw["by"], window, raw["counts"], doc.file, line, col)
+        return out
+
+    def _window(self, doc: SourceDoc, path: tuple, raw: Any, lists: dict, err) -> Window | None:
+        if raw == "lifetime":
+            return Window("lifetime")
+        if "last" in raw:
+            return Window("last", seconds=sliding_seconds(raw["last"]) or 0)
+        if "since" in raw:
+            event = self._node(doc, (*path, "since"), raw["since"], None, lists, depth=0)
+            return Window("since", event=event) if event is not None else None
+        zone = raw["timezone"]
+        if zone != JURISDICTION:
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                err((*path, "timezone"), f"{zone!r} is neither `{JURISDICTION}` (the payment's PSP jurisdiction) "
+                                         "nor a timezone of the tz database (e.g. Asia/Shanghai)")
+                return None
+        assert raw["calendar"] in CALENDAR_UNITS
+        return Window("calendar", unit=raw["calendar"], timezone=zone)
 
     # -- rules -------------------------------------------------------------------------------------------
     def _rules(self, docs: list[SourceDoc], bad: dict, lists: dict) -> list[Rule]:

@@ -6,10 +6,13 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .conditions import ListItem, Node
 from .decision import ReasonTemplate
+
+if TYPE_CHECKING:  # aggregates imports request, which imports this module
+    from .aggregates import Aggregate
 
 DEFAULT_DECISION_ORDER = ("deny", "review", "step_up", "allow")
 SKIP = "skip"
@@ -88,6 +91,8 @@ class RuleSet:
     #: what an absent field means, declared by the pack (caller-supplied history counters: 0); the request
     #: preparer fills these in, and the trail names the ones it filled
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    #: the counters the engine keeps itself when a state store is configured, by the field each defines
+    aggregates: Mapping[str, Aggregate] = field(default_factory=dict)
 
     def rule(self, rule_id: str) -> Rule:
         for r in self.rules:

@@ -23,9 +23,16 @@ lists:
   empty_countries: []
   gambling_mcc: ["7995"]
   never_used: ["1234"]
+aggregates:
+  history.cash_today_cny:
+    sum: derived.amount_cny
+    by: payer.id
+    window: {calendar: day, timezone: jurisdiction}
+    counts: allowed
 """
 
-# One mistake per rule (W120 lives in the lists above). Each rule tests a purpose of its own so that no rule
+# One mistake per rule (W120 and W160 live in pack.yaml above; MIXED also reads a counter no aggregate defines,
+# W161). Each rule tests a purpose of its own so that no rule
 # accidentally shadows another.
 RULES_YAML = "rules:\n" + "".join([
     rule("BOUNDS", "\n      all:\n        - {field: purpose, op: eq, value: tuition}\n"
@@ -60,6 +67,8 @@ RULES_YAML = "rules:\n" + "".join([
 # (file, needle at the finding's position, rule id, code, message fragments)
 EXPECTED = [
     ("pack.yaml", "never_used:", None, "W120", ["'never_used'", "no rule uses it"]),
+    ("pack.yaml", "history.cash_today_cny:", None, "W160", ["history.cash_today_cny", "no rule reads it"]),
+    ("rules.yaml", "id: MIXED", "MIXED", "W161", ["history.cash_today_usd", "no aggregate defines"]),
     ("rules.yaml", "{field: risk_score, op: lt", "BOUNDS", "W101",
      ["risk_score lt 5", "contradicts", "risk_score gt 10"]),
     ("rules.yaml", "{field: merchant.country, op: in", "EMPTY-IN", "W101", ["empty_countries is empty"]),
@@ -124,7 +133,7 @@ def test_cli_prints_findings_and_fails_on_errors(pack):
                and (m["rid"], m["sev"], m["code"], m["name"]) == ("BOUNDS", "warning", "W101", "never-fires")
                for m in matches)
     assert lines[-1].startswith("failed: fixture 1: 13 rules")
-    assert "(2 error(s), 11 warning(s), 1 note(s))" in lines[-1]
+    assert "(2 error(s), 13 warning(s), 1 note(s))" in lines[-1]
     assert err.getvalue() == ""
 
 
@@ -132,7 +141,7 @@ def test_cli_json(pack):
     out = io.StringIO()
     assert main(["validate", "--json", str(pack)], out=out, err=io.StringIO()) == 1
     report = json.loads(out.getvalue())
-    assert (report["ok"], report["errors"], report["warnings"], report["notes"]) == (False, 2, 11, 1)
+    assert (report["ok"], report["errors"], report["warnings"], report["notes"]) == (False, 2, 13, 1)
     assert {(f["rule_id"], f["code"], f["name"], f["severity"]) for f in report["findings"]} >= {
         ("UNPINNED", "E202", "unpinned-currency", "error"), ("NARROW", "W110", "shadowed", "warning")}
     (unused,) = [f for f in report["findings"] if f["code"] == "W120"]

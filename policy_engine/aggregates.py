@@ -1,0 +1,186 @@
+"""Aggregates a pack declares (``aggregates:``): the ``history.*`` counters the engine keeps itself.
+
+Each aggregate defines one field: a function (``count``, ``sum`` of an exact amount, ``count_distinct``) over
+the payments of one entity (``by``, e.g. ``payer.id``) that match ``where``, in a window computed from the
+payment's own instant, counting what ``counts`` says of each payment's recorded outcome. The value never
+includes the payment being decided (DOMAIN §5.1 point 7): rules add the current amount themselves.
+
+Windows are half-open ranges of UTC microseconds ``[lo, hi)``, so every store answers the same question:
+
+- ``last: 1h`` (sliding): the payments in ``(t - 1h, t]``;
+- ``calendar: day|month|year`` in a timezone (the payment's PSP jurisdiction, or a named zone): every payment
+  recorded in that calendar period, whatever order they arrive in, so a daily cap is a cap on the day's total;
+- ``lifetime``: every payment recorded;
+- ``since: <condition>``: the payments after the entity's latest payment that met the condition, up to ``t``
+  (PSD2's exemptions since the last payment with SCA).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal, Inexact
+from fractions import Fraction
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from .conditions import Node, fields_read
+from .request import EXACT
+
+COUNT, SUM, COUNT_DISTINCT = "count", "sum", "count_distinct"
+FUNCTIONS = (COUNT, SUM, COUNT_DISTINCT)
+#: What a payment contributes, by its recorded outcome: every attempt; payments not denied and not reported
+#: failed or reversed (limits: an allowed, step-up or review payment counts until told otherwise, failing
+#: closed); or denied payments only (declines).
+ATTEMPTS, ALLOWED, DENIED = "attempts", "allowed", "denied"
+COUNTS = (ATTEMPTS, ALLOWED, DENIED)
+#: Downstream statuses ``report`` accepts; a payment is ``pending`` until one is reported.
+PENDING, COMPLETED, FAILED, REVERSED = "pending", "completed", "failed", "reversed"
+REPORTED_STATUSES = (COMPLETED, FAILED, REVERSED)
+JURISDICTION = "jurisdiction"
+CALENDAR_UNITS = ("day", "month", "year")
+_SLIDING = re.compile(r"^([1-9][0-9]{0,5})([mhd])$")
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+#: Bounds wider than any instant a request may carry (2000..2100).
+FOREVER = (0, 2**62)
+
+
+def sliding_seconds(text: str) -> int | None:
+    """``1h`` -> 3600; None for anything that is not a positive count of minutes, hours or days."""
+    match = _SLIDING.match(text)
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)] if match else None
+
+
+def micros(when: dt.datetime) -> int:
+    """An aware instant as integer microseconds since the Unix epoch (exact, orderable, store-friendly)."""
+    delta = when - EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """``kind`` is ``last`` (``seconds``), ``calendar`` (``unit`` in ``timezone``), ``lifetime`` or ``since``
+    (``event``: the condition that restarts the window)."""
+
+    kind: str
+    seconds: int = 0
+    unit: str = ""
+    timezone: str = ""  # JURISDICTION or an IANA zone name
+    event: Node | None = None
+
+    def bounds(self, when: dt.datetime, jurisdiction_zone: ZoneInfo) -> tuple[int, int]:
+        """``[lo, hi)`` in UTC microseconds for a payment at ``when``; a ``since`` window's ``lo`` is found in the
+        entity's history (see :func:`since_start`), so here it is the beginning of time."""
+        t = micros(when)
+        if self.kind == "last":
+            return t - self.seconds * 1_000_000 + 1, t + 1
+        if self.kind == "calendar":
+            zone = jurisdiction_zone if self.timezone == JURISDICTION else ZoneInfo(self.timezone)
+            local = when.astimezone(zone)
+            start = local.replace(hour=0, minute=0, second=0, microsecond=0, fold=0)
+            if self.unit == "day":
+                end_date = local.date() + dt.timedelta(days=1)
+            elif self.unit == "month":
+                start = start.replace(day=1)
+                end_date = dt.date(local.year + local.month // 12, local.month % 12 + 1, 1)
+            else:
+                start = start.replace(month=1, day=1)
+                end_date = dt.date(local.year + 1, 1, 1)
+            end = dt.datetime(end_date.year, end_date.month, end_date.day, tzinfo=zone)
+            return micros(start), micros(end)
+        if self.kind == "since":
+            return FOREVER[0], t + 1
+        return FOREVER
+
+    def describe(self) -> str:
+        if self.kind == "last":
+            return f"last {self.seconds}s"
+        if self.kind == "calendar":
+            return f"calendar {self.unit} in {self.timezone}"
+        return self.kind
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """One declared counter. ``of`` is the field summed or counted distinct (None for ``count``)."""
+
+    field: str
+    function: str
+    of: str | None
+    where: Node | None
+    by: str
+    window: Window
+    counts: str
+    file: str
+    line: int
+    col: int
+
+    def fields_read(self) -> tuple[str, ...]:
+        """The request fields recording a payment for this aggregate needs."""
+        paths = [self.by]
+        if self.of:
+            paths.append(self.of)
+        for node in (self.where, self.window.event):
+            if node is not None:
+                paths.extend(fields_read(node))
+        return tuple(dict.fromkeys(paths))
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One recorded payment as an aggregate sees it: its instant, the value it contributes (``of``, as text),
+    whether it matched ``where`` and the ``since`` event, and its decision and downstream status."""
+
+    instant: int
+    value: str | None
+    matches: bool
+    event: bool
+    outcome: str
+    status: str
+
+
+def counted(counts: str, outcome: str, status: str) -> bool:
+    if counts == ATTEMPTS:
+        return True
+    if counts == DENIED:
+        return outcome == "deny"
+    return outcome != "deny" and status not in (FAILED, REVERSED)
+
+
+def since_start(rows: Iterable[Row]) -> int:
+    """The lower bound of a ``since`` window: just after the entity's latest event (beginning of time if none)."""
+    last = max((r.instant for r in rows if r.event), default=None)
+    return FOREVER[0] if last is None else last + 1
+
+
+def _number(text: str) -> Fraction:
+    return Fraction(text)
+
+
+def exact_total(total: Fraction) -> int | Decimal | Fraction:
+    """A sum in the exact type the rest of the engine uses: int, a Decimal when it has one, else the Fraction
+    (cross-rate amounts)."""
+    if total.denominator == 1:
+        return total.numerator
+    try:
+        return EXACT.divide(Decimal(total.numerator), Decimal(total.denominator))
+    except Inexact:
+        return total
+
+
+def fold(aggregate: Aggregate, rows: Iterable[Row], lo: int, hi: int) -> Any:
+    """The aggregate's value over the rows of one entity (rows outside ``[lo, hi)`` are ignored, and a
+    ``since`` window starts after the latest event among them)."""
+    rows = list(rows)
+    if aggregate.window.kind == "since":
+        lo = max(lo, since_start(r for r in rows if r.instant < hi))
+    chosen = [r for r in rows if lo <= r.instant < hi and r.matches and counted(aggregate.counts, r.outcome,
+                                                                                   r.status)]
+    if aggregate.function == COUNT:
+        return len(chosen)
+    if aggregate.function == COUNT_DISTINCT:
+        return len({r.value for r in chosen if r.value is not None})
+    return exact_total(sum((_number(r.value) for r in chosen if r.value is not None), Fraction(0)))
