@@ -15,6 +15,7 @@ from .errors import (
     PolicyEngineError,
     RequestError,
     RuleSetError,
+    StateError,
     Violation,
 )
 from .loader import load_ruleset
@@ -45,6 +46,7 @@ __all__ = [
     "Rule",
     "RuleSet",
     "RuleSetError",
+    "StateError",
     "TrailEntry",
     "Violation",
     "__version__",

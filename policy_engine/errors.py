@@ -103,5 +103,18 @@ class EvaluationError(PolicyEngineError):
         return {"error": "evaluation_failed", "request_id": self.request_id, "message": str(self)}
 
 
+class StateError(PolicyEngineError):
+    """The state store refuses an operation on a request's record: ``code`` is ``conflict`` (a ``request_id``
+    reused with a different body) or ``unknown_request`` (a status reported for a payment never evaluated)."""
+
+    def __init__(self, code: str, message: str, request_id: str | None = None):
+        self.code = code
+        self.request_id = request_id
+        super().__init__(message)
+
+    def to_dict(self) -> dict:
+        return {"error": self.code, "request_id": self.request_id, "message": str(self)}
+
+
 class MatcherUnavailableError(PolicyEngineError):
     """The requested matcher cannot run on this interpreter (e.g. durable-rules on Python 3.13)."""

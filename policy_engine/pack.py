@@ -100,6 +100,8 @@ class CompiledPack:
             if r.reason_zh:
                 needed.update(r.reason_zh.fields)
         needed.update(program.layout.plain)
+        for aggregate in ruleset.aggregates.values():  # what recording a payment for each counter reads
+            needed.update(aggregate.fields_read())
         preparer = RequestPreparer(ruleset, tuple(sorted(needed)))
         info = {"pack": ruleset.pack, "version": ruleset.version, "digest": ruleset.digest}
         rank = {outcome: i for i, outcome in enumerate(ruleset.decision_order)}

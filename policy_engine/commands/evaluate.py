@@ -11,7 +11,7 @@ from ..audit import AuditError, AuditLog
 from ..cli import EXIT_BAD_INPUT, EXIT_ENGINE, EXIT_OK, printable
 from ..decision import Decision
 from ..engine import PolicyEngine
-from ..errors import EvaluationError, RequestError
+from ..errors import EvaluationError, RequestError, StateError
 from ..jsonio import dumps, read_json_records
 from ..matchers import MATCHERS
 
@@ -38,6 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     f"decision log; prefer the environment variable {AUDIT_KEY_ENV}, which other users of the "
                     "machine cannot see in the process list. Without a key, pseudonyms are plain hashes that can "
                     "be reversed for small value spaces (phone, card numbers), and a warning says so")
+    ev.add_argument("--state", metavar="URL", help="keep the pack's counters (history.*) in this state store and "
+                    "record each payment: memory:// (this run only) or sqlite:///path (relative; four slashes for "
+                    "an absolute path). A stream is applied in order; a request carrying `history` is then an "
+                    "error, and a request_id reused with a different body is a conflict (exit 2)")
     ev.set_defaults(func=cmd_evaluate)
 
 
@@ -89,7 +93,7 @@ def _audit_log(args: argparse.Namespace, err: TextIO) -> AuditLog | None:
 
 def cmd_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     audit = _audit_log(args, err)
-    engine = PolicyEngine.from_path(args.rules, matcher=args.matcher, audit=audit)
+    engine = PolicyEngine.from_path(args.rules, matcher=args.matcher, audit=audit, state=args.state)
     stream = sys.stdin.buffer if args.file in (None, "-") else open(args.file, "rb")  # noqa: SIM115
     worst = EXIT_OK
     try:
@@ -102,7 +106,7 @@ def cmd_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 continue
             try:
                 decision = engine.evaluate(request)
-            except RequestError as exc:
+            except (RequestError, StateError) as exc:
                 _print_error(out, {**exc.to_dict(), "line": line}, args.json)
                 worst = max(worst, EXIT_BAD_INPUT)
                 continue

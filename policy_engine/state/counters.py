@@ -1,0 +1,104 @@
+"""Counting for one pack: what a payment records for each declared aggregate, and the counters its rules read,
+computed in the store's transaction and put into the request's view as the ``history.*`` fields.
+
+The engine owns these counters (DOMAIN §5.1 point 7): a request may not carry ``history``, the pack's
+``defaults:`` for counters (meant for callers that supply them) do not apply, and a counter whose entity the
+request leaves out (no ``device.id`` for a per-device counter) is missing, so the rules reading it are undecided
+rather than fed a guess.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ..aggregates import Aggregate, fold, micros
+from ..conditions import evaluate
+from ..decision import NO_EXTRA, Decision, Outcome, TrailEntry
+from ..errors import RequestError, Violation
+from ..pack import CompiledPack
+from ..request import DEFAULT_PSP_COUNTRY, PreparedRequest, counters_read, instant
+from .store import Entry, Payment, Transaction
+
+
+def body_digest(request: Mapping[str, Any]) -> str:
+    """A digest of the request body: a retry under the same ``request_id`` must send the same body."""
+    text = json.dumps(request, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def encode_decision(decision: Decision) -> str:
+    return json.dumps(decision.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_decision(text: str) -> Decision:
+    """A recorded decision, as a retry gets it back (evidence values as the decision's JSON carried them)."""
+    d = json.loads(text)
+    trail = tuple(TrailEntry(e["rule_id"], e["category"], e["outcome"], e["title"], e["reason"], e["evidence"],
+                             e["source"], e.get("report"), e.get("reason_zh"), e["status"], tuple(e.get("missing", ())),
+                             tuple(e.get("defaulted", ()))) for e in d["trail"])
+    return Decision(d["request_id"], Outcome(d["decision"]), trail, tuple(d["obligations"]), d["ruleset"],
+                    d["engine"], d["elapsed_us"], d["as_of"], d["fx_as_of"], NO_EXTRA, tuple(d.get("defaulted", ())))
+
+
+class Counters:
+    """Built once per pack version; reads nothing but its pack, so it is shared between threads."""
+
+    def __init__(self, pack: CompiledPack):
+        self.pack = pack
+        ruleset = pack.ruleset
+        self.aggregates: tuple[Aggregate, ...] = tuple(ruleset.aggregates.values())
+        self.read = frozenset(f"history.{name}" for name in counters_read(ruleset))
+        self._zones = {country: ZoneInfo(name) for country, name in ruleset.timezones.items()}
+
+    def refuse_history(self, request: Any) -> None:
+        if isinstance(request, Mapping) and "history" in request:
+            rid = request.get("request_id")
+            raise RequestError([Violation("$.history", "this engine keeps its own counters in a state store; a "
+                                                       "request may not supply `history` (drop it)")],
+                               rid if isinstance(rid, str) else None)
+
+    def values(self, request: Mapping[str, Any], prepared: PreparedRequest, txn: Transaction) -> dict[str, Any]:
+        """The counters the pack's rules read, for this request's entities and windows, as of ``txn``."""
+        when, zone = self._instant(request)
+        out = {}
+        for agg in self.aggregates:
+            entity = prepared.view.get(agg.by)
+            if entity is not None and agg.field in self.read:
+                lo, hi = agg.window.bounds(when, zone)
+                out[agg.field] = fold(agg, txn.rows(agg.field, str(entity), lo, hi), lo, hi)
+        return out
+
+    def evaluate(self, request: Mapping[str, Any], prepared: PreparedRequest, txn: Transaction,
+                 started_ns: int) -> tuple[Decision, Payment]:
+        """Decide with the counters read in ``txn``; returns the decision and the payment to record."""
+        view = prepared.complete()
+        for path in self.read:
+            view.pop(path, None)  # the engine's counters, never the defaults meant for caller-supplied ones
+        view.update(self.values(request, prepared, txn))
+        defaulted = tuple(p for p in prepared.defaulted if p not in self.read)
+        decision = self.pack.decide(dataclasses.replace(prepared, defaulted=defaulted), started_ns)
+        entries = []
+        for agg in self.aggregates:
+            entity = view.get(agg.by)
+            if entity is None:
+                continue
+            matches = agg.where is None or evaluate(agg.where, view, prepared.day) is not False  # unknown counts
+            event = agg.window.event is not None and evaluate(agg.window.event, view, prepared.day) is True
+            value = view.get(agg.of) if agg.of else None
+            entries.append(Entry(agg.field, str(entity), None if value is None else str(value), matches, event))
+        when, _ = self._instant(request)
+        payment = Payment(prepared.request_id, body_digest(request), micros(when), tuple(entries),
+                          decision.decision.value, encode_decision(decision))
+        return decision, payment
+
+    def _instant(self, request: Mapping[str, Any]) -> tuple[dt.datetime, ZoneInfo]:
+        """A valid request's instant and its PSP jurisdiction's zone (the preparer checked both exist)."""
+        when, _ = instant(request["timestamp"])
+        assert when is not None
+        return when, self._zones[request.get("psp_country") or DEFAULT_PSP_COUNTRY]

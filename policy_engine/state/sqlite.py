@@ -1,0 +1,116 @@
+"""``sqlite:///path``: recorded payments in one SQLite file, the embedded default store.
+
+WAL journal with ``synchronous=FULL``: a transaction is durable once :meth:`SQLiteStore.transaction` returns, so
+a restart or a ``kill -9`` loses nothing that was committed. Every transaction starts with ``BEGIN IMMEDIATE``,
+which takes the database's write lock before reading, so read-counters-then-record is atomic across threads and
+processes sharing the file. A file that is not this store's database, or cannot be opened, is an
+:class:`~policy_engine.EvaluationError`: no decision is computed without the counters.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..aggregates import PENDING, Row
+from ..errors import EvaluationError, StateError
+from .store import Payment, Recorded
+
+#: Bumped when the layout changes; a file of another version is refused rather than misread.
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS payments (
+    request_id TEXT PRIMARY KEY, digest TEXT NOT NULL, instant INTEGER NOT NULL, outcome TEXT NOT NULL,
+    status TEXT NOT NULL, decision TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    aggregate TEXT NOT NULL, entity TEXT NOT NULL, instant INTEGER NOT NULL,
+    request_id TEXT NOT NULL REFERENCES payments(request_id), value TEXT, matches INTEGER NOT NULL,
+    event INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS entries_window ON entries (aggregate, entity, instant);
+"""
+
+
+def _failure(url: str, exc: sqlite3.Error) -> EvaluationError:
+    return EvaluationError(f"state store {url} is unreachable or corrupt ({type(exc).__name__}: {exc}); no decision "
+                           "is made without the counters")
+
+
+class _Txn:
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def recorded(self, request_id: str) -> Recorded | None:
+        row = self._db.execute("SELECT digest, decision FROM payments WHERE request_id = ?", (request_id,)).fetchone()
+        return None if row is None else Recorded(row[0], row[1])
+
+    def rows(self, aggregate: str, entity: str, lo: int, hi: int) -> list[Row]:
+        cursor = self._db.execute(
+            "SELECT e.instant, e.value, e.matches, e.event, p.outcome, p.status FROM entries e "
+            "JOIN payments p ON p.request_id = e.request_id "
+            "WHERE e.aggregate = ? AND e.entity = ? AND e.instant >= ? AND e.instant < ?",
+            (aggregate, entity, lo, hi))
+        return [Row(i, v, bool(m), bool(ev), o, s) for i, v, m, ev, o, s in cursor]
+
+    def record(self, payment: Payment) -> None:
+        self._db.execute("INSERT INTO payments VALUES (?, ?, ?, ?, ?, ?)",
+                         (payment.request_id, payment.digest, payment.instant, payment.outcome, PENDING,
+                          payment.decision))
+        self._db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             [(e.aggregate, e.entity, payment.instant, payment.request_id, e.value, e.matches,
+                               e.event) for e in payment.entries])
+
+
+class SQLiteStore:
+    """One connection per store, used under a lock (a connection is not for concurrent use); other processes
+    open their own and SQLite's write lock orders them."""
+
+    def __init__(self, path: str, url: str | None = None):
+        self.url = url or f"sqlite:///{path}"
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                self._db.close()
+                raise EvaluationError(f"state store {self.url} has layout version {version}; this engine reads "
+                                      f"version {SCHEMA_VERSION}")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise _failure(self.url, exc) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Txn]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _failure(self.url, exc) from exc
+            try:
+                yield _Txn(self._db)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise _failure(self.url, exc) from exc
+
+    def report(self, request_id: str, status: str) -> None:
+        with self._lock:
+            try:
+                changed = self._db.execute("UPDATE payments SET status = ? WHERE request_id = ?",
+                                           (status, request_id)).rowcount
+            except sqlite3.Error as exc:
+                raise _failure(self.url, exc) from exc
+        if not changed:
+            raise StateError("unknown_request", f"no payment {request_id!r} was evaluated with {self.url}; report "
+                             "the status of a payment the engine decided", request_id)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,73 @@
+"""The store protocol: what the engine needs from a place that keeps recorded payments.
+
+A store keeps each evaluated payment once (by ``request_id``) with the body's digest, its instant, the decision
+and the downstream status, plus one :class:`Entry` per declared aggregate whose entity the payment has. Reading
+counters and recording the payment happen in one :meth:`Store.transaction`, so two evaluations for one entity
+never both read the counters before either records (the SQLite store serialises writers; the memory store
+holds a lock). Counting itself is the same code for every store (:func:`policy_engine.aggregates.fold`); a
+store only returns an entity's rows in a window.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..aggregates import Row
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What one payment contributes to one aggregate's entity: the value (``of``, as exact text), whether it
+    matched the aggregate's ``where`` and its ``since`` event."""
+
+    aggregate: str
+    entity: str
+    value: str | None
+    matches: bool
+    event: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """A payment to record: its id, the digest of its body (a retry must send the same body), its instant in
+    UTC microseconds, its entries, its decision's outcome and the decision as JSON (what a retry gets back)."""
+
+    request_id: str
+    digest: str
+    instant: int
+    entries: tuple[Entry, ...]
+    outcome: str
+    decision: str
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    digest: str
+    decision: str
+
+
+class Transaction(Protocol):
+    def recorded(self, request_id: str) -> Recorded | None:
+        """The payment already recorded under ``request_id``, if any."""
+
+    def rows(self, aggregate: str, entity: str, lo: int, hi: int) -> list[Row]:
+        """The entity's rows for ``aggregate`` with ``lo <= instant < hi``, with their payments' outcome and
+        current status."""
+
+    def record(self, payment: Payment) -> None:
+        """Record a new payment (its id is not recorded yet: the caller checked in this transaction)."""
+
+
+class Store(Protocol):
+    url: str
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """One atomic unit: reads see a consistent state and every record commits together or not at all."""
+
+    def report(self, request_id: str, status: str) -> None:
+        """Record a downstream status; raises :class:`~policy_engine.StateError` for an unknown ``request_id``."""
+
+    def close(self) -> None: ...
+

@@ -1,0 +1,169 @@
+"""Engine-owned counters (DESIGN.md §10): a state store keeps the payments, the engine computes the pack's
+history.* counters from them, records each payment with its decision idempotently by request_id, and fails
+closed when the store cannot be used."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from conftest import base_request, decision_json_lines
+
+from policy_engine import EvaluationError, PolicyEngine, RequestError, StateError
+from policy_engine.cli import main
+from policy_engine.state import StoreURLError
+
+BEIJING_DAY = "2025-06-10T{}+08:00"
+
+
+def qr(rid: str, amount: int | str, at: str = "14:30:00", payer: str = "u-1") -> dict:
+    return base_request(request_id=rid, channel="qr_static", amount__value=amount, timestamp=BEIJING_DAY.format(at),
+                        payer__id=payer)
+
+
+def fired(decision) -> tuple[str, tuple[str, ...]]:
+    return decision.decision.value, decision.rule_ids
+
+
+@pytest.fixture(params=["memory", "sqlite-restarted"])
+def engines(request, tmp_path: Path):
+    """A factory of engines on one store: memory keeps one engine; SQLite opens a new engine (a restart) on the
+    same file for every payment."""
+    if request.param == "memory":
+        engine = PolicyEngine.from_path(state="memory://")
+        yield lambda: engine
+        engine.close()
+        return
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    opened: list[PolicyEngine] = []
+
+    def restart() -> PolicyEngine:
+        if opened:
+            opened[-1].close()
+        opened.append(PolicyEngine.from_path(state=url))
+        return opened[-1]
+
+    yield restart
+    opened[-1].close()
+
+
+def test_static_qr_daily_cap_done_means(engines):
+    """CNY 200, 200, 200, 100, 1 on one Beijing day: allow, allow, deny (CMP-010), allow, deny; a retry of the
+    second does not count; after it is reported reversed CNY 200 more is allowed; the next day starts at zero."""
+    results = [fired(engines().evaluate(qr(f"p{i}", amount, f"1{i}:00:00")))
+               for i, amount in enumerate([200, 200, 200, 100, 1])]
+    assert results == [("allow", ()), ("allow", ()), ("deny", ("CMP-010",)), ("allow", ()), ("deny", ("CMP-010",))]
+    retry = engines().evaluate(qr("p1", 200, "11:00:00"))
+    assert fired(retry) == ("allow", ())
+    assert fired(engines().evaluate(qr("p5", 1, "15:00:00"))) == ("deny", ("CMP-010",))  # the retry added nothing
+    engines().report("p1", "reversed")
+    assert fired(engines().evaluate(qr("p6", 200, "16:00:00"))) == ("allow", ())
+    assert fired(engines().evaluate(qr("p7", 1, "16:30:00"))) == ("deny", ("CMP-010",))
+    # 00:00 in Beijing is the next calendar day although it is still 2025-06-10 in UTC
+    next_day = base_request(request_id="p8", channel="qr_static", amount__value=500,
+                            timestamp="2025-06-10T16:00:00Z")
+    assert fired(engines().evaluate(next_day)) == ("allow", ())
+    assert engines().counters(qr("probe", 1, "23:59:59"))["history.qr_static_daily_used_cny"] == 500
+
+
+def test_a_calendar_day_counts_late_arrivals_and_other_payers_do_not_count(engines):
+    engines().evaluate(qr("late", 400, "23:00:00"))  # arrives first, happened later the same day
+    assert fired(engines().evaluate(qr("early", 200, "08:00:00"))) == ("deny", ("CMP-010",))
+    assert fired(engines().evaluate(qr("other", 500, "09:00:00", payer="u-2"))) == ("allow", ())
+
+
+def test_the_evidence_shows_the_engines_counter_and_no_default(engines):
+    engines().evaluate(qr("a", 450))
+    decision = engines().evaluate(qr("b", 100, "15:00:00"))
+    (entry,) = decision.trail
+    assert entry.evidence["history.qr_static_daily_used_cny"] == 450
+    assert entry.defaulted == () and decision.defaulted == ()
+
+
+def test_velocity_counts_attempts_in_a_sliding_hour():
+    engine = PolicyEngine.from_path(state="memory://")
+    for minute in range(10):
+        engine.evaluate(base_request(request_id=f"v{minute}", timestamp=BEIJING_DAY.format(f"14:{minute:02}:00")))
+    probe = base_request(timestamp=BEIJING_DAY.format("15:00:00"))
+    assert engine.counters(probe)["history.payer_txn_count_1h"] == 9  # (14:00, 15:00]: 14:00 itself is out
+    decision = engine.evaluate(base_request(request_id="v10", timestamp=BEIJING_DAY.format("14:59:59")))
+    assert "RSK-003" in decision.rule_ids
+
+
+def test_retry_with_another_body_is_a_conflict_and_changes_nothing(engines):
+    engines().evaluate(qr("p", 400))
+    with pytest.raises(StateError) as info:
+        engines().evaluate(qr("p", 100))
+    assert info.value.code == "conflict" and "different body" in str(info.value)
+    assert engines().counters(qr("probe", 1))["history.qr_static_daily_used_cny"] == 400
+
+
+def test_report_needs_a_known_payment_and_a_known_status(engines):
+    with pytest.raises(StateError, match="no payment 'ghost'"):
+        engines().report("ghost", "completed")
+    engines().evaluate(qr("p", 100))
+    with pytest.raises(StateError, match="not one of completed, failed, reversed"):
+        engines().report("p", "refunded")
+    engines().report("p", "failed")
+    assert engines().counters(qr("probe", 1))["history.qr_static_daily_used_cny"] == 0
+
+
+def test_a_request_carrying_history_is_refused_with_a_store():
+    engine = PolicyEngine.from_path(state="memory://")
+    with pytest.raises(RequestError) as info:
+        engine.evaluate(base_request(history={"qr_static_daily_used_cny": 0}))
+    assert info.value.violations[0].path == "$.history"
+
+
+def test_without_a_store_nothing_changes():
+    engine = PolicyEngine.from_path()
+    request = qr("p", 400) | {"history": {"qr_static_daily_used_cny": 200}}
+    assert fired(engine.evaluate(request)) == ("deny", ("CMP-010",))
+    assert fired(engine.evaluate(request)) == ("deny", ("CMP-010",))  # nothing recorded, nothing counted twice
+    with pytest.raises(StateError, match="needs a state store"):
+        engine.report("p", "completed")
+
+
+def test_a_corrupt_or_unreachable_store_is_an_evaluation_error(tmp_path: Path):
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database" * 512)
+    with pytest.raises(EvaluationError, match="unreachable or corrupt"):
+        PolicyEngine.from_path(state=f"sqlite:///{garbage}")
+    with pytest.raises(EvaluationError, match="unreachable or corrupt"):
+        PolicyEngine.from_path(state=f"sqlite:///{tmp_path / 'no-such-dir' / 'state.db'}")
+    path = tmp_path / "state.db"
+    engine = PolicyEngine.from_path(state=f"sqlite:///{path}")
+    with sqlite3.connect(path) as other:
+        other.execute("DROP TABLE entries")
+    with pytest.raises(EvaluationError):
+        engine.evaluate(qr("p", 100))
+    engine.close()
+
+
+def test_an_unknown_state_url_is_refused():
+    with pytest.raises(StoreURLError, match=r"memory:// .* sqlite:///path"):
+        PolicyEngine.from_path(state="postgres://db")
+
+
+def test_cli_state_applies_a_stream_in_order(tmp_path: Path):
+    stream = tmp_path / "payments.jsonl"
+    lines = [qr(f"p{i}", amount, f"1{i}:00:00") for i, amount in enumerate([200, 200, 200, 100, 1])]
+    lines.append(qr("p1", 300, "11:00:00"))  # same id, another body
+    stream.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    out = io.StringIO()
+    assert main(["evaluate", "--json", "--state", url, str(stream)], out=out, err=io.StringIO()) == 2
+    records = decision_json_lines(out.getvalue())
+    assert [r.get("decision") for r in records[:5]] == ["allow", "allow", "deny", "allow", "deny"]
+    assert (records[5]["error"], records[5]["line"]) == ("conflict", 6)
+    # a second run over the same store: every payment is a retry and gets its recorded decision
+    out = io.StringIO()
+    stream.write_text("".join(json.dumps(r) + "\n" for r in lines[:5]), encoding="utf-8")
+    assert main(["evaluate", "--json", "--state", url, str(stream)], out=out, err=io.StringIO()) == 0
+    assert [r["decision"] for r in decision_json_lines(out.getvalue())] == ["allow", "allow", "deny", "allow", "deny"]
+    err = io.StringIO()
+    assert main(["evaluate", "--state", f"sqlite:///{tmp_path}", str(stream)], out=io.StringIO(), err=err) == 3
+    assert "unreachable or corrupt" in err.getvalue()
