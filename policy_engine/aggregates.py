@@ -176,7 +176,7 @@ def fold(aggregate: Aggregate, rows: Iterable[Row], lo: int, hi: int) -> Any:
     ``since`` window starts after the latest event among them)."""
     rows = list(rows)
     if aggregate.window.kind == "since":
-        lo = max(lo, since_start(r for r in rows if r.instant < hi))
+        lo = max(lo, since_start(rows))  # the store's rows end at the payment's instant: later events do not count
     chosen = [r for r in rows if lo <= r.instant < hi and r.matches and counted(aggregate.counts, r.outcome,
                                                                                    r.status)]
     if aggregate.function == COUNT:
