@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import os
 import random
@@ -364,6 +365,17 @@ def main() -> None:
                   {"p50_us": 15, "p99_us": 40}, runs))
     batch_section(engine, texts, 10_000 if args.quick else 100_000)
     engine.close()
+
+    print("\nbundled pack with engine-owned counters (read, decide, record in one transaction; new request ids)")
+    stateless = [{k: v for k, v in r.items() if k != "history"} for r in requests]
+    with tempfile.TemporaryDirectory() as tmp:
+        for store in ("memory://", f"sqlite:///{Path(tmp) / 'state.db'}"):
+            engine = PolicyEngine.from_path(None, state=store)
+            ids = itertools.count()
+            samples = timed(lambda r, e=engine, i=ids: e.evaluate({**r, "request_id": f"b-{next(i)}"}), stateless,
+                            max(1000, n // 10))
+            print(line(f"evaluate with counters ({store.split(':')[0]})", samples, floor_p50))
+            engine.close()
 
     print("\nscaling with generated packs (p50 per decision)")
     scaling: dict[str, dict[int, float]] = {}

@@ -172,16 +172,22 @@ class PolicyEngine:
         counters = self._counters
         counters.refuse_history(request)
         prepared = self._prepare(counters.pack, request)
-        with self._store.transaction() as txn:
-            return counters.values(request, prepared, txn)
+        try:
+            with self._store.transaction() as txn:
+                return counters.values(request, prepared, txn)
+        except EvaluationError:
+            raise
+        except Exception as exc:
+            raise EvaluationError(f"could not read the counters: {type(exc).__name__}: {exc}",
+                                  prepared.request_id) from exc
 
     def evaluate_many(self, requests: Iterable[Any]) -> Iterator[Decision | PolicyEngineError]:
         """Decide each request in turn. An invalid request yields its :class:`RequestError` (or an
-        :class:`EvaluationError`) in its place instead of stopping the batch."""
+        :class:`EvaluationError`, or a store's :class:`StateError`) in its place instead of stopping the batch."""
         for request in requests:
             try:
                 yield self.evaluate(request)
-            except (RequestError, EvaluationError) as exc:
+            except (RequestError, EvaluationError, StateError) as exc:
                 yield exc
 
     def explain(self, request: Any, rule_id: str | None = None) -> Any:

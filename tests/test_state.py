@@ -167,3 +167,10 @@ def test_cli_state_applies_a_stream_in_order(tmp_path: Path):
     err = io.StringIO()
     assert main(["evaluate", "--state", f"sqlite:///{tmp_path}", str(stream)], out=io.StringIO(), err=err) == 3
     assert "unreachable or corrupt" in err.getvalue()
+
+
+def test_a_batch_yields_a_conflict_in_its_place_and_goes_on():
+    engine = PolicyEngine.from_path(state="memory://")
+    results = list(engine.evaluate_many([qr("p", 100), qr("p", 200), qr("q", 450)]))
+    assert isinstance(results[1], StateError) and results[1].request_id == "p"
+    assert fired(results[2]) == ("deny", ("CMP-010",))  # 100 + 450 > 500: the conflicting body was not counted
