@@ -90,6 +90,8 @@ class Counters:
                 continue
             matches = agg.where is None or evaluate(agg.where, view, prepared.day) is not False  # unknown counts
             event = agg.window.event is not None and evaluate(agg.window.event, view, prepared.day) is True
+            if not (matches or event):
+                continue  # it could never change this counter: no row for it
             value = view.get(agg.of) if agg.of else None
             entries.append(Entry(agg.field, str(entity), None if value is None else str(value), matches, event))
         when, _ = self._instant(request)
