@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
+import multiprocessing.synchronize
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -174,3 +177,42 @@ def test_a_batch_yields_a_conflict_in_its_place_and_goes_on():
     results = list(engine.evaluate_many([qr("p", 100), qr("p", 200), qr("q", 450)]))
     assert isinstance(results[1], StateError) and results[1].request_id == "p"
     assert fired(results[2]) == ("deny", ("CMP-010",))  # 100 + 450 > 500: the conflicting body was not counted
+
+
+PAYERS = 20
+
+
+def _race(url: str, worker: int, start: multiprocessing.synchronize.Event, results: multiprocessing.Queue) -> None:
+    engine = PolicyEngine.from_path(state=url)
+    start.wait()
+    try:
+        results.put([engine.evaluate(qr(f"w{worker}-{payer}-{i}", 100, f"14:{i:02}:00", payer=f"u-{payer}")).decision
+                     .value for payer in range(PAYERS) for i in range(10)])
+    finally:
+        engine.close()
+
+
+def test_two_processes_racing_on_one_payers_limit_never_both_get_under_it(tmp_path: Path):
+    """Twenty CNY 100 static-QR payments for one payer from two processes on one SQLite file: the cap of CNY 500
+    a day lets exactly five through, however the two interleave (for twenty payers in turn, so they do)."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    PolicyEngine.from_path(state=url).close()  # create the file before the race
+    ctx = multiprocessing.get_context("spawn")
+    start, results = ctx.Event(), ctx.Queue()
+    workers = [ctx.Process(target=_race, args=(url, w, start, results)) for w in range(2)]
+    for w in workers:
+        w.start()
+    start.set()
+    answers = [results.get(timeout=120) for _ in workers]
+    for w in workers:
+        w.join(timeout=30)
+    for payer in range(PAYERS):
+        outcomes = [o for a in answers for o in a[payer * 10:(payer + 1) * 10]]
+        assert sorted(outcomes) == ["allow"] * 5 + ["deny"] * 15, payer
+
+
+def test_threads_sharing_one_engine_never_both_get_under_a_limit():
+    engine = PolicyEngine.from_path(state="memory://")
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(lambda i: engine.evaluate(qr(f"t{i}", 100)).decision.value, range(20)))
+    assert sorted(outcomes) == ["allow"] * 5 + ["deny"] * 15
