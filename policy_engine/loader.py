@@ -119,6 +119,18 @@ def _file_validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema, format_checker=DATE_FORMAT)
 
 
+def _zone_problem(name: str) -> str | None:
+    """What is wrong with a timezone name a pack gives, or None."""
+    if name in _NOT_CIVIL_ZONES or name.startswith(("posix/", "right/")):
+        # these follow the host's configuration or no civil clock: two hosts with one digest would differ
+        return f"{name!r} is not a jurisdiction's civil time; name its IANA zone (e.g. Asia/Shanghai, Europe/London)"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"{name!r} is not a timezone of the tz database (IANA names such as Asia/Shanghai or Europe/London)"
+    return None
+
+
 class _Loader:
     def __init__(self, root: Path):
         self.root = root
@@ -327,18 +339,8 @@ class _Loader:
     def _timezones(self, docs: list[SourceDoc], bad: dict) -> dict[str, str]:
         zones: dict[str, str] = {}
         for doc, country, name in self._entries(docs, bad, "timezones", "the timezone of"):
-            if name in _NOT_CIVIL_ZONES or name.startswith(("posix/", "right/")):
-                # these follow the host's configuration or no civil clock: two hosts with one digest would differ
-                self.issues.append(doc.issue(("timezones", country), None,
-                                             f"{name!r} is not a jurisdiction's civil time; name its IANA zone "
-                                             "(e.g. Asia/Shanghai, Europe/London)"))
-                continue
-            try:
-                ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
-                self.issues.append(doc.issue(("timezones", country), None,
-                                             f"{name!r} is not a timezone of the tz database (IANA names such "
-                                             "as Asia/Shanghai or Europe/London)"))
+            if problem := _zone_problem(name):
+                self.issues.append(doc.issue(("timezones", country), None, problem))
                 continue
             zones[country] = name
         if not zones and docs and not any(isinstance(d.data, dict) and "timezones" in d.data for d in docs):
@@ -404,13 +406,9 @@ class _Loader:
             event = self._node(doc, (*path, "since"), raw["since"], None, lists, depth=0)
             return Window("since", event=event) if event is not None else None
         zone = raw["timezone"]
-        if zone != JURISDICTION:
-            try:
-                ZoneInfo(zone)
-            except (ZoneInfoNotFoundError, ValueError):
-                err((*path, "timezone"), f"{zone!r} is neither `{JURISDICTION}` (the payment's PSP jurisdiction) "
-                                         "nor a timezone of the tz database (e.g. Asia/Shanghai)")
-                return None
+        if zone != JURISDICTION and (problem := _zone_problem(zone)):
+            err((*path, "timezone"), f"{problem}; or `{JURISDICTION}`: the payment's PSP jurisdiction")
+            return None
         assert raw["calendar"] in CALENDAR_UNITS
         return Window("calendar", unit=raw["calendar"], timezone=zone)
 

@@ -64,6 +64,8 @@ def test_the_default_pack_defines_every_counter_its_rules_read():
      "by: payer.idd", "unknown field 'payer.idd'"),
     ("    count: true\n    by: payer.id\n    window: {calendar: day, timezone: Mars/Olympus}\n    counts: attempts\n",
      "timezone: Mars", "Mars/Olympus"),
+    ("    count: true\n    by: payer.id\n    window: {calendar: day, timezone: localtime}\n    counts: attempts\n",
+     "timezone: localtime", "civil time"),
     ("    count: true\n    by: payer.id\n    window: {last: 1w}\n    counts: attempts\n",
      "{last: 1w}", "window"),
     ("    count: true\n    by: payer.id\n    window: lifetime\n    counts: everything\n",
