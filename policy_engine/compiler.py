@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from .conditions import NOT_APPLICABLE_WHEN_ABSENT, All, Any_, Leaf, Node, Not, counterparty_of, leaves
+from .conditions import NOT_APPLICABLE_WHEN_ABSENT, All, Any_, Leaf, Node, Not, counterparty_of, fields_read, leaves
 from .operators import Op, Shape
+from .request import CROSS_RATE_PATHS
 from .ruleset import Rule, RuleSet
 
 DAY_KEY = "d"
@@ -86,6 +87,9 @@ class CompiledRule:
     index: int  # position in pack order
     rule_id: str
     tree: LNode
+    #: for an "undecided" entry: the fields whose absence can leave the rule unknown. The tree can only hold when
+    #: one of them is missing, so a matcher may test that first: a cheap, nearly always false pre-filter.
+    missing_any: tuple[str, ...] = ()
 
 
 class FactLayout:
@@ -315,6 +319,10 @@ def compile_program(ruleset: RuleSet, catalog_kinds: Mapping[str, str],
     layout = FactLayout(ruleset, catalog_kinds)
     lowerer = Lowerer(layout, never_missing)
     size = len(ruleset.rules)
+    # A cross-rate amount is missing only when the CNY amount is (no rate for the payment's currency), if every FX
+    # table has the target currency: the CNY amount, computed eagerly, then stands in for it in pre-filters.
+    stand_in = {path: "derived.amount_cny" for currency, path in CROSS_RATE_PATHS.items()
+                if ruleset.fx_tables and all(currency in table.rates for table in ruleset.fx_tables)}
     firing, undecided, never, only_undecided = [], [], [], []
     for i, rule in enumerate(ruleset.rules):
         tree = lowerer.rule(rule)
@@ -326,7 +334,8 @@ def compile_program(ruleset: RuleSet, catalog_kinds: Mapping[str, str],
         else:
             firing.append(CompiledRule(i, rule.id, tree))
         if unknown != FALSE:
-            undecided.append(CompiledRule(size + i, rule.id, unknown))
+            maybe = tuple(dict.fromkeys(stand_in.get(p, p) for p in fields_read(rule.when) if p not in never_missing))
+            undecided.append(CompiledRule(size + i, rule.id, unknown, maybe))
     locations = {r.id: (r.file, r.line, r.col) for r in ruleset.rules}
     return Program(layout, tuple(firing), tuple(never), locations, f"{ruleset.pack}@{ruleset.version}",
                    ruleset.path, size, tuple(undecided), tuple(only_undecided))

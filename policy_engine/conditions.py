@@ -215,8 +215,8 @@ def unknown_fields(node: Node, view: Mapping[str, Any], day: int) -> tuple[str, 
     have to send for the condition to be decided."""
     seen: dict[str, None] = {}
     for leaf in leaves(node):
-        if evaluate_leaf(leaf, view, day) is UNKNOWN:
-            for path in leaf.fields():
-                if view.get(path) is None:
-                    seen.setdefault(path, None)
+        absent = [path for path in leaf.fields() if view.get(path) is None]
+        if absent and evaluate_leaf(leaf, view, day) is UNKNOWN:  # a leaf with every field present is decided
+            for path in absent:
+                seen.setdefault(path, None)
     return tuple(seen)

@@ -84,7 +84,7 @@ class _Codegen:
     def __init__(self, program: Program) -> None:
         self.consts: dict[str, Any] = {}
         self.lazy: dict[str, str] = {}  # fact key -> expression computing it
-        layout = program.layout
+        self.layout = layout = program.layout
         late = set(CROSS_RATE_PATHS.values())  # left pending by the preparer: complete the view first
 
         def source(*paths: str) -> str:
@@ -102,6 +102,17 @@ class _Codegen:
     def value(self, test: Test) -> Any:
         """The constant a test compares with, numbers as :func:`_threshold`."""
         return _threshold(test.const) if test.key in self.numeric else test.const
+
+    def guard(self, rule: CompiledRule) -> str:
+        """``(a is None or b is None) and `` before an undecided check: some field it needs must be missing. Plain
+        fields are locals already; any other is read from the view, where a cross-rate amount still pending reads
+        as missing, which only lets the exact check run."""
+        if not rule.missing_any:
+            return ""
+        plain = self.layout.plain
+        tests = [f"{plain[p]} is None" if p in plain and plain[p] not in self.lazy else f"g({p!r}) is None"
+                 for p in rule.missing_any]
+        return f"({' or '.join(tests)}) and "
 
     def const(self, value: Any) -> str:
         if isinstance(value, bool | int | str) or value is None:
@@ -193,7 +204,7 @@ def _partition(gen: _Codegen, rules: list[CompiledRule], used: set[str], indent:
     ``elif`` branch holding the rules that require it (a rule requiring one of several values appears under
     each), partitioned again one level down. Rules requiring nothing of that field are checked after."""
     def body(group: list[CompiledRule]) -> list[_Line]:
-        return [(f"{indent}if {gen.expr(r.tree)}: out.append({r.index})", r) for r in group]
+        return [(f"{indent}if {gen.guard(r)}{gen.expr(r.tree)}: out.append({r.index})", r) for r in group]
 
     reqs = {r.index: _required_values(r.tree, exclude=used) for r in rules}
     counts = Counter(req[0] for req in reqs.values()
