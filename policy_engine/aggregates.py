@@ -96,11 +96,18 @@ class Window:
             return FOREVER[0], t + 1
         return FOREVER
 
-    def describe(self) -> str:
+    def describe(self, jurisdiction_zone: str, event: str) -> str:
+        """The window for a person, with ``jurisdiction`` resolved to the payment's zone: ``last 1h``,
+        ``calendar day Asia/Shanghai``, ``lifetime``, or ``since`` followed by ``event`` (the event in words)."""
         if self.kind == "last":
-            return f"last {self.seconds}s"
+            # as a pack would write it: 24h rather than 1d, 7d rather than 168h
+            units = "hm" if self.seconds == _UNIT_SECONDS["d"] else "dhm"
+            unit = next(u for u in units if self.seconds % _UNIT_SECONDS[u] == 0)
+            return f"last {self.seconds // _UNIT_SECONDS[unit]}{unit}"
         if self.kind == "calendar":
-            return f"calendar {self.unit} in {self.timezone}"
+            return f"calendar {self.unit} {jurisdiction_zone if self.timezone == JURISDICTION else self.timezone}"
+        if self.kind == "since":
+            return f"since {event}"
         return self.kind
 
 

@@ -131,6 +131,9 @@ class TrailEntry:
     missing: tuple[str, ...] = ()
     #: evidence fields the request left out that took the pack's declared default (e.g. a history counter: 0)
     defaulted: tuple[str, ...] = ()
+    #: with a state store: for each evidence field that is an engine-kept counter, how it is counted (function,
+    #: entity, window, what counts), so the value in ``evidence`` can be checked; empty without a store
+    aggregates: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -151,6 +154,8 @@ class TrailEntry:
             out["missing"] = list(self.missing)
         if self.defaulted:
             out["defaulted"] = list(self.defaulted)
+        if self.aggregates:
+            out["aggregates"] = {k: dict(v) for k, v in self.aggregates.items()}
         return out
 
 

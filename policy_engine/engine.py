@@ -167,14 +167,20 @@ class PolicyEngine:
     def counters(self, request: Any) -> dict[str, Any]:
         """The counters the pack's rules would read for ``request`` now (its entities and windows), without
         evaluating or recording it: what an analyst checks when a limit surprises them."""
-        if self._counters is None or self._store is None:
+        if self._counters is None:
             raise StateError("no_store", "counters() needs a state store: build the engine with state=URL")
         counters = self._counters
+        view = self._counted(counters, request).view
+        return {a.field: view[a.field] for a in counters.aggregates if a.field in counters.read and a.field in view}
+
+    def _counted(self, counters: Counters, request: Any) -> PreparedRequest:
+        """``request`` prepared with the store's counters in its view, read in a transaction that records nothing."""
+        assert self._store is not None
         counters.refuse_history(request)
         prepared = self._prepare(counters.pack, request)
         try:
             with self._store.transaction() as txn:
-                return counters.values(request, prepared, txn)
+                return counters.counted(request, prepared, txn)
         except EvaluationError:
             raise
         except Exception as exc:
@@ -191,10 +197,16 @@ class PolicyEngine:
                 yield exc
 
     def explain(self, request: Any, rule_id: str | None = None) -> Any:
-        """Condition-level explanation of every rule (or one) for a request; see :mod:`policy_engine.explain`."""
+        """Condition-level explanation of every rule (or one) for a request; see :mod:`policy_engine.explain`.
+        With a state store, the counters are the store's as :meth:`counters` reads them (nothing is recorded)
+        and each leaf on a counter shows how it is counted."""
         from .explain import explain
 
-        return explain(self.pack, request, rule_id)
+        counters = self._counters
+        if counters is None:
+            return explain(self.pack, request, rule_id)
+        prepared = self._counted(counters, request)
+        return explain(counters.pack, request, rule_id, prepared, counters.described(request))
 
     # -- reload --------------------------------------------------------------------------------------------
     def reload(self, path: str | Path | None = None) -> RuleSet:

@@ -32,6 +32,7 @@ from .diagnostics import did_you_mean
 from .errors import PolicyEngineError
 from .operators import Op, Shape
 from .pack import CompiledPack
+from .request import PreparedRequest
 from .ruleset import SKIP, Rule
 
 
@@ -63,12 +64,15 @@ class LeafResult:
     ref_value: Any = None
     pos: tuple[str, int, int] | None = None
     defaulted: tuple[str, ...] = ()  # fields the request left out that took the pack's declared default
+    aggregates: tuple[tuple[str, Mapping[str, str]], ...] = ()  # with a store: how each counter read is counted
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"node": "leaf", "field": self.field, "op": self.op, "result": self.result,
                                "value": json_value(self.value), "missing": self.value is None}
         if self.defaulted:
             out["defaulted"] = list(self.defaulted)
+        if self.aggregates:
+            out["aggregates"] = {p: dict(d) for p, d in self.aggregates}
         if self.parts:
             out["parts"] = {p: json_value(v) for p, v in self.parts}
         if self.ref is not None:
@@ -150,8 +154,10 @@ class Explanation:
                 "rules": [r.to_dict() for r in self.rules]}
 
 
-def explain(pack: CompiledPack, request: Any, rule_id: str | None = None) -> Explanation:
-    """Explain every rule of ``pack`` (or only ``rule_id``) for one request.
+def explain(pack: CompiledPack, request: Any, rule_id: str | None = None, prepared: PreparedRequest | None = None,
+            aggregates: Mapping[str, Mapping[str, str]] | None = None) -> Explanation:
+    """Explain every rule of ``pack`` (or only ``rule_id``) for one request: ``prepared`` by the pack unless
+    given (the engine gives it with a store's counters in it, and ``aggregates``: how each counter is counted).
 
     Raises :class:`~policy_engine.errors.RequestError` for an invalid request, :class:`UnknownRuleError` for a
     rule id the pack does not have.
@@ -159,10 +165,11 @@ def explain(pack: CompiledPack, request: Any, rule_id: str | None = None) -> Exp
     ruleset = pack.ruleset
     if rule_id is not None and rule_id not in {r.id for r in ruleset.rules}:
         raise UnknownRuleError(rule_id, [r.id for r in ruleset.rules])
-    prepared = pack.prepare(request)
-    view, day = prepared.view, prepared.day
-    defaulted = frozenset(prepared.defaulted)
-    explained = tuple(_rule(rule, view, day, defaulted) for rule in ruleset.rules)
+    if prepared is None:
+        prepared = pack.prepare(request)
+    context = _Context(prepared.view, prepared.day, frozenset(prepared.defaulted), aggregates or {})
+    day = prepared.day
+    explained = tuple(_rule(rule, context) for rule in ruleset.rules)
     fired = tuple(r for r in explained if r.status == FIRED)
     undecided = tuple(r for r in explained if r.status == UNDECIDED)
     return Explanation(
@@ -175,34 +182,47 @@ def explain(pack: CompiledPack, request: Any, rule_id: str | None = None) -> Exp
         skipped=tuple(r.rule_id for r in explained if r.status == SKIPPED))
 
 
-def _rule(rule: Rule, view: Mapping[str, Any], day: int, defaulted: frozenset[str]) -> RuleExplanation:
-    condition = _node(rule.when, view, day, defaulted)
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What every leaf is explained against: the prepared view and date, the fields that took a declared
+    default, and (with a store) how each counter is counted."""
+
+    view: Mapping[str, Any]
+    day: int
+    defaulted: frozenset[str]
+    aggregates: Mapping[str, Mapping[str, str]]
+
+
+def _rule(rule: Rule, context: _Context) -> RuleExplanation:
+    condition = _node(rule.when, context)
+    day = context.day
     in_force = rule.in_force(day)
     status = missing = None
     if in_force and condition.result is True:
         status = FIRED
     elif in_force and condition.result is None:
         status = SKIPPED if rule.on_unknown == SKIP else UNDECIDED
-        missing = unknown_fields(rule.when, view, day)
+        missing = unknown_fields(rule.when, context.view, day)
     return RuleExplanation(rule.id, rule.title, rule.category, rule.outcome, rule.report, in_force,
                            _date(rule.effective_from), _date(rule.effective_to), condition,
                            status == FIRED, rule.location, status, rule.on_unknown, missing or ())
 
 
-def _node(node: Node, view: Mapping[str, Any], day: int, defaulted: frozenset[str]) -> NodeResult:
+def _node(node: Node, context: _Context) -> NodeResult:
     # Every child is evaluated (no short-circuit) so that the explanation shows every leaf's result.
     if isinstance(node, Leaf):
-        return _leaf(node, view, day, defaulted)
+        return _leaf(node, context)
     if isinstance(node, All | Any_):
-        children = tuple(_node(c, view, day, defaulted) for c in node.children)
+        children = tuple(_node(c, context) for c in node.children)
         results = [c.result for c in children]
         return GroupResult("all" if isinstance(node, All) else "any",
                            kleene_all(results) if isinstance(node, All) else kleene_any(results), children)
-    child = _node(node.child, view, day, defaulted)
+    child = _node(node.child, context)
     return GroupResult("not", kleene_not(child.result), (child,))
 
 
-def _leaf(leaf: Leaf, view: Mapping[str, Any], day: int, defaulted: frozenset[str]) -> LeafResult:
+def _leaf(leaf: Leaf, context: _Context) -> LeafResult:
+    view, day = context.view, context.day
     value = leaf.operand.value(view)
     parts = tuple((p, view.get(p)) for p in leaf.operand.paths) if leaf.operand.is_sum else ()
     expected: Any = leaf.value
@@ -214,7 +234,8 @@ def _leaf(leaf: Leaf, view: Mapping[str, Any], day: int, defaulted: frozenset[st
                       parts=parts, expected=expected, list_name=leaf.list_name, matched=matched,
                       matched_applies=matched is not None and matched.applies(day), ref=leaf.ref,
                       ref_value=view.get(leaf.ref) if leaf.ref else None, pos=leaf.pos,
-                      defaulted=tuple(p for p in leaf.fields() if p in defaulted))
+                      defaulted=tuple(p for p in leaf.fields() if p in context.defaulted),
+                      aggregates=tuple((p, context.aggregates[p]) for p in leaf.fields() if p in context.aggregates))
 
 
 # -- text rendering ----------------------------------------------------------------------------------------
@@ -276,11 +297,19 @@ def _observed(leaf: LeafResult) -> str:
     return text
 
 
+def _counted(definition: Mapping[str, str]) -> str:
+    """How a counter is counted, in one line: ``sum derived.amount_cny by payer.id, calendar day ...``."""
+    where = f" where {definition['where']}" if "where" in definition else ""
+    d = definition
+    return f"{d['function']} by {d['by']}, {d['window']}{where}, counts {d['counts']}"
+
+
 def render_node(node: NodeResult, indent: int = 0) -> list[str]:
     mark = "?" if node.result is None else "✓" if node.result else "✗"
     pad = "  " * indent
     if isinstance(node, LeafResult):
-        return [f"{pad}{mark} {_comparison(node)}   — {_observed(node)}"]
+        return [f"{pad}{mark} {_comparison(node)}   — {_observed(node)}",
+                *(f"{pad}    {path} = {_counted(d)}" for path, d in node.aggregates)]
     lines = [f"{pad}{mark} {node.kind}"]
     for child in node.children:
         lines.extend(render_node(child, indent + 1))

@@ -133,7 +133,7 @@ class CompiledPack:
                 rule.id, rule.category, rule.outcome, rule.title, rule.reason.render_get(get),
                 {p: get(p) for p in entry.fields}, rule.source, rule.report,
                 rule.reason_zh.render_get(get) if rule.reason_zh else None, FIRED, (),
-                tuple(p for p in entry.fields if p in defaulted) if defaulted else ()))
+                tuple(p for p in entry.fields if p in defaulted) if defaulted else (), NO_EXTRA))
             if rule.report:
                 obligations.append({"rule_id": rule.id, "report": rule.report})
         if undecided:
@@ -158,7 +158,7 @@ class CompiledPack:
             by_index[index] = build_trail_entry(
                 rule.id, rule.category, "allow" if status == SKIPPED else rule.on_unknown, rule.title,
                 undecided_reason(rule, status, missing), {p: view.get(p) for p in entry.fields}, rule.source,
-                rule.report, None, status, missing, tuple(p for p in entry.fields if p in defaulted))
+                rule.report, None, status, missing, tuple(p for p in entry.fields if p in defaulted), NO_EXTRA)
             if rule.report and status == UNDECIDED:
                 obligations.append({"rule_id": rule.id, "report": rule.report, "status": UNDECIDED})
         return [by_index[i] for i in sorted(by_index)]

@@ -13,7 +13,7 @@ from policy_engine.decision import NO_EXTRA, Decision, Outcome, TrailEntry, buil
 
 def test_built_objects_equal_dataclass_objects_and_stay_frozen():
     entry = build_trail_entry("R-1", "risk", "deny", "t", "reason", {"amount.value": Decimal("1.5")}, "s", None,
-                              None, "fired", (), ())
+                              None, "fired", (), (), NO_EXTRA)
     assert entry == TrailEntry("R-1", "risk", "deny", "t", "reason", {"amount.value": Decimal("1.5")}, "s")
     decision = build_decision("r-1", Outcome.DENY, (entry,), (), {"pack": "p"}, {"matcher": "python"}, 7,
                               "2025-06-10", "2025-01-01", NO_EXTRA, ())

@@ -14,13 +14,15 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..aggregates import Aggregate, fold, micros
-from ..conditions import evaluate
+from ..aggregates import COUNT, Aggregate, fold, micros
+from ..conditions import All, Any_, Leaf, Node, evaluate
 from ..decision import NO_EXTRA, Decision, Outcome, TrailEntry
 from ..errors import RequestError, Violation
+from ..lint import describe as describe_leaf
 from ..pack import CompiledPack
 from ..request import DEFAULT_PSP_COUNTRY, PreparedRequest, counters_read, instant
 from .store import Entry, Payment, Transaction
@@ -41,9 +43,31 @@ def decode_decision(text: str) -> Decision:
     d = json.loads(text)
     trail = tuple(TrailEntry(e["rule_id"], e["category"], e["outcome"], e["title"], e["reason"], e["evidence"],
                              e["source"], e.get("report"), e.get("reason_zh"), e["status"], tuple(e.get("missing", ())),
-                             tuple(e.get("defaulted", ()))) for e in d["trail"])
+                             tuple(e.get("defaulted", ())), e.get("aggregates", NO_EXTRA)) for e in d["trail"])
     return Decision(d["request_id"], Outcome(d["decision"]), trail, tuple(d["obligations"]), d["ruleset"],
                     d["engine"], d["elapsed_us"], d["as_of"], d["fx_as_of"], NO_EXTRA, tuple(d.get("defaulted", ())))
+
+
+def _words(node: Node) -> str:
+    """A condition in one line, as the pack writes it (``channel eq 'qr_static'``)."""
+    if isinstance(node, Leaf):
+        return describe_leaf(node)
+    if isinstance(node, All | Any_):
+        joined = (" and " if isinstance(node, All) else " or ").join(_words(c) for c in node.children)
+        return f"({joined})"
+    return f"not {_words(node.child)}"
+
+
+def describe(aggregate: Aggregate, zone: ZoneInfo) -> dict[str, str]:
+    """How a counter is counted, for the evidence: the analyst can recount its value from this alone."""
+    out = {"function": aggregate.function if aggregate.function == COUNT else f"{aggregate.function} {aggregate.of}",
+           "by": aggregate.by,
+           "window": aggregate.window.describe(zone.key, "the last payment where " + _words(aggregate.window.event)
+                                               if aggregate.window.event is not None else ""),
+           "counts": aggregate.counts}
+    if aggregate.where is not None:
+        out["where"] = _words(aggregate.where)
+    return out
 
 
 class Counters:
@@ -55,6 +79,10 @@ class Counters:
         self.aggregates: tuple[Aggregate, ...] = tuple(ruleset.aggregates.values())
         self.read = frozenset(f"history.{name}" for name in counters_read(ruleset))
         self._zones = {country: ZoneInfo(name) for country, name in ruleset.timezones.items()}
+        # per PSP jurisdiction (a calendar window's zone): computed once, shared by every decision's trail
+        self._definitions = {country: MappingProxyType({
+            agg.field: MappingProxyType(describe(agg, zone)) for agg in self.aggregates if agg.field in self.read})
+            for country, zone in self._zones.items()}
 
     def refuse_history(self, request: Any) -> None:
         if isinstance(request, Mapping) and "history" in request:
@@ -74,15 +102,25 @@ class Counters:
                 out[agg.field] = fold(agg, txn.rows(agg.field, str(entity), lo, hi), lo, hi)
         return out
 
-    def evaluate(self, request: Mapping[str, Any], prepared: PreparedRequest, txn: Transaction,
-                 started_ns: int) -> tuple[Decision, Payment]:
-        """Decide with the counters read in ``txn``; returns the decision and the payment to record."""
+    def counted(self, request: Mapping[str, Any], prepared: PreparedRequest, txn: Transaction) -> PreparedRequest:
+        """``prepared`` with the counters read in ``txn`` in its view in place of any default (it changes the
+        view it was given: the request is prepared for this evaluation only)."""
         view = prepared.complete()
         for path in self.read:
             view.pop(path, None)  # the engine's counters, never the defaults meant for caller-supplied ones
         view.update(self.values(request, prepared, txn))
-        defaulted = tuple(p for p in prepared.defaulted if p not in self.read)
-        decision = self.pack.decide(dataclasses.replace(prepared, defaulted=defaulted), started_ns)
+        return dataclasses.replace(prepared, defaulted=tuple(p for p in prepared.defaulted if p not in self.read))
+
+    def described(self, request: Mapping[str, Any]) -> Mapping[str, Mapping[str, str]]:
+        """How each counter the pack's rules read is counted for this request (in its jurisdiction's zone)."""
+        return self._definitions[request.get("psp_country") or DEFAULT_PSP_COUNTRY]
+
+    def evaluate(self, request: Mapping[str, Any], prepared: PreparedRequest, txn: Transaction,
+                 started_ns: int) -> tuple[Decision, Payment]:
+        """Decide with the counters read in ``txn``; returns the decision and the payment to record."""
+        prepared = self.counted(request, prepared, txn)
+        view = prepared.view
+        decision = self._with_definitions(self.pack.decide(prepared, started_ns), request)
         entries = []
         for agg in self.aggregates:
             entity = view.get(agg.by)
@@ -98,6 +136,13 @@ class Counters:
         payment = Payment(prepared.request_id, body_digest(request), micros(when), tuple(entries),
                           decision.decision.value, encode_decision(decision))
         return decision, payment
+
+    def _with_definitions(self, decision: Decision, request: Mapping[str, Any]) -> Decision:
+        """Each trail entry that read a counter says how that counter is counted, beside its value."""
+        definitions = self.described(request)
+        trail = tuple(dataclasses.replace(e, aggregates={p: definitions[p] for p in e.evidence if p in definitions})
+                      if definitions.keys() & e.evidence.keys() else e for e in decision.trail)
+        return dataclasses.replace(decision, trail=trail)
 
     def _instant(self, request: Mapping[str, Any]) -> tuple[dt.datetime, ZoneInfo]:
         """A valid request's instant and its PSP jurisdiction's zone (the preparer checked both exist)."""
