@@ -3,7 +3,9 @@
 The format is ``schemas/ruletest.schema.json``. Beyond the schema, a file is checked against the pack and the
 request contract, so that a typo fails loudly instead of making a case pass for the wrong reason: ``base:`` names
 a base of the same file, rule ids exist in the pack, every request field (in bases, requests and ``set:``) is
-one the request schema defines, ``unset:`` removes something that is there, and case names are unique.
+one the request schema defines, ``unset:`` removes something that is there, and case names are unique. A case's
+``prior:`` payments (replayed into a state store before it) carry no ``history`` and no ``request_id`` of their
+own, and neither does the case they precede.
 """
 
 from __future__ import annotations
@@ -82,8 +84,20 @@ class Expectation:
 
 
 @dataclass(frozen=True, slots=True)
+class Prior:
+    """A payment made before a case's: replayed into the case's state store, reported ``status`` afterwards
+    (None: pending), and checked against ``decision`` when the file gives one."""
+
+    request: Mapping[str, Any]
+    status: str | None
+    decision: str | None
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
 class RuleCase:
-    """One test case: a complete request and what the engine must decide for it."""
+    """One test case: a complete request and what the engine must decide for it, after its ``prior`` payments
+    (none: the request's own ``history``, if any, is the counters)."""
 
     name: str
     file: str
@@ -91,6 +105,7 @@ class RuleCase:
     col: int
     request: Mapping[str, Any]
     expect: Expectation
+    prior: tuple[Prior, ...] = ()
 
     @property
     def location(self) -> str:
@@ -193,12 +208,43 @@ class _CaseLoader:
                                                                   f"{first_seen[name]})"))
             first_seen.setdefault(name, doc.mark(at)[0])
             expect = self._expect(doc, (*at, "expect"), raw["expect"])
-            request = self._build(doc, at, raw, bases)
-            if request is None or expect is None or i in bad_cases:
+            source = self._source(doc, at, raw, bases)
+            request = None if source is None else self._changed(doc, at, copy.deepcopy(source), raw)
+            prior = self._prior(doc, at, raw, source, request)
+            if request is None or expect is None or prior is None or i in bad_cases:
                 continue
             request.setdefault("request_id", name)
-            cases.append(RuleCase(name, doc.file, *doc.mark(at), request, expect))
+            for n, payment in enumerate(prior, 1):
+                payment.request["request_id"] = f"{request['request_id']}/prior-{n}"
+            cases.append(RuleCase(name, doc.file, *doc.mark(at), request, expect, prior))
         return cases
+
+    def _prior(self, doc: SourceDoc, at: tuple, raw: dict, source: dict | None,
+               request: dict | None) -> tuple[Prior, ...] | None:
+        """The case's prior payments (None after a problem), each the case's source with its own changes."""
+        if "prior" not in raw:
+            return ()
+        if source is None:
+            return None
+        before = len(self.issues)
+        inherited = "history" in source  # said once for the case, not again for each prior payment
+        if inherited or (request is not None and "history" in request):
+            self.issues.append(doc.issue((*at, "prior"), None, "a case with `prior:` is decided with the counters "
+                                         "its prior payments make, so neither its base (or request) nor its `set:` "
+                                         "may carry `history`: start from a base without it"))
+        prior = []
+        for j, item in enumerate(raw["prior"]):
+            where = (*at, "prior", j)
+            if "request_id" in (item.get("set") or {}):
+                self.issues.append(doc.issue((*where, "set", "request_id"), None, "a prior payment's request_id "
+                                             "is the case's followed by /prior-N: leave it out"))
+            payment = self._changed(doc, where, copy.deepcopy(source), item)
+            if payment is not None and "history" in payment and not inherited:
+                self.issues.append(doc.issue((*where, "set"), None, "a prior payment may not carry `history`: the "
+                                                                    "engine keeps the counters"))
+            if payment is not None:
+                prior.append(Prior(payment, item.get("status"), item.get("decision"), doc.mark(where)[0]))
+        return tuple(prior) if len(self.issues) == before else None
 
     def _fields(self, doc: SourceDoc, at: tuple, request: Any, prefix: str = "") -> None:
         """Every leaf of a request must be a field the request schema defines (its extra keys are allowed, so
@@ -239,17 +285,20 @@ class _CaseLoader:
             self.issues.append(doc.issue(at, None, message))
         return len(has) == 1
 
-    def _build(self, doc: SourceDoc, at: tuple, raw: dict, bases: dict) -> dict | None:
+    def _source(self, doc: SourceDoc, at: tuple, raw: dict, bases: dict) -> dict | None:
+        """The request a case starts from: its ``request:`` or its base (None if unknown)."""
         if "request" in raw:
             self._fields(doc, (*at, "request"), raw["request"])
-            request = copy.deepcopy(raw["request"])
-        elif raw["base"] not in bases:
+            return raw["request"]
+        if raw["base"] not in bases:
             known = f"; bases here: {', '.join(bases)}" if bases else "; this file has no `bases:`"
             self.issues.append(doc.issue((*at, "base"), None, f"unknown base {raw['base']!r}"
                                                               f"{did_you_mean(raw['base'], bases)}{known}"))
             return None
-        else:
-            request = copy.deepcopy(bases[raw["base"]])
+        return bases[raw["base"]]
+
+    def _changed(self, doc: SourceDoc, at: tuple, request: dict, raw: dict) -> dict | None:
+        """``request`` with ``raw``'s ``set:`` and ``unset:`` applied (None after a problem at ``at``)."""
         ok = True
         for path, value in (raw.get("set") or {}).items():
             ok &= self._set(doc, (*at, "set", path), request, path, value)

@@ -1,7 +1,8 @@
 """Run a pack's YAML test cases and measure what they exercise.
 
 Each case is decided by the pack (the chosen matcher, exactly as in production) and checked against its
-expectations. Coverage comes from the same requests:
+expectations; a case with ``prior:`` payments is decided with the counters they make, replayed into a fresh
+``memory://`` store as an engine with a store would record them. Coverage comes from the same requests:
 
 - **rule coverage**: a rule is covered when it fired in at least one case;
 - **condition coverage**: a leaf is covered when the reference evaluator saw it both true and false, counting
@@ -19,14 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from ..conditions import evaluate_leaf, leaves
-from ..errors import RequestError
+from ..errors import RequestError, Violation
 from ..lint import describe
 from ..loader import load_ruleset
 from ..pack import CompiledPack
 from ..request import PreparedRequest
 from ..resources import default_pack_path
 from ..ruleset import RuleSet
-from .casefile import RuleCase, load_cases
+from ..state import MemoryStore
+from ..state.counters import Counters
+from .casefile import Prior, RuleCase, load_cases
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,11 +205,54 @@ def _trail(decision: Any) -> tuple[str, ...]:
                  f"{'' if e.status == 'fired' else ', ' + e.status}] {e.reason}" for e in decision.trail)
 
 
-def _run(pack: CompiledPack, case: RuleCase, tracker: _Tracker) -> CaseResult:
+class _PriorRequestError(RequestError):
+    """A case's prior payment is not a valid request (the case is an error, naming which prior)."""
+
+    def __init__(self, n: int, prior: Prior, exc: RequestError):
+        super().__init__([Violation(f"prior {n} (line {prior.line}) {v.path}", v.message) for v in exc.violations],
+                         exc.request_id)
+
+
+def _replay(counters: Counters, case: RuleCase) -> tuple[PreparedRequest, tuple[str, ...]]:
+    """Record the case's prior payments in order in a fresh memory store (each decided by the pack, then reported
+    its status), and prepare the case with the counters they make. Returns it and the priors' failed checks."""
+    pack, store = counters.pack, MemoryStore()
+    failures = []
+    for n, prior in enumerate(case.prior, 1):
+        try:
+            prepared = pack.prepare(prior.request)
+        except RequestError as exc:
+            raise _PriorRequestError(n, prior, exc) from exc
+        with store.transaction() as txn:
+            decision, payment = counters.evaluate(prior.request, prepared, txn, time.perf_counter_ns())
+            txn.record(payment)
+        if prior.status is not None:
+            store.report(payment.request_id, prior.status)
+        got = decision.decision.value
+        if prior.decision is not None and got != prior.decision:
+            failures.append(f"prior {n} (line {prior.line}): expected {prior.decision}, got {got} "
+                            f"({', '.join(decision.rule_ids) or 'no rule fired'})")
+    with store.transaction() as txn:
+        prepared = counters.counted(case.request, pack.prepare(case.request), txn)
+    return prepared, tuple(failures)
+
+
+def _counters_shown(counters: Counters, prepared: PreparedRequest) -> str:
+    """The counters the prior payments made, for a failing case's report (zero ones left out)."""
+    view = prepared.view
+    made = [f"{a.field} {view[a.field]}" for a in counters.aggregates if a.field in counters.read and view.get(a.field)]
+    return f"counters from the prior payments: {', '.join(made) or 'all zero'}"
+
+
+def _run(pack: CompiledPack, counters: Counters, case: RuleCase, tracker: _Tracker) -> CaseResult:
     start = time.perf_counter()
     where: Mapping[str, Any] = {"name": case.name, "file": case.file, "line": case.line, "col": case.col}
+    prior_failures: tuple[str, ...] = ()
     try:
-        prepared = pack.prepare(case.request)  # complete: coverage reads every derived field
+        if case.prior:
+            prepared, prior_failures = _replay(counters, case)
+        else:
+            prepared = pack.prepare(case.request)  # complete: coverage reads every derived field
         decision = pack.decide(prepared)
     except RequestError as exc:
         problems = tuple(f"invalid request: {v}" for v in exc.violations)
@@ -216,7 +262,9 @@ def _run(pack: CompiledPack, case: RuleCase, tracker: _Tracker) -> CaseResult:
         problem = f"engine could not decide: {type(exc).__name__}: {exc}"
         return CaseResult(**where, status="error", failures=(problem,), decision=None, fired=(), trail=(),
                           elapsed_s=time.perf_counter() - start)
-    failures = case.expect.check(decision)
+    failures = prior_failures + case.expect.check(decision)
+    if failures and case.prior:
+        failures += (_counters_shown(counters, prepared),)
     tracker.record(prepared, decision.rule_ids)
     return CaseResult(**where, status="failed" if failures else "passed", failures=failures,
                       decision=decision.decision.value, fired=decision.rule_ids, trail=_trail(decision),
@@ -239,7 +287,8 @@ def run_tests(pack_path: str | Path | None, tests_path: str | Path | None = None
         files, cases = load_cases(pack, Path(tests_path) if tests_path is not None else None,
                                   (r.id for r in ruleset.rules))
         tracker = _Tracker(ruleset)
-        results = tuple(_run(compiled, case, tracker) for case in cases)
+        counters = Counters(compiled)
+        results = tuple(_run(compiled, counters, case, tracker) for case in cases)
         return TestReport(pack=ruleset.pack, version=ruleset.version, digest=ruleset.digest,
                           matcher=compiled.matcher.name, files=files, cases=results, coverage=tracker.coverage(),
                           elapsed_s=time.perf_counter() - start)
