@@ -21,8 +21,9 @@ import pytest
 from conftest import base_request, decision_json_lines, fresh_redis, needs_redis
 
 from policy_engine import EvaluationError, PolicyEngine, RequestError, StateError
+from policy_engine.aggregates import FOREVER
 from policy_engine.cli import main
-from policy_engine.state import StoreURLError
+from policy_engine.state import StoreURLError, open_store
 
 BEIJING_DAY = "2025-06-10T{}+08:00"
 
@@ -90,6 +91,33 @@ def test_the_evidence_shows_the_engines_counter_and_no_default(engines):
     assert entry.evidence["history.qr_static_daily_used_cny"] == 450
     assert entry.defaulted == ()
     assert not [p for p in decision.defaulted if p.startswith("history.")]
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite", pytest.param("redis", marks=needs_redis)])
+def test_rows_no_window_needs_are_pruned_and_lifetime_rows_are_kept(tmp_path: Path, store: str):
+    """A payment 40 days after another prunes the earlier one's rows for the daily and hourly counters (past
+    their reach and a week for late arrivals) but not for the lifetime ones, and the counters stay right."""
+    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'state.db'}"}.get(store) or fresh_redis()
+    state = open_store(url)
+    engine = PolicyEngine.from_path(state=state)
+    engine.evaluate(base_request(request_id="old", channel="qr_static", amount__value=100,
+                                 timestamp="2025-05-01T10:00:00+08:00"))
+    engine.evaluate(base_request(request_id="week-later", channel="qr_static", amount__value=100,
+                                 timestamp="2025-05-08T10:00:00+08:00"))
+
+    def instants(aggregate: str) -> int:
+        with state.transaction() as txn:
+            return len(txn.rows(aggregate, "u-1", *FOREVER))
+
+    assert instants("history.qr_static_daily_used_cny") == 2  # within a week of late arrivals: kept
+    engine.evaluate(qr("new", 100))  # 2025-06-10
+    for daily in ("history.qr_static_daily_used_cny", "history.payer_txn_count_1h"):
+        assert instants(daily) == 1, daily
+    assert instants("history.lifetime_txn_count") == 3
+    counters = engine.counters(qr("probe", 1, "23:00:00"))
+    assert counters["history.qr_static_daily_used_cny"] == 100
+    assert counters["history.payer_txn_count_1h"] == 0
+    engine.close()
 
 
 def test_velocity_counts_attempts_in_a_sliding_hour():

@@ -53,12 +53,19 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-# KEYS: lock, then (zset, hash) per aggregate; ARGV: token, request id, instant, then one entry per aggregate
+# KEYS: lock, then (zset, hash) per aggregate; ARGV: token, request id, instant, then per aggregate its entry and
+# the instant before which its rows are pruned (retention: "-inf" keeps every row)
 _APPEND = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('entity lock lost before recording') end
 for i = 2, #KEYS, 2 do
+  local keep_from = ARGV[i + 3]
+  local old = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', '(' .. keep_from)
+  for j = 1, #old, 1000 do  -- unpack has a stack limit: delete in slices
+    redis.call('HDEL', KEYS[i + 1], unpack(old, j, math.min(j + 999, #old)))
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. keep_from)
   redis.call('ZADD', KEYS[i], ARGV[3], ARGV[2])
-  redis.call('HSET', KEYS[i + 1], ARGV[2], ARGV[i / 2 + 3])
+  redis.call('HSET', KEYS[i + 1], ARGV[2], ARGV[i + 2])
 end
 return 1
 """
@@ -124,7 +131,8 @@ class _Txn:
             args: list[str | int] = [self._token, payment.request_id, payment.instant]
             for e in entries:
                 keys += [f"{base}:z:{e.aggregate}", f"{base}:h:{e.aggregate}"]
-                args.append(json.dumps([e.value, e.matches, e.event, payment.outcome]))
+                args += [json.dumps([e.value, e.matches, e.event, payment.outcome]),
+                         "-inf" if e.keep_from is None else e.keep_from]
             self._store._append(keys=keys, args=args)
         base = _tag("r", payment.request_id)
         self._store._payment(keys=[self._locks[base], f"{base}:payment"], args=[
