@@ -1,6 +1,6 @@
 """The benchmark: latency and throughput of the engine against a floor measured in the same run.
 
-    python -m benchmarks.run [--n 20000] [--quick] [--corpus synthetic|cases] [--json figures.json]
+    python -m benchmarks.run [--n 20000] [--quick] [--corpus synthetic|cases] [--json figures.json] [--redis URL]
 
 Prints, on one generated corpus:
   * the floor: decoding + request validation (the least any engine must do with a request), with the package's
