@@ -22,11 +22,16 @@ different slots, so one Lua script or one MULTI over all of them is impossible. 
    else's read), then writes the payment record, again only while the request lock is ours; the locks are then
    released.
 
-Locks are taken in the pack's aggregate order, the same for every evaluation with one pack, so evaluations do not
-deadlock; waiting is bounded (``lock_wait``) and a timeout is an :class:`~policy_engine.EvaluationError`, never
-a decision. Entries are keyed by request id, so writing them again is idempotent. A crash between the entity
-scripts and the payment record leaves entries without a payment: they keep counting with their recorded outcome
-(failing closed), a retry of that request id is evaluated again without counting its own earlier entries, and
+Locks are taken in one order for every evaluation with one pack (the request, then the entities in the pack's
+aggregate order), so evaluations do not wait on each other in a cycle, except where one id is two entities at once
+(a payer id equal to another payment's device id, with the roles swapped) or two instances run packs that order
+their aggregates differently. Waiting is bounded (``lock_wait``), so such a cycle ends in an
+:class:`~policy_engine.EvaluationError` for the evaluations caught in it, never in a decision made without the
+lock: liveness may suffer, the limits never do.
+
+Entries are keyed by request id, so writing them again is idempotent. A crash between the entity scripts and the
+payment record leaves entries without a payment: they keep counting with their recorded outcome (failing closed),
+a retry of that request id is evaluated again without counting its own earlier entries, and
 its new entries replace them.
 """
 
