@@ -74,6 +74,14 @@ for i = 2, #KEYS, 2 do
 end
 return 1
 """
+# KEYS: zset, hash of one aggregate and entity; ARGV: lo, hi (inclusive): ids, instants and entries, one round trip
+_READ = """
+local found = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES')
+if #found == 0 then return {} end
+local ids = {}
+for i = 1, #found, 2 do ids[#ids + 1] = found[i] end
+return {found, redis.call('HMGET', KEYS[2], unpack(ids))}
+"""
 # KEYS: request lock, payment; ARGV: token, then field/value pairs
 _PAYMENT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('request lock lost before recording') end
@@ -113,16 +121,18 @@ class _Txn:
     def rows(self, aggregate: str, entity: str, lo: int, hi: int) -> list[Row]:
         base = _tag("e", entity)
         self._lock(base)
-        ids = [rid for rid in self._db.zrangebyscore(f"{base}:z:{aggregate}", lo, hi - 1, withscores=True)
-               if rid[0] != self._request_id]  # the payment being decided never counts itself (see module doc)
-        if not ids:
+        found = self._store._read(keys=[f"{base}:z:{aggregate}", f"{base}:h:{aggregate}"], args=[lo, hi - 1])
+        if not found:
             return []
-        entries = self._db.hmget(f"{base}:h:{aggregate}", [rid for rid, _ in ids])
-        statuses = self._statuses([rid for rid, _ in ids])
+        flat, entries = found
+        # the payment being decided never counts itself (see the module docstring)
+        mine = [(rid, int(instant), entry) for rid, instant, entry in zip(flat[::2], flat[1::2], entries, strict=True)
+                if rid != self._request_id]
+        statuses = self._statuses([rid for rid, _, _ in mine])
         rows = []
-        for (rid, score), entry in zip(ids, entries, strict=True):
+        for rid, instant, entry in mine:
             value, matches, event, outcome = json.loads(entry)
-            rows.append(Row(int(score), value, matches, event, outcome, statuses[rid]))
+            rows.append(Row(instant, value, matches, event, outcome, statuses[rid]))
         return rows
 
     def record(self, payment: Payment) -> None:
@@ -146,6 +156,8 @@ class _Txn:
 
     def _statuses(self, request_ids: list[str]) -> dict[str, str]:
         """Each payment's downstream status; entries without a payment record (a crashed write) count as pending."""
+        if not request_ids:
+            return {}
         pipe = self._db.pipeline(transaction=False)  # one key per request: no cross-slot transaction needed
         for rid in request_ids:
             pipe.hget(f"{_tag('r', rid)}:payment", "status")
@@ -182,6 +194,7 @@ class RedisStore:
             self._db.ping()
         except (redis.RedisError, ValueError) as exc:
             raise _failure(url, exc) from exc
+        self._read = self._db.register_script(_READ)
         self._append = self._db.register_script(_APPEND)
         self._payment = self._db.register_script(_PAYMENT)
         self._release = self._db.register_script(_RELEASE)
