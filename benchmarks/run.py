@@ -1,6 +1,6 @@
 """The benchmark: latency and throughput of the engine against a floor measured in the same run.
 
-    python -m benchmarks.run [--n 20000] [--quick] [--corpus synthetic|cases] [--json figures.json]
+    python -m benchmarks.run [--n 20000] [--quick] [--corpus synthetic|cases] [--json figures.json] [--redis URL]
 
 Prints, on one generated corpus:
   * the floor: decoding + request validation (the least any engine must do with a request), with the package's
@@ -13,6 +13,7 @@ Prints, on one generated corpus:
     median of several runs with the floor measured in each, so one preempted run does not flip them;
   * batch: ``policy-engine evaluate --json`` on a JSON Lines stream (100k lines; 10k with --quick) against
     in-process ``evaluate_json`` on the same lines;
+  * ``evaluate`` with engine-owned counters per store: memory, SQLite and, given a Redis URL, Redis;
   * scaling with generated packs of 10, 100 and 1,000 payment-like rules, and the 1,000/10 cost ratio;
   * load time of the bundled pack and the resident memory of an engine;
   * if ``zen-engine`` is installed (``pip install '.[bench]'``), the same funding-source decision table run by
@@ -309,6 +310,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20000, help="timed decisions per row")
     ap.add_argument("--quick", action="store_true", help="fewer decisions and no 1,000-rule durable pack")
+    ap.add_argument("--redis", default=os.environ.get("POLICY_ENGINE_TEST_REDIS"),
+                    help="a redis://host:port/db for the Redis counters row (default $POLICY_ENGINE_TEST_REDIS)")
     ap.add_argument("--corpus", choices=["synthetic", "cases"], default="synthetic",
                     help="generated traffic (default) or perturbed acceptance cases")
     ap.add_argument("--json", type=Path, metavar="PATH", help="also write every figure to PATH as JSON")
@@ -369,11 +372,17 @@ def main() -> None:
     print("\nbundled pack with engine-owned counters (read, decide, record in one transaction; new request ids)")
     stateless = [{k: v for k, v in r.items() if k != "history"} for r in requests]
     with tempfile.TemporaryDirectory() as tmp:
-        for store in ("memory://", f"sqlite:///{Path(tmp) / 'state.db'}"):
+        stores = ["memory://", f"sqlite:///{Path(tmp) / 'state.db'}"]
+        if args.redis:
+            stores.append(args.redis)
+        else:
+            print("  evaluate with counters (redis): skipped, no --redis URL or POLICY_ENGINE_TEST_REDIS")
+        run_id = os.urandom(6).hex()  # a shared Redis keeps earlier runs' payments: these ids are new
+        for store in stores:
             engine = PolicyEngine.from_path(None, state=store)
             ids = itertools.count()
-            samples = timed(lambda r, e=engine, i=ids: e.evaluate({**r, "request_id": f"b-{next(i)}"}), stateless,
-                            max(1000, n // 10))
+            samples = timed(lambda r, e=engine, i=ids: e.evaluate({**r, "request_id": f"b-{run_id}-{next(i)}"}),
+                            stateless, max(1000, n // 10))
             print(line(f"evaluate with counters ({store.split(':')[0]})", samples, floor_p50))
             engine.close()
 

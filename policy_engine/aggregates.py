@@ -96,6 +96,18 @@ class Window:
             return FOREVER[0], t + 1
         return FOREVER
 
+    def reach(self) -> int | None:
+        """How far back (UTC microseconds) from a payment's instant its window can reach, so older rows of the
+        aggregate are needed by no payment at or after that instant; None for ``lifetime`` and ``since``, which
+        keep every row (their value depends on all of them). A calendar period is bounded by its longest local
+        length (a 25-hour DST day, 31 days and a 366-day year, plus that hour)."""
+        if self.kind == "last":
+            return self.seconds * 1_000_000
+        if self.kind == "calendar":
+            days = {"day": 1, "month": 31, "year": 366}[self.unit]
+            return (days * 86400 + 3600) * 1_000_000
+        return None
+
     def describe(self, jurisdiction_zone: str, event: str) -> str:
         """The window for a person, with ``jurisdiction`` resolved to the payment's zone: ``last 1h``,
         ``calendar day Asia/Shanghai``, ``lifetime``, or ``since`` followed by ``event`` (the event in words)."""

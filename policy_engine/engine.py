@@ -52,8 +52,8 @@ class PolicyEngine:
                   audit: AuditLog | None = None, state: str | Store | None = None) -> PolicyEngine:
         """Load a pack directory or file (``None``: the bundled default pack). With ``audit``, every decision
         is recorded in that :class:`~policy_engine.audit.AuditLog` before it is returned. With ``state`` (a
-        store or its URL: ``memory://``, ``sqlite:///path``), the engine keeps the pack's counters; ``None``
-        is pure evaluation with caller-supplied ``history``."""
+        store or its URL: ``memory://``, ``sqlite:///path``, ``redis://host:port/db``), the engine keeps the
+        pack's counters; ``None`` is pure evaluation with caller-supplied ``history``."""
         return cls(load_ruleset(path), matcher, audit, state)
 
     # -- properties ----------------------------------------------------------------------------------------

@@ -38,6 +38,21 @@ CASES_FILE = SPEC_DATA / "cases.jsonl"
 DURABLE_OK = durable_available()[0]
 MATCHERS = ["python", "durable"] if DURABLE_OK else ["python"]
 needs_durable = pytest.mark.skipif(not DURABLE_OK, reason="durable-rules cannot import on this interpreter")
+#: A real redis-server for the tests that claim Redis behaviour (.ci/run starts one and sets this); they are
+#: skipped without it so a developer without redis-server can still run the suite. Each test empties that db.
+TEST_REDIS = os.environ.get("POLICY_ENGINE_TEST_REDIS")
+needs_redis = pytest.mark.skipif(not TEST_REDIS, reason="POLICY_ENGINE_TEST_REDIS is unset: no redis-server to "
+                                                        "test against (.ci/run starts one)")
+
+
+def fresh_redis() -> str:
+    """The test Redis's URL, its db emptied: every test starts from no recorded payments."""
+    assert TEST_REDIS, "mark the test with needs_redis"
+    import redis
+
+    with redis.Redis.from_url(TEST_REDIS) as db:
+        db.flushdb()
+    return TEST_REDIS
 
 #: The manifest and FX table every fixture pack starts from (rates as in the default pack).
 PACK_HEADER = """\

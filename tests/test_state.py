@@ -8,16 +8,22 @@ import io
 import json
 import multiprocessing
 import multiprocessing.synchronize
+import shutil
+import socket
 import sqlite3
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import base_request, decision_json_lines
+from conftest import base_request, decision_json_lines, fresh_redis, needs_redis
 
 from policy_engine import EvaluationError, PolicyEngine, RequestError, StateError
+from policy_engine.aggregates import FOREVER
 from policy_engine.cli import main
-from policy_engine.state import StoreURLError
+from policy_engine.state import StoreURLError, open_store
 
 BEIJING_DAY = "2025-06-10T{}+08:00"
 
@@ -31,16 +37,16 @@ def fired(decision) -> tuple[str, tuple[str, ...]]:
     return decision.decision.value, decision.rule_ids
 
 
-@pytest.fixture(params=["memory", "sqlite-restarted"])
+@pytest.fixture(params=["memory", "sqlite-restarted", pytest.param("redis-restarted", marks=needs_redis)])
 def engines(request, tmp_path: Path):
-    """A factory of engines on one store: memory keeps one engine; SQLite opens a new engine (a restart) on the
-    same file for every payment."""
+    """A factory of engines on one store: memory keeps one engine; SQLite and Redis open a new engine (a restart,
+    or another instance) on the same store for every payment."""
     if request.param == "memory":
         engine = PolicyEngine.from_path(state="memory://")
         yield lambda: engine
         engine.close()
         return
-    url = f"sqlite:///{tmp_path / 'state.db'}"
+    url = fresh_redis() if request.param == "redis-restarted" else f"sqlite:///{tmp_path / 'state.db'}"
     opened: list[PolicyEngine] = []
 
     def restart() -> PolicyEngine:
@@ -85,6 +91,33 @@ def test_the_evidence_shows_the_engines_counter_and_no_default(engines):
     assert entry.evidence["history.qr_static_daily_used_cny"] == 450
     assert entry.defaulted == ()
     assert not [p for p in decision.defaulted if p.startswith("history.")]
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite", pytest.param("redis", marks=needs_redis)])
+def test_rows_no_window_needs_are_pruned_and_lifetime_rows_are_kept(tmp_path: Path, store: str):
+    """A payment 40 days after another prunes the earlier one's rows for the daily and hourly counters (past
+    their reach and a week for late arrivals) but not for the lifetime ones, and the counters stay right."""
+    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'state.db'}"}.get(store) or fresh_redis()
+    state = open_store(url)
+    engine = PolicyEngine.from_path(state=state)
+    engine.evaluate(base_request(request_id="old", channel="qr_static", amount__value=100,
+                                 timestamp="2025-05-01T10:00:00+08:00"))
+    engine.evaluate(base_request(request_id="week-later", channel="qr_static", amount__value=100,
+                                 timestamp="2025-05-08T10:00:00+08:00"))
+
+    def instants(aggregate: str) -> int:
+        with state.transaction() as txn:
+            return len(txn.rows(aggregate, "u-1", *FOREVER))
+
+    assert instants("history.qr_static_daily_used_cny") == 2  # within a week of late arrivals: kept
+    engine.evaluate(qr("new", 100))  # 2025-06-10
+    for daily in ("history.qr_static_daily_used_cny", "history.payer_txn_count_1h"):
+        assert instants(daily) == 1, daily
+    assert instants("history.lifetime_txn_count") == 3
+    counters = engine.counters(qr("probe", 1, "23:00:00"))
+    assert counters["history.qr_static_daily_used_cny"] == 100
+    assert counters["history.payer_txn_count_1h"] == 0
+    engine.close()
 
 
 def test_velocity_counts_attempts_in_a_sliding_hour():
@@ -148,8 +181,55 @@ def test_a_corrupt_or_unreachable_store_is_an_evaluation_error(tmp_path: Path):
 
 
 def test_an_unknown_state_url_is_refused():
-    with pytest.raises(StoreURLError, match=r"memory:// .* sqlite:///path"):
+    with pytest.raises(StoreURLError, match=r"memory:// .* sqlite:///path or redis://host:port/db"):
         PolicyEngine.from_path(state="postgres://db")
+
+
+def _free_port() -> int:
+    """A loopback port nobody listens on (once the probing socket is closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_unreachable_redis_is_an_evaluation_error_within_the_connect_timeout():
+    port = _free_port()
+    started = time.monotonic()
+    with pytest.raises(EvaluationError, match=f"redis://127.0.0.1:{port}/0 is unreachable or corrupt"):
+        PolicyEngine.from_path(state=f"redis://127.0.0.1:{port}/0")
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="no redis-server binary to start and stop")
+def test_redis_going_away_after_opening_is_an_evaluation_error_never_an_allow():
+    port = _free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                engine = PolicyEngine.from_path(state=f"redis://127.0.0.1:{port}/0")
+                break
+            except EvaluationError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        engine.evaluate(qr("p", 100))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    with pytest.raises(EvaluationError, match="unreachable or corrupt"):
+        engine.evaluate(qr("q", 100))
+    with pytest.raises(EvaluationError, match="unreachable or corrupt"):
+        engine.report("p", "completed")
+    engine.close()
+
+
+def test_importing_the_engine_does_not_import_the_redis_client():
+    code = ("import sys, policy_engine; policy_engine.PolicyEngine.from_path(state='memory://'); "
+            "assert 'redis' not in sys.modules, 'redis imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_cli_state_applies_a_stream_in_order(tmp_path: Path):
@@ -193,10 +273,12 @@ def _race(url: str, worker: int, start: multiprocessing.synchronize.Event, resul
         engine.close()
 
 
-def test_two_processes_racing_on_one_payers_limit_never_both_get_under_it(tmp_path: Path):
-    """Twenty CNY 100 static-QR payments for one payer from two processes on one SQLite file: the cap of CNY 500
-    a day lets exactly five through, however the two interleave (for twenty payers in turn, so they do)."""
-    url = f"sqlite:///{tmp_path / 'state.db'}"
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("redis", marks=needs_redis)])
+def test_two_processes_racing_on_one_payers_limit_never_both_get_under_it(tmp_path: Path, store: str):
+    """Twenty CNY 100 static-QR payments for one payer from two processes on one SQLite file or one Redis: the
+    cap of CNY 500 a day lets exactly five through, however the two interleave (for twenty payers in turn, so
+    they do)."""
+    url = fresh_redis() if store == "redis" else f"sqlite:///{tmp_path / 'state.db'}"
     PolicyEngine.from_path(state=url).close()  # create the file before the race
     ctx = multiprocessing.get_context("spawn")
     start, results = ctx.Event(), ctx.Queue()

@@ -16,7 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import PACK_HEADER, base_request
+from conftest import PACK_HEADER, base_request, fresh_redis, needs_redis
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -173,11 +173,12 @@ def run(engine: PolicyEngine, plan: list) -> list[Paid]:
     return history
 
 
-@pytest.mark.parametrize("store", ["memory", "sqlite"])
+@pytest.mark.parametrize("store", ["memory", "sqlite", pytest.param("redis", marks=needs_redis)])
 @given(plan=steps, probes=st.lists(st.one_of(st.sampled_from(EDGES), st.integers(-60, 3 * 24 * 60)), max_size=4))
 def test_every_counter_equals_a_recount_of_the_recorded_history(ruleset, store, plan, probes):
     with tempfile.TemporaryDirectory() as tmp:
-        url = "memory://" if store == "memory" else f"sqlite:///{Path(tmp) / 'state.db'}"
+        url = {"memory": lambda: "memory://", "sqlite": lambda: f"sqlite:///{Path(tmp) / 'state.db'}",
+               "redis": fresh_redis}[store]()
         engine = PolicyEngine(ruleset, state=url)
         try:
             history = run(engine, plan)

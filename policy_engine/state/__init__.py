@@ -3,8 +3,10 @@
 >>> store = open_store("sqlite:///var/lib/policy/state.db")   # or "memory://" in tests
 >>> engine = PolicyEngine.from_path(state=store)               # or state="sqlite:///..."
 
-URLs: ``memory://`` (one process; nothing survives it) and ``sqlite:///path`` (a relative path after the three
-slashes, an absolute one with four: ``sqlite:////var/lib/x.db``, as SQLAlchemy writes them).
+URLs: ``memory://`` (one process; nothing survives it: another process or engine instance does not see it),
+``sqlite:///path`` (a relative path after the three slashes, an absolute one with four: ``sqlite:////var/lib/x.db``,
+as SQLAlchemy writes them) and ``redis://host:port/db`` for many engine instances (needs the ``state-redis``
+extra; the ``redis`` client is imported only when such a URL is opened, so the embedded core stays light).
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ def open_store(url: str) -> Store:
         return MemoryStore()
     if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
         return SQLiteStore(url[len("sqlite:///"):], url)
-    raise StoreURLError(f"state URL {url!r} is not supported: use memory:// (one process) or sqlite:///path")
+    if url.startswith(("redis://", "rediss://")):
+        try:
+            from .redis import RedisStore
+        except ModuleNotFoundError as exc:
+            raise StoreURLError(f"state URL {url!r} needs the redis client: pip install "
+                                "'payment-policy-engine[state-redis]'") from exc
+        return RedisStore(url)
+    raise StoreURLError(f"state URL {url!r} is not supported: use memory:// (one process), sqlite:///path or "
+                        "redis://host:port/db")
 
 
 __all__ = ["Entry", "MemoryStore", "Payment", "Recorded", "SQLiteStore", "Store", "StoreURLError",

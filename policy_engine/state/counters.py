@@ -27,6 +27,11 @@ from ..pack import CompiledPack
 from ..request import DEFAULT_PSP_COUNTRY, PreparedRequest, counters_read, instant
 from .store import Entry, Payment, Transaction
 
+#: Retention keeps a week beyond every window's reach, for payments that arrive late (their windows are computed
+#: from their own instants): one arriving more than this after a later payment of the same entity could find
+#: rows its window needs already pruned.
+LATE_ARRIVALS_US = 7 * 86400 * 1_000_000
+
 
 def body_digest(request: Mapping[str, Any]) -> str:
     """A digest of the request body: a retry under the same ``request_id`` must send the same body."""
@@ -121,6 +126,7 @@ class Counters:
         prepared = self.counted(request, prepared, txn)
         view = prepared.view
         decision = self._with_definitions(self.pack.decide(prepared, started_ns), request)
+        t = micros(self._instant(request)[0])
         entries = []
         for agg in self.aggregates:
             entity = view.get(agg.by)
@@ -131,9 +137,11 @@ class Counters:
             if not (matches or event):
                 continue  # it could never change this counter: no row for it
             value = view.get(agg.of) if agg.of else None
-            entries.append(Entry(agg.field, str(entity), None if value is None else str(value), matches, event))
-        when, _ = self._instant(request)
-        payment = Payment(prepared.request_id, body_digest(request), micros(when), tuple(entries),
+            reach = agg.window.reach()
+            keep_from = None if reach is None else t - reach - LATE_ARRIVALS_US
+            entries.append(Entry(agg.field, str(entity), None if value is None else str(value), matches, event,
+                                 keep_from))
+        payment = Payment(prepared.request_id, body_digest(request), t, tuple(entries),
                           decision.decision.value, encode_decision(decision))
         return decision, payment
 

@@ -51,8 +51,10 @@ class MemoryStore:
     def record(self, payment: Payment) -> None:
         self._payments[payment.request_id] = _Payment(payment.digest, payment.outcome, PENDING, payment.decision)
         for e in payment.entries:
-            self._entries.setdefault((e.aggregate, e.entity), []).append(
-                (payment.instant, payment.request_id, e.value, e.matches, e.event))
+            rows = self._entries.setdefault((e.aggregate, e.entity), [])
+            if e.keep_from is not None:
+                rows[:] = [row for row in rows if row[0] >= e.keep_from]
+            rows.append((payment.instant, payment.request_id, e.value, e.matches, e.event))
 
     # -- Store ----------------------------------------------------------------------------------------------
     def report(self, request_id: str, status: str) -> None:

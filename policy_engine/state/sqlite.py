@@ -60,6 +60,9 @@ class _Txn:
         self._db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)",
                              [(e.aggregate, e.entity, payment.instant, payment.request_id, e.value, e.matches,
                                e.event) for e in payment.entries])
+        self._db.executemany("DELETE FROM entries WHERE aggregate = ? AND entity = ? AND instant < ?",
+                             [(e.aggregate, e.entity, e.keep_from) for e in payment.entries
+                              if e.keep_from is not None])
 
 
 class SQLiteStore:

@@ -20,13 +20,16 @@ from ..aggregates import Row
 @dataclass(frozen=True, slots=True)
 class Entry:
     """What one payment contributes to one aggregate's entity: the value (``of``, as exact text), whether it
-    matched the aggregate's ``where`` and its ``since`` event."""
+    matched the aggregate's ``where`` and its ``since`` event, and ``keep_from``: the entity's rows for this
+    aggregate before that instant are needed by no window any more and the store deletes them when it records
+    this entry (retention; None keeps every row: ``lifetime`` and ``since`` aggregates)."""
 
     aggregate: str
     entity: str
     value: str | None
     matches: bool
     event: bool
+    keep_from: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
