@@ -23,7 +23,14 @@ seed gives the same bytes.
 Counters start at zero on the first generated day (as if the feature store began recording then), except
 ``payer.account_age_days``, which is drawn per payer and grows by one a day. Counters the generator does not model
 (declines, FX purchases, PSD2 exemptions) are written as 0. Every payment counts towards its payer's history,
-labelled ones included: history records attempts, not outcomes the generator cannot know.
+labelled ones included: history records attempts, not decisions the generator cannot know.
+
+Statuses (``statuses=True``): each payment also gets the top-level ``status`` a backtest reads (``completed``,
+``failed`` or ``reversed``), drawn from a second generator seeded from the first, so the payments themselves are
+the same with or without statuses. A failed or reversed payment then stops counting towards the counters that
+count payments not denied (limits, ``counts: allowed`` in rules/aggregates.yaml), as the engine's own counters
+do; velocity and structuring counters count attempts. ``counters=False`` leaves ``history`` out, for a backtest
+to recompute the counters from the payments themselves (policy_engine.backtesting.history).
 """
 
 from __future__ import annotations
@@ -86,6 +93,10 @@ OTHER_MCC = "5999"
 GAME_MCC = "5816"
 #: CNY cash in [45,000, 50,000) counts towards history.near_threshold_count_7d (RSK-011).
 NEAR_THRESHOLD_FEN = (4_500_000, 5_000_000)
+#: Downstream statuses and their shares [R]: most payments complete; a few fail (insufficient funds, issuer
+#: declines) or are reversed (refunds, chargebacks).
+STATUSES = (("completed", 97), ("failed", 2), ("reversed", 1))
+_STATUS_CUM = list(itertools.accumulate(w for _, w in STATUSES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,13 +151,16 @@ _TIER_CUM = _cumulative(tuple(w for *_, w in TIERS))
 class TrafficSpec:
     """What to generate. With ``n``, exactly ``n`` payments are written and the population is sized so they span
     about ``days`` days (more days follow if the random draw falls short); without ``n``, ``payers`` payers are
-    simulated for exactly ``days`` days."""
+    simulated for exactly ``days`` days. ``counters``: write each payment's ``history``; ``statuses``: write each
+    payment's downstream ``status`` (see the module docstring)."""
 
     seed: int = 0
     n: int | None = None
     payers: int | None = None
     days: int = DEFAULT_DAYS
     start: dt.date = DEFAULT_START
+    counters: bool = True
+    statuses: bool = False
 
     def __post_init__(self) -> None:
         if self.n is None and self.payers is None:
@@ -299,6 +313,7 @@ def generate_requests(spec: TrafficSpec) -> Iterator[dict[str, Any]]:
     """Yield backtest records in timestamp order: payment requests (dicts with ``Decimal`` money) plus a
     top-level ``label``, which is the backtest's and must be taken off before a request is evaluated."""
     rng = random.Random(spec.seed)
+    outcomes = random.Random(f"statuses-{spec.seed}") if spec.statuses else None
     payers = [_Payer(i, rng) for i in range(spec.population)]
     serial = 0
     for day_index in itertools.count():
@@ -322,7 +337,9 @@ def generate_requests(spec: TrafficSpec) -> Iterator[dict[str, Any]]:
             serial += 1
             payer = payers[index]
             when = midnight + dt.timedelta(seconds=second)
-            yield _payment(rng, payer, f"r{serial:08d}", when, day_epoch + second, day_index)
+            status = None if outcomes is None else _pick(outcomes, STATUSES, _STATUS_CUM)[0]
+            yield _payment(rng, payer, f"r{serial:08d}", when, day_epoch + second, day_index, status,
+                           spec.counters)
 
 
 def iter_payments(n: int | None = None, seed: int = 0, **options: Any) -> Iterator[dict[str, Any]]:
@@ -332,7 +349,7 @@ def iter_payments(n: int | None = None, seed: int = 0, **options: Any) -> Iterat
 
 
 def _payment(rng: random.Random, payer: _Payer, request_id: str, when: dt.datetime, epoch: int,
-             day_index: int) -> dict[str, Any]:
+             day_index: int, status: str | None, counters: bool) -> dict[str, Any]:
     label = None
     u = rng.random()
     ato = u < ATO_SHARE
@@ -435,7 +452,11 @@ def _payment(rng: random.Random, payer: _Payer, request_id: str, when: dt.dateti
         "history": history,
         "label": label,
     }
-    _record(payer, epoch, fen, source, purpose, channel, mcc)
+    if not counters:
+        del request["history"]
+    if status is not None:
+        request["status"] = status
+    _record(payer, epoch, fen, source, purpose, channel, mcc, status in (None, "completed"))
     return request
 
 
@@ -489,10 +510,16 @@ def _history(payer: _Payer, epoch: int, day_index: int, when: dt.datetime) -> di
     }
 
 
-def _record(payer: _Payer, epoch: int, fen: int, source: str, purpose: str, channel: str, mcc: str | None) -> None:
-    """Add a payment to its payer's history (after the request was built: history excludes the current one)."""
-    payer.lifetime += 1
+def _record(payer: _Payer, epoch: int, fen: int, source: str, purpose: str, channel: str, mcc: str | None,
+            counts: bool) -> None:
+    """Add a payment to its payer's history (after the request was built: history excludes the current one).
+    Attempts always count; the rest only if the payment ``counts`` (it was not failed or reversed)."""
     payer.last_hour.append(epoch)
+    if purpose == "cash_withdrawal" and NEAR_THRESHOLD_FEN[0] <= fen < NEAR_THRESHOLD_FEN[1]:
+        payer.near_7d.append(epoch)
+    if not counts:
+        return
+    payer.lifetime += 1
     t = payer.day_totals
     if source == "account_balance":
         payer.tier_total_fen += fen
@@ -505,8 +532,6 @@ def _record(payer: _Payer, epoch: int, fen: int, source: str, purpose: str, chan
         t[_CASH_USD] += _usd_cents(fen)
         if source == "credit_card":
             t[_CREDIT_CASH] += fen
-        if NEAR_THRESHOLD_FEN[0] <= fen < NEAR_THRESHOLD_FEN[1]:
-            payer.near_7d.append(epoch)
     if purpose == "p2p_transfer":
         payer.p2p_24h.append((epoch, fen))
         t[_P2P] += fen

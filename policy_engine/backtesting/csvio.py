@@ -4,7 +4,8 @@ The column mapping, for analysts exporting history from a warehouse:
 
 - The header names request fields by their dotted path: ``request_id,timestamp,payer.id,funding_source.type,
   purpose,amount.value,amount.currency,...``. Any subset of the request schema's fields, in any order, plus the
-  backtest's ``label.kind`` and ``label.pattern`` and the caller's own ``extra.*`` columns (text). Any other column
+  backtest's ``label.kind``, ``label.pattern``, ``status`` and ``decision`` (what happened to the payment: see
+  :mod:`.history`) and the caller's own ``extra.*`` columns (text). Any other column
   is refused with the header, naming it (requests are strict: it would make every row invalid).
 - An empty cell is a missing field; an object whose cells are all empty is absent (a row without a merchant).
 - A cell is typed by the request schema: numbers (``amount.value``, ``history.*`` totals, ``available_credit_cny``)
@@ -26,6 +27,7 @@ from ..fields import DERIVED_FIELDS, FieldCatalog
 from ..resources import load_schema
 
 LABEL_COLUMNS = ("label.kind", "label.pattern")
+RECORD_COLUMNS = ("status", "decision")
 _STR, _INT, _NUM, _BOOL = "str", "int", "num", "bool"
 
 
@@ -45,7 +47,7 @@ def request_columns() -> tuple[str, ...]:
 
 def _kind(catalog: FieldCatalog, path: str) -> str:
     info = catalog.get(path)
-    if info is None:  # a label or extra.* column: text
+    if info is None:  # a label, record or extra.* column: text
         return _STR
     if info.kind == "num":
         return _INT if info.integer else _NUM
@@ -83,7 +85,8 @@ class CsvLayout:
                     raise CsvLayoutError(f"CSV columns {'.'.join(parts[:cut])!r} and {name!r} overlap; a column "
                                          "is either a value or a parent of other columns")
         for name in columns:
-            if name not in catalog and name not in LABEL_COLUMNS and not name.startswith("extra."):
+            if (name not in catalog and name not in LABEL_COLUMNS and name not in RECORD_COLUMNS
+                    and not name.startswith("extra.")):
                 near = catalog.suggest(name)
                 raise CsvLayoutError(f"CSV column {name!r} is not a request field"
                                      + (f"; did you mean {near!r}?" if near else "")

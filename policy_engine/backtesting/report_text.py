@@ -84,6 +84,15 @@ def render_text(result: BacktestResult) -> str:
         if labels.missed:
             out.append(f"  first labelled payments allowed: {_ids(labels.missed)}")
 
+    check = result.counters
+    if check is not None:
+        out.append("")
+        out.append(f"Counters: recomputed from the history for {check.recomputed:,} payment(s); {check.compared:,} "
+                   f"carried their own, {check.differing:,} of them unlike the recomputed ones")
+        out += [f"  {name}: differs on {count:,}" for name, count in check.by_field.items()]
+        out += [f"  line {d.line} ({d.request_id}): {d.field} recorded {d.recorded}, recomputed {d.recomputed}"
+                for d in check.examples]
+
     if result.bad_count:
         out.append("")
         kinds = ", ".join(f"{kind} {count:,}" for kind, count in result.bad.items())

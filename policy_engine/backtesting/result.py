@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..ruleset import RuleSet
+from .history import Difference
 from .tally import Example, PackTally, Tally
 
 
@@ -124,11 +125,27 @@ class Flip:
 @dataclass(frozen=True, slots=True)
 class BadLine:
     line: int
-    error: str  # invalid_json | invalid_csv | invalid_request | evaluation_failed
+    error: str  # invalid_json | invalid_csv | invalid_request | invalid_record | evaluation_failed
     message: str
 
     def to_dict(self) -> dict[str, Any]:
         return {"line": self.line, "error": self.error, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class CounterCheck:
+    """Counters recomputed from the history (see :mod:`.history`) and, for records that carried their own
+    ``history``, where those differ from the recomputed ones (the recorded counters are a check, not an input)."""
+
+    recomputed: int  # records decided with recomputed counters
+    compared: int  # of those, records that carried counters of their own
+    differing: int  # records with at least one carried counter unlike the recomputed one
+    by_field: Mapping[str, int]  # counter -> records where it differs
+    examples: tuple[Difference, ...]  # the first differences, by line
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"recomputed": self.recomputed, "compared": self.compared, "differing": self.differing,
+                "by_field": dict(self.by_field), "examples": [d.to_dict() for d in self.examples]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +163,7 @@ class BacktestResult:
     baseline: PackReport | None
     flips: tuple[Flip, ...]  # most frequent first; empty without a baseline
     elapsed_s: float
+    counters: CounterCheck | None = None  # None: each record's own counters (or the pack's defaults) were used
 
     @property
     def bad_count(self) -> int:
@@ -170,6 +188,7 @@ class BacktestResult:
                 "candidate": self.candidate.to_dict(),
                 "baseline": self.baseline.to_dict() if self.baseline else None,
                 "flips": [f.to_dict() for f in self.flips], "flipped": self.flipped,
+                "counters": self.counters.to_dict() if self.counters else None,
                 "elapsed_s": round(self.elapsed_s, 3), "payments_per_s": round(self.rate, 1)}
 
 

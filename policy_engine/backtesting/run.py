@@ -9,9 +9,14 @@ order-free and examples are the first ``k`` by input line number, so the result 
 Every payment is decided as of its own timestamp (the pack does that), so history replays under the rules,
 dated lists and FX tables that applied on each payment's date.
 
-A record is a payment request plus, optionally, a top-level ``label`` (what the payment turned out to be): the
-label is the backtest's, so it is taken off before the request is decided (requests are strict, and a label is
-no part of one).
+A record is a payment request plus, optionally, the backtest's top-level ``label`` (what the payment turned out
+to be), ``status`` and ``decision`` (what happened to it): they are taken off before the request is decided
+(requests are strict, and they are no part of one).
+
+Counters: when the pack declares aggregates and the records carry no ``history`` (judged by the first record),
+or when asked (``recompute_counters=True``), the parent recomputes every payment's counters from the whole
+history before any payment is decided (:mod:`.history`), reports where records' own counters differ, and hands
+each chunk its counters; the input is then held in memory, since counters need the history in time order.
 """
 
 from __future__ import annotations
@@ -32,8 +37,10 @@ from ..jsonio import decode_line
 from ..loader import load_ruleset
 from ..pack import CompiledPack
 from ..ruleset import RuleSet
+from ..state.counters import Counters
 from .csvio import CsvLayout
-from .result import BacktestResult, BadLine, flips_of, pack_report
+from .history import Difference, RecordError, Replay, differences, take_record_fields
+from .result import BacktestResult, BadLine, CounterCheck, flips_of, pack_report
 from .tally import PackTally, Tally, label_key
 
 FORMATS = ("auto", "jsonl", "csv")
@@ -45,6 +52,9 @@ _MESSAGE_LIMIT = 300
 
 #: ``progress(done_records, done_bytes, total_bytes_or_None)``, called as chunks complete.
 Progress = Callable[[int, int, "int | None"], None]
+#: Input line -> the recomputed counters for the candidate and the baseline pack (None: the pack refused it).
+Recomputed = dict[int, "tuple[dict[str, Any] | None, dict[str, Any] | None]"]
+Chunk = tuple[list[tuple[int, Any]], int]  # (records, bytes consumed)
 
 
 class BacktestError(PolicyEngineError):
@@ -69,6 +79,8 @@ class _Evaluator:
         self.job = job
         self.candidate = CompiledPack.build(job.candidate, job.matcher)
         self.baseline = CompiledPack.build(job.baseline, job.matcher) if job.baseline is not None else None
+        self.candidate_counters = Counters(self.candidate)
+        self.baseline_counters = Counters(self.baseline) if self.baseline is not None else None
         self.stopping = frozenset(r.id for r in job.candidate.rules if r.outcome != "allow")
         self.baseline_stopping = (frozenset(r.id for r in job.baseline.rules if r.outcome != "allow")
                                   if job.baseline is not None else frozenset())
@@ -92,16 +104,20 @@ class _Evaluator:
         except ValueError as exc:
             return None, "invalid_csv", str(exc)
 
-    def _decide(self, pack: CompiledPack, request: Any, line: int, tally: Tally, which: str):
+    def _decide(self, counters: Counters, values: dict[str, Any] | None, request: Any, line: int, tally: Tally,
+                which: str):
         try:
-            return pack.decide(pack.prepare(request, pending=True))
+            prepared = counters.pack.prepare(request, pending=True)
+            return counters.pack.decide(prepared if values is None else counters.with_counters(prepared, values))
         except RequestError as exc:
             tally.add_bad(line, "invalid_request", _short("; ".join(str(v) for v in exc.violations)))
         except Exception as exc:  # fail closed: an engine fault is an error record, never a decision
             tally.add_bad(line, "evaluation_failed", _short(f"{which} pack: {type(exc).__name__}: {exc}"))
         return None
 
-    def run(self, items: list[tuple[int, Any]]) -> Tally:
+    def run(self, items: list[tuple[int, Any]], recomputed: Recomputed | None = None) -> Tally:
+        """Decide and count ``items``; with ``recomputed``, every record is decided with those counters in place
+        of any ``history`` it carries."""
         tally = Tally(self.job.k, baseline=PackTally() if self.baseline is not None else None)
         k = self.job.k
         for line, raw in items:
@@ -110,13 +126,23 @@ class _Evaluator:
             if kind is not None:
                 tally.add_bad(line, kind, _short(message or ""))
                 continue
-            label = label_key(request.pop("label", None) if isinstance(request, dict) else None)
-            after = self._decide(self.candidate, request, line, tally, "candidate")
+            label = None
+            if isinstance(request, dict):
+                try:
+                    label, _ = take_record_fields(request)
+                except RecordError as exc:
+                    tally.add_bad(line, "invalid_record", _short(str(exc)))
+                    continue
+                if recomputed is not None:
+                    request.pop("history", None)
+            label = label_key(label)
+            values, baseline_values = (recomputed or {}).get(line, (None, None))
+            after = self._decide(self.candidate_counters, values, request, line, tally, "candidate")
             if after is None:
                 continue
             before = None
-            if self.baseline is not None:
-                before = self._decide(self.baseline, request, line, tally, "baseline")
+            if self.baseline_counters is not None:
+                before = self._decide(self.baseline_counters, baseline_values, request, line, tally, "baseline")
                 if before is None:
                     continue
             rid = after.request_id
@@ -139,9 +165,9 @@ def _init_worker(job: _Job) -> None:
     _WORKER = _Evaluator(job)
 
 
-def _run_chunk(items: list[tuple[int, Any]]) -> Tally:
+def _run_chunk(items: list[tuple[int, Any]], recomputed: Recomputed | None) -> Tally:
     assert _WORKER is not None, "worker used before its initializer ran"
-    return _WORKER.run(items)
+    return _WORKER.run(items, recomputed)
 
 
 # -- reading the input -------------------------------------------------------------------------------------------
@@ -150,7 +176,7 @@ class _Source:
     name: str
     format: str
     layout: CsvLayout | None
-    chunks: Iterator[tuple[list[tuple[int, Any]], int]]  # (records, bytes consumed)
+    chunks: Iterator[Chunk]
     total_bytes: int | None
 
 
@@ -171,7 +197,7 @@ def _detect(name: str, first: bytes | None) -> str:
     return "jsonl" if first.lstrip().startswith(b"{") else "csv"
 
 
-def _jsonl_chunks(lines: Iterator[bytes], size: int) -> Iterator[tuple[list[tuple[int, Any]], int]]:
+def _jsonl_chunks(lines: Iterator[bytes], size: int) -> Iterator[Chunk]:
     items: list[tuple[int, Any]] = []
     consumed = 0
     for number, raw in enumerate(lines, start=1):
@@ -200,7 +226,7 @@ class _CsvLines:
             yield raw.decode("utf-8", "surrogateescape")
 
 
-def _csv_source(lines: Iterator[bytes], size: int) -> tuple[CsvLayout, Iterator[tuple[list[tuple[int, Any]], int]]]:
+def _csv_source(lines: Iterator[bytes], size: int) -> tuple[CsvLayout, Iterator[Chunk]]:
     counted = _CsvLines(lines)
     reader = csv.reader(iter(counted), strict=True)
     header: list[str] | None = None
@@ -218,7 +244,7 @@ def _csv_source(lines: Iterator[bytes], size: int) -> tuple[CsvLayout, Iterator[
         header[0] = header[0][1:]  # a byte-order mark written by spreadsheet exports
     layout = CsvLayout.from_header(header)
 
-    def chunks() -> Iterator[tuple[list[tuple[int, Any]], int]]:
+    def chunks() -> Iterator[Chunk]:
         items: list[tuple[int, Any]] = []
         previous = reader.line_num
         reported = counted.consumed
@@ -282,12 +308,16 @@ def _open(source: str | os.PathLike | BinaryIO, fmt: str, size: int) -> tuple[_S
 def backtest(source: str | os.PathLike | BinaryIO, rules: str | os.PathLike | None = None,
              baseline: str | os.PathLike | None = None, *, workers: int | None = None, matcher: str | None = None,
              format: str = "auto", examples: int = DEFAULT_EXAMPLES, chunk_records: int = CHUNK_RECORDS,
-             progress: Progress | None = None) -> BacktestResult:
+             progress: Progress | None = None, recompute_counters: bool | None = None) -> BacktestResult:
     """Replay the payments in ``source`` (a JSON Lines or CSV file, or a binary stream) against the ``rules``
     pack (default: the bundled pack) and, if given, the ``baseline`` pack.
 
     ``workers`` processes decide in parallel (default: every core; 1 runs in this process). Bad lines are
-    counted and the first ``examples`` reported with their line numbers; they never stop the run. Raises
+    counted and the first ``examples`` reported with their line numbers; they never stop the run.
+
+    ``recompute_counters``: None (the default) recomputes the counters from the history when the pack declares
+    aggregates and the first record carries no ``history``, else uses each record's own; True always recomputes
+    them (and reports where records' own counters differ); False never does. Raises
     :class:`~policy_engine.RuleSetError` for a bad pack and :class:`BacktestError` for unreadable input.
     """
     started = time.monotonic()
@@ -301,8 +331,18 @@ def backtest(source: str | os.PathLike | BinaryIO, rules: str | os.PathLike | No
     src, opened = _open(source, format, chunk_records)
     job = _Job(candidate, base, matcher, src.layout, examples)
     total = Tally(examples, baseline=PackTally() if base is not None else None)
+    check = None
     try:
-        _drive(job, src, workers, total, progress)
+        chunks: Iterator[Chunk] = src.chunks
+        recomputed: Recomputed | None = None
+        if recompute_counters is not False and (candidate.aggregates or (base is not None and base.aggregates)):
+            parent = _Evaluator(job)
+            first = next(chunks, None)
+            chunks = itertools.chain([first] if first is not None else [], chunks)
+            if recompute_counters or (first is not None and not _carries_history(parent, first[0])):
+                held, recomputed, check = _recompute(parent, chunks)
+                chunks = iter(held)
+        _drive(job, chunks, src.total_bytes, recomputed, workers, total, progress)
     finally:
         if opened is not None:
             opened.close()
@@ -313,34 +353,94 @@ def backtest(source: str | os.PathLike | BinaryIO, rules: str | os.PathLike | No
         bad=bad, bad_lines=tuple(BadLine(*b) for b in sorted(total.bad_examples)),
         candidate=pack_report(candidate, total.candidate),
         baseline=pack_report(base, total.baseline) if base is not None and total.baseline is not None else None,
-        flips=flips_of(total), elapsed_s=time.monotonic() - started)
+        flips=flips_of(total), elapsed_s=time.monotonic() - started, counters=check)
 
 
-def _drive(job: _Job, src: _Source, workers: int, total: Tally, progress: Progress | None) -> None:
+def _carries_history(evaluator: _Evaluator, items: list[tuple[int, Any]]) -> bool:
+    """Whether the input's first record that parses carries ``history`` counters of its own."""
+    for _, raw in items:
+        request, kind, _ = evaluator._parse(raw)
+        if kind is None:
+            return isinstance(request, dict) and "history" in request
+    return False
+
+
+def _recompute(evaluator: _Evaluator, chunks: Iterator[Chunk]) -> tuple[list[Chunk], Recomputed, CounterCheck]:
+    """Read the whole input and recompute every payment's counters from it, for each pack, before any payment
+    is decided: the chunks (held), the counters by line, and where records' own counters differ."""
+    replays = [Replay(evaluator.candidate)] + ([Replay(evaluator.baseline)] if evaluator.baseline else [])
+    carried: dict[int, tuple[str, Any]] = {}
+    held = list(chunks)
+    for items, _ in held:
+        for line, raw in items:
+            request, kind, _ = evaluator._parse(raw)
+            if kind is not None or not isinstance(request, dict):
+                continue
+            try:
+                _, happened = take_record_fields(request)
+            except RecordError:
+                continue  # the worker reports the record
+            history = request.pop("history", None)
+            for replay in replays:
+                try:
+                    replay.add(line, request, happened)
+                except Exception:  # invalid for this pack: no counters; the worker reports the record
+                    continue
+            if isinstance(history, dict):
+                carried[line] = (str(request.get("request_id")), history)
+    values = [replay.counters() for replay in replays]
+    recomputed: Recomputed = {line: (counters, values[1].get(line) if len(values) > 1 else None)
+                              for line, counters in values[0].items()}
+    if len(values) > 1:  # lines only the baseline accepts: the candidate reports them as bad lines
+        for line, counters in values[1].items():
+            recomputed.setdefault(line, (None, counters))
+    found: list[Difference] = []
+    by_field: dict[str, int] = {}
+    differing = 0
+    for line in sorted(carried.keys() & values[0].keys()):
+        rid, history = carried[line]
+        diffs = list(differences(line, rid, history, values[0][line]))
+        differing += bool(diffs)
+        for diff in diffs:
+            by_field[diff.field] = by_field.get(diff.field, 0) + 1
+            if len(found) < evaluator.job.k:
+                found.append(diff)
+    check = CounterCheck(len(values[0]), len(carried.keys() & values[0].keys()), differing,
+                         dict(sorted(by_field.items())), tuple(found))
+    return held, recomputed, check
+
+
+def _drive(job: _Job, chunks: Iterator[Chunk], total_bytes: int | None, recomputed: Recomputed | None,
+           workers: int, total: Tally, progress: Progress | None) -> None:
     done_bytes = 0
+
+    def counters_of(items: list[tuple[int, Any]]) -> Recomputed | None:
+        if recomputed is None:
+            return None
+        return {line: recomputed[line] for line, _ in items if line in recomputed}
 
     def absorb(tally: Tally, nbytes: int) -> None:
         nonlocal done_bytes
         total.merge(tally)
         done_bytes += nbytes
         if progress is not None:
-            progress(total.records, done_bytes, src.total_bytes)
+            progress(total.records, done_bytes, total_bytes)
 
     if workers == 1:
         evaluator = _Evaluator(job)
-        for items, nbytes in src.chunks:
-            absorb(evaluator.run(items), nbytes)
+        for items, nbytes in chunks:
+            absorb(evaluator.run(items, counters_of(items)), nbytes)
         return
     limit = 2 * workers  # bounded in flight: reading never runs ahead of deciding by more than this
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(job,))
     pending: dict[Future, int] = {}
     try:
-        for items, nbytes in src.chunks:
+        for items, nbytes in chunks:
             while len(pending) >= limit:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     absorb(future.result(), pending.pop(future))
-            pending[pool.submit(_run_chunk, items)] = nbytes
+            pending[pool.submit(_run_chunk, items, counters_of(items))] = nbytes
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:

@@ -31,6 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     bt.add_argument("--matcher", choices=MATCHERS, help="matcher (default: python)")
     bt.add_argument("--examples", type=int, default=5, metavar="K",
                     help="example request ids kept per flip, rule and error (the first K by line; default 5)")
+    bt.add_argument("--recompute-counters", action="store_true", default=None,
+                    help="recompute the history.* counters from the payments themselves (their recorded status "
+                         "and decision, in time order) even where records carry their own, and report where those "
+                         "differ (default: recompute only when the records carry no history)")
     bt.add_argument("--json", action="store_true", help="print the result as one JSON object")
     bt.add_argument("--html", metavar="REPORT", help="also write a self-contained HTML report with charts")
     bt.set_defaults(func=cmd_backtest)
@@ -50,7 +54,8 @@ def cmd_backtest(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     source = sys.stdin.buffer if args.file == "-" else args.file
     try:
         result = backtest(source, args.rules, args.baseline, workers=args.workers, matcher=args.matcher,
-                          format=args.format, examples=args.examples, progress=bar)
+                          format=args.format, examples=args.examples, progress=bar,
+                          recompute_counters=args.recompute_counters)
     except (BacktestError, CsvLayoutError) as exc:
         if bar:
             bar.close()

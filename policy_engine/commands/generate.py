@@ -36,17 +36,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help=f"first day, local time UTC+8 (default {DEFAULT_START.isoformat()})")
     ge.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     ge.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default jsonl)")
+    ge.add_argument("--no-counters", dest="counters", action="store_false",
+                    help="leave out the history.* counters and write each payment's status instead: a backtest "
+                         "recomputes the counters from the payments (implies --statuses)")
+    ge.add_argument("--statuses", action="store_true",
+                    help="write each payment's downstream status (completed, failed or reversed; about 97/2/1%%); "
+                         "failed and reversed payments then do not count towards the limit counters")
     ge.add_argument("-o", "--output", help="write here instead of standard output")
     ge.set_defaults(func=cmd_generate)
 
 
 def cmd_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from ..backtesting.csvio import write_csv
+    from ..backtesting.csvio import request_columns, write_csv
     from ..backtesting.progress import ProgressBar
     from ..synthetic import SyntheticError, TrafficSpec, generate_requests, write_jsonl
 
     try:
-        spec = TrafficSpec(seed=args.seed, n=args.n, payers=args.payers, days=args.days, start=args.start)
+        spec = TrafficSpec(seed=args.seed, n=args.n, payers=args.payers, days=args.days, start=args.start,
+                           counters=args.counters, statuses=args.statuses or not args.counters)
     except SyntheticError as exc:
         err.write(f"policy-engine generate: {exc}\n")
         return EXIT_BAD_INPUT
@@ -59,7 +66,8 @@ def cmd_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     try:
         if args.format == "csv":
-            write_csv(generate_requests(spec), target)
+            columns = tuple(c for c in request_columns() if spec.counters or not c.startswith("history."))
+            write_csv(generate_requests(spec), target, columns + (("status",) if spec.statuses else ()))
         else:
             write_jsonl(spec, target, progress)
     finally:

@@ -110,10 +110,15 @@ class Counters:
     def counted(self, request: Mapping[str, Any], prepared: PreparedRequest, txn: Transaction) -> PreparedRequest:
         """``prepared`` with the counters read in ``txn`` in its view in place of any default (it changes the
         view it was given: the request is prepared for this evaluation only)."""
+        return self.with_counters(prepared, self.values(request, prepared, txn))
+
+    def with_counters(self, prepared: PreparedRequest, values: Mapping[str, Any]) -> PreparedRequest:
+        """``prepared`` with ``values`` (read in a store, or recomputed by a backtest's replay) as its counters,
+        in place of any default; changes the view it was given, as :meth:`counted` does."""
         view = prepared.complete()
         for path in self.read:
             view.pop(path, None)  # the engine's counters, never the defaults meant for caller-supplied ones
-        view.update(self.values(request, prepared, txn))
+        view.update(values)
         return dataclasses.replace(prepared, defaulted=tuple(p for p in prepared.defaulted if p not in self.read))
 
     def described(self, request: Mapping[str, Any]) -> Mapping[str, Mapping[str, str]]:
@@ -124,8 +129,12 @@ class Counters:
                  started_ns: int) -> tuple[Decision, Payment]:
         """Decide with the counters read in ``txn``; returns the decision and the payment to record."""
         prepared = self.counted(request, prepared, txn)
-        view = prepared.view
         decision = self._with_definitions(self.pack.decide(prepared, started_ns), request)
+        return decision, self.payment(request, prepared, decision.decision.value, encode_decision(decision))
+
+    def payment(self, request: Mapping[str, Any], prepared: PreparedRequest, outcome: str, decision: str) -> Payment:
+        """The payment to record for ``request``, whose decision had ``outcome`` (``decision``: its JSON)."""
+        view = prepared.complete()
         t = micros(self._instant(request)[0])
         entries = []
         for agg in self.aggregates:
@@ -141,9 +150,7 @@ class Counters:
             keep_from = None if reach is None else t - reach - LATE_ARRIVALS_US
             entries.append(Entry(agg.field, str(entity), None if value is None else str(value), matches, event,
                                  keep_from))
-        payment = Payment(prepared.request_id, body_digest(request), t, tuple(entries),
-                          decision.decision.value, encode_decision(decision))
-        return decision, payment
+        return Payment(prepared.request_id, body_digest(request), t, tuple(entries), outcome, decision)
 
     def _with_definitions(self, decision: Decision, request: Mapping[str, Any]) -> Decision:
         """Each trail entry that read a counter says how that counter is counted, beside its value."""
