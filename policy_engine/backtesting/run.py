@@ -85,25 +85,6 @@ class _Evaluator:
         self.baseline_stopping = (frozenset(r.id for r in job.baseline.rules if r.outcome != "allow")
                                   if job.baseline is not None else frozenset())
 
-    def _parse(self, raw: Any) -> tuple[Any, str | None, str | None]:
-        """``(request, error_kind, message)``."""
-        layout = self.job.layout
-        if layout is None:
-            request, problem = decode_line(raw)
-            if isinstance(problem, RequestError):  # a repeated key: the text is JSON, the request is ambiguous
-                return None, "invalid_request", "; ".join(str(v) for v in problem.violations)
-            return request, None if problem is None else "invalid_json", problem
-        if isinstance(raw, str):
-            return None, "invalid_csv", raw  # a record the CSV reader could not split
-        try:
-            for cell in raw:
-                cell.encode("utf-8")  # cells were decoded with surrogateescape: a bad byte fails here
-            return layout.to_request(raw), None, None
-        except UnicodeEncodeError:
-            return None, "invalid_csv", "line is not UTF-8"
-        except ValueError as exc:
-            return None, "invalid_csv", str(exc)
-
     def _decide(self, counters: Counters, values: dict[str, Any] | None, request: Any, line: int, tally: Tally,
                 which: str):
         try:
@@ -122,7 +103,7 @@ class _Evaluator:
         k = self.job.k
         for line, raw in items:
             tally.records += 1
-            request, kind, message = self._parse(raw)
+            request, kind, message = _parse(self.job.layout, raw)
             if kind is not None:
                 tally.add_bad(line, kind, _short(message or ""))
                 continue
@@ -151,6 +132,25 @@ class _Evaluator:
                 tally.baseline.add(line, rid, before, label, self.baseline_stopping, k)
                 tally.add_flip(line, rid, before, after)
         return tally
+
+
+def _parse(layout: CsvLayout | None, raw: Any) -> tuple[Any, str | None, str | None]:
+    """One input record as ``(request, error_kind, message)``."""
+    if layout is None:
+        request, problem = decode_line(raw)
+        if isinstance(problem, RequestError):  # a repeated key: the text is JSON, the request is ambiguous
+            return None, "invalid_request", "; ".join(str(v) for v in problem.violations)
+        return request, None if problem is None else "invalid_json", problem
+    if isinstance(raw, str):
+        return None, "invalid_csv", raw  # a record the CSV reader could not split
+    try:
+        for cell in raw:
+            cell.encode("utf-8")  # cells were decoded with surrogateescape: a bad byte fails here
+        return layout.to_request(raw), None, None
+    except UnicodeEncodeError:
+        return None, "invalid_csv", "line is not UTF-8"
+    except ValueError as exc:
+        return None, "invalid_csv", str(exc)
 
 
 def _short(message: str) -> str:
@@ -336,11 +336,10 @@ def backtest(source: str | os.PathLike | BinaryIO, rules: str | os.PathLike | No
         chunks: Iterator[Chunk] = src.chunks
         recomputed: Recomputed | None = None
         if recompute_counters is not False and (candidate.aggregates or (base is not None and base.aggregates)):
-            parent = _Evaluator(job)
             first = next(chunks, None)
             chunks = itertools.chain([first] if first is not None else [], chunks)
-            if recompute_counters or (first is not None and not _carries_history(parent, first[0])):
-                held, recomputed, check = _recompute(parent, chunks)
+            if recompute_counters or (first is not None and not _carries_history(src.layout, first[0])):
+                held, recomputed, check = _recompute(_Evaluator(job), chunks)
                 chunks = iter(held)
         _drive(job, chunks, src.total_bytes, recomputed, workers, total, progress)
     finally:
@@ -356,10 +355,10 @@ def backtest(source: str | os.PathLike | BinaryIO, rules: str | os.PathLike | No
         flips=flips_of(total), elapsed_s=time.monotonic() - started, counters=check)
 
 
-def _carries_history(evaluator: _Evaluator, items: list[tuple[int, Any]]) -> bool:
+def _carries_history(layout: CsvLayout | None, items: list[tuple[int, Any]]) -> bool:
     """Whether the input's first record that parses carries ``history`` counters of its own."""
     for _, raw in items:
-        request, kind, _ = evaluator._parse(raw)
+        request, kind, _ = _parse(layout, raw)
         if kind is None:
             return isinstance(request, dict) and "history" in request
     return False
@@ -373,7 +372,7 @@ def _recompute(evaluator: _Evaluator, chunks: Iterator[Chunk]) -> tuple[list[Chu
     held = list(chunks)
     for items, _ in held:
         for line, raw in items:
-            request, kind, _ = evaluator._parse(raw)
+            request, kind, _ = _parse(evaluator.job.layout, raw)
             if kind is not None or not isinstance(request, dict):
                 continue
             try:
