@@ -11,7 +11,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from conftest import base_request
+from conftest import REPO, base_request
 
 from policy_engine.backtesting import backtest
 from policy_engine.backtesting.history import RecordError, take_record_fields
@@ -52,6 +52,10 @@ def test_a_history_without_counters_gives_the_same_backtest_on_one_and_two_worke
     flat = backtest(path, workers=1, recompute_counters=False)
     assert flat.counters is None
     assert one.candidate.rule("CMP-008").hits > flat.candidate.rule("CMP-008").hits
+    # The baseline pack gets its own recomputed counters: the same pack as baseline flips nothing.
+    same = backtest(path, baseline=REPO / "rules", workers=2, chunk_records=100)
+    assert same.baseline is not None and same.flipped == 0
+    assert same.baseline.decisions == same.candidate.decisions == one.candidate.decisions
 
 
 def test_recomputed_counters_equal_the_generators_own_on_the_same_history(tmp_path):
