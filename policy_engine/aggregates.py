@@ -28,7 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .conditions import Node, fields_read
-from .request import EXACT
+from .exact import EXACT
 
 COUNT, SUM, COUNT_DISTINCT = "count", "sum", "count_distinct"
 FUNCTIONS = (COUNT, SUM, COUNT_DISTINCT)

@@ -19,7 +19,7 @@ import copy
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Context, Decimal, Inexact, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from ._frozen import positional_builder
 from .conditions import NOT_APPLICABLE_WHEN_ABSENT, counterparty_of, fields_read
 from .errors import RequestError, Violation
+from .exact import EXACT
 from .fields import FieldCatalog
 from .resources import load_schema
 from .ruleset import FxTable, RuleSet
@@ -40,9 +41,6 @@ MAX_AMOUNT = Decimal(10) ** 15
 _CENT = Decimal("0.01")
 #: Request fields that hold money in a fixed currency: at most two decimal places, like the amount.
 _MONEY_SUFFIXES = ("_cny", "_usd", "_eur")
-#: Products of an amount (<= 18 digits) and a rate, and sums of request amounts, never round in this context;
-#: Inexact would raise.
-EXACT = Context(prec=80, traps=[Inexact, InvalidOperation])
 
 
 def _to_decimal(value: Any) -> Decimal | int | None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .conditions import ListItem, Node
 from .decision import ReasonTemplate
 
-if TYPE_CHECKING:  # aggregates imports request, which imports this module
+if TYPE_CHECKING:  # typing only: aggregates is a layer above the model
     from .aggregates import Aggregate
 
 DEFAULT_DECISION_ORDER = ("deny", "review", "step_up", "allow")
