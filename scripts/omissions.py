@@ -13,35 +13,15 @@ field (it must be 0).
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 from policy_engine import PolicyEngine, RequestError
 from policy_engine.jsonio import parse_json
+from policy_engine.testing.omission import removals
 
 ORDER = {"deny": 0, "review": 1, "step_up": 2, "allow": 3}
-
-
-def removals(request: dict) -> Iterator[tuple[str, dict]]:
-    def walk(node: dict, prefix: str) -> Iterator[str]:
-        for key, value in node.items():
-            yield prefix + key
-            if isinstance(value, dict):
-                yield from walk(value, f"{prefix}{key}.")
-
-    for path in walk(request, ""):
-        if path == "request_id":
-            continue
-        variant = copy.deepcopy(request)
-        *parents, last = path.split(".")
-        node = variant
-        for part in parents:
-            node = node[part]
-        del node[last]
-        yield path, variant
 
 
 def how_named(decision, path: str) -> str:

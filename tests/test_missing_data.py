@@ -8,40 +8,17 @@ that is still not `allow`, or an `allow` that names what was left out: a rule th
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterator
-
 import pytest
 from conftest import DELETE, MATCHERS, base_request, load_cases
 from hypothesis import given
 from hypothesis import strategies as st
 
 from policy_engine import PolicyEngine, RequestError
+from policy_engine.testing.omission import removals
 from policy_engine.testing.strategies import requests
 
 CASES = load_cases()
 REFUSED = [c for c in CASES if c["expected"]["decision"] != "allow"]
-
-
-def removals(request: dict) -> Iterator[tuple[str, dict]]:
-    """Every way to leave one thing out: each leaf field, and each object as a whole."""
-    def walk(node: dict, prefix: str) -> Iterator[str]:
-        for key, value in node.items():
-            path = prefix + key
-            yield path
-            if isinstance(value, dict):
-                yield from walk(value, path + ".")
-
-    for path in walk(request, ""):
-        if path == "request_id":
-            continue
-        variant = copy.deepcopy(request)
-        *parents, last = path.split(".")
-        node = variant
-        for part in parents:
-            node = node[part]
-        del node[last]
-        yield path, variant
 
 
 def named(decision, path: str) -> bool:
