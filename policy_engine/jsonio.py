@@ -169,10 +169,13 @@ def _parse_standard(text: str | bytes) -> Any:
         except _RepeatedKey:
             pass
         # Rare, so a second pass names the place instead of the hot path tracking where it is.
-        document = _decode(text, _MARKING_DECODER)
+        try:
+            document = _decode(text, _MARKING_DECODER)
+        except ValueError:  # the text goes wrong after the repeat (a huge integer...): the repeat is the answer
+            document = None
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
-    path, key = _find_repeated(document, "$") or ("$", "")
+    path, key = _find_repeated(document, "$") or ("$", "") if document is not None else ("$", "")
     rid = document.get("request_id") if isinstance(document, dict) else None
     raise RequestError([Violation(path + json_path_step(key), "key appears more than once in this object; a "
                                                                "repeated key is ambiguous, send it once")],

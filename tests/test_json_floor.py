@@ -98,10 +98,15 @@ def test_evaluate_json_decides_as_evaluate(engine, request):
 @given(request=invalid_requests())
 def test_evaluate_json_refuses_what_evaluate_refuses(engine, request):
     text = dumps_request(request)
-    with pytest.raises(RequestError) as expected:
-        engine.evaluate(jsonio.parse_json(text))
     with pytest.raises(RequestError) as got:
         engine.evaluate_json(text)
+    try:
+        parsed = jsonio.parse_json(text)
+    except ValueError:  # NaN or Infinity written into the text: not JSON this engine reads, refused at the root
+        assert [v.path for v in got.value.violations] == ["$"]
+        return
+    with pytest.raises(RequestError) as expected:
+        engine.evaluate(parsed)
     assert got.value.violations == expected.value.violations
 
 
