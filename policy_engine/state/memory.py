@@ -9,8 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..aggregates import PENDING, Row
-from ..errors import StateError
-from .store import Payment, Recorded
+from .store import Payment, Recorded, unknown_request
 
 
 @dataclass(slots=True)
@@ -61,8 +60,7 @@ class MemoryStore:
         with self._lock:
             found = self._payments.get(request_id)
             if found is None:
-                raise StateError("unknown_request", f"no payment {request_id!r} was evaluated with this store; "
-                                 "report the status of a payment the engine decided", request_id)
+                raise unknown_request(request_id, "this store")
             found.status = status
 
     def close(self) -> None:

@@ -47,8 +47,8 @@ from urllib.parse import quote
 import redis
 
 from ..aggregates import PENDING, Row
-from ..errors import EvaluationError, StateError
-from .store import Payment, Recorded
+from ..errors import EvaluationError
+from .store import Payment, Recorded, unknown_request
 
 PREFIX = "pe"
 #: A lock outlives any healthy evaluation by far; if it expires anyway the fencing check refuses the record.
@@ -218,8 +218,7 @@ class RedisStore:
         except redis.RedisError as exc:
             raise _failure(self.url, exc) from exc
         if not changed:
-            raise StateError("unknown_request", f"no payment {request_id!r} was evaluated with {self.url}; report "
-                             "the status of a payment the engine decided", request_id)
+            raise unknown_request(request_id, self.url)
 
     def close(self) -> None:
         self._db.close()

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..aggregates import PENDING, Row
-from ..errors import EvaluationError, StateError
-from .store import Payment, Recorded
+from ..errors import EvaluationError
+from .store import Payment, Recorded, unknown_request
 
 #: Bumped when the layout changes; a file of another version is refused rather than misread.
 SCHEMA_VERSION = 1
@@ -111,8 +111,7 @@ class SQLiteStore:
             except sqlite3.Error as exc:
                 raise _failure(self.url, exc) from exc
         if not changed:
-            raise StateError("unknown_request", f"no payment {request_id!r} was evaluated with {self.url}; report "
-                             "the status of a payment the engine decided", request_id)
+            raise unknown_request(request_id, self.url)
 
     def close(self) -> None:
         with self._lock:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..aggregates import Row
+from ..errors import StateError
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +75,9 @@ class Store(Protocol):
 
     def close(self) -> None: ...
 
+
+
+def unknown_request(request_id: str, where: str) -> StateError:
+    """The error of ``report()`` for an id the store never recorded: every store says it alike."""
+    return StateError("unknown_request", f"no payment {request_id!r} was evaluated with {where}; report the status "
+                      "of a payment the engine decided", request_id)
