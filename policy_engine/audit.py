@@ -1,6 +1,8 @@
 """The decision log: an append-only JSON Lines record of every decision, enough to reproduce it later.
 
-Each record holds the request (sensitive fields masked), the full decision and the pack's digest and version.
+Each record holds the request (sensitive fields masked), the full decision and the pack's digest and version,
+and the caller's trace context (``trace``: request id, W3C ``traceparent``/``tracestate``) when one was given.
+Shadow packs add a ``"kind": "shadow"`` record per decision they shadowed (:meth:`AuditLog.write_shadow`).
 Records are written with one ``write`` on a file opened ``O_APPEND``, so concurrent writers never interleave
 inside a line and a crash leaves at most a partial last line (which ``replay`` reports and skips).
 
@@ -35,6 +37,7 @@ from typing import Any, Literal
 from .decision import Decision, plain_json
 from .errors import PolicyEngineError
 from .jsonio import dumps
+from .traffic import CallContext, ShadowResult
 
 #: Fields masked by default: identifiers of people and instruments. Dotted paths into the request.
 DEFAULT_MASK = ("payer.id", "payee.id", "payee.name", "device.id", "card_number", "funding_source.card_number",
@@ -91,18 +94,43 @@ class AuditLog:
         except OSError as exc:
             raise AuditError(f"cannot open decision log {self.path}: {exc.strerror}") from exc
 
-    def record(self, request: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
-        return {
-            "logged_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+    def record(self, request: Mapping[str, Any], decision: Decision,
+               context: CallContext | None = None) -> dict[str, Any]:
+        record = {
+            "logged_at": _now(),
             "request_id": decision.request_id,
             "ruleset": dict(decision.ruleset),
             "request": mask_request(request, self.mask, self._key),
             "masked": [p for p in self.mask if _has(request, p)],
             "decision": decision.to_dict(),
         }
+        if context is not None:
+            record["trace"] = context.to_dict()
+        return record
 
-    def write(self, request: Mapping[str, Any], decision: Decision) -> None:
-        line = (dumps(self.record(request, decision)) + "\n").encode("utf-8")
+    def write(self, request: Mapping[str, Any], decision: Decision, context: CallContext | None = None) -> None:
+        """Append the record of a decision (with the caller's trace context, if given)."""
+        self._append(self.record(request, decision, context))
+
+    def write_shadow(self, decision: Decision, shadows: Sequence[ShadowResult],
+                     context: CallContext | None = None) -> None:
+        """Append what the shadow packs made of a decided request: a ``"kind": "shadow"`` record naming the
+        decision it shadows (request id, outcome, pack digest) and each shadow's decision or error, with ``flip``
+        when its outcome differs. The request itself is in the decision's own record."""
+        record: dict[str, Any] = {
+            "logged_at": _now(),
+            "kind": "shadow",
+            "request_id": decision.request_id,
+            "ruleset": dict(decision.ruleset),
+            "decided": decision.decision.value,
+            "shadows": [s.to_dict(decision) for s in shadows],
+        }
+        if context is not None:
+            record["trace"] = context.to_dict()
+        self._append(record)
+
+    def _append(self, record: Mapping[str, Any]) -> None:
+        line = (dumps(record) + "\n").encode("utf-8")
         with self._lock:
             try:
                 if os.fstat(self._fd).st_nlink == 0:  # deleted or moved away: start a new file at the path
@@ -135,6 +163,10 @@ class AuditLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
 
 def _sync(fd: int) -> None:

@@ -175,6 +175,9 @@ class Decision:
     #: the clock, and ``payer.type``) and the pack's declared ones (DOMAIN §5.1 point 7: a caller-supplied history
     #: counter not sent counts as 0), so a decision that relied on a default says so
     defaulted: tuple[str, ...] = ()
+    #: with a rollout: the arm that decided (primary or candidate), the candidate's share and the payer's
+    #: bucket, and the digest of the pack that decided; None without a rollout
+    rollout: Mapping[str, Any] | None = None
 
     @property
     def allowed(self) -> bool:
@@ -206,6 +209,7 @@ class Decision:
             "fx_as_of": self.fx_as_of,
             "elapsed_us": self.elapsed_us,
             **({"defaulted": list(self.defaulted)} if self.defaulted else {}),
+            **({"rollout": dict(self.rollout)} if self.rollout is not None else {}),
         }
 
 

@@ -142,7 +142,7 @@ class CompiledPack:
         return build_decision(
             prepared.request_id, outcome, tuple(trail), tuple(obligations), self.ruleset_info,
             self.engine_info, (time.perf_counter_ns() - start) // 1000, _iso_day(prepared.day),
-            prepared.fx.as_of_iso, NO_EXTRA, defaulted)
+            prepared.fx.as_of_iso, NO_EXTRA, defaulted, None)
 
     def _with_undecided(self, prepared: PreparedRequest, fired: list[int], undecided: list[int], trail: list,
                         obligations: list) -> list:

@@ -61,6 +61,8 @@ def replay(engine: PolicyEngine, records: Iterable[tuple[int, Any, str | Request
     unreadable: list[tuple[int, str]] = []
     masked_read: set[str] = set()
     for line, record, problem in records:
+        if isinstance(record, dict) and record.get("kind") == "shadow":
+            continue  # what a shadow pack would have decided: not a decision to replay
         if problem is not None or not isinstance(record, dict) or "request" not in record or "decision" not in record:
             why = "; ".join(map(str, problem.violations)) if isinstance(problem, RequestError) else problem
             unreadable.append((line, why or "not a decision-log record"))

@@ -16,7 +16,7 @@ def test_built_objects_equal_dataclass_objects_and_stay_frozen():
                               None, "fired", (), (), NO_EXTRA)
     assert entry == TrailEntry("R-1", "risk", "deny", "t", "reason", {"amount.value": Decimal("1.5")}, "s")
     decision = build_decision("r-1", Outcome.DENY, (entry,), (), {"pack": "p"}, {"matcher": "python"}, 7,
-                              "2025-06-10", "2025-01-01", NO_EXTRA, ())
+                              "2025-06-10", "2025-01-01", NO_EXTRA, (), None)
     assert decision == Decision("r-1", Outcome.DENY, (entry,), (), {"pack": "p"}, {"matcher": "python"}, 7,
                                 "2025-06-10", "2025-01-01")
     assert decision.to_dict()["trail"][0]["evidence"] == {"amount.value": 1.5}

@@ -50,7 +50,8 @@ def decode_decision(text: str) -> Decision:
                              e["source"], e.get("report"), e.get("reason_zh"), e["status"], tuple(e.get("missing", ())),
                              tuple(e.get("defaulted", ())), e.get("aggregates", NO_EXTRA)) for e in d["trail"])
     return Decision(d["request_id"], Outcome(d["decision"]), trail, tuple(d["obligations"]), d["ruleset"],
-                    d["engine"], d["elapsed_us"], d["as_of"], d["fx_as_of"], NO_EXTRA, tuple(d.get("defaulted", ())))
+                    d["engine"], d["elapsed_us"], d["as_of"], d["fx_as_of"], NO_EXTRA, tuple(d.get("defaulted", ())),
+                    d.get("rollout"))
 
 
 def _words(node: Node) -> str:
@@ -128,9 +129,15 @@ class Counters:
     def evaluate(self, request: Mapping[str, Any], prepared: PreparedRequest, txn: Transaction,
                  started_ns: int) -> tuple[Decision, Payment]:
         """Decide with the counters read in ``txn``; returns the decision and the payment to record."""
-        prepared = self.counted(request, prepared, txn)
-        decision = self._with_definitions(self.pack.decide(prepared, started_ns), request)
+        decision, prepared = self.decide(request, prepared, self.values(request, prepared, txn), started_ns)
         return decision, self.payment(request, prepared, decision.decision.value, encode_decision(decision))
+
+    def decide(self, request: Mapping[str, Any], prepared: PreparedRequest, values: Mapping[str, Any],
+               started_ns: int) -> tuple[Decision, PreparedRequest]:
+        """Decide with ``values`` as the counters (:meth:`values`); returns the decision and the request prepared
+        with them, which :meth:`payment` records. Records nothing itself."""
+        prepared = self.with_counters(prepared, values)
+        return self._with_definitions(self.pack.decide(prepared, started_ns), request), prepared
 
     def payment(self, request: Mapping[str, Any], prepared: PreparedRequest, outcome: str, decision: str) -> Payment:
         """The payment to record for ``request``, whose decision had ``outcome`` (``decision``: its JSON)."""
