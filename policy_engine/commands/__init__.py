@@ -9,4 +9,5 @@ COMMANDS = (
     "verify",
     "generate",
     "backtest",
+    "signing",
 )
