@@ -238,7 +238,7 @@ class PolicyEngine:
         shadow packs the request is read again after this returns, by the shadow worker: do not change it."""
         start = time.perf_counter_ns()
         packs = self._packs  # one consistent set of packs for the whole evaluation, even across a reload
-        loaded, rollout = packs.route(request)
+        loaded, rollout = (packs.primary, None) if packs.candidate is None else packs.route(request)
         values: Mapping[str, Any] | None = None
         if loaded.counters is not None:
             decision, values = self._evaluate_with_state(loaded.counters, request, start, rollout, context)

@@ -21,6 +21,7 @@ the deciding pack's counters are recorded). Nothing is recorded for a shadow.
 from __future__ import annotations
 
 import dataclasses
+import os
 import queue
 import threading
 import time
@@ -84,25 +85,39 @@ class ShadowRunner:
         self._audit = audit
         self._emit = emit
         self._stats = stats
+        self._capacity = capacity
         self._queue: queue.Queue[Job | None] = queue.Queue(capacity)
         self._thread: threading.Thread | None = None
+        self._pid: int | None = None
         self._start_lock = threading.Lock()
 
     def submit(self, job: Job) -> bool:
-        """Queue ``job``; False (nothing queued) when the queue is full or the runner is closed."""
-        if self._thread is None:
-            with self._start_lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="policy-engine-shadow", daemon=True)
-                    self._thread.start()
+        """Queue ``job``; False (nothing queued) when the queue is full."""
+        if self._pid != os.getpid():
+            self._start()
         try:
             self._queue.put_nowait(job)
         except queue.Full:
             return False
         return True
 
+    def _start(self) -> None:
+        """Start the worker in this process. A forked child (a pre-forking server's worker) inherits the queue
+        but not the thread, and maybe a lock the thread held at the fork: it gets a queue and a thread of its own."""
+        with self._start_lock:
+            if self._pid == os.getpid():
+                return
+            if self._pid is not None:
+                self._queue = queue.Queue(self._capacity)
+            self._thread = threading.Thread(target=self._run, args=(self._queue,), name="policy-engine-shadow",
+                                            daemon=True)
+            self._thread.start()
+            self._pid = os.getpid()
+
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every queued job is done (True) or ``timeout`` seconds passed (False)."""
+        if self._pid != os.getpid():
+            return True  # nothing was queued in this process (a forked child before its first job)
         deadline = None if timeout is None else time.monotonic() + timeout
         done = self._queue.all_tasks_done
         with done:
@@ -116,7 +131,7 @@ class ShadowRunner:
     def close(self, timeout: float | None = 5.0) -> bool:
         """Finish the queued jobs (up to ``timeout`` seconds) and stop the worker; True if it finished them."""
         thread = self._thread
-        if thread is None:
+        if thread is None or self._pid != os.getpid():
             return True
         drained = self.drain(timeout)
         try:
@@ -126,15 +141,15 @@ class ShadowRunner:
         thread.join(timeout)
         return drained
 
-    def _run(self) -> None:
+    def _run(self, jobs: queue.Queue[Job | None]) -> None:
         while True:
-            job = self._queue.get()
+            job = jobs.get()
             try:
                 if job is None:
                     return
                 self._process(job)
             finally:
-                self._queue.task_done()
+                jobs.task_done()
             time.sleep(0)  # let a decision waiting for the interpreter run before the next shadow job
 
     def _process(self, job: Job) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
+import sys
 import threading
 from pathlib import Path
 
@@ -172,6 +174,28 @@ def test_a_full_shadow_queue_drops_shadows_never_decisions(strict):
     assert engine.drain(10)
     assert len(events.seen) == 5  # one event per decision, dropped or not
     assert sum(len(e.shadows) for e in events.seen) == 5 - dropped == engine.stats()["shadow_evaluated"]
+    engine.close()
+
+
+def _child_shadows(engine: PolicyEngine, results) -> None:
+    before = engine.stats()["shadow_evaluated"]
+    engine.evaluate(base_request(request_id="child"))
+    results.put((engine.drain(10), engine.stats()["shadow_evaluated"] - before))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork")
+def test_a_forked_worker_process_runs_its_own_shadow_worker(strict):
+    """A pre-forking server builds the engine, then forks: the child inherits the queue but not the thread."""
+    engine = PolicyEngine(DEFAULT, shadow=[strict])
+    engine.evaluate(base_request())  # the parent's worker is running
+    assert engine.drain(10)
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_child_shadows, args=(engine, results))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert results.get(timeout=5) == (True, 1)
     engine.close()
 
 
