@@ -21,6 +21,8 @@ from .errors import (
 from .loader import load_ruleset
 from .pack import CompiledPack
 from .ruleset import Rule, RuleSet
+from .signing import SignatureError, SignatureInfo
+from .traffic import CallContext, DecisionEvent, Rollout
 
 
 def __getattr__(name: str):
@@ -34,8 +36,10 @@ def __getattr__(name: str):
 
 __all__ = [
     "BacktestResult",
+    "CallContext",
     "CompiledPack",
     "Decision",
+    "DecisionEvent",
     "EvaluationError",
     "Issue",
     "MatcherUnavailableError",
@@ -43,9 +47,12 @@ __all__ = [
     "PolicyEngine",
     "PolicyEngineError",
     "RequestError",
+    "Rollout",
     "Rule",
     "RuleSet",
     "RuleSetError",
+    "SignatureError",
+    "SignatureInfo",
     "StateError",
     "TrailEntry",
     "Violation",
