@@ -31,6 +31,11 @@ the same with or without statuses. A failed or reversed payment then stops count
 count payments not denied (limits, ``counts: allowed`` in rules/aggregates.yaml), as the engine's own counters
 do; velocity and structuring counters count attempts. ``counters=False`` leaves ``history`` out, for a backtest
 to recompute the counters from the payments themselves (policy_engine.backtesting.history).
+
+Outcome labels (``labels=True``): what each payment turned out to be, for the backtest's label metrics, with the
+day it became known (``label_known_at``, days to weeks after the payment), drawn from a third generator so the
+payments are the same with or without them: account takeovers become ``fraud``, funding/purpose violations keep
+their known-bad ``{kind, pattern}`` label, and normal payments are ``chargeback`` (0.3 %) or ``legit``.
 """
 
 from __future__ import annotations
@@ -97,6 +102,13 @@ NEAR_THRESHOLD_FEN = (4_500_000, 5_000_000)
 #: declines) or are reversed (refunds, chargebacks).
 STATUSES = (("completed", 97), ("failed", 2), ("reversed", 1))
 _STATUS_CUM = list(itertools.accumulate(w for _, w in STATUSES))
+#: Outcome labels (``labels=True``) [R]: an account takeover is reported as fraud by the real owner within days
+#: to weeks; a small share of normal payments are disputed (chargebacks, mostly "friendly fraud" no rule can
+#: see) weeks later; the rest are known legit once the dispute window closes without a dispute.
+FRAUD_DELAY_DAYS = (1, 30)
+CHARGEBACK_SHARE = 0.003
+CHARGEBACK_DELAY_DAYS = (7, 45)
+LEGIT_DELAY_DAYS = (21, 45)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +164,8 @@ class TrafficSpec:
     """What to generate. With ``n``, exactly ``n`` payments are written and the population is sized so they span
     about ``days`` days (more days follow if the random draw falls short); without ``n``, ``payers`` payers are
     simulated for exactly ``days`` days. ``counters``: write each payment's ``history``; ``statuses``: write each
-    payment's downstream ``status`` (see the module docstring)."""
+    payment's downstream ``status``; ``labels``: outcome labels with the day each became known (see the module
+    docstring)."""
 
     seed: int = 0
     n: int | None = None
@@ -161,6 +174,7 @@ class TrafficSpec:
     start: dt.date = DEFAULT_START
     counters: bool = True
     statuses: bool = False
+    labels: bool = False
 
     def __post_init__(self) -> None:
         if self.n is None and self.payers is None:
@@ -314,6 +328,7 @@ def generate_requests(spec: TrafficSpec) -> Iterator[dict[str, Any]]:
     top-level ``label``, which is the backtest's and must be taken off before a request is evaluated."""
     rng = random.Random(spec.seed)
     outcomes = random.Random(f"statuses-{spec.seed}") if spec.statuses else None
+    labels = random.Random(f"labels-{spec.seed}") if spec.labels else None
     payers = [_Payer(i, rng) for i in range(spec.population)]
     serial = 0
     for day_index in itertools.count():
@@ -338,8 +353,11 @@ def generate_requests(spec: TrafficSpec) -> Iterator[dict[str, Any]]:
             payer = payers[index]
             when = midnight + dt.timedelta(seconds=second)
             status = None if outcomes is None else _pick(outcomes, STATUSES, _STATUS_CUM)[0]
-            yield _payment(rng, payer, f"r{serial:08d}", when, day_epoch + second, day_index, status,
-                           spec.counters)
+            request = _payment(rng, payer, f"r{serial:08d}", when, day_epoch + second, day_index, status,
+                               spec.counters)
+            if labels is not None:
+                _outcome_label(labels, request, day)
+            yield request
 
 
 def iter_payments(n: int | None = None, seed: int = 0, **options: Any) -> Iterator[dict[str, Any]]:
@@ -458,6 +476,22 @@ def _payment(rng: random.Random, payer: _Payer, request_id: str, when: dt.dateti
         request["status"] = status
     _record(payer, epoch, fen, source, purpose, channel, mcc, status in (None, "completed"))
     return request
+
+
+def _outcome_label(rng: random.Random, request: dict[str, Any], day: dt.date) -> None:
+    """Replace a payment's injected label with what it turned out to be and when that became known: a takeover is
+    ``fraud``; a funding/purpose violation keeps its known-bad ``{kind, pattern}`` (known when it was made); any
+    other payment is a ``chargeback`` or ``legit``."""
+    label = request["label"]
+    if label is not None and label["kind"] == "violation":
+        return
+    if label is not None:
+        request["label"], delay = "fraud", FRAUD_DELAY_DAYS
+    elif rng.random() < CHARGEBACK_SHARE:
+        request["label"], delay = "chargeback", CHARGEBACK_DELAY_DAYS
+    else:
+        request["label"], delay = "legit", LEGIT_DELAY_DAYS
+    request["label_known_at"] = (day + dt.timedelta(days=rng.randint(*delay))).isoformat()
 
 
 def _expire(window: list, oldest: int, stamped: bool = False) -> None:

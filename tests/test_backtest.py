@@ -6,6 +6,7 @@ import io
 import json
 import shutil
 import subprocess
+import tempfile
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
@@ -15,8 +16,10 @@ from conftest import PACK_HEADER, REPO, base_request
 
 from policy_engine.backtesting import BacktestError, backtest
 from policy_engine.backtesting.csvio import CsvLayout, CsvLayoutError, write_csv
+from policy_engine.backtesting.metrics import CostModel
 from policy_engine.backtesting.progress import ProgressBar
 from policy_engine.backtesting.report_html import render_html
+from policy_engine.backtesting.report_text import estimate
 from policy_engine.cli import main
 from policy_engine.synthetic import TrafficSpec, dumps_request, generate_requests
 
@@ -238,21 +241,109 @@ def test_html_report_is_one_self_contained_well_formed_page(packs, payments, tmp
     page = render_html(backtest(payments, candidate, baseline, workers=1))
     parser = _Balance()
     parser.feed(page)
-    assert parser.problems == [] and parser.stack == []
-    assert {"svg", "rect", "style", "table"} <= parser.tags and "script" not in parser.tags
-    assert page.count("<svg") >= 4  # decision mix (2), flips, rule hits, pattern bars
+    assert parser.problems == [] and parser.stack == []  # no src/href: scripts and styles are inline
+    assert {"svg", "rect", "style", "table", "script"} <= parser.tags
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    assert page.count("<svg") >= 5  # decision mix (2), flips, rule hits, label metrics, pattern bars
+
+
+#: The PAYMENTS' labels for the label metrics: a-1..a-3 legit, a-4 and a-5 known-bad objects, a-6 fraud, a-7 none.
+#: Candidate: bad a-4 deny, a-5 and a-6 review (3 caught); good a-2 and a-3 review (friction 2): precision 3/5.
+#: Baseline: bad a-4 deny (caught 1, missed 2); good a-3 review (friction 1): precision 1/2, recall 1/3.
+OUTCOME_LABELS = {"a-1": "legit", "a-2": "legit", "a-3": "legit", "a-6": "fraud"}
+
+
+@pytest.fixture
+def labelled_payments(tmp_path) -> Path:
+    path = tmp_path / "labelled.jsonl"
+    lines = []
+    for p in PAYMENTS:
+        if p is None:
+            continue
+        rid, amount, extra = p
+        if rid in OUTCOME_LABELS:
+            extra = {**extra, "label": OUTCOME_LABELS[rid], "label_known_at": "2025-06-20"}
+        lines.append(_line(rid, amount, extra))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _chromium(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Headless Chromium, offline, with a new empty profile."""
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run(
+            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}", *args],
+            capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
-def test_html_report_renders_in_headless_chromium(packs, payments, tmp_path):
+def test_html_report_renders_in_headless_chromium(packs, labelled_payments, tmp_path):
     candidate, baseline = packs
+    result = backtest(labelled_payments, candidate, baseline, workers=1, costs=CostModel.parse("review=2,missed=50"))
     report = tmp_path / "report.html"
-    report.write_text(render_html(backtest(payments, candidate, baseline, workers=1)), encoding="utf-8")
+    report.write_text(render_html(result), encoding="utf-8")
     png = tmp_path / "report.png"
     run = subprocess.run(["bash", str(REPO / "scripts" / "screenshot_report.sh"), str(report), str(png)],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+    # The DOM after the page's script ran: the chart it draws, with the numbers the metrics table holds.
+    dom = _chromium("--dump-dom", report.as_uri())
+    assert dom.returncode == 0, dom.stderr
+    page = _Dom()
+    page.feed(dom.stdout)
+    assert page.body.get("data-metrics-chart") == "drawn"  # set last: no script error stopped it
+    m = result.metrics
+    assert (m.candidate.caught, m.candidate.friction, m.baseline.caught, m.baseline.missed) == (3, 2, 1, 2)
+    table = page.text("metrics-table")
+    for row in ("precision", "recall", "F1"):
+        assert row in table
+    assert "60.00% [" in table and "50.00% [" in table and "+10.00 pt" in table  # precision 3/5, 1/2
+    assert "cost" in table and "4 (friction 4, missed 0)" in table and "102 (friction 2, missed 100)" in table
+    labels = page.metric_labels
+    assert labels == [f"{name} {estimate(getattr(pack, metric))}" for metric in ("precision", "recall", "f1")
+                      for name, pack in (("candidate", m.candidate), ("baseline", m.baseline))]
+    assert labels[0].startswith("candidate 60.00% [") and labels[3] == "baseline 33.33% [6.15, 79.23]"
+    assert page.bars == 6  # precision, recall, F1 for each pack
+
+
+class _Dom(HTMLParser):
+    """What the test reads from a dumped DOM: the body's attributes, text by element id, the chart's labels."""
+
+    def __init__(self):
+        super().__init__()
+        self.body: dict[str, str] = {}
+        self.texts: dict[str, list[str]] = {}
+        self.open_ids: list[tuple[str, str]] = []
+        self.metric_labels: list[str] = []
+        self.bars = 0
+        self._label = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "body":
+            self.body = attrs
+        if "id" in attrs:
+            self.open_ids.append((tag, attrs["id"]))
+            self.texts[attrs["id"]] = []
+        self._label = tag == "text" and attrs.get("class") == "metric-label"
+        self.bars += tag == "rect" and attrs.get("class") == "metric-bar"
+
+    def handle_endtag(self, tag):
+        if self.open_ids and self.open_ids[-1][0] == tag:
+            self.open_ids.pop()
+        self._label = False
+
+    def handle_data(self, data):
+        for _, element in self.open_ids:
+            self.texts[element].append(data)
+        if self._label:
+            self.metric_labels.append(data)
+
+    def text(self, element: str) -> str:
+        return " ".join(self.texts[element])
 
 
 # -- CSV ----------------------------------------------------------------------------------------------------------

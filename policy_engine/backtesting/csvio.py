@@ -4,8 +4,9 @@ The column mapping, for analysts exporting history from a warehouse:
 
 - The header names request fields by their dotted path: ``request_id,timestamp,payer.id,funding_source.type,
   purpose,amount.value,amount.currency,...``. Any subset of the request schema's fields, in any order, plus the
-  backtest's ``label.kind``, ``label.pattern``, ``status`` and ``decision`` (what happened to the payment: see
-  :mod:`.history`) and the caller's own ``extra.*`` columns (text). Any other column
+  backtest's ``label`` (``fraud``, ``chargeback``, ``legit``) or ``label.kind`` and ``label.pattern`` (a known-bad
+  pattern; a row fills one form or the other), ``label_known_at``, ``status`` and ``decision`` (what happened to
+  the payment: see :mod:`.history`) and the caller's own ``extra.*`` columns (text). Any other column
   is refused with the header, naming it (requests are strict: it would make every row invalid).
 - An empty cell is a missing field; an object whose cells are all empty is absent (a row without a merchant).
 - A cell is typed by the request schema: numbers (``amount.value``, ``history.*`` totals, ``available_credit_cny``)
@@ -27,7 +28,7 @@ from ..fields import DERIVED_FIELDS, FieldCatalog
 from ..resources import load_schema
 
 LABEL_COLUMNS = ("label.kind", "label.pattern")
-RECORD_COLUMNS = ("status", "decision")
+RECORD_COLUMNS = ("label", "label_known_at", "status", "decision")
 _STR, _INT, _NUM, _BOOL = "str", "int", "num", "bool"
 
 
@@ -79,9 +80,11 @@ class CsvLayout:
             seen.add(name)
         for name in columns:
             # "payer" and "payer.id" cannot both be columns: one would overwrite the other.
+            # "label" (fraud, chargeback, legit) and "label.kind"/"label.pattern" (a known-bad object) are the
+            # label's two forms: a row fills one or the other (to_request refuses a row with both)
             parts = name.split(".")
             for cut in range(1, len(parts)):
-                if ".".join(parts[:cut]) in seen:
+                if ".".join(parts[:cut]) in seen and name not in LABEL_COLUMNS:
                     raise CsvLayoutError(f"CSV columns {'.'.join(parts[:cut])!r} and {name!r} overlap; a column "
                                          "is either a value or a parent of other columns")
         for name in columns:
@@ -107,6 +110,10 @@ class CsvLayout:
             node = request
             for key in keys[:-1]:
                 node = node.setdefault(key, {})
+                if not isinstance(node, dict):
+                    raise ValueError(f"column {column}: {key} has a value in another column; give one or the other")
+            if isinstance(node.get(keys[-1]), dict):
+                raise ValueError(f"column {column}: {keys[-1]} has values in other columns; give one or the other")
             node[keys[-1]] = _parse(cell, kind, column)
         return request
 
@@ -134,7 +141,7 @@ def _parse(cell: str, kind: str, column: str) -> Any:
 
 
 def _cell(value: Any) -> str:
-    if value is None:
+    if value is None or isinstance(value, dict):  # an object's fields have columns of their own
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"

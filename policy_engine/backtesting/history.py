@@ -13,11 +13,13 @@ Counters are then plain window functions of the history: computed once, before t
 workers, every worker count decides with the same counters.
 
 A record is a payment request plus the backtest's own top-level fields, taken off before it is decided:
-``label`` (what the payment turned out to be), ``status`` and ``decision`` (what happened to it).
+``label`` and ``label_known_at`` (what the payment turned out to be, and since when that is known), ``status``
+and ``decision`` (what happened to it); or the same fields in an envelope around the request.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -29,14 +31,19 @@ from ..errors import PolicyEngineError
 from ..pack import CompiledPack
 from ..state import MemoryStore, Payment
 from ..state.counters import Counters
+from .metrics import BAD, LABEL_CLASSES
 
 #: A record's outcome when it does not say: not denied (so it counts against limits, failing closed).
 NOT_DENIED = Outcome.ALLOW.value
 _OUTCOMES = tuple(o.value for o in Outcome)
+#: A record's own top-level keys, taken off before its request is decided.
+RECORD_KEYS = ("label", "label_known_at", "status", "decision")
+ENVELOPE_KEYS = ("request", *RECORD_KEYS)
 
 
 class RecordError(PolicyEngineError, ValueError):
-    """A record's backtest fields (``status``, ``decision``) hold a value the backtest does not know."""
+    """A record's backtest fields (``label``, ``label_known_at``, ``status``, ``decision``, the envelope) hold
+    something the backtest does not know."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,18 +55,73 @@ class Happened:
     status: str | None = None
 
 
-def take_record_fields(record: dict[str, Any]) -> tuple[Any, Happened]:
-    """Take the backtest's fields off a record: returns its ``label`` and what happened to the payment."""
-    label = record.pop("label", None)
-    status = record.pop("status", None)
-    outcome = record.pop("decision", None)
+@dataclass(frozen=True, slots=True)
+class Label:
+    """What a payment turned out to be: its class (``bad`` or ``good``, see :mod:`.metrics`), its ``kind``
+    (``fraud``, ``chargeback``, ``legit``, or a known-bad object's kind) and ``pattern``, and the day (ordinal)
+    the label became known (None: known from the payment's own day)."""
+
+    cls: str
+    kind: str
+    pattern: str
+    known: int | None = None
+
+
+def read_label(label: Any, known_at: Any) -> Label | None:
+    """A record's ``label`` and ``label_known_at``, checked; None for an unlabelled payment."""
+    known = None if known_at is None or known_at == "" else _day(known_at)
+    if label is None or label == {} or label == "":
+        if known is not None:
+            raise RecordError("label_known_at without a label: say what the payment turned out to be "
+                              f"({', '.join(LABEL_CLASSES)}) or leave label_known_at out")
+        return None
+    if isinstance(label, str):
+        cls = LABEL_CLASSES.get(label)
+        if cls is None:
+            raise RecordError(f"label {label[:64]!r} is not one of {', '.join(LABEL_CLASSES)} (or a known-bad "
+                              '{"kind": ..., "pattern": ...} object)')
+        return Label(cls, label, label, known)
+    if isinstance(label, dict):  # a known-bad pattern with its kind (violation, risk, ...)
+        kind = str(label.get("kind") or "labelled")
+        return Label(BAD, kind, str(label.get("pattern") or kind), known)
+    raise RecordError(f"label must be one of {', '.join(LABEL_CLASSES)} or a {{kind, pattern}} object, not "
+                      f"{type(label).__name__}")
+
+
+def _day(text: Any) -> int:
+    """A ``label_known_at`` as a day ordinal: a date, or a date-time counted on its date as written."""
+    if isinstance(text, str):
+        try:
+            return (dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(text).date()
+                    ).toordinal()
+        except ValueError:
+            pass
+    raise RecordError(f"label_known_at {str(text)[:64]!r} is not an ISO 8601 date (2025-07-01) or date-time")
+
+
+def take_record_fields(record: dict[str, Any]) -> tuple[dict[str, Any], Label | None, Happened]:
+    """Split a history record into the request to decide, its label and what happened to the payment. A record
+    is a request carrying the backtest's top-level fields (taken off here), or an envelope
+    ``{"request": {...}, "label": ..., "label_known_at": ..., "status": ..., "decision": ...}``."""
+    if "request" in record:
+        unknown = sorted(set(record) - set(ENVELOPE_KEYS))
+        if unknown:
+            raise RecordError(f"envelope key {unknown[0]!r} is unknown: an envelope holds {', '.join(ENVELOPE_KEYS)}")
+        request = record.pop("request")
+        if not isinstance(request, dict):
+            raise RecordError(f"envelope request must be an object, not {type(request).__name__}")
+    else:
+        request = record
+    fields = {key: record.pop(key, None) for key in RECORD_KEYS}
+    label = read_label(fields["label"], fields["label_known_at"])
+    status, outcome = fields["status"], fields["decision"]
     if status is not None and status not in REPORTED_STATUSES:
         raise RecordError(f"status {status!r} is not one of {', '.join(REPORTED_STATUSES)} (leave it out for a "
                           "payment with no reported status)")
     if outcome is not None and outcome not in _OUTCOMES:
         raise RecordError(f"decision {outcome!r} is not one of {', '.join(_OUTCOMES)} (the decision the payment "
                           "had at the time; leave it out if unknown)")
-    return label, Happened(NOT_DENIED if outcome is None else outcome, status)
+    return request, label, Happened(NOT_DENIED if outcome is None else outcome, status)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,17 @@
-"""A backtest as one self-contained HTML page: inline CSS and hand-drawn inline SVG charts, no scripts, no
-external resources, so it opens from a mail attachment or an air-gapped share exactly as it was written."""
+"""A backtest as one self-contained HTML page: inline CSS and hand-drawn inline SVG charts, no external resources
+(a Content-Security-Policy forbids loading any), so it opens from a mail attachment or an air-gapped share exactly
+as it was written. One small inline script draws the label metrics chart from the numbers embedded beside it and
+marks the page (``<body data-metrics-chart="drawn">``) when it finished, which the headless-browser test checks;
+the metrics table holds the same numbers without it."""
 
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Sequence
 
+from .metrics import LabelMetrics
+from .report_text import METRICS_NOTE, costs_note, cutoff_note, estimate, metric_packs, metric_rows
 from .result import BacktestResult, ExampleRef, PackReport
 
 COLOURS = {"allow": "#2e7d32", "step_up": "#f2a900", "review": "#e8590c", "deny": "#c62828"}
@@ -37,6 +43,43 @@ td.ex{font-size:12px;max-width:260px}td.nw{white-space:nowrap}
 svg text{font:12px system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;fill:#1d2733}
 svg .axis{stroke:#c5ced8}
 """
+#: Nothing may be fetched: only the page's own styles and scripts run.
+CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+#: Draws the label metrics chart (precision, recall, F1 per pack, with interval whiskers) into #metrics-chart
+#: from #metrics-data, then marks the body; a script error leaves the mark unset.
+METRICS_SCRIPT = """(function () {
+  var data = JSON.parse(document.getElementById("metrics-data").textContent);
+  var svg = document.getElementById("metrics-chart"), NS = "http://www.w3.org/2000/svg";
+  var labelW = 90, barW = 520, rowH = 18, y = 6;
+  function add(name, attrs, text) {
+    var node = document.createElementNS(NS, name);
+    Object.keys(attrs).forEach(function (k) { node.setAttribute(k, attrs[k]); });
+    if (text !== undefined) node.textContent = text;
+    svg.appendChild(node);
+  }
+  function pct(v) { return (100 * v).toFixed(2); }
+  data.metrics.forEach(function (metric) {
+    add("text", {x: 0, y: y + 11 + rowH * (data.packs.length - 1) / 2}, metric.label);
+    data.packs.forEach(function (pack) {
+      var e = pack[metric.key];
+      add("rect", {x: labelW, y: y, width: barW, height: 12, fill: "#eef2f6"});
+      if (e.value === null) {
+        add("text", {x: labelW + 6, y: y + 10, "class": "metric-label"}, pack.name + ": undefined (no payments)");
+      } else {
+        add("rect", {x: labelW, y: y, width: barW * e.value, height: 12, fill: pack.colour, "class": "metric-bar",
+                     "data-metric": metric.key, "data-pack": pack.name});
+        add("line", {x1: labelW + barW * e.low, x2: labelW + barW * e.high, y1: y + 6, y2: y + 6,
+                     stroke: "#1d2733", "stroke-width": 1.5});
+        add("text", {x: labelW + barW + 8, y: y + 10, "class": "metric-label"},
+            pack.name + " " + pct(e.value) + "% [" + pct(e.low) + ", " + pct(e.high) + "]");
+      }
+      y += rowH;
+    });
+    y += 8;
+  });
+  svg.setAttribute("viewBox", "0 0 920 " + y);
+  document.body.setAttribute("data-metrics-chart", "drawn");
+})();"""
 
 
 def _e(value: object) -> str:
@@ -271,6 +314,44 @@ def _label_section(packs: list[tuple[str, PackReport]]) -> str:
         f"{''.join(pattern_rows)}</table></section>")
 
 
+def _metrics_section(m: LabelMetrics | None) -> str:
+    if m is None:
+        return ""
+    packs = metric_packs(m)
+    rows = metric_rows(m)
+    delta = m.delta is not None
+    head = "".join(f"<th>{_e(name)}</th>" for name, _ in packs) + ("<th>candidate − baseline</th>" if delta else "")
+    body = "".join(f"<tr><th>{_e(name)}</th>" + "".join(f"<td class=nw>{_e(c)}</td>" for c in cells)
+                   + (f"<td class=nw>{_e(d)}</td>" if delta else "") + "</tr>" for name, cells, d in rows)
+    colours = {"candidate": CANDIDATE, "baseline": BASELINE}
+    data = {"metrics": [{"key": "precision", "label": "precision"}, {"key": "recall", "label": "recall"},
+                        {"key": "f1", "label": "F1"}],
+            "packs": [{"name": name, "colour": colours[name],
+                       **{k: {"value": e.value, "low": e.low, "high": e.high}
+                          for k, e in (("precision", p.precision), ("recall", p.recall), ("f1", p.f1))}}
+                      for name, p in packs]}
+    # JSON inside <script>: "<" escaped so no text can close the element
+    embedded = json.dumps(data, allow_nan=False).replace("<", "\\u003c")
+    rules = [r for r in m.candidate.rules if r.caught or r.friction]
+    rule_rows = "".join(
+        f"<tr><td><code>{_e(r.rule_id)}</code></td><td class=n>{_n(r.caught)}</td><td class=n>{_n(r.friction)}</td>"
+        f"<td class=n>{_n(r.unlabelled)}</td><td class=nw>{_e(estimate(r.precision))}</td>"
+        f"<td class=nw>{_e(estimate(r.recall))}</td><td class=nw>{_e(estimate(r.f1))}</td></tr>" for r in rules)
+    rule_table = ("<h3 style='font-size:14px;margin:16px 0 0'>Per rule (candidate)</h3><table id=rule-metrics>"
+                  "<tr><th>rule</th><th class=n>caught</th><th class=n>friction</th><th class=n>unlabelled stopped</th>"
+                  f"<th>precision</th><th>recall</th><th>F1</th></tr>{rule_rows}</table>") if rules else ""
+    costs = f"<p class=muted>{_e(costs_note(m))}.</p>" if m.costs is not None else ""
+    return (
+        f"<section id=label-metrics><h2>Label metrics</h2><p class=muted>Counted {_e(cutoff_note(m))}. "
+        f"{_e(METRICS_NOTE)}. Caught = bad and stopped, friction = good and stopped; unlabelled payments are in "
+        f"no ratio.</p><table id=metrics-table><tr><th></th>{head}</tr>{body}</table>{costs}"
+        f'<svg id="metrics-chart" viewBox="0 0 {WIDTH} 10" width="100%" role="img" '
+        'aria-label="precision, recall and F1 with 95% intervals"></svg>'
+        "<noscript><p class=muted>The chart needs scripts; the table above has its numbers.</p></noscript>"
+        f'<script type="application/json" id="metrics-data">{embedded}</script>'
+        f"<script>{METRICS_SCRIPT}</script>{rule_table}</section>")
+
+
 def _bad_section(result: BacktestResult) -> str:
     if not result.bad_count:
         return ""
@@ -295,7 +376,8 @@ def render_html(result: BacktestResult) -> str:
         flips = (f"<section><h2>Flips (baseline → candidate): {_n(result.flipped)} payments</h2>"
                  f"{_flip_chart(result)}{_flip_table(result)}</section>")
     return (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}"><title>{_e(title)}</title>'
         f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head><body><main>'
         f"<h1>{_e(title)}</h1><p class=sub>{_e(result.source)} ({_e(result.format)}), decided as of each payment's "
         f"own timestamp, {result.workers} worker(s)</p>{_cards(result)}"
@@ -304,5 +386,5 @@ def render_html(result: BacktestResult) -> str:
         f"{flips}"
         f"<section><h2>Hits per rule</h2>{_rule_chart(result.candidate, result.baseline)}"
         f"{_rule_table(result.candidate, result.baseline)}</section>"
-        f"{_label_section(packs)}{_bad_section(result)}"
+        f"{_metrics_section(result.metrics)}{_label_section(packs)}{_bad_section(result)}"
         "</main></body></html>\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .metrics import COSTED_OUTCOMES, Estimate, LabelMetrics, PackMetrics
 from .result import BacktestResult, ExampleRef, PackReport
 
 MAX_RULE_LINES = 25
@@ -84,6 +85,9 @@ def render_text(result: BacktestResult) -> str:
         if labels.missed:
             out.append(f"  first labelled payments allowed: {_ids(labels.missed)}")
 
+    if result.metrics is not None:
+        out += _metrics(result.metrics)
+
     check = result.counters
     if check is not None:
         out.append("")
@@ -99,3 +103,81 @@ def render_text(result: BacktestResult) -> str:
         out.append(f"Bad lines: {result.bad_count:,} ({kinds}); not decided, the run went on")
         out += [f"  line {b.line}: {b.error}: {b.message}" for b in result.bad_lines]
     return "\n".join(out) + "\n"
+
+
+def estimate(e: Estimate) -> str:
+    """A ratio as a percentage with its interval: ``82.61% [75.10, 88.20]``; ``-`` when undefined."""
+    if e.value is None or e.low is None or e.high is None:
+        return "-"
+    return f"{100 * e.value:.2f}% [{100 * e.low:.2f}, {100 * e.high:.2f}]"
+
+
+def _split(total: int, by_outcome: dict[str, int]) -> str:
+    return f"{total:,} (" + ", ".join(f"{o} {n:,}" for o, n in by_outcome.items()) + ")"
+
+
+def _signed(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:+.2f} pt"
+
+
+def metric_packs(m: LabelMetrics) -> list[tuple[str, PackMetrics]]:
+    return [("candidate", m.candidate)] + ([("baseline", m.baseline)] if m.baseline is not None else [])
+
+
+def metric_rows(m: LabelMetrics) -> list[tuple[str, list[str], str]]:
+    """The label metrics table, shared by the text and HTML reports: (row, a cell per pack, candidate - baseline
+    or "" where no delta applies)."""
+    packs = [p for _, p in metric_packs(m)]
+    d = m.delta
+    rows = [
+        ("bad / good / unlabelled", [f"{p.bad:,} / {p.good:,} / {p.unlabelled:,}" for p in packs], ""),
+        ("caught (bad stopped)", [_split(p.caught, dict(p.caught_by_outcome)) for p in packs],
+         f"{d.caught:+,}" if d else ""),
+        ("missed (bad allowed)", [f"{p.missed:,}" for p in packs], f"{d.missed:+,}" if d else ""),
+        ("friction (good stopped)", [_split(p.friction, dict(p.friction_by_outcome)) for p in packs],
+         f"{d.friction:+,}" if d else ""),
+        ("unlabelled stopped", [_split(p.unlabelled_stopped, dict(p.unlabelled_by_outcome)) for p in packs], ""),
+        ("precision", [estimate(p.precision) for p in packs], _signed(d.precision) if d else ""),
+        ("recall", [estimate(p.recall) for p in packs], _signed(d.recall) if d else ""),
+        ("F1", [estimate(p.f1) for p in packs], _signed(d.f1) if d else ""),
+    ]
+    if m.costs is not None:
+        rows.append(("cost", [f"{p.cost.total:,} (friction {sum(p.cost.friction.values()):,}, missed "
+                              f"{p.cost.missed:,})" if p.cost else "-" for p in packs],
+                     (f"{d.cost:+,}" if d.cost is not None else "-") if d else ""))
+    return rows
+
+
+def cutoff_note(m: LabelMetrics) -> str:
+    return (f"as of {m.as_of} (maturity {m.maturity_days} days): {m.immature:,} immature payment(s) left out, "
+            f"{m.late:,} label(s) not known yet counted as unlabelled")
+
+
+def costs_note(m: LabelMetrics) -> str:
+    assert m.costs is not None
+    return ("costs per payment: " + ", ".join(f"{o} {getattr(m.costs, o)}" for o in COSTED_OUTCOMES)
+            + f" (good payments), missed {m.costs.missed} (bad payments)")
+
+
+#: What "stopped" and the intervals mean, in every report.
+METRICS_NOTE = ("stopped = any outcome but allow (step_up included: subtract its column for the other reading); "
+                "95% intervals: Wilson, F1 by the delta method")
+
+
+def _metrics(m: LabelMetrics) -> list[str]:
+    packs = metric_packs(m)
+    rows = metric_rows(m)
+    out = ["", f"Label metrics {cutoff_note(m)}", f"  {METRICS_NOTE}"]
+    width = max(len(cell) for _, cells, _ in rows for cell in cells) + 2
+    head = "".join(f"{name:<{width}}" for name, _ in packs) + ("delta" if m.delta is not None else "")
+    out.append(f"  {'':<24}{head}")
+    out += [(f"  {name:<24}" + "".join(f"{c:<{width}}" for c in cells) + delta).rstrip()
+            for name, cells, delta in rows]
+    if m.costs is not None:
+        out.append(f"  {costs_note(m)}")
+    rules = [r for r in m.candidate.rules if r.caught or r.friction]
+    if rules:
+        out.append(f"  per rule (candidate): {'caught / friction / unlabelled stopped':<40}{'precision':<27}recall")
+        out += [f"    {r.rule_id:<9}{r.caught:>9,} / {r.friction:>8,} / {r.unlabelled:>8,}{'':<12}"
+                f"{estimate(r.precision):<27}{estimate(r.recall)}" for r in rules[:MAX_RULE_LINES]]
+    return out

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..ruleset import RuleSet
 from .history import Difference
+from .metrics import LabelMetrics
 from .tally import Example, PackTally, Tally
 
 
@@ -64,8 +65,10 @@ class PatternReport:
 
 @dataclass(frozen=True, slots=True)
 class LabelReport:
-    """Payments with a ``label`` (known violations, known-bad patterns) against the rest. A stopped payment is
-    one whose decision is not ``allow``; a stopped unlabelled payment is a false positive."""
+    """Payments with a known-bad ``label`` (fraud, chargeback, violations, known-bad patterns), whenever it became
+    known, against the rest (``legit`` or no label). A stopped payment is one whose decision is not ``allow``; a
+    stopped payment of the rest is a false positive. The label metrics (:mod:`.metrics`) refine this with good
+    labels and the maturity cutoff."""
 
     labelled: int
     labelled_stopped: int
@@ -164,6 +167,7 @@ class BacktestResult:
     flips: tuple[Flip, ...]  # most frequent first; empty without a baseline
     elapsed_s: float
     counters: CounterCheck | None = None  # None: each record's own counters (or the pack's defaults) were used
+    metrics: LabelMetrics | None = None  # None: no payment carries a label
 
     @property
     def bad_count(self) -> int:
@@ -189,6 +193,7 @@ class BacktestResult:
                 "baseline": self.baseline.to_dict() if self.baseline else None,
                 "flips": [f.to_dict() for f in self.flips], "flipped": self.flipped,
                 "counters": self.counters.to_dict() if self.counters else None,
+                "metrics": self.metrics.to_dict() if self.metrics else None,
                 "elapsed_s": round(self.elapsed_s, 3), "payments_per_s": round(self.rate, 1)}
 
 

@@ -22,6 +22,7 @@ each chunk its counters; the input is then held in memory, since counters need t
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import itertools
 import os
 import time
@@ -40,8 +41,9 @@ from ..ruleset import RuleSet
 from ..state.counters import Counters
 from .csvio import CsvLayout
 from .history import Difference, RecordError, Replay, differences, take_record_fields
+from .metrics import CostModel, label_metrics
 from .result import BacktestResult, BadLine, CounterCheck, flips_of, pack_report
-from .tally import PackTally, Tally, label_key
+from .tally import PackTally, Tally
 
 FORMATS = ("auto", "jsonl", "csv")
 #: Records per chunk sent to a worker: large enough that pickling and scheduling cost little per payment
@@ -110,13 +112,12 @@ class _Evaluator:
             label = None
             if isinstance(request, dict):
                 try:
-                    label, _ = take_record_fields(request)
+                    request, label, _ = take_record_fields(request)
                 except RecordError as exc:
                     tally.add_bad(line, "invalid_record", _short(str(exc)))
                     continue
                 if recomputed is not None:
                     request.pop("history", None)
-            label = label_key(label)
             values, baseline_values = (recomputed or {}).get(line, (None, None))
             after = self._decide(self.candidate_counters, values, request, line, tally, "candidate")
             if after is None:
@@ -308,7 +309,9 @@ def _open(source: str | os.PathLike | BinaryIO, fmt: str, size: int) -> tuple[_S
 def backtest(source: str | os.PathLike | BinaryIO, rules: str | os.PathLike | None = None,
              baseline: str | os.PathLike | None = None, *, workers: int | None = None, matcher: str | None = None,
              format: str = "auto", examples: int = DEFAULT_EXAMPLES, chunk_records: int = CHUNK_RECORDS,
-             progress: Progress | None = None, recompute_counters: bool | None = None) -> BacktestResult:
+             progress: Progress | None = None, recompute_counters: bool | None = None,
+             labels_as_of: dt.date | None = None, label_maturity: int = 0,
+             costs: CostModel | None = None) -> BacktestResult:
     """Replay the payments in ``source`` (a JSON Lines or CSV file, or a binary stream) against the ``rules``
     pack (default: the bundled pack) and, if given, the ``baseline`` pack.
 
@@ -317,7 +320,10 @@ def backtest(source: str | os.PathLike | BinaryIO, rules: str | os.PathLike | No
 
     ``recompute_counters``: None (the default) recomputes the counters from the history when the pack declares
     aggregates and the first record carries no ``history``, else uses each record's own; True always recomputes
-    them (and reports where records' own counters differ); False never does. Raises
+    them (and reports where records' own counters differ); False never does.
+
+    Label metrics (:mod:`.metrics`): ``labels_as_of`` (default: the latest payment or label day in the input)
+    and ``label_maturity`` days set the maturity cutoff; ``costs`` prices friction and missed bad payments. Raises
     :class:`~policy_engine.RuleSetError` for a bad pack and :class:`BacktestError` for unreadable input.
     """
     started = time.monotonic()
@@ -325,6 +331,8 @@ def backtest(source: str | os.PathLike | BinaryIO, rules: str | os.PathLike | No
         raise BacktestError(f"examples must be 0 or more, got {examples}")
     if chunk_records < 1:
         raise BacktestError(f"chunk_records must be at least 1, got {chunk_records}")
+    if label_maturity < 0:
+        raise BacktestError(f"label maturity must be 0 days or more, got {label_maturity}")
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
     candidate = load_ruleset(rules)
     base = load_ruleset(baseline) if baseline is not None else None
@@ -352,7 +360,11 @@ def backtest(source: str | os.PathLike | BinaryIO, rules: str | os.PathLike | No
         bad=bad, bad_lines=tuple(BadLine(*b) for b in sorted(total.bad_examples)),
         candidate=pack_report(candidate, total.candidate),
         baseline=pack_report(base, total.baseline) if base is not None and total.baseline is not None else None,
-        flips=flips_of(total), elapsed_s=time.monotonic() - started, counters=check)
+        flips=flips_of(total), elapsed_s=time.monotonic() - started, counters=check,
+        metrics=label_metrics(total.candidate.dated_counts(),
+                              total.baseline.dated_counts() if total.baseline is not None else None,
+                              as_of=labels_as_of.toordinal() if labels_as_of is not None else None,
+                              maturity_days=label_maturity, costs=costs))
 
 
 def _carries_history(layout: CsvLayout | None, items: list[tuple[int, Any]]) -> bool:
@@ -376,7 +388,7 @@ def _recompute(evaluator: _Evaluator, chunks: Iterator[Chunk]) -> tuple[list[Chu
             if kind is not None or not isinstance(request, dict):
                 continue
             try:
-                _, happened = take_record_fields(request)
+                request, _, happened = take_record_fields(request)
             except RecordError:
                 continue  # the worker reports the record
             history = request.pop("history", None)

@@ -7,12 +7,14 @@ by input line number are kept, so the report is the same whatever the number of 
 
 from __future__ import annotations
 
+import datetime as dt
 import heapq
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..decision import Decision
+from .history import Label
+from .metrics import BAD, UNLABELLED, DatedCounts
 
 Example = tuple[int, str]
 
@@ -25,16 +27,6 @@ def add_example(examples: list[Example], k: int, line: int, request_id: str) -> 
 
 def merge_examples(a: list[Example], b: list[Example], k: int) -> list[Example]:
     return heapq.nsmallest(k, a + b)
-
-
-def label_key(label: Any) -> tuple[str, str] | None:
-    """``(kind, pattern)`` of a payment's ``label``, or ``None`` for an unlabelled payment."""
-    if label is None or label == {} or label == "":
-        return None
-    if isinstance(label, dict):
-        kind = str(label.get("kind") or "labelled")
-        return kind, str(label.get("pattern") or kind)
-    return "labelled", str(label)
 
 
 @dataclass(slots=True)
@@ -52,8 +44,12 @@ class PackTally:
     rule_unlabelled_stopped: Counter = field(default_factory=Counter)
     patterns: Counter = field(default_factory=Counter)  # (kind, pattern, decision) -> count
     missed: list[Example] = field(default_factory=list)  # labelled payments the pack allowed
+    # the label metrics' input (see .metrics.DatedCounts): a payment's day and its label's make the keys, so
+    # these grow with the days the input spans, not with its payments
+    dated: Counter = field(default_factory=Counter)  # (day, label day, class, outcome) -> payments
+    rule_dated: Counter = field(default_factory=Counter)  # (rule id, day, label day, class) -> payments stopped
 
-    def add(self, line: int, request_id: str, decision: Decision, label: tuple[str, str] | None,
+    def add(self, line: int, request_id: str, decision: Decision, label: Label | None,
             stopping: frozenset[str], k: int) -> None:
         outcome = decision.decision.value
         self.decisions[outcome] += 1
@@ -62,7 +58,13 @@ class PackTally:
         for rule_id in rule_ids:
             self.hits[rule_id] += 1
             add_example(self.rule_examples.setdefault(rule_id, []), k, line, request_id)
-        if label is None:
+        day = dt.date.fromisoformat(decision.as_of).toordinal()  # the payment's day in its PSP's timezone
+        cls, known = (UNLABELLED, None) if label is None else (label.cls, label.known)
+        self.dated[(day, known, cls, outcome)] += 1
+        if stopped:
+            self.rule_dated.update((r, day, known, cls) for r in rule_ids if r in stopping)
+        # the counts below are the report's labelled (known-bad) payments against the rest, whenever known
+        if label is None or label.cls != BAD:
             self.unlabelled += 1
             if stopped:
                 self.unlabelled_stopped += 1
@@ -70,7 +72,7 @@ class PackTally:
                 self.rule_unlabelled_stopped.update(r for r in rule_ids if r in stopping)
             return
         self.labelled += 1
-        self.patterns[(*label, outcome)] += 1
+        self.patterns[(label.kind, label.pattern, outcome)] += 1
         if stopped:
             self.labelled_stopped += 1
             self.rule_labelled_stopped.update(r for r in rule_ids if r in stopping)
@@ -90,6 +92,11 @@ class PackTally:
         self.rule_unlabelled_stopped.update(other.rule_unlabelled_stopped)
         self.patterns.update(other.patterns)
         self.missed = merge_examples(self.missed, other.missed, k)
+        self.dated.update(other.dated)
+        self.rule_dated.update(other.rule_dated)
+
+    def dated_counts(self) -> DatedCounts:
+        return DatedCounts(dict(self.dated), dict(self.rule_dated))
 
 
 @dataclass(slots=True)

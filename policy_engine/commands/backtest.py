@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from ..cli import EXIT_BAD_INPUT, EXIT_ENGINE, EXIT_OK
 from ..jsonio import dumps
@@ -35,6 +36,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="recompute the history.* counters from the payments themselves (their recorded status "
                          "and decision, in time order) even where records carry their own, and report where those "
                          "differ (default: recompute only when the records carry no history)")
+    bt.add_argument("--labels-as-of", metavar="DATE",
+                    help="label metrics as of this day (YYYY-MM-DD): labels known later are not known yet "
+                         "(default: the latest payment or label day in the input)")
+    bt.add_argument("--label-maturity", metavar="DAYS", default="0",
+                    help="leave payments newer than the as-of day minus DAYS out of the label metrics, as "
+                         "immature: their labels may not have arrived (default 0)")
+    bt.add_argument("--costs", metavar="deny=N,review=N,step_up=N,missed=N",
+                    help="per-payment costs for the label metrics: of a good payment denied, reviewed or stepped "
+                         "up, and of a bad payment allowed (any subset; the rest cost 0)")
     bt.add_argument("--json", action="store_true", help="print the result as one JSON object")
     bt.add_argument("--html", metavar="REPORT", help="also write a self-contained HTML report with charts")
     bt.set_defaults(func=cmd_backtest)
@@ -50,12 +60,17 @@ def cmd_backtest(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.workers is not None and args.workers < 1:
         err.write("policy-engine backtest: --workers must be at least 1\n")
         return EXIT_BAD_INPUT
+    try:
+        labels = _label_options(args)
+    except ValueError as exc:
+        err.write(f"policy-engine backtest: {exc}\n")
+        return EXIT_BAD_INPUT
     bar = ProgressBar(err) if err.isatty() else None
     source = sys.stdin.buffer if args.file == "-" else args.file
     try:
         result = backtest(source, args.rules, args.baseline, workers=args.workers, matcher=args.matcher,
                           format=args.format, examples=args.examples, progress=bar,
-                          recompute_counters=args.recompute_counters)
+                          recompute_counters=args.recompute_counters, **labels)
     except (BacktestError, CsvLayoutError) as exc:
         if bar:
             bar.close()
@@ -73,3 +88,28 @@ def cmd_backtest(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if "evaluation_failed" in result.bad:
         return EXIT_ENGINE
     return EXIT_BAD_INPUT if result.bad_count else EXIT_OK
+
+
+def _label_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--labels-as-of``, ``--label-maturity`` and ``--costs`` as :func:`backtest` arguments; ValueError says
+    which option is wrong and how."""
+    from ..backtesting.metrics import CostModel
+
+    options: dict[str, Any] = {}
+    if args.labels_as_of is not None:
+        try:
+            options["labels_as_of"] = dt.date.fromisoformat(args.labels_as_of)
+        except ValueError:
+            raise ValueError(f"--labels-as-of {args.labels_as_of!r} is not a date like 2025-07-01") from None
+    try:
+        options["label_maturity"] = int(args.label_maturity)
+    except ValueError:
+        raise ValueError(f"--label-maturity {args.label_maturity!r} is not a whole number of days") from None
+    if options["label_maturity"] < 0:
+        raise ValueError(f"--label-maturity must be 0 days or more, got {options['label_maturity']}")
+    if args.costs is not None:
+        try:
+            options["costs"] = CostModel.parse(args.costs)
+        except ValueError as exc:  # CostModelError names the part
+            raise ValueError(f"--costs: {exc}") from None
+    return options

@@ -42,6 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     ge.add_argument("--statuses", action="store_true",
                     help="write each payment's downstream status (completed, failed or reversed; about 97/2/1%%); "
                          "failed and reversed payments then do not count towards the limit counters")
+    ge.add_argument("--labels", action="store_true",
+                    help="label what each payment turned out to be, for the backtest's label metrics: fraud "
+                         "(account takeovers), chargeback (0.3%%), legit, or the violation's known-bad label, with "
+                         "label_known_at days to weeks after the payment")
     ge.add_argument("-o", "--output", help="write here instead of standard output")
     ge.set_defaults(func=cmd_generate)
 
@@ -53,7 +57,8 @@ def cmd_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     try:
         spec = TrafficSpec(seed=args.seed, n=args.n, payers=args.payers, days=args.days, start=args.start,
-                           counters=args.counters, statuses=args.statuses or not args.counters)
+                           counters=args.counters, statuses=args.statuses or not args.counters,
+                           labels=args.labels)
     except SyntheticError as exc:
         err.write(f"policy-engine generate: {exc}\n")
         return EXIT_BAD_INPUT
@@ -67,6 +72,7 @@ def cmd_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         if args.format == "csv":
             columns = tuple(c for c in request_columns() if spec.counters or not c.startswith("history."))
+            columns += ("label", "label_known_at") if spec.labels else ()
             write_csv(generate_requests(spec), target, columns + (("status",) if spec.statuses else ()))
         else:
             write_jsonl(spec, target, progress)
