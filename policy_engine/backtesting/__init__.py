@@ -5,6 +5,7 @@
 """
 
 from .csvio import CsvLayoutError
+from .metrics import CostModel, CostModelError, LabelMetrics
 from .result import BacktestResult, BadLine, ExampleRef, Flip, LabelReport, PackReport, PatternReport, RuleReport
 from .run import BacktestError, backtest
 
@@ -12,9 +13,12 @@ __all__ = [
     "BacktestError",
     "BacktestResult",
     "BadLine",
+    "CostModel",
+    "CostModelError",
     "CsvLayoutError",
     "ExampleRef",
     "Flip",
+    "LabelMetrics",
     "LabelReport",
     "PackReport",
     "PatternReport",

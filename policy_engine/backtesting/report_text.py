@@ -160,7 +160,7 @@ def costs_note(m: LabelMetrics) -> str:
 
 
 #: What "stopped" and the intervals mean, in every report.
-METRICS_NOTE = ("stopped = any outcome but allow (step_up included: subtract its column for the other reading); "
+METRICS_NOTE = ("Stopped = any outcome but allow (step_up included: subtract its column for the other reading); "
                 "95% intervals: Wilson, F1 by the delta method")
 
 

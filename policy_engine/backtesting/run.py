@@ -9,9 +9,10 @@ order-free and examples are the first ``k`` by input line number, so the result 
 Every payment is decided as of its own timestamp (the pack does that), so history replays under the rules,
 dated lists and FX tables that applied on each payment's date.
 
-A record is a payment request plus, optionally, the backtest's top-level ``label`` (what the payment turned out
-to be), ``status`` and ``decision`` (what happened to it): they are taken off before the request is decided
-(requests are strict, and they are no part of one).
+A record is a payment request plus, optionally, the backtest's top-level ``label`` and ``label_known_at`` (what
+the payment turned out to be, since when), ``status`` and ``decision`` (what happened to it), or an envelope with
+the request inside (:func:`.history.take_record_fields`): they are taken off before the request is decided
+(requests are strict, and they are no part of one). Labels feed the label metrics (:mod:`.metrics`).
 
 Counters: when the pack declares aggregates and the records carry no ``history`` (judged by the first record),
 or when asked (``recompute_counters=True``), the parent recomputes every payment's counters from the whole

@@ -19,9 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Replay payment history (JSON Lines, or CSV with a header of dotted field paths) against a rule "
                     "pack, each payment decided as of its own timestamp. Reports decisions per outcome, hits per "
                     "rule, with --baseline the payments whose decision flips and the rules responsible, and with a "
-                    "`label` field in the payments how many labelled (known bad) and unlabelled payments were "
-                    "stopped. Bad lines are counted and reported with their line numbers; the run goes on. Exit 0 "
-                    "if every line was decided, 2 if any line was bad, 3 if the engine failed on any payment.")
+                    "`label` in the records (fraud, chargeback, legit) the label metrics: caught and missed bad "
+                    "payments, friction, precision, recall and F1 with 95% intervals, costs. Bad lines are "
+                    "counted and reported with their line numbers; the run goes on. Exit 0 if every line was "
+                    "decided, 2 if any line was bad, 3 if the engine failed on any payment.")
     bt.add_argument("file", help="payments: JSON Lines or CSV ('-' reads standard input)")
     bt.add_argument("--rules", help="the candidate rule pack (default: the bundled default pack)")
     bt.add_argument("--baseline", help="the pack to compare with (e.g. the version in production)")
