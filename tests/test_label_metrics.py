@@ -357,3 +357,18 @@ def test_generated_labels_give_the_same_metrics_from_csv_and_json_lines(tmp_path
         assert result.bad_count == 0
         out[fmt] = result.metrics.to_dict()
     assert out["jsonl"] == out["csv"] and out["csv"]["candidate"]["bad"] > 0
+
+
+def test_envelopes_give_the_same_backtest_as_flat_records_counters_recomputed_included(tmp_path):
+    records = list(generate_requests(TrafficSpec(seed=9, n=1000, days=4, counters=False, statuses=True,
+                                                 labels=True)))
+    flat, wrapped = tmp_path / "flat.jsonl", tmp_path / "wrapped.jsonl"
+    flat.write_text("".join(dumps_request(r) + "\n" for r in records), encoding="utf-8")
+    outside = ("label", "label_known_at", "status")
+    wrapped.write_text("".join(dumps_request({
+        "request": {k: v for k, v in r.items() if k not in outside}, **{k: r[k] for k in outside if k in r}}) + "\n"
+        for r in records), encoding="utf-8")
+    a, b = (backtest(path, workers=1) for path in (flat, wrapped))
+    assert a.counters.recomputed == b.counters.recomputed == 1000 and a.bad_count == b.bad_count == 0
+    assert {**a.to_dict(), "elapsed_s": 0, "payments_per_s": 0, "source": ""} == \
+           {**b.to_dict(), "elapsed_s": 0, "payments_per_s": 0, "source": ""}

@@ -8,6 +8,7 @@ by input line number are kept, so the report is the same whatever the number of 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import heapq
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,6 +28,12 @@ def add_example(examples: list[Example], k: int, line: int, request_id: str) -> 
 
 def merge_examples(a: list[Example], b: list[Example], k: int) -> list[Example]:
     return heapq.nsmallest(k, a + b)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ordinal(iso_day: str) -> int:
+    """A decision's ``as_of`` day as an ordinal; cached, since a history spans few days and many payments."""
+    return dt.date.fromisoformat(iso_day).toordinal()
 
 
 @dataclass(slots=True)
@@ -58,7 +65,7 @@ class PackTally:
         for rule_id in rule_ids:
             self.hits[rule_id] += 1
             add_example(self.rule_examples.setdefault(rule_id, []), k, line, request_id)
-        day = dt.date.fromisoformat(decision.as_of).toordinal()  # the payment's day in its PSP's timezone
+        day = _ordinal(decision.as_of)  # the payment's day in its PSP's timezone
         cls, known = (UNLABELLED, None) if label is None else (label.cls, label.known)
         self.dated[(day, known, cls, outcome)] += 1
         if stopped:
