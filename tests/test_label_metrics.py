@@ -12,6 +12,8 @@ from decimal import Decimal
 
 import pytest
 from conftest import base_request
+from hypothesis import given
+from hypothesis import strategies as st
 
 from policy_engine import PolicyEngine
 from policy_engine.backtesting import backtest
@@ -198,11 +200,12 @@ def test_record_labels_the_envelope_and_bad_rows(make_pack, tmp_path):
         json.dumps({"request": "r-9", "label": "fraud"}),
         json.dumps({"request": {**big, "label": "fraud"}}),              # record keys inside the request
         _record("r-11", label={"kind": "violation", "pattern": "x->y"}),  # the known-bad object still works
+        _record("r-12", label={"kind": "legit"}),                        # an object is known bad: refused
     ]
     path = tmp_path / "records.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = backtest(path, pack, workers=1, examples=10)
-    assert (result.records, result.evaluated, dict(result.bad)) == (11, 4, {"invalid_record": 6,
+    assert (result.records, result.evaluated, dict(result.bad)) == (12, 4, {"invalid_record": 7,
                                                                            "invalid_request": 1})
     bad = {b.line: b.message for b in result.bad_lines}
     assert "label 'fraudd' is not one of fraud, chargeback, legit" in bad[4]
@@ -212,6 +215,7 @@ def test_record_labels_the_envelope_and_bad_rows(make_pack, tmp_path):
     assert "envelope key 'labels' is unknown" in bad[8]
     assert "envelope request must be an object" in bad[9]
     assert "label" in bad[10]  # the request itself refuses it as an unknown key
+    assert 'labelled "label": "legit", not an object' in bad[12]
     m = result.metrics.candidate
     assert (m.bad, m.good, m.caught, m.missed) == (3, 1, 1, 2)  # the envelope's payment is the big one: denied
     assert result.metrics.as_of == "2025-06-20"  # the latest label day (payments are on 2025-06-10)
@@ -372,3 +376,50 @@ def test_envelopes_give_the_same_backtest_as_flat_records_counters_recomputed_in
     assert a.counters.recomputed == b.counters.recomputed == 1000 and a.bad_count == b.bad_count == 0
     assert {**a.to_dict(), "elapsed_s": 0, "payments_per_s": 0, "source": ""} == \
            {**b.to_dict(), "elapsed_s": 0, "payments_per_s": 0, "source": ""}
+
+
+#: One payment as facts: (day offset, label delay or None, class, outcome, stopping rules that fired).
+FACTS = st.lists(st.tuples(st.integers(0, 12), st.one_of(st.none(), st.integers(0, 10)),
+                           st.sampled_from((BAD, GOOD, UNLABELLED)),
+                           st.sampled_from(("deny", "review", "step_up", "allow")),
+                           st.frozensets(st.sampled_from(("R-1", "R-2", "R-3")), max_size=2)), max_size=60)
+
+
+@given(facts=FACTS, as_of=st.one_of(st.none(), st.integers(0, 24)), maturity=st.integers(0, 8))
+def test_metrics_from_counts_equal_a_direct_recount(facts, as_of, maturity):
+    """Counts keyed by day, through the cutoff and the formulas, against the definitions applied payment by
+    payment."""
+    start = D - 12
+    payments: dict = {}
+    rules: dict = {}
+    for day, delay, cls, outcome, fired in facts:
+        known = None if cls == UNLABELLED or delay is None else start + day + delay
+        key = (start + day, known, cls, outcome)
+        payments[key] = payments.get(key, 0) + 1
+        for rule_id in fired if outcome != "allow" else ():
+            rules[(rule_id, start + day, known, cls)] = rules.get((rule_id, start + day, known, cls), 0) + 1
+    m = label_metrics(DatedCounts(payments, rules), as_of=None if as_of is None else start + as_of,
+                      maturity_days=maturity)
+    if all(cls == UNLABELLED for _, _, cls, _, _ in facts):
+        assert m is None
+        return
+    cutoff_day = (as_of if as_of is not None else max(d + (x or 0) * (c != UNLABELLED) for d, x, c, _, _ in facts))
+    mature = [f for f in facts if f[0] <= cutoff_day - maturity]
+    seen = [(c if c == UNLABELLED or d + (x or 0) <= cutoff_day else UNLABELLED, o, fired)
+            for d, x, c, o, fired in mature]
+    bad_outcomes = [o for c, o, _ in seen if c == BAD]
+    caught = sum(o != "allow" for o in bad_outcomes)
+    friction = sum(o != "allow" for c, o, _ in seen if c == GOOD)
+    c = m.candidate
+    assert m.immature == len(facts) - len(mature)
+    assert (c.bad, c.caught, c.missed, c.friction) == (len(bad_outcomes), caught, len(bad_outcomes) - caught,
+                                                       friction)
+    assert c.precision.value == (caught / (caught + friction) if caught + friction else None)
+    assert c.recall.value == (caught / len(bad_outcomes) if bad_outcomes else None)
+    denominator = 2 * caught + friction + len(bad_outcomes) - caught
+    assert c.f1.value == (2 * caught / denominator if denominator else None)
+    for e in (c.precision, c.recall, c.f1):
+        assert e.value is None or 0 <= e.low <= e.value <= e.high <= 1
+    for r in c.rules:
+        stops = [cls for cls, o, fired in seen if o != "allow" and r.rule_id in fired]
+        assert (r.caught, r.friction, r.unlabelled) == (stops.count(BAD), stops.count(GOOD), stops.count(UNLABELLED))

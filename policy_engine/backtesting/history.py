@@ -31,7 +31,7 @@ from ..errors import PolicyEngineError
 from ..pack import CompiledPack
 from ..state import MemoryStore, Payment
 from ..state.counters import Counters
-from .metrics import BAD, LABEL_CLASSES
+from .metrics import BAD, GOOD, LABEL_CLASSES
 
 #: A record's outcome when it does not say: not denied (so it counts against limits, failing closed).
 NOT_DENIED = Outcome.ALLOW.value
@@ -83,6 +83,9 @@ def read_label(label: Any, known_at: Any) -> Label | None:
         return Label(cls, label, label, known)
     if isinstance(label, dict):  # a known-bad pattern with its kind (violation, risk, ...)
         kind = str(label.get("kind") or "labelled")
+        if LABEL_CLASSES.get(kind) == GOOD:  # an object is known bad: a good one would be counted as bad
+            raise RecordError(f'a {kind} payment is labelled "label": "{kind}", not an object (objects are '
+                              "known-bad patterns)")
         return Label(BAD, kind, str(label.get("pattern") or kind), known)
     raise RecordError(f"label must be one of {', '.join(LABEL_CLASSES)} or a {{kind, pattern}} object, not "
                       f"{type(label).__name__}")
