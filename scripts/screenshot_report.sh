@@ -17,7 +17,8 @@ log=$(mktemp)
 trap 'rm -rf "$profile" "$log"' EXIT
 rm -f "$out"
 
-# The report has no scripts and no external resources, so networking and background services stay off.
+# The report loads no external resource (its Content-Security-Policy forbids any) and its one inline script only
+# draws a chart, so networking and background services stay off.
 if ! timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-background-networking \
     --disable-component-update --disable-sync --no-first-run --user-data-dir="$profile" \
     --screenshot="$out" --window-size="$size" "file://$(realpath "$report")" >"$log" 2>&1; then

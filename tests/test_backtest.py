@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import shutil
@@ -239,6 +240,13 @@ class _Balance(HTMLParser):
 def test_html_report_is_one_self_contained_well_formed_page(packs, payments, tmp_path):
     candidate, baseline = packs
     page = render_html(backtest(payments, candidate, baseline, workers=1))
+    # alone, and with ratios left undefined (no good payment: precision of a pack that stopped nothing labelled)
+    alone = render_html(backtest(payments, candidate, workers=1, labels_as_of=dt.date(2025, 6, 10),
+                                 label_maturity=1))
+    assert "Label metrics" in alone and "candidate − baseline" not in alone and "0 / 0 / 0" in alone
+    parser = _Balance()
+    parser.feed(alone)
+    assert parser.problems == [] and parser.stack == []
     parser = _Balance()
     parser.feed(page)
     assert parser.problems == [] and parser.stack == []  # no src/href: scripts and styles are inline
@@ -307,6 +315,16 @@ def test_html_report_renders_in_headless_chromium(packs, labelled_payments, tmp_
                       for name, pack in (("candidate", m.candidate), ("baseline", m.baseline))]
     assert labels[0].startswith("candidate 60.00% [") and labels[3] == "baseline 33.33% [6.15, 79.23]"
     assert page.bars == 6  # precision, recall, F1 for each pack
+
+    # every payment immature: nothing to measure, every ratio undefined, and the script still finishes
+    empty = tmp_path / "empty.html"
+    empty.write_text(render_html(backtest(labelled_payments, candidate, workers=1, labels_as_of=dt.date(2025, 6, 10),
+                                          label_maturity=1)), encoding="utf-8")
+    dom = _chromium("--dump-dom", empty.as_uri())
+    page = _Dom()
+    page.feed(dom.stdout)
+    assert page.body.get("data-metrics-chart") == "drawn" and page.bars == 0
+    assert page.metric_labels == ["candidate: undefined (no payments)"] * 3
 
 
 class _Dom(HTMLParser):
