@@ -6,7 +6,7 @@ same key. :func:`mature_counts` applies the maturity cutoff and gives :class:`La
 turns those into precision, recall, F1 with confidence intervals, friction, costs and the candidate's deltas
 against the baseline. Nothing here imports an engine.
 
-Definitions (README "Backtests" says the same for analysts):
+Definitions (README "Backtesting" says the same for analysts):
 
 - **Label classes**: ``bad`` (``fraud``, ``chargeback``, or a known-bad ``{kind, pattern}`` object), ``good``
   (``legit``), ``unlabelled`` (no label, or a label not yet known as of the cutoff).
@@ -18,6 +18,8 @@ Definitions (README "Backtests" says the same for analysts):
   missed). Unlabelled payments are in none of these (their truth is unknown); the report counts them apart.
 - **A rule** stopped a payment when it fired with an outcome other than ``allow`` and the payment's decision was
   not ``allow``. Its recall is the share of all bad payments it stopped.
+- **Days**: a payment's day is its date in its PSP's timezone (the decision's ``as_of``); a label's day is the
+  date of ``label_known_at`` as written, or the payment's day without one.
 - **Maturity**: ``as_of`` is a day (default: the latest payment or label day in the input). A payment dated
   after ``as_of - maturity_days`` is immature: left out of every metric and counted. A label that became known
   after ``as_of`` is not known yet: the payment counts as unlabelled.
@@ -42,7 +44,6 @@ from typing import Any
 from ..errors import PolicyEngineError
 
 BAD, GOOD, UNLABELLED = "bad", "good", "unlabelled"
-CLASSES = (BAD, GOOD, UNLABELLED)
 #: The label strings a record may carry and their class; a ``{kind, pattern}`` object is bad.
 LABEL_CLASSES = {"fraud": BAD, "chargeback": BAD, "legit": GOOD}
 ALLOW = "allow"
@@ -84,8 +85,8 @@ class LabelCounts:
     immature: int = 0
     late: int = 0
 
-    def count(self, cls: str, outcome: str | None = None) -> int:
-        return sum(n for (c, o), n in self.outcomes.items() if c == cls and (outcome is None or o == outcome))
+    def count(self, cls: str) -> int:
+        return sum(n for (c, _), n in self.outcomes.items() if c == cls)
 
     def stopped(self, cls: str) -> int:
         return sum(n for (c, o), n in self.outcomes.items() if c == cls and o != ALLOW)
