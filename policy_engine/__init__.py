@@ -16,6 +16,7 @@ from .errors import (
     RequestError,
     RuleSetError,
     StateError,
+    StoreUnavailableError,
     Violation,
 )
 from .loader import load_ruleset
@@ -54,6 +55,7 @@ __all__ = [
     "SignatureError",
     "SignatureInfo",
     "StateError",
+    "StoreUnavailableError",
     "TrailEntry",
     "Violation",
     "__version__",

@@ -103,6 +103,11 @@ class EvaluationError(PolicyEngineError):
         return {"error": "evaluation_failed", "request_id": self.request_id, "message": str(self)}
 
 
+class StoreUnavailableError(EvaluationError):
+    """The state store cannot be reached (or is corrupt): nothing is decided without its counters. Unlike other
+    evaluation failures this one is the store's, so a service answers "unavailable, retry" rather than "fault"."""
+
+
 class StateError(PolicyEngineError):
     """The state store refuses an operation on a request's record: ``code`` is ``conflict`` (a ``request_id``
     reused with a different body) or ``unknown_request`` (a status reported for a payment never evaluated)."""

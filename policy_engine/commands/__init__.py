@@ -10,4 +10,5 @@ COMMANDS = (
     "generate",
     "backtest",
     "signing",
+    "serve",
 )

@@ -63,5 +63,8 @@ class MemoryStore:
                 raise unknown_request(request_id, "this store")
             found.status = status
 
+    def ping(self) -> None:
+        """Always reachable: it is this process's memory."""
+
     def close(self) -> None:
         """Nothing to release."""

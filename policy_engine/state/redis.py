@@ -47,7 +47,7 @@ from urllib.parse import quote
 import redis
 
 from ..aggregates import PENDING, Row
-from ..errors import EvaluationError
+from ..errors import StoreUnavailableError
 from .store import Payment, Recorded, unknown_request
 
 PREFIX = "pe"
@@ -99,9 +99,9 @@ def _tag(kind: str, ident: str) -> str:
     return f"{PREFIX}:{kind}:{{{quote(ident, safe='')}}}"
 
 
-def _failure(url: str, exc: Exception) -> EvaluationError:
-    return EvaluationError(f"state store {url} is unreachable or corrupt ({type(exc).__name__}: {exc}); no decision "
-                           "is made without the counters")
+def _failure(url: str, exc: Exception) -> StoreUnavailableError:
+    return StoreUnavailableError(f"state store {url} is unreachable or corrupt ({type(exc).__name__}: {exc}); no "
+                                 "decision is made without the counters")
 
 
 class _Txn:
@@ -171,7 +171,7 @@ class _Txn:
         delay = 0.0005
         while not self._db.set(key, self._token, nx=True, px=LOCK_TTL_MS):
             if time.monotonic() > deadline:
-                raise EvaluationError(f"state store {self._store.url}: {key} stayed locked for "
+                raise StoreUnavailableError(f"state store {self._store.url}: {key} stayed locked for "
                                       f"{self._store.lock_wait}s; no decision is made without the counters")
             time.sleep(delay)
             delay = min(delay * 2, 0.01)
@@ -219,6 +219,12 @@ class RedisStore:
             raise _failure(self.url, exc) from exc
         if not changed:
             raise unknown_request(request_id, self.url)
+
+    def ping(self) -> None:
+        try:
+            self._db.ping()
+        except redis.RedisError as exc:
+            raise _failure(self.url, exc) from exc
 
     def close(self) -> None:
         self._db.close()

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..aggregates import PENDING, Row
-from ..errors import EvaluationError
+from ..errors import EvaluationError, StoreUnavailableError
 from .store import Payment, Recorded, unknown_request
 
 #: Bumped when the layout changes; a file of another version is refused rather than misread.
@@ -32,9 +32,9 @@ CREATE INDEX IF NOT EXISTS entries_window ON entries (aggregate, entity, instant
 """
 
 
-def _failure(url: str, exc: sqlite3.Error) -> EvaluationError:
-    return EvaluationError(f"state store {url} is unreachable or corrupt ({type(exc).__name__}: {exc}); no decision "
-                           "is made without the counters")
+def _failure(url: str, exc: sqlite3.Error) -> StoreUnavailableError:
+    return StoreUnavailableError(f"state store {url} is unreachable or corrupt ({type(exc).__name__}: {exc}); no "
+                                 "decision is made without the counters")
 
 
 class _Txn:
@@ -112,6 +112,13 @@ class SQLiteStore:
                 raise _failure(self.url, exc) from exc
         if not changed:
             raise unknown_request(request_id, self.url)
+
+    def ping(self) -> None:
+        with self._lock:
+            try:
+                self._db.execute("SELECT 1 FROM payments LIMIT 1").fetchall()
+            except sqlite3.Error as exc:
+                raise _failure(self.url, exc) from exc
 
     def close(self) -> None:
         with self._lock:

@@ -73,6 +73,10 @@ class Store(Protocol):
     def report(self, request_id: str, status: str) -> None:
         """Record a downstream status; raises :class:`~policy_engine.StateError` for an unknown ``request_id``."""
 
+    def ping(self) -> None:
+        """Check the store can be reached now (a readiness probe); raises
+        :class:`~policy_engine.errors.StoreUnavailableError` if not."""
+
     def close(self) -> None: ...
 
 
