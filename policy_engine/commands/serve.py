@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     sv.add_argument("--port", type=int, default=8181, help="port (default 8181)")
     sv.add_argument("--workers", type=int, default=1, help="worker processes (default 1; about one per core)")
     sv.add_argument("--max-body", default="1MiB", help="largest request body (default 1MiB); larger is 413")
+    sv.add_argument("--body-timeout", type=float, default=10.0, metavar="SECONDS", help="a request body must "
+                    "arrive within this time (default 10); slower is 408")
     sv.add_argument("--token-file", metavar="F", help="require `Authorization: Bearer <token>` with the token in "
                     "this file (except /healthz, /readyz, /openapi.json)")
     sv.add_argument("--verify-key", metavar="PUB", help="refuse a pack not signed with this Ed25519 public key, at "
@@ -75,7 +77,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     settings = Settings(rules=os.path.abspath(args.rules), state=args.state, max_body=parse_size(args.max_body),
                         token_file=args.token_file, verify_key=args.verify_key, watch=args.watch,
                         shadow=tuple(os.path.abspath(p) for p in args.shadow), rollout=_rollout(args.rollout),
-                        audit=args.audit and os.path.abspath(args.audit))
+                        audit=args.audit and os.path.abspath(args.audit), body_timeout=args.body_timeout)
     settings.token()  # an unreadable or weak token fails here, not in every worker
     load_ruleset(settings.rules)  # a bad pack fails here with every issue, before anything listens
     return EXIT_OK if serve(settings, args.host, args.port, args.workers, args.log_level) else EXIT_ENGINE

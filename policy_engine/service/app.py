@@ -142,6 +142,7 @@ class Service:
             self.audit = AuditLog(self.settings.audit, key=key.encode("utf-8") if key else None)
         try:
             await asyncio.to_thread(self._build)
+            self._started()
         except StoreUnavailableError as exc:
             self.unavailable = str(exc)
             log.warning("not ready: %s; retrying every second", exc)
@@ -159,7 +160,9 @@ class Service:
             raise
         self.store = store
         self.unavailable = None
-        if self.settings.watch:
+
+    def _started(self) -> None:
+        if self.settings.watch and self.engine is not None:
             self._spawn(self._watch(Path(self.engine.ruleset.path)))
 
     async def _retry_build(self) -> None:
@@ -169,6 +172,7 @@ class Service:
                 await asyncio.to_thread(self._build)
             except StoreUnavailableError as exc:
                 self.unavailable = str(exc)
+        self._started()
         log.info("ready: the state store answers")
 
     async def stop(self) -> None:
@@ -202,12 +206,13 @@ class Service:
         async with self._reload_lock:
             try:
                 ruleset = await asyncio.to_thread(engine.reload)
-                result = ReloadResult(True, _now(), trigger, ruleset.digest, None)
-                log.info("reloaded pack %s %s (%s)", ruleset.name, ruleset.version, trigger)
             except Exception as exc:  # any failure keeps the old pack; the reason is what /readyz shows
                 message = str(exc) if isinstance(exc, PolicyEngineError) else f"{type(exc).__name__}: {exc}"
                 result = ReloadResult(False, _now(), trigger, None, message)
                 log.error("reload (%s) failed, the old pack still decides: %s", trigger, message)
+            else:
+                result = ReloadResult(True, _now(), trigger, ruleset.digest, None)
+                log.info("reloaded pack %s %s (%s)", ruleset.pack, ruleset.version, trigger)
             self.metrics.reloaded(result.ok)
             self.last_reload = result
         async with self._reloaded:
@@ -509,4 +514,7 @@ def _query(scope: Scope) -> dict[str, str]:
 def create_app() -> App:
     """The application of one worker process, configured from :data:`~.settings.SETTINGS_ENV` (uvicorn
     ``factory=True``)."""
+    # A SIGHUP before the lifespan installs the reload handler would end the worker (the default action); the
+    # pack it is about to load is the current one anyway, so until then the signal has nothing to do.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     return App(Settings.from_env())
