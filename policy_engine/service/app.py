@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import hmac
 import logging
 import os
@@ -134,12 +135,15 @@ class Service:
         self._reloaded = asyncio.Condition()
         self._generation = 0
         self._tasks: set[asyncio.Task] = set()
+        self._hangup_pending = False
 
     # -- life cycle ----------------------------------------------------------------------------------------
     async def start(self) -> None:
         if self.settings.audit is not None:
             key = os.environ.get("POLICY_ENGINE_AUDIT_KEY")
             self.audit = AuditLog(self.settings.audit, key=key.encode("utf-8") if key else None)
+        # before the pack is loaded: a SIGHUP from now on is never lost (one during the load reloads after it)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hangup)
         try:
             await asyncio.to_thread(self._build)
             self._started()
@@ -147,8 +151,12 @@ class Service:
             self.unavailable = str(exc)
             log.warning("not ready: %s; retrying every second", exc)
             self._spawn(self._retry_build())
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload("sighup")))
+
+    def _hangup(self) -> None:
+        if self.engine is None:
+            self._hangup_pending = True
+        else:
+            self._spawn(self.reload("sighup"))
 
     def _build(self) -> None:
         store = open_store(self.settings.state) if self.settings.state is not None else None
@@ -162,6 +170,12 @@ class Service:
         self.unavailable = None
 
     def _started(self) -> None:
+        # What exists now (the compiled pack, the server, the libraries) lives as long as the worker: out of the
+        # collector's way, a full collection no longer walks it and stalls requests for milliseconds.
+        gc.freeze()
+        if self._hangup_pending:
+            self._hangup_pending = False
+            self._spawn(self.reload("sighup"))
         if self.settings.watch and self.engine is not None:
             self._spawn(self._watch(Path(self.engine.ruleset.path)))
 
@@ -170,7 +184,7 @@ class Service:
             await asyncio.sleep(1.0)
             try:
                 await asyncio.to_thread(self._build)
-            except StoreUnavailableError as exc:
+            except PolicyEngineError as exc:  # the store still down, or the pack changed meanwhile and is bad
                 self.unavailable = str(exc)
         self._started()
         log.info("ready: the state store answers")
@@ -204,6 +218,7 @@ class Service:
         a pack that fails to load leaves the old one deciding and is reported in /readyz and the metrics."""
         engine = self.ready_engine()
         async with self._reload_lock:
+            gc.unfreeze()  # the old pack must be collectable once the new one is in
             try:
                 ruleset = await asyncio.to_thread(engine.reload)
             except Exception as exc:  # any failure keeps the old pack; the reason is what /readyz shows
@@ -213,6 +228,7 @@ class Service:
             else:
                 result = ReloadResult(True, _now(), trigger, ruleset.digest, None)
                 log.info("reloaded pack %s %s (%s)", ruleset.pack, ruleset.version, trigger)
+            await asyncio.to_thread(_settle)
             self.metrics.reloaded(result.ok)
             self.last_reload = result
         async with self._reloaded:
@@ -273,6 +289,12 @@ class Service:
         engine = self.ready_engine()
         pack = engine.pack
         return {**pack.ruleset_info, "matcher": pack.matcher.name, "rules": len(pack.ruleset.rules)}
+
+
+def _settle() -> None:
+    """After a reload: collect the old pack, then freeze what remains (see :meth:`Service._started`)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _redacted(url: str) -> str:
@@ -383,7 +405,9 @@ class App:
         limit = self.settings.max_body
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            raise HTTPError(413, "body_too_large", f"the body may be at most {limit:,} bytes")
+            # closing the connection stops the client sending a body nobody reads
+            raise HTTPError(413, "body_too_large", f"the body may be at most {limit:,} bytes",
+                            [(b"connection", b"close")])
         chunks: list[bytes] = []
         size = 0
         try:
