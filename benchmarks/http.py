@@ -1,7 +1,7 @@
 """The decision service under load, beside the in-process engine measured in the same run.
 
     python -m benchmarks.http [--workers 1] [--concurrency 1,2,4,8,16,32] [--n 5000] [--seconds 10]
-                              [--server uvicorn|granian] [--runs 3]
+                              [--server granian|uvicorn] [--runs 3]
 
 Starts ``policy-engine serve`` on a free loopback port (bundled pack, no state store, no decision log), then for
 each concurrency keeps that many HTTP/1.1 keep-alive connections busy with ``POST /v1/decisions`` (synthetic
@@ -9,14 +9,16 @@ requests, DOMAIN §8.2) until ``--n`` responses or ``--seconds`` have passed, wh
 is asyncio on raw sockets (uvloop), so it costs little of the machine it shares with the server. Prints p50/p99
 latency and requests/s per concurrency (medians over ``--runs``), the highest throughput with p99 ≤ 2 ms
 (DESIGN §8) and its concurrency, and requests/s per server worker beside in-process ``evaluate_json`` on the same
-texts. ``--server granian`` runs the same application under granian (``pip install granian``), for the choice of
-server in README "Decision service". Loopback only; every response must be a 200 or the run fails.
+texts. ``--server uvicorn`` runs the same application under uvicorn with uvloop and httptools (the ``bench``
+extra), for the choice of server in README "Decision service". Loopback only; every response must be a 200 or
+the run fails.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import os
 import statistics
 import subprocess
@@ -98,21 +100,19 @@ def in_process(texts: list[str], n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-class _Granian:
-    """The same application under granian (only for the choice of server)."""
+class _Uvicorn:
+    """The same application under uvicorn with uvloop and httptools (only for the choice of server)."""
 
     def __init__(self, workers: int):
         self.port = free_port()
         env = {**os.environ, SETTINGS_ENV: Settings(rules=str(default_pack_path())).to_env()}
-        self.proc = subprocess.Popen([sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
-                                      "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
-                                      "--loop", "uvloop", "--log-level", "warning",
+        self.proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "--host", "127.0.0.1", "--port",
+                                      str(self.port), "--workers", str(workers), "--loop", "uvloop", "--http",
+                                      "httptools", "--no-access-log", "--log-level", "warning",
                                       "policy_engine.service.app:create_app"], env=env)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                import http.client
-
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
                 conn.request("GET", "/healthz")
                 if conn.getresponse().status == 200:
@@ -120,7 +120,7 @@ class _Granian:
             except OSError:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError("granian did not start")
+        raise RuntimeError("uvicorn did not start")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -137,7 +137,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=5000, help="requests per level and run (default 5000)")
     ap.add_argument("--seconds", type=float, default=10.0, help="time limit per level and run (default 10)")
     ap.add_argument("--runs", type=int, default=3, help="runs per level; medians are reported (default 3)")
-    ap.add_argument("--server", choices=("uvicorn", "granian"), default="uvicorn")
+    ap.add_argument("--server", choices=("granian", "uvicorn"), default="granian",
+                    help="granian: `policy-engine serve`; uvicorn: the same application under uvicorn")
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     texts = corpus(2000)
@@ -149,8 +150,8 @@ def main() -> None:
         pass
 
     baseline = in_process(texts, max(args.n, 20000))
-    if args.server == "granian":
-        server = _Granian(args.workers)
+    if args.server == "uvicorn":
+        server = _Uvicorn(args.workers)
         port, stop = server.port, server.stop
     else:
         service = ServiceProcess(["--rules", str(default_pack_path()), "--workers", str(args.workers),

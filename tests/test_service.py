@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import RULES, base_request, fresh_redis, load_cases, needs_redis
 
-pytest.importorskip("uvicorn")
+pytest.importorskip("granian")
 pytest.importorskip("prometheus_client")
 
 from policy_engine.service.process import ServiceProcess, ServiceStartError, free_port
@@ -372,16 +372,29 @@ def _reloads(service: ServiceProcess) -> float:
     return float(found[1]) if found else 0.0
 
 
-def test_sigterm_drains_and_flushes_the_decision_log(tmp_path):
+def test_sigterm_finishes_the_request_in_flight_and_flushes_the_decision_log(tmp_path):
     log = tmp_path / "decisions.jsonl"
     service = ServiceProcess(["--rules", str(RULES), "--audit", str(log)],
                              env={"POLICY_ENGINE_AUDIT_KEY": "k" * 32}).start()
     try:
-        assert post(service, "/v1/decisions", CASES[0]["request"], {"x-request-id": "trace-me"})[0] == 200
+        body = json.dumps(CASES[0]["request"]).encode()
+        with socket.create_connection(("127.0.0.1", service.port), timeout=20) as conn:
+            conn.sendall(b"POST /v1/decisions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"X-Request-Id: in-flight\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+                         + body[:10])
+            time.sleep(0.5)
+            service.signal(signal.SIGTERM)  # the request is in flight: its body is still arriving
+            time.sleep(0.5)
+            conn.sendall(body[10:])
+            answer = b""
+            while b'"elapsed_us"' not in answer:
+                chunk = conn.recv(65536)
+                assert chunk, answer
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert service.proc is not None and service.proc.wait(30) == 0
     finally:
-        code = service.stop()
-    # uvicorn ends by re-raising the SIGTERM it caught, once the lifespan shutdown has completed
-    assert code in (0, -signal.SIGTERM)
-    assert "Application shutdown complete" in service.output()
+        service.stop()
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["request_id"] for r in records] == [CASES[0]["id"]]
+    assert "decision log flushed" in service.output()

@@ -10,7 +10,7 @@ import pytest
 from conftest import RULES
 
 schemathesis = pytest.importorskip("schemathesis")
-pytest.importorskip("uvicorn")
+pytest.importorskip("granian")
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis.specs.openapi.checks import (  # noqa: E402

@@ -200,6 +200,7 @@ class Service:
             self.engine.close()
         if self.audit is not None:
             self.audit.close()
+        log.info("stopped: engine closed%s", ", decision log flushed" if self.audit is not None else "")
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -536,8 +537,8 @@ def _query(scope: Scope) -> dict[str, str]:
 
 
 def create_app() -> App:
-    """The application of one worker process, configured from :data:`~.settings.SETTINGS_ENV` (uvicorn
-    ``factory=True``)."""
+    """The application of one worker process, configured from :data:`~.settings.SETTINGS_ENV` (the
+    server's factory mode)."""
     # A SIGHUP before the lifespan installs the reload handler would end the worker (the default action); the
     # pack it is about to load is the current one anyway, so until then the signal has nothing to do.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
