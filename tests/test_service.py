@@ -398,3 +398,61 @@ def test_sigterm_finishes_the_request_in_flight_and_flushes_the_decision_log(tmp
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["request_id"] for r in records] == [CASES[0]["id"]]
     assert "decision log flushed" in service.output()
+
+
+# -- signed packs, trace context, shadow and rollout -------------------------------------------------------------
+def test_a_tampered_pack_is_refused_at_start_and_on_reload(tmp_path, pack_dir):
+    pytest.importorskip("cryptography")
+    from policy_engine.signing import generate_keypair, sign_pack
+
+    key, pub = tmp_path / "key.pem", tmp_path / "key.pub"
+    generate_keypair(key, pub)
+    sign_pack(pack_dir, key)
+    rules = pack_dir / "funding_sources.yaml"
+    with ServiceProcess(["--rules", str(pack_dir), "--verify-key", str(pub)]) as service:
+        info = get(service, "/v1/pack")[1]
+        assert info["signature"]["state"] == "verified"
+        rules.write_text(rules.read_text().replace("cannot repay a credit card", "may repay a credit card", 1))
+        status, got = post(service, "/v1/pack/reload", {})
+        assert status == 422 and "pack.sig" in got["message"]
+        assert _digest(service) == info["digest"]  # the signed pack still decides
+        assert get(service, "/readyz")[1]["last_reload"]["ok"] is False
+        sign_pack(pack_dir, key)  # the change signed: now it is accepted
+        assert service.request("POST", "/v1/pack/reload")[0] == 200
+        assert _digest(service) != info["digest"]
+    rules.write_text(rules.read_text().replace("may repay a credit card", "can repay a credit card", 1))
+    with pytest.raises(ServiceStartError, match=r"pack\.sig"):
+        ServiceProcess(["--rules", str(pack_dir), "--verify-key", str(pub)]).start()
+
+
+def test_request_id_and_trace_context_reach_the_decision_log(tmp_path):
+    log = tmp_path / "decisions.jsonl"
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with ServiceProcess(["--rules", str(RULES), "--audit", str(log)],
+                        env={"POLICY_ENGINE_AUDIT_KEY": "k" * 32}) as service:
+        post(service, "/v1/decisions", CASES[0]["request"],
+             {"x-request-id": "req-7", "traceparent": parent, "tracestate": "vendor=1"})
+        post(service, "/v1/decisions", CASES[1]["request"], {"traceparent": "not-a-traceparent"})
+    first, second = (json.loads(line) for line in log.read_text().splitlines())
+    assert first["trace"] == {"request_id": "req-7", "traceparent": parent, "tracestate": "vendor=1"}
+    assert "trace" not in second  # a malformed header is dropped, never an error
+
+
+def test_shadow_flips_reach_the_metrics_and_rollout_arms_every_decision(tmp_path, pack_dir):
+    (pack_dir / "zz_marker.yaml").write_text(MARKER)  # the candidate reviews every payment
+    with ServiceProcess(["--rules", str(RULES), "--shadow", str(pack_dir)]) as service:
+        status, decision = post(service, "/v1/decisions", base_request())
+        assert (status, decision["decision"]) == (200, "allow")  # the shadow never decides
+        assert len(get(service, "/v1/pack")[1]["shadow"]) == 1
+        deadline, text = time.monotonic() + 20, ""
+        while "policy_engine_shadow_flips_total{" not in text and time.monotonic() < deadline:
+            time.sleep(0.1)
+            text = service.request("GET", "/metrics")[2].decode()
+        assert 'decided="allow"' in text and 'shadow_decided="review"' in text
+    with ServiceProcess(["--rules", str(RULES), "--rollout", f"{pack_dir}=0.5"]) as service:
+        arms = []
+        for i in range(40):
+            decision = post(service, "/v1/decisions", base_request(request_id=f"p-{i}", payer__id=f"u-{i}"))[1]
+            arms.append(decision["rollout"]["arm"])
+            assert (decision["rollout"]["arm"] == "candidate") == (decision["decision"] == "review")
+        assert set(arms) == {"primary", "candidate"}

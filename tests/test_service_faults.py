@@ -72,7 +72,7 @@ def client():
 
 
 def failing(exc: Exception):
-    def evaluate(request: Any) -> None:
+    def evaluate(request: Any, context: Any = None) -> None:
         raise exc
     return evaluate
 
@@ -101,10 +101,10 @@ def test_an_unwritable_decision_log_is_503(client, monkeypatch):
 def test_a_failing_item_of_a_batch_is_an_error_in_its_place(client, monkeypatch):
     real = client.app.service.engine.evaluate
 
-    def evaluate(request: Any):
+    def evaluate(request: Any, context: Any = None):
         if request["request_id"] == "bad":
             raise EvaluationError("matcher fault", "bad")
-        return real(request)
+        return real(request, context)
 
     monkeypatch.setattr(client.app.service.engine, "evaluate", evaluate)
     status, got = client.post("/v1/decisions", [base_request(request_id="a"), base_request(request_id="bad"),

@@ -56,7 +56,7 @@ def _rollout(text: str | None) -> tuple[str, float] | None:
         value = -1.0
     if not sep or not pack or not 0 < value < 1:
         raise ServeArgumentError(f"--rollout {text!r}: write PACK=SHARE with 0 < SHARE < 1, e.g. rules-next=0.05")
-    return pack, value
+    return os.path.abspath(pack), value
 
 
 def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -79,5 +79,11 @@ def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                         shadow=tuple(os.path.abspath(p) for p in args.shadow), rollout=_rollout(args.rollout),
                         audit=args.audit and os.path.abspath(args.audit), body_timeout=args.body_timeout)
     settings.token()  # an unreadable or weak token fails here, not in every worker
-    load_ruleset(settings.rules)  # a bad pack fails here with every issue, before anything listens
+    # a bad or (with --verify-key) unsigned or tampered pack fails here with every issue, before anything listens
+    for pack in (settings.rules, *settings.shadow, *((settings.rollout[0],) if settings.rollout else ())):
+        ruleset = load_ruleset(pack)
+        if settings.verify_key is not None:
+            from ..signing import verify_digest
+
+            verify_digest(ruleset.path, ruleset.digest, settings.verify_key)
     return EXIT_OK if serve(settings, args.host, args.port, args.workers, args.log_level) else EXIT_ENGINE

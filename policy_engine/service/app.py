@@ -19,7 +19,6 @@ import logging
 import os
 import re
 import signal
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from ..errors import EvaluationError, PolicyEngineError, RequestError, StateErro
 from ..explain import UnknownRuleError
 from ..jsonio import dumps_bytes, parse_json
 from ..state import Store, open_store
+from ..traffic import CallContext, Rollout
 from .metrics import CONTENT_TYPE, Metrics
 from .openapi import document
 from .settings import Settings
@@ -44,10 +44,6 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
 _JSON = b"application/json"
-#: a client's request id is carried into the decision log and echoed back: bounded, printable, no separators
-_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
-#: W3C Trace Context, version 00: version-traceid-parentid-flags, ids not all zero
-_TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
 _STATUS_PATH = re.compile(r"/v1/payments/(?P<request_id>[^/]+)/status")
 #: how long a reload asked of one worker waits for the supervisor to pass it to every worker (itself included)
 RELOAD_FANOUT_TIMEOUT = 60.0
@@ -62,15 +58,6 @@ class HTTPError(Exception):
         self.status = status
         self.body = body if body is not None else {"error": error, "message": message}
         self.headers = headers or []
-
-
-@dataclass(frozen=True, slots=True)
-class Trace:
-    """The caller's request id and W3C trace context (each None when absent or malformed)."""
-
-    request_id: str | None
-    traceparent: str | None
-    tracestate: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +94,11 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def fingerprint(path: Path) -> tuple[tuple[str, int, int], ...]:
-    """What ``--watch`` compares: every file of the pack with its mtime and size (empty when unreadable)."""
+def fingerprint(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
+    """What ``--watch`` compares: every file of the packs with its mtime and size (empty when unreadable)."""
     try:
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        return tuple((str(p), (st := p.stat()).st_mtime_ns, st.st_size) for p in files)
+        files = sorted(f for p in paths for f in (p.rglob("*") if p.is_dir() else [p]) if f.is_file())
+        return tuple((str(f), (st := f.stat()).st_mtime_ns, st.st_size) for f in files)
     except OSError:
         return ()
 
@@ -161,11 +148,16 @@ class Service:
     def _build(self) -> None:
         store = open_store(self.settings.state) if self.settings.state is not None else None
         try:
-            self.engine = PolicyEngine.from_path(self.settings.rules, audit=self.audit, state=store)
+            settings = self.settings
+            rollout = Rollout(*settings.rollout) if settings.rollout is not None else None
+            self.engine = PolicyEngine.from_path(settings.rules, audit=self.audit, state=store,
+                                                 verify_key=settings.verify_key, shadow=settings.shadow,
+                                                 rollout=rollout)
         except BaseException:
             if store is not None:
                 store.close()
             raise
+        self.engine.add_listener(self.metrics.observe)
         self.store = store
         self.unavailable = None
 
@@ -176,8 +168,10 @@ class Service:
         if self._hangup_pending:
             self._hangup_pending = False
             self._spawn(self.reload("sighup"))
-        if self.settings.watch and self.engine is not None:
-            self._spawn(self._watch(Path(self.engine.ruleset.path)))
+        if self.settings.watch:
+            rollout = (self.settings.rollout[0],) if self.settings.rollout is not None else ()
+            paths = [Path(p) for p in (self.settings.rules or "", *self.settings.shadow, *rollout)]
+            self._spawn(self._watch(paths))
 
     async def _retry_build(self) -> None:
         while self.engine is None:
@@ -255,13 +249,14 @@ class Service:
         assert self.last_reload is not None
         return self.last_reload
 
-    async def _watch(self, path: Path) -> None:
-        """Reload when the pack's files change and have stayed unchanged for one interval (an editor or a
-        deployment writes several files; reloading halfway would only fail or load half a change)."""
-        loaded = seen = await asyncio.to_thread(fingerprint, path)
+    async def _watch(self, paths: list[Path]) -> None:
+        """Reload when the packs' files (primary, shadow, candidate) change and have stayed unchanged for one
+        interval (an editor or a deployment writes several files; reloading halfway would only fail or load half
+        a change)."""
+        loaded = seen = await asyncio.to_thread(fingerprint, paths)
         while True:
             await asyncio.sleep(self.settings.watch_interval)
-            now = await asyncio.to_thread(fingerprint, path)
+            now = await asyncio.to_thread(fingerprint, paths)
             if now == seen and now != loaded:
                 loaded = now
                 await self.reload("watch")
@@ -287,9 +282,7 @@ class Service:
         return ready, details
 
     def pack_info(self) -> dict[str, Any]:
-        engine = self.ready_engine()
-        pack = engine.pack
-        return {**pack.ruleset_info, "matcher": pack.matcher.name, "rules": len(pack.ruleset.rules)}
+        return self.ready_engine().pack_info()
 
 
 def _settle() -> None:
@@ -338,13 +331,13 @@ class App:
     # -- HTTP ----------------------------------------------------------------------------------------------
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope["headers"])
-        trace = _trace(headers)
-        echo = [(b"x-request-id", trace.request_id.encode("ascii"))] if trace.request_id else []
+        context = _context(headers)
+        echo = [(b"x-request-id", context.request_id.encode("ascii"))] if context and context.request_id else []
         service = self.service
         try:
             if service is None:
                 raise HTTPError(503, "unavailable", "the service is starting")
-            status, body, content_type = await self._route(service, scope, receive, headers, trace)
+            status, body, content_type = await self._route(service, scope, receive, headers, context)
         except HTTPError as exc:
             if service is not None:
                 service.metrics.error(exc.body.get("error", "error"))
@@ -360,14 +353,14 @@ class App:
         await send({"type": "http.response.body", "body": body})
 
     async def _route(self, service: Service, scope: Scope, receive: Receive, headers: dict[bytes, bytes],
-                     trace: Trace) -> tuple[int, bytes, bytes]:
+                     context: CallContext | None) -> tuple[int, bytes, bytes]:
         path, method = scope["path"], scope["method"]
         public = path in ("/healthz", "/readyz", "/openapi.json")
         if not public and service.token is not None:
             _authorize(headers.get(b"authorization"), service.token)
         if path == "/v1/decisions":
             _allow(method, "POST")
-            return await self._decisions(service, await self._body(scope, receive, headers), trace)
+            return await self._decisions(service, await self._body(scope, receive, headers), context)
         if path == "/v1/explain":
             _allow(method, "POST")
             return await self._explain(service, scope, await self._body(scope, receive, headers))
@@ -439,21 +432,18 @@ class App:
         except ValueError as exc:  # UnicodeDecodeError included
             raise HTTPError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
 
-    async def _decisions(self, service: Service, body: bytes, trace: Trace) -> tuple[int, bytes, bytes]:
+    async def _decisions(self, service: Service, body: bytes, context: CallContext | None) -> tuple[int, bytes, bytes]:
         value = self._json(body)
         engine = service.ready_engine()
         if isinstance(value, dict):
-            start = time.perf_counter()
             try:
-                decision = (await asyncio.to_thread(engine.evaluate, value) if service.offload
-                            else engine.evaluate(value))
+                decision = (await asyncio.to_thread(engine.evaluate, value, context) if service.offload
+                            else engine.evaluate(value, context))
             except PolicyEngineError as exc:
                 raise error_for(exc) from None
-            out = dumps_bytes(decision.to_dict())
-            service.metrics.decided(decision, time.perf_counter() - start)
-            return 200, out, _JSON
+            return 200, dumps_bytes(decision.to_dict()), _JSON
         if isinstance(value, list):
-            return 200, dumps_bytes(await asyncio.to_thread(_batch, service, engine, value)), _JSON
+            return 200, dumps_bytes(await asyncio.to_thread(_batch, service, engine, value, context)), _JSON
         raise HTTPError(400, "invalid_request", "the body must be a payment request (a JSON object) or a batch of "
                         "them (a JSON array)")
 
@@ -480,20 +470,17 @@ class App:
         return 200, dumps_bytes({"request_id": request_id, "status": value["status"]}), _JSON
 
 
-def _batch(service: Service, engine: PolicyEngine, items: list[Any]) -> list[dict[str, Any]]:
+def _batch(service: Service, engine: PolicyEngine, items: list[Any],
+           context: CallContext | None) -> list[dict[str, Any]]:
     """Each item's decision or error (with its index), in order: a bad item never stops the batch."""
     out: list[dict[str, Any]] = []
     for index, item in enumerate(items):
-        start = time.perf_counter()
         try:
-            decision = engine.evaluate(item)
+            out.append(engine.evaluate(item, context).to_dict())
         except PolicyEngineError as exc:
             failure = error_for(exc)
             service.metrics.error(failure.body.get("error", "error"))
             out.append({"index": index, **failure.body})
-            continue
-        out.append(decision.to_dict())
-        service.metrics.decided(decision, time.perf_counter() - start)
     return out
 
 
@@ -505,18 +492,17 @@ def _headers(raw: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
     return out
 
 
-def _trace(headers: dict[bytes, bytes]) -> Trace:
-    """The caller's request id and trace context; malformed values are dropped, as W3C Trace Context says."""
-    def text(name: bytes, pattern: re.Pattern[str] | None = None, limit: int = 512) -> str | None:
-        raw = headers.get(name)
-        if raw is None or len(raw) > limit:
-            return None
-        value = raw.decode("latin-1").strip()
-        if pattern is not None and pattern.fullmatch(value) is None:
-            return None
-        return value if value.isprintable() else None
+_TRACE_HEADERS = (b"x-request-id", b"traceparent", b"tracestate")
 
-    return Trace(text(b"x-request-id", _REQUEST_ID), text(b"traceparent", _TRACEPARENT), text(b"tracestate"))
+
+def _context(headers: dict[bytes, bytes]) -> CallContext | None:
+    """The caller's request id and W3C trace context for the decision log (malformed values dropped, as W3C
+    Trace Context asks of a receiver); None when the call carries none."""
+    given = {name.decode("ascii"): headers[name].decode("latin-1") for name in _TRACE_HEADERS if name in headers}
+    if not given:
+        return None
+    context = CallContext.from_headers(given)
+    return context if context.to_dict() else None
 
 
 def _authorize(header: bytes | None, token: bytes) -> None:

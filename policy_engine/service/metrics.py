@@ -13,7 +13,8 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from ..decision import FIRED, UNDECIDED, Decision, Outcome
+from ..decision import FIRED, UNDECIDED, Outcome
+from ..traffic import DecisionEvent
 
 #: decision latency buckets, seconds: the targets are tens of microseconds in process, 2 ms p99 over HTTP
 LATENCY_BUCKETS = (25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 25e-3, 100e-3, 1.0)
@@ -29,27 +30,34 @@ class Metrics:
         self._hits = Counter("policy_engine_rule_hits", "Rules that fired, by rule id", ["rule_id"], registry=r)
         self._undecided = Counter("policy_engine_rule_undecided", "Rules left undecided by missing data, by rule id",
                                   ["rule_id"], registry=r)
-        self._latency = Histogram("policy_engine_decision_seconds", "Time to decide one request, from its body "
-                                  "read to its decision encoded", buckets=LATENCY_BUCKETS, registry=r)
+        self._latency = Histogram("policy_engine_decision_seconds", "The engine's time to decide one request "
+                                  "(the decision's elapsed_us)", buckets=LATENCY_BUCKETS, registry=r)
         self._errors = Counter("policy_engine_errors", "Requests answered with an error, by kind", ["kind"],
                                registry=r)
         self._reloads = Counter("policy_engine_reloads", "Pack reloads, by result", ["result"], registry=r)
-        self._flips = Counter("policy_engine_shadow_flips", "Shadow decisions that differ from the primary one, by "
-                              "shadow pack and outcomes", ["shadow", "primary", "candidate"], registry=r)
+        self._flips = Counter("policy_engine_shadow_flips", "Shadow decisions that differ from the decision "
+                              "returned, by shadow pack (name@version) and both outcomes",
+                              ["shadow", "decided", "shadow_decided"], registry=r)
         # label children looked up once: the hot path pays one dict lookup and one increment per count
         self._by_outcome = {o.value: self._decisions.labels(o.value) for o in Outcome}
         self._hit: dict[str, Callable[[], None]] = {}
         self._miss: dict[str, Callable[[], None]] = {}
         self._observe = self._latency.observe
 
-    def decided(self, decision: Decision, seconds: float) -> None:
+    def observe(self, event: DecisionEvent) -> None:
+        """The engine's listener (:meth:`~policy_engine.PolicyEngine.add_listener`): one call per decision, on the
+        caller's thread, or after the shadow packs decided on the shadow worker's."""
+        decision = event.decision
         self._by_outcome[decision.decision.value].inc()
         for entry in decision.trail:
             if entry.status == FIRED:
                 self._counter(self._hit, self._hits, entry.rule_id)()
             elif entry.status == UNDECIDED:
                 self._counter(self._miss, self._undecided, entry.rule_id)()
-        self._observe(seconds)
+        self._observe(event.latency_us / 1e6)
+        for flip in event.flips:
+            self._flips.labels(f"{flip.pack['pack']}@{flip.pack['version']}", decision.decision.value,
+                               flip.outcome or "").inc()
 
     @staticmethod
     def _counter(cache: dict[str, Callable[[], None]], metric: Counter, rule_id: str) -> Callable[[], None]:
@@ -63,9 +71,6 @@ class Metrics:
 
     def reloaded(self, ok: bool) -> None:
         self._reloads.labels("ok" if ok else "failed").inc()
-
-    def flipped(self, shadow: str, primary: str, candidate: str) -> None:
-        self._flips.labels(shadow, primary, candidate).inc()
 
     def exposition(self) -> bytes:
         if not self._multiprocess:
