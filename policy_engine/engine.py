@@ -243,18 +243,8 @@ class PolicyEngine:
         if loaded.counters is not None:
             decision, values = self._evaluate_with_state(loaded.counters, request, start, rollout, context)
         else:
-            prepared = self._prepare(loaded.pack, request)
-            try:
-                decision = loaded.pack.decide(prepared, start)
-                if rollout is not None:
-                    decision = dataclasses.replace(decision, rollout=rollout)
-                if self._audit is not None:
-                    self._audit.write(request, decision, context)  # an unrecorded decision is not handed out
-            except EvaluationError:
-                raise
-            except Exception as exc:  # fail closed: an engine fault is never an allow
-                raise EvaluationError(f"could not evaluate request: {type(exc).__name__}: {exc}",
-                                      prepared.request_id) from exc
+            decision = self._decide(loaded.pack, self._prepare(loaded.pack, request), start, rollout, request,
+                                    context)
         if packs.shadow_packs or self._listeners:
             # a retry with a store returns the recorded decision (values None): its shadows ran the first time
             fresh = loaded.counters is None or values is not None
@@ -281,14 +271,45 @@ class PolicyEngine:
         """Decide one request given as JSON text and return the decision's JSON: ``decision.to_dict()`` as compact
         UTF-8 (:func:`~policy_engine.jsonio.dumps_bytes`). Raises what :meth:`evaluate` raises; text that is not
         JSON, is ambiguous (a repeated key) or is longer than :data:`MAX_REQUEST_TEXT` is a :class:`RequestError`."""
+        start = time.perf_counter_ns()
         if len(data) > MAX_REQUEST_TEXT:
             raise RequestError([Violation("$", f"the request text is {len(data):,} long, beyond the "
                                                f"{MAX_REQUEST_TEXT:,} a payment request may take")])
+        packs = self._packs
+        # The native pass (no dicts) when nothing needs the request itself: an audit log, a store, shadow packs
+        # and a rollout's routing all take the dict, so they take the path below.
+        if self._audit is None and not self._counting and not packs.shadow_packs and packs.candidate is None:
+            loaded = packs.primary
+            try:
+                prepared = loaded.pack.preparer.prepare_text(data, True)
+            except Exception as exc:  # an engine fault, not the caller's error (the native pass only declines)
+                raise EvaluationError(f"could not prepare request: {type(exc).__name__}: {exc}") from exc
+            if prepared is not None:
+                decision = self._decide(loaded.pack, prepared, start, None, None, context)
+                if self._listeners:
+                    self._observe(packs, loaded, None, decision, None, None, context, True)
+                return dumps_bytes(decision.to_dict())
         try:
             request = parse_json(data)
         except ValueError as exc:  # UnicodeDecodeError included
             raise RequestError([Violation("$", f"not valid JSON: {exc}")]) from None
         return dumps_bytes(self.evaluate(request, context).to_dict())
+
+    def _decide(self, pack: CompiledPack, prepared: PreparedRequest, start: int, rollout: Mapping[str, Any] | None,
+                request: Any, context: CallContext | None) -> Decision:
+        """Decide a prepared request without a store, and record it in the audit log if there is one."""
+        try:
+            decision = pack.decide(prepared, start)
+            if rollout is not None:
+                decision = dataclasses.replace(decision, rollout=rollout)
+            if self._audit is not None:
+                self._audit.write(request, decision, context)  # an unrecorded decision is not handed out
+            return decision
+        except EvaluationError:
+            raise
+        except Exception as exc:  # fail closed: an engine fault is never an allow
+            raise EvaluationError(f"could not evaluate request: {type(exc).__name__}: {exc}",
+                                  prepared.request_id) from exc
 
     @staticmethod
     def _prepare(pack: CompiledPack, request: Any) -> PreparedRequest:

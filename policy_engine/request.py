@@ -29,6 +29,7 @@ from .conditions import NOT_APPLICABLE_WHEN_ABSENT, counterparty_of, fields_read
 from .errors import RequestError, Violation
 from .exact import EXACT
 from .fields import FieldCatalog
+from .native import compile_native
 from .resources import load_schema
 from .ruleset import FxTable, RuleSet
 from .validator import compile_fast_path, compile_schema, fits_places
@@ -212,6 +213,9 @@ class RequestPreparer:
         # Valid requests take the fast path (accept-only, no error bookkeeping); anything it is unsure of,
         # and every invalid request, goes through the full validator, which reports every violation.
         self._fast = compile_fast_path(schema, collect, money) or (lambda _request: None)
+        # Request text can skip the dicts: decoded into Structs and validated in one native pass, which declines
+        # (None) whatever it is unsure of; then the text is parsed and prepared as above.
+        self._native = compile_native(schema, collect, money)
         # schema defaults to fill in: (path, parent object or None, value)
         self._fill = tuple((p, p.split(".")[0] if "." in p else None, v) for p, v in self._defaults.items()
                            if p in plain)
@@ -244,18 +248,33 @@ class RequestPreparer:
             request = dict(request)
         view = self._fast(request)
         if view is not None and "derived" not in request:
-            # Valid as far as the schema goes; the engine's own checks on the amount and the timestamp remain.
-            # If any fails, the full path finds and reports it with every other violation.
-            money = request["amount"]
-            value = money["value"]
-            amount = value if type(value) is Decimal or type(value) is int else _to_decimal(value)
-            when, stamp_problem = instant(request["timestamp"])
-            zone = self._zones.get(request.get("psp_country") or DEFAULT_PSP_COUNTRY)
-            if stamp_problem is None and zone is not None and \
-                    _amount_problem(amount, value, money["currency"]) is None:
-                return self._normalise(request, view, request["request_id"], amount, money["currency"],
-                                       when.astimezone(zone), pending)
+            prepared = self._accept(request, view, pending)
+            if prepared is not None:
+                return prepared
         return self._prepare_reporting(request, pending)
+
+    def prepare_text(self, text: bytes | str, pending: bool = False) -> PreparedRequest | None:
+        """A request given as JSON text, prepared in the native pass (:mod:`policy_engine.native`), or ``None``
+        when that pass declines it (no msgspec, or a text it cannot vouch for): then ``parse_json`` and
+        :meth:`prepare` decide, and raise what is wrong."""
+        if self._native is None:
+            return None
+        decoded = self._native(text)
+        return None if decoded is None else self._accept(decoded[0], decoded[1], pending)
+
+    def _accept(self, request: Any, view: dict[str, Any], pending: bool) -> PreparedRequest | None:
+        """A request valid as far as the schema goes (a dict, or the native pass's Struct, which reads alike),
+        prepared; ``None`` when one of the engine's own checks on the amount, the timestamp or the jurisdiction's
+        clock fails: the full path then finds and reports it with every other violation."""
+        money = request["amount"]
+        value = money["value"]
+        amount = value if type(value) is Decimal or type(value) is int else _to_decimal(value)
+        when, stamp_problem = instant(request["timestamp"])
+        zone = self._zones.get(request.get("psp_country") or DEFAULT_PSP_COUNTRY)
+        if stamp_problem is None and zone is not None and _amount_problem(amount, value, money["currency"]) is None:
+            return self._normalise(request, view, request["request_id"], amount, money["currency"],
+                                   when.astimezone(zone), pending)
+        return None
 
     def _prepare_reporting(self, request: dict, pending: bool) -> PreparedRequest:
         """The full path: every violation of the request, with its JSON path, in one RequestError."""
@@ -288,13 +307,14 @@ class RequestPreparer:
         assert when is not None and zone is not None and amount is not None and currency is not None
         return self._normalise(request, view, rid or "", amount, currency, when.astimezone(zone), pending)
 
-    def _normalise(self, request: dict, view: dict[str, Any], rid: str, amount: Decimal | int, currency: str,
+    def _normalise(self, request: Any, view: dict[str, Any], rid: str, amount: Decimal | int, currency: str,
                    when: dt.datetime, pending: bool) -> PreparedRequest:
         # Every default a decision rests on is named in it (`defaulted`): the request contract's (psp_country,
         # which also sets the clock, and payer.type) and the pack's declared ones (history counters).
         filled = [] if "psp_country" in request else ["psp_country"]
         for path, parent, value in self._fill:
-            if path not in view and (parent is None or type(request.get(parent)) is dict):
+            # a validated request's objects are objects or absent (None), so "not None" is "is an object"
+            if path not in view and (parent is None or request.get(parent) is not None):
                 view[path] = value
                 if path != "psp_country":
                     filled.append(path)
@@ -304,7 +324,7 @@ class RequestPreparer:
                 filled.append(path)
         defaulted = tuple(filled)
         for party in self._parties:
-            if type(request.get(party)) is dict:
+            if request.get(party) is not None:
                 view[party] = True
         if "amount.value" in view:
             view["amount.value"] = amount

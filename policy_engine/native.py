@@ -1,0 +1,338 @@
+"""Decode and validate a request text in one native pass: msgspec Structs generated from the request contract.
+
+:func:`compile_native` turns the contract (as one pack accepts it) into msgspec ``Struct`` types that check in C
+what msgspec checks exactly as the validator does: object shapes with no unknown key, required fields, types,
+string enums, lengths, patterns, integer bounds. Generated Python then checks what msgspec cannot (Decimal bounds
+and places, the contract's ``allOf`` conditions) and builds the flat view straight from the Structs.
+
+The pass only accepts; it never explains. Whatever it is unsure of it declines (returns ``None``) and the caller
+takes today's path (``parse_json`` and :meth:`RequestPreparer.prepare`), whose view or violations are the
+contract. What it accepts the full validator accepts with the same view, value for value and type for type
+(property-tested in tests/test_native.py). It declines:
+
+- a text with a backslash: an escape could write a lone surrogate, a newline before a pattern's ``$``, or a
+  ``:``/``"`` the proof below cannot see;
+- a repeated key, and a JSON ``null`` (absent to the validator, but the Struct drops it: the value is kept only
+  when re-encoding it gives back every ``:`` and ``"`` of the text; a repeated key or a null loses a ``:``, and a
+  number sent as a string -- msgspec reads ``"1.5"`` into a Decimal field, the schema does not -- loses two
+  ``"``);
+- a node msgspec cannot model exactly (an object open to extra keys, an array, a union of types...): it is read as
+  ``Raw`` and the text is declined whenever it is present;
+- anything msgspec refuses (malformed text, an unknown key, a wrong type, a missing field).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from .codegen import compile_function
+from .jsonio import PURE_ENV
+from .validator import (
+    _ANNOTATIONS,
+    _SUPPORTED,
+    MAX_NUMBER_DIGITS,
+    MAX_NUMBER_PLACES,
+    _ecma_regex,
+    _enum_ok,
+    _FastGen,
+    decimal_in_bounds,
+    fits_places,
+)
+
+#: What the Structs decode: ``(top struct, view)`` or ``None`` (declined).
+NativePass = Callable[[bytes | str], "tuple[Any, dict[str, Any]] | None"]
+
+#: Keys of an object schema the Struct models; anything else (e.g. ``propertyNames`` that the declared names do
+#: not satisfy, an open ``additionalProperties``) makes the object ``Raw``.
+_OBJECT_KEYS = _ANNOTATIONS | {"type", "required", "properties", "additionalProperties", "maxProperties", "allOf",
+                               "propertyNames"}
+_STRING_KEYS = _ANNOTATIONS | {"type", "enum", "pattern", "minLength", "maxLength"}
+_NUMBER_KEYS = _ANNOTATIONS | {"type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern",
+                               "minLength", "maxLength"}  # string keywords: strings are declined, see _number
+_META_BOUNDS = {"minimum": "ge", "maximum": "le", "exclusiveMinimum": "gt", "exclusiveMaximum": "lt"}
+
+
+class NativeUnsupported(ValueError):
+    """The contract has a construct this pass cannot model at all; every request then takes today's path."""
+
+
+class _StructGen(_FastGen):
+    """Struct types and the generated function that checks the rest and builds the view from them."""
+
+    def __init__(self, msgspec: Any, collect: dict[str, bool], places: dict[str, int]) -> None:
+        super().__init__(collect, places)
+        self.msgspec = msgspec
+        self.count = 0
+
+    def kind(self, schema: dict, where: str) -> str:
+        """How ``schema`` is decoded: ``struct``, ``decimal`` (int | Decimal), ``plain`` (a scalar msgspec checks
+        entirely) or ``raw`` (not modelled: declined when present)."""
+        unknown = set(schema) - _SUPPORTED
+        if unknown:
+            raise NativeUnsupported(f"request schema at {where} uses unsupported keywords {sorted(unknown)}")
+        types = schema.get("type")
+        names = (types,) if isinstance(types, str) else tuple(types or ())
+        if "enum" in schema:
+            strings = all(type(o) is str for o in schema["enum"]) and (not names or "string" in names)
+            return "plain" if strings and set(schema) <= _STRING_KEYS else "raw"
+        if names in (("string",), ("boolean",)) and set(schema) <= _STRING_KEYS:
+            return "plain"
+        numeric = [n for n in names if n in ("number", "integer")]
+        # a number that may also be a string (an amount): a string is declined by the proof, so only numbers pass
+        if len(numeric) == 1 and set(names) <= {numeric[0], "string"} and set(schema) <= _NUMBER_KEYS:
+            return "decimal" if numeric[0] == "number" else "plain"
+        if names == ("object",) and set(schema) <= _OBJECT_KEYS and schema.get("additionalProperties") is False:
+            props = schema.get("properties", {})
+            names_schema = schema.get("propertyNames")
+            if len(props) <= schema.get("maxProperties", len(props)) and \
+                    (names_schema is None or all(self.name_ok(names_schema, n) for n in props)):
+                return "struct"
+        return "raw"
+
+    def annotation(self, schema: dict, where: str) -> Any:
+        """The type msgspec decodes ``schema`` into."""
+        kind = self.kind(schema, where)
+        types = schema.get("type")
+        names = (types,) if isinstance(types, str) else tuple(types or ())
+        if kind == "struct":
+            return self.struct(schema, where)
+        if kind == "raw":
+            return self.msgspec.Raw
+        if "enum" in schema:
+            return self.enum(schema, where)
+        if names == ("string",):
+            return self.string(schema)
+        if names == ("boolean",):
+            return bool
+        return self.number(schema, kind == "decimal", where)
+
+    def enum(self, schema: dict, where: str) -> Any:
+        options = schema["enum"]
+        # the members every other string keyword admits: the validator checks them all
+        lo, hi = schema.get("minLength", 0), schema.get("maxLength", len(max(options, key=len)))
+        pattern = _ecma_regex(schema["pattern"]) if "pattern" in schema else None
+        members = tuple(o for o in options if o.isascii() or _encodable(o))
+        members = tuple(o for o in members if lo <= len(o) <= hi and (pattern is None or pattern.search(o)))
+        if not members:
+            raise NativeUnsupported(f"{where}: an enum no string satisfies")
+        return Literal[members]
+
+    def string(self, schema: dict) -> Any:
+        meta: dict[str, Any] = {}
+        if "minLength" in schema:
+            meta["min_length"] = schema["minLength"]
+        if "maxLength" in schema:
+            meta["max_length"] = schema["maxLength"]
+        if "pattern" in schema:
+            meta["pattern"] = _ecma_regex(schema["pattern"]).pattern  # msgspec searches with Python's re
+        return Annotated[str, self.msgspec.Meta(**meta)] if meta else str
+
+    def number(self, schema: dict, decimals: bool, where: str) -> Any:
+        bounds = {_META_BOUNDS[k]: schema[k] for k in _META_BOUNDS if k in schema}
+        if not all(type(b) is int for b in bounds.values()):
+            raise NativeUnsupported(f"{where}: a bound that is not an integer")
+        integer = Annotated[int, self.msgspec.Meta(**bounds)] if bounds else int
+        # int | Decimal: a JSON integer stays int and a JSON decimal is read exactly, as parse_json reads them
+        return integer | Decimal if decimals else integer
+
+    def struct(self, schema: dict, where: str) -> Any:
+        props = schema.get("properties", {})
+        required = set(schema.get("required", ()))
+        if not required <= set(props):
+            raise NativeUnsupported(f"{where}: a required field with no schema")
+        fields = []
+        for name, sub in props.items():
+            kind = self.annotation(sub, f"{where}/properties/{name}")
+            fields.append((name, kind) if name in required else (name, kind | None, None))
+        self.count += 1
+        return self.msgspec.defstruct(f"Request{self.count}", fields, kw_only=True, forbid_unknown_fields=True,
+                                      omit_defaults=True, namespace=_MAPPING)
+
+    @staticmethod
+    def name_ok(schema: dict, name: str) -> bool:
+        if not set(schema) <= _STRING_KEYS or schema.get("type", "string") != "string":
+            return False
+        pattern = _ecma_regex(schema["pattern"]) if "pattern" in schema else None
+        return (schema.get("minLength", 0) <= len(name) <= schema.get("maxLength", len(name))
+                and (pattern is None or pattern.search(name) is not None)
+                and name in schema.get("enum", (name,)))
+
+    # -- the generated function -----------------------------------------------------------------------------------
+    def checks(self, schema: dict, v: str, dotted: str, indent: int, where: str) -> None:
+        """Lines checking the object ``v`` (a Struct of ``schema``) and storing its collected fields."""
+        props = schema.get("properties", {})
+        required = set(schema.get("required", ()))
+        for name, sub in props.items():
+            child = self.var()
+            path = f"{dotted}.{name}" if dotted else name
+            start = len(self.lines)
+            self.emit(indent, f"{child} = {v}.{name}")
+            if name not in required:
+                self.emit(indent, f"if {child} is not None:")
+            body = len(self.lines)
+            self.value(sub, child, path, indent + (name not in required), f"{where}/properties/{name}")
+            if len(self.lines) == body:  # msgspec checked it all and the view does not take it
+                del self.lines[start:]
+        for at, condition, then, _why in self.conditionals(schema, where):
+            self.emit(indent, f"if {self.struct_condition(condition, v, schema, f'{at}/if')}:")
+            self.emit(indent + 1, "pass")
+            self.struct_requirements(then, v, schema, indent + 1, f"{at}/then")
+
+    def value(self, schema: dict, v: str, dotted: str, indent: int, where: str) -> None:  # type: ignore[override]
+        kind = self.kind(schema, where)
+        if kind == "raw":
+            self.emit(indent, "return None")  # present, and not modelled: today's path decides
+            return
+        if kind == "decimal":
+            tests = self.bound_tests(schema, v, lambda b: self.const(Decimal(b)))
+            places = self.places.get(dotted)
+            if places is not None:
+                quantum = self.const(Decimal(1).scaleb(-places))
+                tests.append(f"({v}.same_quantum({quantum}) or _fits({v}, {places}))")
+            # Within exact arithmetic (decimal_in_bounds, whose exponent test costs a microsecond) is implied when
+            # bounds keep the magnitude below 10^MAX_NUMBER_DIGITS and the places test holds (same_quantum fixes
+            # the exponent; _fits tests the bounds itself); a JSON number is always finite.
+            limit = 10**MAX_NUMBER_DIGITS
+            lower = [schema[k] for k in ("minimum", "exclusiveMinimum") if k in schema]
+            upper = [schema[k] for k in ("maximum", "exclusiveMaximum") if k in schema]
+            if places is None or places > MAX_NUMBER_PLACES or not (any(-limit < b for b in lower)
+                                                                    and any(b < limit for b in upper)):
+                tests.insert(0, f"_in_bounds({v})")
+            self.emit(indent, f"if type({v}) is Decimal and not ({' and '.join(tests)}): return None")
+        if dotted in self.collect:
+            self.emit(indent, f"view[{dotted!r}] = {v}")
+        if kind == "struct":
+            self.checks(schema, v, dotted, indent, where)
+
+    def struct_condition(self, schema: dict, v: str, obj: dict | None, where: str) -> str:
+        """An ``if`` as the validator reads it (null is absent; ``required``/``properties`` hold only on an
+        object), over a value that is a Struct of ``obj`` when ``obj`` is an object schema."""
+        tests = []
+        if "required" in schema or "properties" in schema:
+            if obj is None:
+                return "False"
+            props = obj.get("properties", {})
+
+            def get(name: str) -> str:
+                return f"{v}.{name}" if name in props else "None"
+
+            tests += [f"{get(name)} is not None" for name in schema.get("required", ())]
+            for name, sub in schema.get("properties", {}).items():
+                inner_obj = props.get(name)
+                if inner_obj is not None and self.kind(inner_obj, where) != "struct":
+                    inner_obj = None
+                inner = self.struct_condition(sub, get(name), inner_obj, f"{where}/properties/{name}")
+                required = name in schema.get("required", ())
+                tests.append(inner if required else f"({get(name)} is None or {inner})")
+        unknown = set(schema) - _ANNOTATIONS - {"required", "properties", "const", "enum", "not"}
+        if unknown:
+            raise NativeUnsupported(f"request schema at {where} uses unsupported keywords {sorted(unknown)}")
+        if "const" in schema:
+            tests.append(self.member(v, (schema["const"],)))
+        if "enum" in schema:
+            tests.append(self.member(v, tuple(schema["enum"])))
+        if "not" in schema:
+            tests.append(f"not {self.struct_condition(schema['not'], v, obj, f'{where}/not')}")
+        return f"({' and '.join(tests) or 'True'})"
+
+    def struct_requirements(self, schema: dict, v: str, obj: dict, indent: int, where: str) -> None:
+        """A ``then`` of required properties on the Struct ``v`` of ``obj``."""
+        unknown = set(schema) - _ANNOTATIONS - {"required", "properties"}
+        if unknown:
+            raise NativeUnsupported(f"{where}: {sorted(unknown)} in a conditional requirement")
+        props = obj.get("properties", {})
+        for name in schema.get("required", ()):
+            self.emit(indent, f"if {v}.{name} is None: return None" if name in props else "return None")
+        for name, sub in schema.get("properties", {}).items():
+            inner = props.get(name)
+            if inner is None:
+                continue  # never present (the object is closed): a requirement on it holds
+            if self.kind(inner, where) != "struct":
+                raise NativeUnsupported(f"{where}: a requirement inside {name!r}, which is not an object")
+            child = self.var()
+            self.emit(indent, f"{child} = {v}.{name}")
+            self.emit(indent, f"if {child} is not None:")
+            self.emit(indent + 1, "pass")
+            self.struct_requirements(sub, child, inner, indent + 1, f"{where}/properties/{name}")
+
+
+def _get(self: Any, name: str, default: Any = None) -> Any:
+    value = getattr(self, name, None)
+    return default if value is None else value
+
+
+def _item(self: Any, name: str) -> Any:
+    return getattr(self, name)
+
+
+def _contains(self: Any, name: str) -> bool:
+    return getattr(self, name, None) is not None
+
+
+#: The Structs read like the request dicts they replace (``s["amount"]["value"]``, ``s.get("merchant")``,
+#: ``"psp_country" in s``), so the preparer's checks after validation serve both; a null was declined, so None
+#: is absent as in a validated dict.
+_MAPPING = {"get": _get, "__contains__": _contains, "__getitem__": _item}
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def compile_native(schema: dict, collect: dict[str, bool], places: dict[str, int]) -> NativePass | None:
+    """The native pass for ``schema``: ``native(text) -> (struct, view)`` when the text is certainly a valid
+    request (the view is what the validators build), else ``None``. ``None`` instead of a function when msgspec is
+    not installed, :data:`~policy_engine.jsonio.PURE_ENV` is set, or the contract cannot be modelled."""
+    if os.environ.get(PURE_ENV, "") not in ("", "0"):
+        return None
+    try:
+        import msgspec
+    except ImportError:
+        return None
+    gen = _StructGen(msgspec, collect, places)
+    try:
+        if gen.kind(schema, "#") != "struct":
+            raise NativeUnsupported("the request is not a closed object")
+        top = gen.annotation(schema, "#")
+        gen.emit(0, "def view_of(v0):")
+        gen.emit(1, "view = {}")
+        gen.checks(schema, "v0", "", 1, "#")
+    except NativeUnsupported:
+        return None
+    gen.emit(1, "return view")
+    namespace: dict[str, Any] = {"Decimal": Decimal, "_in_bounds": decimal_in_bounds, "_fits": fits_places,
+                                 "_enum_ok": _enum_ok, **gen.consts}
+    view_of = compile_function("\n".join(gen.lines) + "\n", "view_of",
+                               f"request native pass {schema.get('$id', '')}".rstrip(), namespace)
+    decode = msgspec.json.Decoder(top).decode
+    encode = msgspec.json.Encoder(decimal_format="number").encode
+    error = msgspec.MsgspecError
+
+    def native(text: bytes | str) -> tuple[Any, dict[str, Any]] | None:
+        if type(text) is str:
+            if "\\" in text:
+                return None
+            colons, quotes = text.count(":"), text.count('"')
+        else:
+            if b"\\" in text:
+                return None
+            colons, quotes = text.count(b":"), text.count(b'"')
+        try:
+            struct = decode(text)
+            again = encode(struct)
+        except (error, UnicodeError, RecursionError):
+            return None
+        if again.count(b":") != colons or again.count(b'"') != quotes:
+            return None  # a repeated key, a null, or a number sent as a string
+        view = view_of(struct)
+        return None if view is None else (struct, view)
+
+    return native
+
