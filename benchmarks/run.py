@@ -5,7 +5,8 @@
 Prints, on one generated corpus:
   * the floor: decoding + request validation (the least any engine must do with a request), with the package's
     decoder (msgspec where installed) and the engine's validator (accept-only fast path, full validator when
-    unsure); beside it the standard ``json.loads``, the full validator alone, and jsonschema-rs if installed;
+    unsure); beside it the standard ``json.loads``, the full validator alone, jsonschema-rs if installed, and
+    the engine's native pass (text decoded and validated into msgspec Structs at once, policy_engine.native);
   * end-to-end ``evaluate`` (validate, normalise, match, decide, trail) on the bundled pack per matcher, on
     parsed requests (the library call), from JSON text, and text -> decision text (``evaluate_json``): p50 /
     p99 µs, decisions/s on one core, the ratio of p50 to the floor;
@@ -42,6 +43,7 @@ from typing import Any
 from policy_engine import PolicyEngine, load_ruleset
 from policy_engine.jsonio import native_json, parse_json
 from policy_engine.matchers import durable_available
+from policy_engine.native import compile_native
 from policy_engine.pack import DEFAULT_MATCHER
 from policy_engine.request import counters_read, money_places
 from policy_engine.resources import load_schema
@@ -347,6 +349,10 @@ def main() -> None:
     print(line("parse_json + full validator (all violations)", timed(lambda t: full(parse_json(t)), texts, n),
                floor_p50))
     native_floor_rows(schema, texts, n, floor_p50)
+    native = compile_native(schema, {}, money_places(schema))
+    if native is not None:  # the engine's own one-pass decode and validation (policy_engine.native)
+        assert all(native(t) is not None for t in texts), "the native pass must accept the corpus"
+        print(line("native pass: decode + validate (msgspec Structs)", timed(native, texts, n), floor_p50))
 
     print("\nbundled pack, end to end (validate, normalise, match, decide, trail)")
     results = {}
