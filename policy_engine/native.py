@@ -330,7 +330,7 @@ def compile_native(schema: dict, collect: dict[str, bool], places: dict[str, int
         try:
             struct = decode(text)
             again = encode(struct)
-        except (error, UnicodeError, RecursionError):
+        except (error, ValueError, RecursionError):  # malformed, invalid, too deep; "NaN" read into a Decimal
             return None
         if again.count(b":") != colons or again.count(b'"') != quotes:
             return None  # a repeated key, a null, or a number sent as a string

@@ -97,7 +97,8 @@ def test_generated_invalid_requests_are_declined(engine, request):
 _ODD = st.sampled_from([None, "12.50", "12", 12, -1, 0, 10**15, 10**15 + 1, 10**20, 2**70, Decimal("1.0"),
                         Decimal("12.505"), Decimal("0.00"), Decimal("1E+2"), Decimal("1e-30"), Decimal("-0.00"),
                         True, False, "", "CN", "cn", "CNY", "5411", "CN\n", "x" * 256, "x" * 257, "é" * 256,
-                        "😀" * 256, "😀" * 257, "individual", "online", {}, [], {"id": "x"}, ":", '"'])
+                        "😀" * 256, "😀" * 257, "\ud800", "NaN", "-Infinity", "individual", "online", {}, [],
+                        {"id": "x"}, ":", '"'])
 
 _TEXT_EDITS = (
     lambda t: t,
@@ -117,11 +118,22 @@ def test_what_the_native_pass_accepts_today_accepts_alike(engine, request, edits
     for path, value in edits:
         set_path(request, path, value)
     text = text_edit(dumps_request(request))
-    data = text.encode("utf-8") if as_bytes else text
+    data = text.encode("utf-8", "surrogatepass") if as_bytes else text
     preparer = engine.pack.preparer
     native = preparer.prepare_text(data, True)
     if native is not None:
         _assert_same(native, _today(preparer, data))
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "sNaN", "1e400", "-1"])
+def test_amounts_as_text_that_are_no_amount_are_refused_with_their_path(engine, value):
+    from conftest import base_request
+
+    text = dumps_request(base_request(amount={"value": value, "currency": "CNY"}))
+    assert engine.pack.preparer.prepare_text(text, True) is None
+    with pytest.raises(RequestError) as exc:
+        engine.evaluate_json(text)
+    assert [v.path for v in exc.value.violations] == ["$.amount.value"]
 
 
 @pytest.mark.parametrize("edit", [
