@@ -21,6 +21,7 @@ from policy_engine.request import PreparedRequest, RequestPreparer, money_places
 from policy_engine.resources import load_schema
 from policy_engine.synthetic import dumps_request, iter_payments
 from policy_engine.testing.strategies import invalid_requests, request_fields, requests, set_path
+from policy_engine.traffic import CallContext
 
 pytest.importorskip("msgspec")
 
@@ -191,3 +192,17 @@ def test_pure_python_engine_has_no_native_pass_and_decides_alike(engine, monkeyp
             assert native == plain
     finally:
         pure.close()
+
+
+def test_listeners_hear_of_a_decision_made_on_the_native_path():
+    engine = PolicyEngine.from_path()
+    events: list[Any] = []
+    engine.add_listener(events.append)
+    text = _synthetic(1, seed=9)[0]
+    try:
+        assert engine.pack.preparer.prepare_text(text, True) is not None
+        out = json.loads(engine.evaluate_json(text, context=CallContext(request_id="req-1")))
+        assert [(e.request_id, e.decision.decision.value, e.context) for e in events] == \
+            [(out["request_id"], out["decision"], CallContext(request_id="req-1"))]
+    finally:
+        engine.close()
