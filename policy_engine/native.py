@@ -2,8 +2,9 @@
 
 :func:`compile_native` turns the contract (as one pack accepts it) into msgspec ``Struct`` types that check in C
 what msgspec checks exactly as the validator does: object shapes with no unknown key, required fields, types,
-string enums, lengths, patterns, integer bounds. Generated Python then checks what msgspec cannot (Decimal bounds
-and places, the contract's ``allOf`` conditions) and builds the flat view straight from the Structs.
+string enums and country codes (``Literal`` sets), lengths, integer bounds. Generated Python then checks what
+msgspec cannot or checks slowly (Decimal bounds and places, the other code patterns, the contract's ``allOf``
+conditions) and builds the flat view straight from the Structs.
 
 The pass only accepts; it never explains. Whatever it is unsure of it declines (returns ``None``) and the caller
 takes today's path (``parse_json`` and :meth:`RequestPreparer.prepare`), whose view or violations are the
@@ -53,7 +54,7 @@ _OBJECT_KEYS = _ANNOTATIONS | {"type", "required", "properties", "additionalProp
                                "propertyNames"}
 _STRING_KEYS = _ANNOTATIONS | {"type", "enum", "pattern", "minLength", "maxLength"}
 _NUMBER_KEYS = _ANNOTATIONS | {"type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "pattern",
-                               "minLength", "maxLength"}  # string keywords: strings are declined, see _number
+                               "minLength", "maxLength"}  # string keywords: strings are declined, see kind()
 _META_BOUNDS = {"minimum": "ge", "maximum": "le", "exclusiveMinimum": "gt", "exclusiveMaximum": "lt"}
 
 
@@ -211,7 +212,8 @@ class _StructGen(_FastGen):
                 tests.insert(0, f"_in_bounds({v})")
             self.emit(indent, f"if type({v}) is Decimal and not ({' and '.join(tests)}): return None")
         pattern = schema.get("pattern")
-        if kind == "plain" and pattern in _FAST_PATTERNS and pattern != "^[A-Z]{2}$" and "enum" not in schema:
+        if schema.get("type") == "string" and pattern in _FAST_PATTERNS and pattern != "^[A-Z]{2}$" \
+                and "enum" not in schema:
             self.emit(indent, f"if not ({_FAST_PATTERNS[pattern].format(v=v)}): return None")  # see string()
         if dotted in self.collect:
             self.emit(indent, f"view[{dotted!r}] = {v}")
