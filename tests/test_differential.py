@@ -129,7 +129,8 @@ def packs(draw) -> str:
         rules.append(f"- id: G-{i}\n  category: risk\n  title: generated\n  when: {when}\n  outcome: {outcome}\n"
                      f"  reason: generated\n  source: test\n  verified: false\n{effective}")
     lists = "lists:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in LIST_VALUES.items())
-    return PACK_HEADER + lists + SCREENING + "rules:\n" + "".join("  " + r.replace("\n", "\n  ").rstrip(" ") for r in rules)
+    body = "".join("  " + r.replace("\n", "\n  ").rstrip(" ") for r in rules)
+    return PACK_HEADER + lists + SCREENING + "rules:\n" + body
 
 
 @st.composite

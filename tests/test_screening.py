@@ -18,9 +18,9 @@ from test_loader_errors import at, rule
 pytest.importorskip("rapidfuzz")
 pytest.importorskip("anyascii")
 
-from policy_engine import PolicyEngine, RuleSetError, load_ruleset  # noqa: E402
-from policy_engine.conditions import evaluate  # noqa: E402
-from policy_engine.screening.normalise import normalise  # noqa: E402
+from policy_engine import PolicyEngine, RuleSetError, load_ruleset
+from policy_engine.conditions import evaluate
+from policy_engine.screening.normalise import normalise
 
 PARTIES = """\
 id,schema,name,aliases,birth_date,countries,addresses,identifiers,sanctions,phones,emails,dataset,first_seen,last_seen
