@@ -31,7 +31,7 @@ from .packchecks import ConstantChecker, ListSource, cost_issues, placeholder_pr
 from .resources import default_pack_path, load_schema
 from .ruleset import DEFAULT_DECISION_ORDER, FxTable, Rule, RuleSet, default_on_unknown
 from .screening import REQUIREMENTS, Screening
-from .screening.lists import ListFileError, PartyList
+from .screening.lists import ListFileError, PartyList, file_digest, read_ofac, read_opensanctions
 from .yamlsource import SourceDoc, YamlSourceError, load_yaml
 
 #: Numbers in conditions are compared exactly in units of 10^-SCALE_DIGITS (see ``compiler.py``).
@@ -305,8 +305,7 @@ class _Loader:
                                                          "party list another name"))
                 continue
             try:
-                from .screening.index import ScreenIndex
-                from .screening.lists import file_digest, read_ofac, read_opensanctions
+                from .screening.index import ScreenIndex  # rapidfuzz, anyascii: only for packs that screen
             except ImportError as exc:
                 needs = " ".join(f"'{r}'" for r in REQUIREMENTS)
                 self.issues.append(doc.issue(path, None, f"name screening needs {exc.name or exc}, which is not "

@@ -30,6 +30,10 @@ MAX_CANDIDATES = 256
 #: Candidates that go on to the full score: the best by a cheap Jaro-Winkler pre-score (in rapidfuzz's C loop).
 SHORTLIST = 8
 MAX_POSTING = 2_000
+#: Tokens at least this long are also filed under each of their one-letter deletions (SymSpell's idea): a typo,
+#: a transposition or a doubled letter then still shares a key with the listed spelling (``prindiamh`` and
+#: ``prindiami`` both give ``prindiam``), where the three-letter prefix may be too common to look up.
+DELETION_KEYS_FROM = 5
 #: A token the other name does not have costs this fraction of its length (a middle name one side leaves out).
 EXTRA_TOKEN_WEIGHT = 0.3
 COUNTRY_MATCH = 0.02
@@ -72,6 +76,8 @@ def _keys(name: NormalName) -> set[str]:
         if len(token) > 3:
             keys.add(f"p:{token[:3]}")
             keys.add(f"s:{token[-3:]}")
+        if len(token) >= DELETION_KEYS_FROM:  # one edit away: the token with one letter left out, each in turn
+            keys.update(f"d:{token[:i]}{token[i + 1:]}" for i in range(len(token)))
     return keys
 
 
