@@ -49,7 +49,7 @@ class Screening:
         if name is None:
             return None
         assert self.index is not None, "a screening leaf is built with its list's index"
-        best = self.index.best(name, day, view.get(self.country_field) if self.country_field else None)
+        best = self.index.cached_best(name, day, view.get(self.country_field) if self.country_field else None)
         evidence: dict[str, Any] = {"list": self.list_name, "algorithm": ALGORITHM_NAME}
         if best is None:
             evidence.update(entry_id=None, score=0.0)

@@ -17,6 +17,7 @@ subtracts :data:`COUNTRY_MISMATCH`. Unknown on either side changes nothing. The 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ MAX_POSTING = 2_000
 DELETION_KEYS_FROM = 5
 #: A token the other name does not have costs this fraction of its length (a middle name one side leaves out).
 EXTRA_TOKEN_WEIGHT = 0.3
+CACHED_NAMES = 4_096
 COUNTRY_MATCH = 0.02
 COUNTRY_MISMATCH = 0.05
 
@@ -118,6 +120,9 @@ class ScreenIndex:
         self._keys = [n.key for n in self._names]
         self._joined = [n.joined for n in self._names]
         self._postings = {k: tuple(v) for k, v in postings.items() if len(v) <= MAX_POSTING}
+        #: :meth:`best` remembered for the names most recently screened: payments repeat their counterparties'
+        #: names (a merchant's on every purchase), and the answer depends only on (name, day, country)
+        self.cached_best = functools.lru_cache(maxsize=CACHED_NAMES)(self.best)
 
     def __len__(self) -> int:
         return len(self._names)

@@ -58,11 +58,13 @@ class NormalName:
 
 def normalise(text: str) -> NormalName:
     """The comparable form of a name (empty tokens when nothing comparable is left: punctuation only)."""
-    text = unicodedata.normalize("NFKC", text).translate(ZERO_WIDTH)
-    for form in SCRIPT_LEGAL_FORMS:
-        if form in text:
-            text = text.replace(form, " ")
-    ascii_text = _DELETE.sub("", anyascii(text).casefold())
+    if not text.isascii():  # steps 1-4 leave ASCII text as it is
+        text = unicodedata.normalize("NFKC", text).translate(ZERO_WIDTH)
+        for form in SCRIPT_LEGAL_FORMS:
+            if form in text:
+                text = text.replace(form, " ")
+        text = anyascii(text)
+    ascii_text = _DELETE.sub("", text.casefold())
     ordered = tuple(t for t in _SEPARATE.split(ascii_text) if t)
     kept = tuple(t for t in ordered if t not in LEGAL_FORMS) or ordered
     tokens = tuple(sorted(kept))
