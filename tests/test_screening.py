@@ -207,7 +207,7 @@ FILE_ERRORS = [
     ("missing file", "parties: {format: opensanctions_simple, file: nowhere.csv}", {}, "nowhere.csv:1",
      "cannot read the list file"),
     ("bad header", "parties: {format: opensanctions_simple, file: p.csv}", {"p.csv": "id,nom\nx,y\n"}, "p.csv:1",
-     "no column name, aliases, birth_date, countries, first_seen"),
+     "no column name, aliases, countries, first_seen"),
     ("bad date", "parties: {format: opensanctions_simple, file: p.csv}",
      {"p.csv": PARTIES.replace("2024-04-01,", "2024-13-01,")}, "p.csv:3", "first_seen '2024-13-01' is not a date"),
     ("short row", "parties: {format: opensanctions_simple, file: p.csv}", {"p.csv": PARTIES + "s-9,Person\n"},

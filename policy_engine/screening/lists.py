@@ -24,9 +24,8 @@ from ..errors import PolicyEngineError
 if TYPE_CHECKING:  # the index imports rapidfuzz; reading a file does not need it
     from .index import ScreenIndex
 
-FORMATS = ("opensanctions_simple", "ofac_sdn")
 #: The columns of the OpenSanctions simple CSV the screener reads (the file has more; they are ignored).
-OPENSANCTIONS_COLUMNS = ("id", "name", "aliases", "birth_date", "countries", "first_seen")
+OPENSANCTIONS_COLUMNS = ("id", "name", "aliases", "countries", "first_seen")
 #: OFAC writes an empty field as ``-0-``.
 _OFAC_NULL = "-0-"
 #: A CSV field larger than this is a broken file, not a name (the csv module's own limit is 128 KiB).
@@ -48,7 +47,6 @@ class Party:
     id: str
     names: tuple[str, ...]
     countries: frozenset[str] = frozenset()  # ISO 3166 alpha-2, upper case
-    birth_dates: tuple[str, ...] = ()  # YYYY, YYYY-MM or YYYY-MM-DD as the list gives them
     start: int | None = None  # date ordinal from which the entry is on the list
 
     def applies(self, day: int) -> bool:
@@ -61,7 +59,7 @@ class PartyList:
 
     name: str
     format: str
-    files: tuple[str, ...]  # as the pack names them, relative to the pack directory
+    files: tuple[str, ...]  # the files read (the pack names them relative to its directory)
     digest: str  # sha256 of the files' bytes, in order: the pack digest covers the list contents
     index: ScreenIndex = field(compare=False, repr=False)
 
@@ -115,8 +113,7 @@ def read_opensanctions(path: Path, display: str, default_start: int | None) -> l
         first_seen = row["first_seen"].strip()
         start = _day(first_seen, display, line, "first_seen") if first_seen else default_start
         parties.append(Party(row["id"].strip(), tuple(dict.fromkeys(names)),
-                             frozenset(c.upper() for c in _split(row["countries"])),
-                             tuple(_split(row["birth_date"])), start))
+                             frozenset(c.upper() for c in _split(row["countries"])), start=start))
     return parties
 
 
