@@ -6,6 +6,8 @@ evaluated by ``PolicyEngine`` with each matcher; the reference evaluator (``cond
 
 from __future__ import annotations
 
+import io
+import json
 import subprocess
 import sys
 import textwrap
@@ -19,6 +21,7 @@ pytest.importorskip("rapidfuzz")
 pytest.importorskip("anyascii")
 
 from policy_engine import PolicyEngine, RuleSetError, load_ruleset
+from policy_engine.cli import main
 from policy_engine.conditions import evaluate
 from policy_engine.screening.normalise import normalise
 
@@ -262,3 +265,15 @@ def test_without_rapidfuzz_a_screening_pack_fails_to_load_and_other_packs_still_
                           cwd=Path(__file__).parent.parent)
     assert done.returncode == 0, done.stderr
     assert "name screening needs rapidfuzz" in done.stdout and "pip install 'rapidfuzz>=3,<4'" in done.stdout
+
+
+def test_a_backtest_dated_before_an_entrys_first_seen_does_not_hit_it(tmp_path):
+    # the bundled pack: synth-0007 is on sanctioned_parties from its first_seen, 2024-04-01
+    name = "Kleovoulos Zafiropoulos Trikkas"
+    rows = [base_request(request_id=f"p-{day}", payer__name=name, timestamp=f"2024-{day}T12:00:00+08:00")
+            for day in ("03-31", "04-01")]
+    history = tmp_path / "history.jsonl"
+    history.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = io.StringIO()
+    assert main(["backtest", "--workers", "1", "--json", str(history)], out=out, err=io.StringIO()) == 0
+    assert json.loads(out.getvalue())["candidate"]["decisions"] == {"deny": 0, "review": 1, "step_up": 0, "allow": 1}
