@@ -113,8 +113,8 @@ def test_both_matchers_fire_what_the_reference_evaluator_says(engines, payer, me
 
 
 def test_a_missing_name_is_unknown_and_an_absent_counterparty_is_not_applicable(engines):
-    request = base_request(merchant=DELETE, purpose="p2p_transfer", channel="in_app", payee__id="u-2",
-                           payee__country="CN", payee__sanctions_hit=False, payee__first_time=False)
+    request = base_request(payer__name=DELETE, merchant=DELETE, purpose="p2p_transfer", channel="in_app",
+                           payee__id="u-2", payee__country="CN", payee__sanctions_hit=False, payee__first_time=False)
     for engine in engines:
         decision = engine.evaluate(request)
         # the payer's name is missing: both payer leaves are unknown; the merchant leaf is false (no merchant)
