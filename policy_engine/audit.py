@@ -40,8 +40,8 @@ from .jsonio import dumps
 from .traffic import CallContext, ShadowResult
 
 #: Fields masked by default: identifiers of people and instruments. Dotted paths into the request.
-DEFAULT_MASK = ("payer.id", "payee.id", "payee.name", "device.id", "card_number", "funding_source.card_number",
-                "funding_source.account_number")
+DEFAULT_MASK = ("payer.id", "payer.name", "payee.id", "payee.name", "device.id", "card_number",
+                "funding_source.card_number", "funding_source.account_number")
 
 FsyncPolicy = Literal["always", "interval", "never"]
 

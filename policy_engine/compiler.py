@@ -21,6 +21,7 @@ from .conditions import NOT_APPLICABLE_WHEN_ABSENT, All, Any_, Leaf, Node, Not, 
 from .operators import Op, Shape
 from .request import CROSS_RATE_PATHS
 from .ruleset import Rule, RuleSet
+from .screening import Screening
 
 DAY_KEY = "d"
 
@@ -101,6 +102,8 @@ class FactLayout:
         self.plain: dict[str, str] = {}
         self.sums: dict[tuple[str, ...], str] = {}
         self.cmps: dict[tuple[str, str], str] = {}
+        #: a `screen` leaf's result (True / False; missing when the name is): computed by the matcher, not read
+        self.screens: dict[Screening, str] = {}
         self.uses_day = False
         for rule in ruleset.rules:
             for leaf in leaves(rule.when):
@@ -111,12 +114,15 @@ class FactLayout:
         self.numeric_keys = frozenset([*self.sums.values(),
                                        *(k for p, k in self.plain.items() if self.kinds[p] == "num")])
         self.all_keys = frozenset([*self.plain.values(), *self.sums.values(), *self.cmps.values(),
-                                   *([DAY_KEY] if self.uses_day else [])])
+                                   *self.screens.values(), *([DAY_KEY] if self.uses_day else [])])
 
     def _register(self, leaf: Leaf) -> None:
         for party in _parents(leaf):
             self.key_for(party)
-        if leaf.operand.is_sum:
+        if leaf.screen is not None:
+            self.key_for(leaf.operand.paths[0])  # its absence is what leaves the leaf unknown
+            self.screens.setdefault(leaf.screen, f"k{len(self.screens)}")
+        elif leaf.operand.is_sum:
             self.sums.setdefault(leaf.operand.paths, f"s{len(self.sums)}")
         elif leaf.ref is not None and self.kinds[leaf.operand.paths[0]] == "num":
             self.cmps.setdefault((leaf.operand.paths[0], leaf.ref), f"c{len(self.cmps)}")
@@ -196,7 +202,7 @@ class Lowerer:
         return _all([other if u == FALSE else _any([other, u]) for other, u in results] + [_any(unknowns)])
 
     def leaf_unknown(self, leaf: Leaf) -> LNode:
-        if leaf.op.spec.shape is Shape.NONE or all(p in self.never_missing for p in leaf.fields()):
+        if leaf.op.spec.shape is Shape.NONE or all(p in self.never_missing for p in leaf.deciding_fields()):
             return FALSE  # presence tests are two-valued; required and defaulted fields are never unknown
         lay = self.layout
         operand = leaf.operand
@@ -205,7 +211,7 @@ class Lowerer:
         elif leaf.ref is not None and lay.kinds[operand.paths[0]] == "num":
             keys = [lay.cmps[(operand.paths[0], leaf.ref)]]
         else:
-            keys = [lay.plain[p] for p in leaf.fields() if p not in self.never_missing]
+            keys = [lay.plain[p] for p in leaf.deciding_fields() if p not in self.never_missing]
         present = [Test(lay.plain[party], Op.EXISTS) for party in _parents(leaf)]
         return _all([*present, _any([Test(k, Op.MISSING) for k in keys])])
 
@@ -217,6 +223,9 @@ class Lowerer:
         # when negated (the leaf is false): an absent counterparty makes it false, whatever else holds; a test on
         # a missing key is false, so a missing field makes neither the leaf nor its negation true (unknown)
         na: list[LNode] = [Test(lay.plain[party], Op.MISSING) for party in _parents(leaf)] if negate else []
+        if leaf.screen is not None:  # the matcher computes the hit (missing when the name is)
+            key = lay.screens[leaf.screen]
+            return _any([*na, Test(key, Op.EQ, False)]) if negate else Test(key, Op.EQ, True)
         if operand.is_sum:
             key = lay.sums[operand.paths]
         elif leaf.ref is not None and lay.kinds[operand.paths[0]] == "num":

@@ -21,9 +21,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from .operators import Op, Shape
+
+if TYPE_CHECKING:  # the screening package imports rapidfuzz only when a pack screens names
+    from .screening import Screening
 
 Number = int | Decimal | Fraction
 Scalar = str | bool | Number
@@ -94,6 +97,7 @@ class Leaf:
     items: tuple[ListItem, ...] | None = None  # in / not_in
     list_name: str | None = None  # the named list the items came from, for explain and lint
     ref: str | None = None  # comparisons against another field
+    screen: Screening | None = None  # `screen`: the list, threshold and secondary key
     # Where the leaf was written, (file, line, col), for lint findings and coverage reports. Not part of the
     # leaf's identity: two leaves that test the same thing are equal wherever they are written.
     pos: tuple[str, int, int] | None = field(default=None, compare=False, repr=False)
@@ -103,6 +107,12 @@ class Leaf:
         object.__setattr__(self, "op", Op(self.op))
 
     def fields(self) -> Iterator[str]:
+        yield from self.deciding_fields()
+        if self.screen is not None and self.screen.country_field is not None:
+            yield self.screen.country_field  # read when present; its absence leaves the leaf decided
+
+    def deciding_fields(self) -> Iterator[str]:
+        """The fields whose absence makes the leaf unknown."""
         yield from self.operand.paths
         if self.ref:
             yield self.ref
@@ -171,6 +181,9 @@ def evaluate_leaf(leaf: Leaf, view: Mapping[str, Any], day: int) -> bool | None:
     if spec.shape is Shape.LIST:
         assert leaf.items is not None
         return spec.holds(value, [item.value for item in leaf.items if item.applies(day)])
+    if spec.shape is Shape.SCREEN:
+        assert leaf.screen is not None
+        return spec.holds(value, leaf.screen.hit(view, day))  # type: ignore[arg-type]
     return spec.holds(value, leaf.value)
 
 
@@ -215,7 +228,7 @@ def unknown_fields(node: Node, view: Mapping[str, Any], day: int) -> tuple[str, 
     have to send for the condition to be decided."""
     seen: dict[str, None] = {}
     for leaf in leaves(node):
-        absent = [path for path in leaf.fields() if view.get(path) is None]
+        absent = [path for path in leaf.deciding_fields() if view.get(path) is None]
         if absent and evaluate_leaf(leaf, view, day) is UNKNOWN:  # a leaf with every field present is decided
             for path in absent:
                 seen.setdefault(path, None)

@@ -65,6 +65,8 @@ class LeafResult:
     pos: tuple[str, int, int] | None = None
     defaulted: tuple[str, ...] = ()  # fields the request left out that took the pack's declared default
     aggregates: tuple[tuple[str, Mapping[str, str]], ...] = ()  # with a store: how each counter read is counted
+    threshold: float | None = None  # `screen`: the least score that is a hit
+    screened: Mapping[str, Any] | None = None  # `screen`: the best match (the trail evidence of a hit)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"node": "leaf", "field": self.field, "op": self.op, "result": self.result,
@@ -82,6 +84,9 @@ class LeafResult:
             out["expected"] = [json_value(v) for v in self.expected]
         elif self.list_name is not None:
             out["list"] = self.list_name
+            if self.threshold is not None:
+                out["threshold"] = self.threshold
+                out["best_match"] = self.screened
         elif isinstance(self.expected, tuple):
             out["expected"] = [json_value(v) for v in self.expected]
         elif self.op.spec.shape is not Shape.NONE:
@@ -226,7 +231,9 @@ def _leaf(leaf: Leaf, context: _Context) -> LeafResult:
     value = leaf.operand.value(view)
     parts = tuple((p, view.get(p)) for p in leaf.operand.paths) if leaf.operand.is_sum else ()
     expected: Any = leaf.value
-    matched = None
+    matched = screened = None
+    if leaf.screen is not None and value is not None:
+        screened = leaf.screen.match(view, day)  # type: ignore[arg-type]
     if leaf.items is not None:
         expected = tuple(i.value for i in leaf.items if i.applies(day))
         matched = next((i for i in leaf.items if value is not None and i.value == value), None)
@@ -235,7 +242,8 @@ def _leaf(leaf: Leaf, context: _Context) -> LeafResult:
                       matched_applies=matched is not None and matched.applies(day), ref=leaf.ref,
                       ref_value=view.get(leaf.ref) if leaf.ref else None, pos=leaf.pos,
                       defaulted=tuple(p for p in leaf.fields() if p in context.defaulted),
-                      aggregates=tuple((p, context.aggregates[p]) for p in leaf.fields() if p in context.aggregates))
+                      aggregates=tuple((p, context.aggregates[p]) for p in leaf.fields() if p in context.aggregates),
+                      threshold=leaf.screen.threshold if leaf.screen is not None else None, screened=screened)
 
 
 # -- text rendering ----------------------------------------------------------------------------------------
@@ -269,6 +277,8 @@ def _comparison(leaf: LeafResult) -> str:
     if shape is Shape.RANGE:
         lo, hi = leaf.expected
         return f"{leaf.field} {leaf.op} [{show(lo)}, {show(hi)})"
+    if leaf.threshold is not None:
+        return f"{leaf.field} {leaf.op} list {leaf.list_name} threshold {leaf.threshold}"
     if isinstance(leaf.expected, tuple):
         shown = ", ".join(show(v) for v in leaf.expected[:MAX_LIST_SHOWN])
         more = f", … {len(leaf.expected) - MAX_LIST_SHOWN} more" if len(leaf.expected) > MAX_LIST_SHOWN else ""
@@ -289,6 +299,11 @@ def _observed(leaf: LeafResult) -> str:
         text += note(leaf.field)
     if leaf.ref is not None:
         text += f", {leaf.ref} {show(leaf.ref_value)}"
+    if leaf.screened is not None:
+        found = leaf.screened
+        text += (f"; best match {found['entry_id']} {show(found['matched_name'])}, score {found['score']}"
+                 if found["entry_id"] is not None else "; no list entry shares a token with it")
+        text += "".join(f" ({note})" for note in found.get("secondary", ()))
     if leaf.result is None:
         text += " — unknown"
     if leaf.matched is not None and not leaf.matched_applies:

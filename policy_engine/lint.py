@@ -12,9 +12,11 @@ only a solver would see.
 | W101 | never-fires | warning | the rule's condition can never be true |
 | W102 | dead-condition | warning | a branch of an ``any`` can never be true, or a ``not`` is always true |
 | W110 | shadowed | warning | a broader rule with the same outcome fires whenever this one does |
-| W120 | unused-list | warning | a named list that no rule uses |
+| W120 | unused-list | warning | a named list (or party list) that no rule uses |
 | W130 | no-source | warning | ``source`` is blank or a placeholder (a missing ``source`` is a load error) |
 | W140 | reason-missing-field | warning | the reason renders a field the condition does not guarantee is present |
+| W170 | screen-not-a-name | warning | ``screen`` on a field that is not a name (``payee.name``, ...) |
+| W171 | screen-threshold | warning | a ``screen`` threshold outside [0.80, 0.95], the range the benchmark measures |
 | E201 | mixed-currency | error | a sum or a field-to-field comparison of amounts in different currencies |
 | E202 | unpinned-currency | error | ``amount.value`` against a fixed number without pinning ``amount.currency`` |
 | W203 | reason-currency | warning | the reason states a rule's threshold in another currency than the field's |
@@ -41,6 +43,9 @@ from .resources import load_schema
 from .ruleset import SKIP, Rule, RuleSet
 from .yamlsource import SourceDoc, YamlSourceError, load_yaml
 
+#: The thresholds benchmarks/screening.py reports recall and false positives for (README "Name screening").
+SCREEN_MEASURED = (0.80, 0.95)
+
 
 @dataclass(frozen=True, slots=True)
 class Check:
@@ -61,6 +66,8 @@ CHECKS: dict[str, Check] = {c.code: c for c in (
     Check("W151", "only-undecided", "warning"),
     Check("W160", "unused-aggregate", "warning"),
     Check("W161", "undefined-counter", "warning"),
+    Check("W170", "screen-not-a-name", "warning"),
+    Check("W171", "screen-threshold", "warning"),
     Check("E201", "mixed-currency", "error"),
     Check("E202", "unpinned-currency", "error"),
     Check("W203", "reason-currency", "warning"),
@@ -117,6 +124,8 @@ def describe(leaf: Leaf) -> str:
         return head
     if leaf.ref is not None:
         return f"{head} {leaf.ref}"
+    if leaf.screen is not None:
+        return f"{head} list {leaf.list_name} threshold {leaf.screen.threshold}"
     if leaf.list_name is not None:
         return f"{head} list {leaf.list_name}"
     if leaf.items is not None:
@@ -156,7 +165,7 @@ class _Domain:
             self.absent = True
             return
         self.present = True  # every other operator is true only on a present field (missing: unknown)
-        if op is Op.EXISTS or leaf.ref is not None:
+        if op is Op.EXISTS or op is Op.SCREEN or leaf.ref is not None:  # screening: any name may score a hit
             return
         if op.spec.shape is Shape.LIST:
             values = {item.value for item in leaf.items or ()}
@@ -331,6 +340,7 @@ class _Linter:
             self._source(rule)
             self._reason_fields(rule)
             self._unknown_values(rule)
+            self._screens(rule)
             self._currencies(rule, rule.when, None)
             self._reason_currency(rule)
         self._shadowed()
@@ -449,6 +459,23 @@ class _Linter:
                     self._add("W104", rule, leaf, f"{value!r} is not a known {path} ({', '.join(known)})"
                                                   f"{did_you_mean(value, known)}")
 
+    # -- W170 / W171 ---------------------------------------------------------------------------------------
+    def _screens(self, rule: Rule) -> None:
+        """Name screening compares names: an id or a free-text field scores against list names by accident. A
+        threshold outside the range benchmarks/screening.py measures is a guess (below it, false positives
+        climb past 1.6% of unrelated names; above it, recall on spelling variants falls under 0.75)."""
+        for leaf in leaves(rule.when):
+            if leaf.screen is None:
+                continue
+            path = leaf.operand.paths[0]
+            if path.rsplit(".", 1)[-1] != "name":
+                self._add("W170", rule, leaf, f"`screen` on {path}, which is not a name field (payer.name, "
+                                              "payee.name, merchant.name)")
+            if not SCREEN_MEASURED[0] <= leaf.screen.threshold <= SCREEN_MEASURED[1]:
+                self._add("W171", rule, leaf, f"threshold {leaf.screen.threshold} is outside "
+                                              f"[{SCREEN_MEASURED[0]}, {SCREEN_MEASURED[1]}], the range "
+                                              "benchmarks/screening.py measures recall and false positives for")
+
     # -- I150 / W151 ---------------------------------------------------------------------------------------
     def _unknowns(self) -> None:
         """Missing data is unknown (DOMAIN §5.1 point 6). Every place the pack lets it pass is listed (I150: a
@@ -459,8 +486,8 @@ class _Linter:
         can_be_unknown = {c.rule_id for c in program.unknown}
         for rule in self.ruleset.rules:
             if rule.on_unknown == SKIP and rule.id in can_be_unknown:
-                optional = [p for p in fields_read(rule.when)
-                            if p not in self.always_present and not p.startswith("derived.")]
+                deciding = dict.fromkeys(p for leaf in leaves(rule.when) for p in leaf.deciding_fields())
+                optional = [p for p in deciding if p not in self.always_present and not p.startswith("derived.")]
                 self._add("I150", rule, self._rule_key_pos(rule, "on_unknown"),
                           f"when the request leaves out {' or '.join(optional)}, this {rule.outcome} rule is "
                           "skipped (on_unknown: skip; listed in the trail, never applied)")
@@ -501,15 +528,18 @@ class _Linter:
         used = {leaf.list_name for rule in self.ruleset.rules for leaf in leaves(rule.when)}
         used.update(leaf.list_name for agg in self.ruleset.aggregates.values()
                     for node in (agg.where, agg.window.event) if node is not None for leaf in leaves(node))
-        for name in self.ruleset.lists:
-            if name in used:
-                continue
-            docs = (d for d in map(self._doc, self.ruleset.files) if d is not None and isinstance(d.data, dict))
-            where = next(((d.file, *d.mark(("lists", name))) for d in docs if name in (d.data.get("lists") or {})),
-                         None)
-            where = where or (self.ruleset.files[0], 1, 1)
-            self.findings.append(Finding(*where, None, "W120", f"list {name!r} is defined but no rule uses it; "
-                                                               "delete it or use it with `list:`"))
+        for section, names, use in (("lists", self.ruleset.lists, "use it with `list:`"),
+                                    ("screening_lists", self.ruleset.screening_lists, "screen names against it")):
+            for name in names:
+                if name in used:
+                    continue
+                docs = (d for d in map(self._doc, self.ruleset.files) if d is not None and isinstance(d.data, dict))
+                where = next(((d.file, *d.mark((section, name))) for d in docs
+                              if name in (d.data.get(section) or {})), None)
+                where = where or (self.ruleset.files[0], 1, 1)
+                what = "list" if section == "lists" else "party list"
+                self.findings.append(Finding(*where, None, "W120", f"{what} {name!r} is defined but no rule uses "
+                                                                   f"it; delete it or {use}"))
 
     # -- W160 / W161 ----------------------------------------------------------------------------------------
     def _aggregates(self) -> None:

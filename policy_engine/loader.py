@@ -30,6 +30,8 @@ from .operators import Op, Shape, UnknownOperatorError, ops_with
 from .packchecks import ConstantChecker, ListSource, cost_issues, placeholder_problem, rate_problem
 from .resources import default_pack_path, load_schema
 from .ruleset import DEFAULT_DECISION_ORDER, FxTable, Rule, RuleSet, default_on_unknown
+from .screening import REQUIREMENTS, Screening
+from .screening.lists import ListFileError, PartyList, file_digest, read_ofac, read_opensanctions
 from .yamlsource import SourceDoc, YamlSourceError, load_yaml
 
 #: Numbers in conditions are compared exactly in units of 10^-SCALE_DIGITS (see ``compiler.py``).
@@ -42,6 +44,8 @@ _NOT_CIVIL_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 MANIFEST_KEYS = ("pack", "version", "decision_order", "description")
 #: How a leaf of each operand shape is written, for "takes ..., not a ref".
 _WRITTEN = {Shape.LIST: "a `value:` list or a `list:` name", Shape.RANGE: "value: [lo, hi]"}
+#: The keys only a `screen` leaf takes.
+_SCREEN_KEYS = ("threshold", "country_field")
 #: Checks ``format: date`` (and no other format) in the pack's own schemas: 2025-02-30 matches the date pattern
 #: but is no day, and is refused with its position before anything turns it into a date.
 DATE_FORMAT = jsonschema.FormatChecker(formats=("date",))
@@ -138,6 +142,7 @@ class _Loader:
         self.catalog = FieldCatalog(load_schema("payment_request"))
         self.validator = _file_validator()
         self.list_sources: dict[str, ListSource] = {}
+        self.screening: dict[str, PartyList] = {}
 
     # -- files -------------------------------------------------------------------------------------------
     def _files(self) -> list[tuple[Path, str]]:
@@ -169,6 +174,7 @@ class _Loader:
         bad_paths = {id(d): self._schema_check(d) for d in docs}
         manifest = self._manifest(docs, bad_paths)
         lists = self._lists(docs, bad_paths)
+        self.screening = self._screening_lists(docs, bad_paths, lists)
         fx = self._fx(docs, bad_paths)
         zones = self._timezones(docs, bad_paths)
         rules = self._rules(docs, bad_paths, lists)
@@ -184,15 +190,18 @@ class _Loader:
         return RuleSet(pack=pack, version=version, decision_order=order, rules=tuple(rules), lists=lists,
                        fx_tables=fx, timezones=zones, digest=digest, path=str(self.root),
                        files=tuple(d.file for d in docs), description=description, defaults=defaults,
-                       aggregates=aggregates)
+                       aggregates=aggregates, screening_lists=self.screening)
 
     def _digest(self, docs: list[SourceDoc]) -> str:
         # Canonical content: the parsed data of each file under its path relative to the pack. Comments and
-        # formatting do not change it; anything that can change a decision does.
+        # formatting do not change it; anything that can change a decision does: the bytes of the screening
+        # lists' files too (a pack without them keeps the digest it had before screening existed).
         names = [Path(d.file).relative_to(self.root).as_posix() if self.root.is_dir() else Path(d.file).name
                  for d in docs]
-        canonical = json.dumps([[n, d.data] for n, d in zip(names, docs, strict=True)], sort_keys=True,
-                               ensure_ascii=False, separators=(",", ":"), default=str)
+        content: list = [[n, d.data] for n, d in zip(names, docs, strict=True)]
+        if self.screening:
+            content.append(["screening_lists", {n: p.digest for n, p in sorted(self.screening.items())}])
+        canonical = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
         return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     # -- schema ------------------------------------------------------------------------------------------
@@ -284,6 +293,58 @@ class _Loader:
                 origin[name] = doc.file
                 self.list_sources[name] = (doc, base)
         return lists
+
+    def _screening_lists(self, docs: list[SourceDoc], bad: dict, lists: dict) -> dict[str, PartyList]:
+        """``screening_lists:``: party-list files (relative to the pack directory), read and indexed. A file
+        that cannot be read as its format is an issue at its line; the list's entry in the pack names it."""
+        found: dict[str, PartyList] = {}
+        for doc, name, spec in self._entries(docs, bad, "screening_lists", "screening list"):
+            path = ("screening_lists", name)
+            if name in lists:
+                self.issues.append(doc.issue(path, None, f"{name!r} is also a value list (`lists:`); give the "
+                                                         "party list another name"))
+                continue
+            try:
+                from .screening.index import ScreenIndex  # rapidfuzz, anyascii: only for packs that screen
+            except ImportError as exc:
+                needs = " ".join(f"'{r}'" for r in REQUIREMENTS)
+                self.issues.append(doc.issue(path, None, f"name screening needs {exc.name or exc}, which is not "
+                                             f"installed: pip install {needs} (dependencies of "
+                                             "payment-policy-engine; a pack that screens names never loads "
+                                             "without them)"))
+                return {}
+            base = self.root if self.root.is_dir() else self.root.parent
+            start = _date_ordinal(spec["from"]) if "from" in spec else None
+            files = [base / spec["file"]] + ([base / spec["aliases"]] if "aliases" in spec else [])
+            try:
+                if spec["format"] == "ofac_sdn":
+                    if start is None:
+                        self.issues.append(doc.issue(path, None, "an OFAC SDN file carries no dates: say from "
+                                                     "when the list applies with `from: YYYY-MM-DD` (its "
+                                                     "publication date), so backtests of earlier payments do "
+                                                     "not hit it"))
+                        continue
+                    parties = read_ofac(files[0], str(files[0]), files[1] if len(files) > 1 else None,
+                                        str(files[-1]), start)
+                else:
+                    if "aliases" in spec:
+                        self.issues.append(doc.issue((*path, "aliases"), None, "`aliases:` is the alias file "
+                                                     "of ofac_sdn; OpenSanctions rows carry their aliases"))
+                        continue
+                    parties = read_opensanctions(files[0], str(files[0]), start)
+                digest = file_digest(files)
+            except ListFileError as exc:
+                self.issues.append(Issue(exc.file, exc.line, 1, None, f"screening list {name!r}: {exc.problem}"))
+                continue
+            except OSError as exc:
+                self.issues.append(doc.issue(path, None, f"cannot read {exc.filename}: {exc.strerror}"))
+                continue
+            if not parties:
+                self.issues.append(doc.issue(path, None, f"screening list {name!r} has no entries"))
+                continue
+            found[name] = PartyList(name, spec["format"], tuple(str(f) for f in files), digest,
+                                    ScreenIndex(parties))
+        return found
 
     def _fx(self, docs: list[SourceDoc], bad: dict) -> tuple[FxTable, ...]:
         tables: list[FxTable] = []
@@ -516,7 +577,7 @@ class _Loader:
         return self._leaf(doc, path, raw, rid, lists, err)
 
     def _leaf(self, doc: SourceDoc, path: tuple, raw: dict, rid: str | None, lists: dict, err) -> Leaf | None:
-        allowed = ("field", "op", "value", "list", "ref")
+        allowed = ("field", "op", "value", "list", "ref", *_SCREEN_KEYS)
         for key in raw:
             if key not in allowed:
                 hint = did_you_mean(key, (*allowed, "all", "any", "not"))
@@ -537,8 +598,14 @@ class _Loader:
             return None
         pos = (doc.file, *doc.mark(path))
         kind = "num" if operand.is_sum else self.catalog.get(operand.paths[0]).kind  # type: ignore[union-attr]
-        given = [k for k in ("value", "list", "ref") if k in raw]
         label = operand.label
+        if spec.shape is Shape.SCREEN:
+            return self._screen_leaf(path, raw, operand, kind, pos, err)
+        for key in _SCREEN_KEYS:
+            if key in raw:
+                err((*path, key), f"`{key}:` goes with `op: screen`, not `{op}`")
+                return None
+        given = [k for k in ("value", "list", "ref") if k in raw]
         if spec.shape is Shape.NONE:
             if given:
                 err((*path, given[0]), f"`{op}` takes no {given[0]}")
@@ -578,6 +645,10 @@ class _Loader:
         if spec.shape is Shape.LIST:
             if how == "list":
                 name = raw["list"]
+                if name in self.screening:
+                    err((*path, "list"), f"{name!r} is a party list (`screening_lists:`): names are screened "
+                                         "against it with `op: screen`")
+                    return None
                 if name not in lists:
                     err((*path, "list"), f"unknown list {name!r}{did_you_mean(str(name), lists)}")
                     return None
@@ -614,6 +685,47 @@ class _Loader:
             return None
         v = self._constant(doc, (*path, "value"), value, kind, label, err)
         return None if v is None else Leaf(operand, op, value=v, pos=pos)
+
+    def _screen_leaf(self, path: tuple, raw: dict, operand: Operand, kind: str, pos: tuple, err) -> Leaf | None:
+        """``{field: payee.name, op: screen, list: NAME, threshold: T, country_field: payee.country}``."""
+        given = [k for k in ("value", "ref") if k in raw]
+        if given:
+            err((*path, given[0]), f"`screen` takes `list:` (a party list) and `threshold:`, not `{given[0]}:`")
+            return None
+        if operand.is_sum or kind != "str":
+            err((*path, "field"), f"`screen` compares names; {operand.label} is not a text field")
+            return None
+        field_path = operand.paths[0]
+        if "list" not in raw:
+            known = ", ".join(self.screening) or "none declared"
+            err(path, f"`screen` needs `list:` naming a party list of `screening_lists:` ({known})")
+            return None
+        name = raw["list"]
+        party_list = self.screening.get(name)
+        if party_list is None:
+            what = "a value list (`lists:`), not a party list" if name in self.list_sources else "no party list"
+            err((*path, "list"), f"{name!r} is {what}; `screen` takes a list of `screening_lists:`"
+                                 f"{did_you_mean(str(name), self.screening)}")
+            return None
+        if "threshold" not in raw:
+            err(path, "`screen` needs `threshold:` (0 < t <= 1): the least score that counts as a hit; "
+                      "benchmarks/screening.py measures recall and false positives per threshold")
+            return None
+        threshold = raw["threshold"]
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold <= 1:
+            err((*path, "threshold"), f"threshold {threshold!r} is not a number in (0, 1]")
+            return None
+        country = raw.get("country_field")
+        if country is not None:
+            info = self.catalog.get(country) if isinstance(country, str) else None
+            owner = field_path.rsplit(".", 1)[0] if "." in field_path else None
+            if info is None or info.kind != "str" or not country.endswith("country") or \
+                    country.rsplit(".", 1)[0] != owner:
+                err((*path, "country_field"), f"country_field {country!r} must be the country code field of the "
+                                              f"object {field_path} belongs to (e.g. {owner or 'payee'}.country)")
+                return None
+        screening = Screening(field_path, name, float(threshold), country, party_list.index)
+        return Leaf(operand, Op.SCREEN, list_name=name, screen=screening, pos=pos)
 
     def _operand(self, doc: SourceDoc, path: tuple, raw: Any, err) -> Operand | None:
         if isinstance(raw, dict):

@@ -1,10 +1,11 @@
 """The operators of rule conditions: one enum, and one table that every layer reads.
 
-The loader checks a leaf's operand (``shape``) and its field's kind (``kinds``) against the table; the
-reference evaluator computes ``holds``; the compiler lowers the operators that are not ``primitive`` (``in``,
-``not_in``, ``between``) to primitive tests and negates a primitive test with its ``inverse``; the python
-matcher writes ``python`` into the code it generates; lint, explain and the test strategies dispatch on
-``shape``. A name outside :class:`Op` is an :class:`UnknownOperatorError` wherever it turns up, never a default.
+The loader checks a leaf's operand (``shape``) and its field's kind (``kinds``) against the table; the reference
+evaluator computes ``holds``; the compiler lowers the operators that are not ``primitive`` (``in``, ``not_in``,
+``between``; ``screen`` to a test of its screening fact) to primitive tests and negates a primitive test with its
+``inverse``; the python matcher writes ``python`` into the code it generates; lint, explain and the test strategies
+dispatch on ``shape``. A name outside :class:`Op` is an :class:`UnknownOperatorError` wherever it turns up, never a
+default.
 
 Messages name an operator as analysts write it in rule files (``gte``): ``str(op)`` is that name, and since
 :class:`Op` is a ``str``, JSON output and comparisons with plain names are unchanged.
@@ -42,6 +43,7 @@ class Op(StrEnum):
     BETWEEN = "between"
     EXISTS = "exists"
     MISSING = "missing"
+    SCREEN = "screen"
 
     @classmethod
     def _missing_(cls, value: object) -> Op:
@@ -59,10 +61,12 @@ class Shape(Enum):
     SCALAR = "scalar"  # one constant (`value:`), or another field of the same kind (`ref:`)
     LIST = "list"  # members: a `value:` list or a `list:` name; list items may be dated
     RANGE = "range"  # `value: [lo, hi]`, half-open
+    SCREEN = "screen"  # a party list (`list:` naming a screening list) and a `threshold:`
 
 
 ALL_KINDS: frozenset[Kind] = frozenset(get_args(Kind))
 NUMBERS: frozenset[Kind] = frozenset({"num"})
+TEXT: frozenset[Kind] = frozenset({"str"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +81,8 @@ class OpSpec:
     python: str | None
     #: The reference semantics: ``holds(value, operand)`` on exact values (str, bool, int, Decimal, Fraction).
     #: ``value`` is present except for presence tests; ``operand`` is the constant, the other field's value, the
-    #: list members that apply on the payment's date, ``(lo, hi)``, or None for presence tests.
+    #: list members that apply on the payment's date, ``(lo, hi)``, None for presence tests, or for ``screen``
+    #: whether the best match on the list at the payment's date reaches the threshold (policy_engine.screening).
     holds: Callable[[Any, Any], bool]
 
     @property
@@ -103,6 +108,7 @@ SPECS: dict[Op, OpSpec] = {
     Op.BETWEEN: OpSpec(Shape.RANGE, NUMBERS, None, None, lambda value, bounds: bounds[0] <= value < bounds[1]),
     Op.EXISTS: OpSpec(Shape.NONE, ALL_KINDS, Op.MISSING, "is not", lambda value, _: value is not None),
     Op.MISSING: OpSpec(Shape.NONE, ALL_KINDS, Op.EXISTS, "is", lambda value, _: value is None),
+    Op.SCREEN: OpSpec(Shape.SCREEN, TEXT, None, None, lambda _name, hit: hit),
 }
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from ._version import __version__
 from .compiler import Program, compile_program
-from .conditions import fields_read, unknown_fields
+from .conditions import fields_read, leaves, unknown_fields
 from .decision import (
     FIRED,
     NO_EXTRA,
@@ -37,6 +37,7 @@ from .matchers import Matcher, build_matcher, durable_available
 from .request import PreparedRequest, RequestPreparer
 from .resources import load_schema
 from .ruleset import SKIP, Rule, RuleSet
+from .screening import Screening
 
 #: The pure-Python matcher is the default: it decides exactly as the durable matcher does (property-tested)
 #: and measured several times faster on the default pack; see README "Performance".
@@ -49,6 +50,8 @@ class RuleEvidence:
 
     rule: Rule
     fields: tuple[str, ...]
+    #: the rule's name screenings: their best match is evidence too (the entry, the name, the score)
+    screens: tuple[Screening, ...] = ()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -93,7 +96,8 @@ class CompiledPack:
             # Say so in every decision: a reviewer comparing decisions across hosts should know which ran.
             engine_info["note"] = f"{why}; running on the python matcher"
         compiled = build_matcher(name, program)
-        evidence = tuple(RuleEvidence(r, fields_read(r.when)) for r in ruleset.rules)
+        evidence = tuple(RuleEvidence(r, fields_read(r.when), tuple(dict.fromkeys(
+            leaf.screen for leaf in leaves(r.when) if leaf.screen is not None))) for r in ruleset.rules)
         needed = {p for e in evidence for p in e.fields}
         for r in ruleset.rules:
             needed.update(r.reason.fields)
@@ -129,9 +133,12 @@ class CompiledPack:
         for index in fired:
             entry = self.evidence[index]
             rule = entry.rule
+            evidence = {p: get(p) for p in entry.fields}
+            if entry.screens:  # computed by the matcher unless a rule fired without reaching the leaf
+                evidence.update((s.path, s.match(prepared.view, prepared.day)) for s in entry.screens)
             trail.append(build_trail_entry(
                 rule.id, rule.category, rule.outcome, rule.title, rule.reason.render_get(get),
-                {p: get(p) for p in entry.fields}, rule.source, rule.report,
+                evidence, rule.source, rule.report,
                 rule.reason_zh.render_get(get) if rule.reason_zh else None, FIRED, (),
                 tuple(p for p in entry.fields if p in defaulted) if defaulted else (), NO_EXTRA))
             if rule.report:

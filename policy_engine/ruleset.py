@@ -13,6 +13,7 @@ from .decision import ReasonTemplate
 
 if TYPE_CHECKING:  # typing only: aggregates is a layer above the model
     from .aggregates import Aggregate
+    from .screening.lists import PartyList
 
 DEFAULT_DECISION_ORDER = ("deny", "review", "step_up", "allow")
 SKIP = "skip"
@@ -93,6 +94,8 @@ class RuleSet:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     #: the counters the engine keeps itself when a state store is configured, by the field each defines
     aggregates: Mapping[str, Aggregate] = field(default_factory=dict)
+    #: party lists for name screening (`screen` leaves), by name; the digest covers their file contents
+    screening_lists: Mapping[str, PartyList] = field(default_factory=dict)
 
     def rule(self, rule_id: str) -> Rule:
         for r in self.rules:

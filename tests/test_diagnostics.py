@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 
 import pytest
 from conftest import RULES
@@ -26,6 +27,7 @@ def test_did_you_mean():
 @pytest.fixture
 def bad_files(tmp_path):
     pack = tmp_path / "pack.yaml"
+    shutil.copytree(RULES / "lists", tmp_path / "lists")  # the party list reference.yaml names
     pack.write_text((RULES / "pack.yaml").read_text(encoding="utf-8")
                     + (RULES / "reference.yaml").read_text(encoding="utf-8")
                     + "rules:\n  - id: X-1\n    titel: typo\n", encoding="utf-8")

@@ -26,6 +26,9 @@ STRING_FIELDS = {
     "ip_country": ["CN", "US", "KP", "SY"],
     "merchant.country": ["CN", "US", "KP", "SY"],
     "funding_source.type": ["bnpl", "debit_card", "credit_card", "mystery"],
+    # names near, on and far from the party list below (a variant, SURNAME, Given, another script, a near miss)
+    "payer.name": ["Zorvat Kelmindor", "Zorvath Kelmindor", "KELMINDOR, Zorvat", "Zorvan Pelmador", "Wang Fang"],
+    "merchant.name": ["Vrelkin Trade Holdings Ltd", "Врелкин Трейд Холдингс", "Vrelkin Trading", "Wang Fang"],
 }
 NUMBER_FIELDS = {
     "risk_score": [0, 5, 64, 65, 75, 99],
@@ -39,6 +42,12 @@ BOOL_FIELDS = ["payer.sanctions_hit", "auth.sca_performed", "cross_border"]
 AMOUNTS = ["0.1", "0.2", "99.99", "100", "100.01", "2000", "50000", "72000", "72000.01", "10000.01"]
 CURRENCIES = ["CNY", "USD", "EUR", "HKD", "JPY", "THB"]
 LIST_VALUES = {"countries": ["KP", "IR", {"value": "SY", "to": "2025-07-01"}]}
+#: The party list of generated packs: one entry listed only from 2025-07-01 (the requests straddle that date).
+PARTIES_CSV = ("id,name,aliases,birth_date,countries,first_seen\n"
+               "p-1,Zorvat Kelmindor,,,us,\n"
+               "p-2,Vrelkin Trade Holdings LLC,Врелкин Трейд Холдингс,,cn,2025-07-01\n"
+               "p-3,محمد\u200cجواد قرلیانی,,,,\n")
+SCREENING = "screening_lists:\n  parties: {format: opensanctions_simple, file: parties.csv}\n"
 CATALOG = FieldCatalog(load_schema("payment_request"))
 #: What a request names of its counterparty when the draw left it out (the contract requires it by purpose).
 COUNTERPARTY = {"merchant.mcc": "5411", "merchant.country": "CN", "payee.country": "CN", "payee.sanctions_hit": False}
@@ -56,7 +65,13 @@ def _flow(v) -> str:
 
 @st.composite
 def leaves(draw) -> str:
-    kind = draw(st.sampled_from(["str", "num", "bool", "sum", "ref", "presence"]))
+    kind = draw(st.sampled_from(["str", "num", "bool", "sum", "ref", "presence", "screen"]))
+    if kind == "screen":
+        field = draw(st.sampled_from(["payer.name", "merchant.name"]))
+        leaf = {"field": field, "op": "screen", "list": "parties", "threshold": draw(st.sampled_from([0.8, 0.9, 1]))}
+        if field == "merchant.name" and draw(st.booleans()):
+            leaf["country_field"] = "merchant.country"
+        return _flow(leaf)
     if kind == "str":
         field = draw(st.sampled_from(sorted(STRING_FIELDS)))
         op = draw(st.sampled_from(["eq", "ne", "in", "not_in"]))
@@ -114,7 +129,8 @@ def packs(draw) -> str:
         rules.append(f"- id: G-{i}\n  category: risk\n  title: generated\n  when: {when}\n  outcome: {outcome}\n"
                      f"  reason: generated\n  source: test\n  verified: false\n{effective}")
     lists = "lists:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in LIST_VALUES.items())
-    return PACK_HEADER + lists + "rules:\n" + "".join("  " + r.replace("\n", "\n  ").rstrip(" ") for r in rules)
+    body = "".join("  " + r.replace("\n", "\n  ").rstrip(" ") for r in rules)
+    return PACK_HEADER + lists + SCREENING + "rules:\n" + body
 
 
 @st.composite
@@ -159,6 +175,7 @@ def _sent_to(ruleset, request: dict) -> dict:
 def _engines(pack_text: str, tmp_path_factory) -> list[PolicyEngine]:
     path = tmp_path_factory.mktemp("gen") / "pack.yaml"
     path.write_text(pack_text, encoding="utf-8")
+    (path.parent / "parties.csv").write_text(PARTIES_CSV, encoding="utf-8")
     ruleset = load_ruleset(path)
     names = ["python", "durable"] if DURABLE_OK else ["python"]
     return [PolicyEngine(ruleset, matcher=n) for n in names]

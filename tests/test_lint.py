@@ -29,7 +29,10 @@ aggregates:
     by: payer.id
     window: {calendar: day, timezone: jurisdiction}
     counts: allowed
+screening_lists:
+  parties: {format: opensanctions_simple, file: parties.csv}
 """
+PARTIES_CSV = "id,name,aliases,birth_date,countries,first_seen\nx-1,Zorvat Kelmindor,,,,\n"
 
 # One mistake per rule (W120 and W160 live in pack.yaml above; MIXED also reads a counter no aggregate defines,
 # W161). Each rule tests a purpose of its own so that no rule
@@ -62,6 +65,10 @@ RULES_YAML = "rules:\n" + "".join([
                  "        - {field: funding_source.type, op: eq, value: prepaid}"),
     rule("SKIPPER", "\n      all:\n        - {field: purpose, op: eq, value: tuition}\n"
                     "        - {field: risk_score, op: gte, value: 90}", extra="    on_unknown: skip\n"),
+    rule("NOT-NAME", "\n      all:\n        - {field: purpose, op: eq, value: fund_investment}\n"
+                     "        - {field: payee.id, op: screen, list: parties, threshold: 0.85}"),
+    rule("LOOSE", "\n      all:\n        - {field: purpose, op: eq, value: crypto_purchase}\n"
+                  "        - {field: payer.name, op: screen, list: parties, threshold: 0.6}"),
 ])
 
 # (file, needle at the finding's position, rule id, code, message fragments)
@@ -85,8 +92,10 @@ EXPECTED = [
      ["history.cash_today_usd (USD)", "derived.amount_cny (CNY)"]),
     ("rules.yaml", "{field: amount.value, op: gt", "UNPINNED", "E202", ["amount.currency", "derived.amount_cny"]),
     ("rules.yaml", "{field: derived.amount_usd", "REASON-CCY", "W203", ["in USD", "10000 in CNY"]),
+    ("rules.yaml", "{field: payee.id, op: screen", "NOT-NAME", "W170", ["payee.id, which is not a name field"]),
+    ("rules.yaml", "{field: payer.name, op: screen", "LOOSE", "W171", ["threshold 0.6 is outside [0.8, 0.95]"]),
 ]
-TEXTS = {"pack.yaml": PACK_HEADER + LISTS, "rules.yaml": RULES_YAML}
+TEXTS = {"pack.yaml": PACK_HEADER + LISTS, "rules.yaml": RULES_YAML, "parties.csv": PARTIES_CSV}
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +141,8 @@ def test_cli_prints_findings_and_fails_on_errors(pack):
     assert any(m["file"] == str(pack / "rules.yaml") and (int(m["line"]), int(m["col"])) == (line, col)
                and (m["rid"], m["sev"], m["code"], m["name"]) == ("BOUNDS", "warning", "W101", "never-fires")
                for m in matches)
-    assert lines[-1].startswith("failed: fixture 1: 13 rules")
-    assert "(2 error(s), 13 warning(s), 1 note(s))" in lines[-1]
+    assert lines[-1].startswith("failed: fixture 1: 15 rules")
+    assert "(2 error(s), 15 warning(s), 1 note(s))" in lines[-1]
     assert err.getvalue() == ""
 
 
@@ -141,7 +150,7 @@ def test_cli_json(pack):
     out = io.StringIO()
     assert main(["validate", "--json", str(pack)], out=out, err=io.StringIO()) == 1
     report = json.loads(out.getvalue())
-    assert (report["ok"], report["errors"], report["warnings"], report["notes"]) == (False, 2, 13, 1)
+    assert (report["ok"], report["errors"], report["warnings"], report["notes"]) == (False, 2, 15, 1)
     assert {(f["rule_id"], f["code"], f["name"], f["severity"]) for f in report["findings"]} >= {
         ("UNPINNED", "E202", "unpinned-currency", "error"), ("NARROW", "W110", "shadowed", "warning")}
     (unused,) = [f for f in report["findings"] if f["code"] == "W120"]
@@ -174,12 +183,14 @@ def test_load_errors_still_exit_2_before_linting(tmp_path):
     assert "unknown operator 'eqq'" in err.getvalue() and "W130" not in out.getvalue() + err.getvalue()
 
 
-# The nine risk rules the catalogue marks `on_unknown: skip` (optional enrichment, DOMAIN 5.1 point 6).
-SKIPPED_ON_UNKNOWN = {"RSK-001", "RSK-002", "RSK-005", "RSK-006", "RSK-007", "RSK-008", "RSK-009", "RSK-015", "RSK-016"}
+# The nine risk rules the catalogue marks `on_unknown: skip` (optional enrichment, DOMAIN 5.1 point 6), and the
+# name screening beside the required sanctions_hit flags (CMP-025).
+SKIPPED_ON_UNKNOWN = {"RSK-001", "RSK-002", "RSK-005", "RSK-006", "RSK-007", "RSK-008", "RSK-009", "RSK-015", "RSK-016",
+                      "CMP-025"}
 
 
 def test_bundled_pack_is_lint_clean():
-    # clean but for its nine fail-open points, which lint lists (informational: they never fail validate)
+    # clean but for its ten fail-open points, which lint lists (informational: they never fail validate)
     findings = lint(load_ruleset(RULES))
     assert {f.code for f in findings} == {"I150"}
     assert {f.rule_id for f in findings} == SKIPPED_ON_UNKNOWN

@@ -4,6 +4,7 @@ determinism, matcher agreement, independence from rule order, the decision contr
 from __future__ import annotations
 
 import json
+import shutil
 
 import jsonschema
 import pytest
@@ -89,6 +90,7 @@ def _one_file_pack(order: list[int]) -> str:
 def test_rule_order_never_changes_the_decision(tmp_path_factory, engines, order, batch):
     path = tmp_path_factory.mktemp("shuffled") / "pack.yaml"
     path.write_text(_one_file_pack(order), encoding="utf-8")
+    shutil.copytree(RULES / "lists", path.parent / "lists")  # the party list the pack names
     shuffled = PolicyEngine.from_path(path, matcher=engines[-1].matcher)
     try:
         assert [r.id for r in shuffled.ruleset.rules] == [PACK.rules[i].id for i in order]

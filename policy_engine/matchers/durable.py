@@ -157,10 +157,17 @@ def _generate_encoder(layout: FactLayout, label: str):
         lines.append(f"    if {key!r} in want:")
         lines.append(f"        a, b = g({left!r}), g({right!r})")
         lines.append(f"        if a is not None and b is not None: facts[{key!r}] = (a > b) - (a < b)")
+    screeners = {}
+    for screening, key in layout.screens.items():  # name screening, computed here: the fact is its result
+        screeners[f"_screen_{key}"] = screening.hit
+        lines.append(f"    if {key!r} in want:")
+        lines.append(f"        v = _screen_{key}(view, day)")
+        lines.append(f"        if v is not None: facts[{key!r}] = v")
     if layout.uses_day:
         lines.append(f"    if {DAY_KEY!r} in want: facts[{DAY_KEY!r}] = day")
     lines.append("    return facts")
-    namespace: dict[str, Any] = {"_enc": encode_ratio, "_sum": _sum_ratios, "_ratio": _ratio, "_UNSET": _UNSET}
+    namespace: dict[str, Any] = {"_enc": encode_ratio, "_sum": _sum_ratios, "_ratio": _ratio, "_UNSET": _UNSET,
+                                 **screeners}
     return compile_function("\n".join(lines) + "\n", "encode", f"durable fact encoder {label}", namespace)
 
 

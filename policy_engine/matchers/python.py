@@ -4,7 +4,8 @@ The function reads the normalised request directly and compares exact values as 
 booleans, and numbers (``int``, ``Decimal``, the ``Fraction`` of a cross-rate conversion) against the rules'
 exact thresholds. Python compares these types with each other exactly, so every comparison has the answer the
 durable matcher gets on its integer encoding, without paying for an encoding. Cumulative sums and field-to-field
-comparisons are computed lazily, the first time a rule that got that far needs them.
+comparisons are computed lazily, the first time a rule that got that far needs them; so is the result of name
+screening (``screen`` leaves: :meth:`policy_engine.screening.Screening.hit`).
 
 The generated source can be read and debugged: each rule's line ends with a comment naming the rule and its
 ``file:line``; the source is in :mod:`linecache` under the pack's name (see :mod:`policy_engine.codegen`), and
@@ -97,6 +98,8 @@ class _Codegen:
         for path, key in layout.plain.items():
             if path in late:
                 self.lazy[key] = f"prep.complete().get({path!r})"
+        for screening, key in layout.screens.items():  # the screener runs only when a rule gets that far
+            self.lazy[key] = f"{self.const(screening.hit)}(view, day)"
         self.numeric = layout.numeric_keys
 
     def value(self, test: Test) -> Any:
