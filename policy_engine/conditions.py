@@ -223,6 +223,22 @@ def evaluate(node: Node, view: Mapping[str, Any], day: int) -> bool | None:
     return kleene_not(evaluate(node.child, view, day))
 
 
+def unknown_depends_on(node: Node) -> tuple[str, ...]:
+    """The view keys whose presence alone decides :func:`unknown_fields` on any request: each leaf's deciding
+    fields and the presence markers of the counterparties its fields belong to. A leaf with a deciding field
+    absent is unknown unless its counterparty is absent or it is a presence test, whatever the other values are,
+    so requests with the same presence pattern have the same unknown fields (callers may memoise on it)."""
+    seen: dict[str, None] = {}
+    for leaf in leaves(node):
+        for path in leaf.deciding_fields():
+            seen.setdefault(path, None)
+        for path in leaf.fields():
+            party = counterparty_of(path)
+            if party is not None:
+                seen.setdefault(party, None)
+    return tuple(seen)
+
+
 def unknown_fields(node: Node, view: Mapping[str, Any], day: int) -> tuple[str, ...]:
     """The missing fields of the leaves that are unknown on this request, in first-use order: what a caller would
     have to send for the condition to be decided."""

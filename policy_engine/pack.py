@@ -15,12 +15,12 @@ import datetime as dt
 import functools
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._version import __version__
 from .compiler import Program, compile_program
-from .conditions import fields_read, leaves, unknown_fields
+from .conditions import fields_read, leaves, unknown_depends_on, unknown_fields
 from .decision import (
     FIRED,
     NO_EXTRA,
@@ -52,6 +52,24 @@ class RuleEvidence:
     fields: tuple[str, ...]
     #: the rule's name screenings: their best match is evidence too (the entry, the name, the score)
     screens: tuple[Screening, ...] = ()
+    #: what an undecided or skipped rule's ``missing`` depends on (:func:`unknown_depends_on`), and those
+    #: lists memoised by presence pattern: a rule on optional enrichment (a name, a device) is skipped on most
+    #: requests, and the reference evaluator that names the missing fields would run on each of them
+    presence: tuple[str, ...] = ()
+    missing_by_presence: dict[tuple[bool, ...], tuple[str, ...]] = field(default_factory=dict, compare=False)
+
+    def missing(self, view: Mapping[str, Any], day: int) -> tuple[str, ...]:
+        key = tuple([view.get(p) is None for p in self.presence])
+        found = self.missing_by_presence.get(key)
+        if found is None:
+            found = unknown_fields(self.rule.when, view, day)
+            if len(self.missing_by_presence) < _MISSING_MEMO:  # bounded: 2**len(presence) patterns at most
+                self.missing_by_presence[key] = found
+        return found
+
+
+#: presence patterns remembered per rule
+_MISSING_MEMO = 256
 
 
 @functools.lru_cache(maxsize=4096)
@@ -97,7 +115,8 @@ class CompiledPack:
             engine_info["note"] = f"{why}; running on the python matcher"
         compiled = build_matcher(name, program)
         evidence = tuple(RuleEvidence(r, fields_read(r.when), tuple(dict.fromkeys(
-            leaf.screen for leaf in leaves(r.when) if leaf.screen is not None))) for r in ruleset.rules)
+            leaf.screen for leaf in leaves(r.when) if leaf.screen is not None)), unknown_depends_on(r.when))
+            for r in ruleset.rules)
         needed = {p for e in evidence for p in e.fields}
         for r in ruleset.rules:
             needed.update(r.reason.fields)
@@ -160,7 +179,7 @@ class CompiledPack:
         for index in undecided:
             entry = self.evidence[index]
             rule = entry.rule
-            missing = unknown_fields(rule.when, view, day)
+            missing = entry.missing(view, day)
             status = SKIPPED if rule.on_unknown == SKIP else UNDECIDED
             by_index[index] = build_trail_entry(
                 rule.id, rule.category, "allow" if status == SKIPPED else rule.on_unknown, rule.title,

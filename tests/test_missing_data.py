@@ -188,3 +188,23 @@ def test_a_default_declared_twice_names_the_first(tmp_path):
         load_ruleset(tmp_path)
     (issue,) = info.value.issues
     assert issue.file.endswith("b.yaml") and "already set in" in issue.message and "a.yaml" in issue.message
+
+
+@given(request=requests(), data=st.data())
+def test_the_missing_fields_of_an_undecided_rule_are_the_reference_evaluators(bundled_python_engine, request, data):
+    """The trail's ``missing`` lists are memoised by presence pattern (CompiledPack): each must still be what the
+    reference evaluator names on this very request, whichever request first filled the memo."""
+    from policy_engine.conditions import unknown_fields
+
+    engine = bundled_python_engine
+    options = [(None, request), *removals(request)]
+    _, variant = data.draw(st.sampled_from(options), label="variant")
+    try:
+        decision = engine.evaluate(variant)
+    except RequestError:
+        return
+    prepared = engine.pack.prepare(variant)
+    rules = {e.rule.id: e.rule for e in engine.pack.evidence}
+    for entry in decision.trail:
+        if entry.status in ("undecided", "skipped"):
+            assert entry.missing == unknown_fields(rules[entry.rule_id].when, prepared.view, prepared.day)
