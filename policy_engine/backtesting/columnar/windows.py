@@ -1,0 +1,328 @@
+"""The pack's counters as SQL window functions over a ``payments`` relation: the counters stage of the columnar
+backtest, equal to what :class:`~policy_engine.backtesting.history.Replay` recomputes row by row.
+
+The relation has ``__line`` (arrival order), ``__instant_us`` (UTC microseconds), ``__status`` and ``__decision``
+(what happened to the payment, NULL when the record does not say), ``request_id``, ``psp_country`` and one column
+per view key the aggregates read, named by its dotted path (:func:`columns_needed`). Money is DECIMAL.
+
+How Replay's semantics become frames (every frame is over one entity, ordered by (instant, line)):
+
+- Rows are ordered by one exact key, ``instant * 2**32 + line``, so "recorded before this payment" is the frame
+  ending ``1 PRECEDING``: a payment at the same instant that arrived later is not counted, one that arrived
+  earlier is.
+- Each window is a lower bound ``lo`` on the instant (``last``: ``t - span + 1``; ``calendar``: the start of the
+  local period in the payment's own zone; ``since``: just after the latest event recorded before it), so every
+  window is one RANGE frame starting at ``key - key(lo)`` preceding: a per-row offset, which also makes
+  ``count_distinct`` one frame. A calendar period is per payment, not per row partition, because one entity's
+  payments may be in different jurisdictions.
+- A row contributes only if it is the first of its ``request_id`` (a retry is read, never recorded), its
+  ``where`` is not false (unknown counts), and its recorded decision and status count (``counts:``; the final
+  status is known from the start, as in Replay). A NULL entity reads no counter and records nothing.
+- Sums are exact: DECIMAL, never DOUBLE. A cross-rate amount (``derived.amount_usd``: CNY over a rate, often no
+  finite decimal) is carried as an exact DECIMAL numerator over a constant denominator
+  (:attr:`CounterColumn.denominator`): the rules compiler compares it multiplied through.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from ...aggregates import ALLOWED, ATTEMPTS, COUNT, COUNT_DISTINCT, FAILED, JURISDICTION, REVERSED, Aggregate
+from ...conditions import All, Any_, Leaf, Node, Not, counterparty_of
+from ...operators import Op, Shape
+from ...request import CROSS_RATE_PATHS, DEFAULT_PSP_COUNTRY, counters_read
+from ...ruleset import RuleSet
+
+#: Lines are below 2**32 in the order key ``instant * 2**32 + line``.
+LINE_BITS = 32
+#: The columns every payments relation has (the relation contract).
+LINE, INSTANT, STATUS, DECISION = "__line", "__instant_us", "__status", "__decision"
+#: The SQL of the comparison operators.
+_COMPARE = {Op.EQ: "=", Op.NE: "<>", Op.GT: ">", Op.GTE: ">=", Op.LT: "<", Op.LTE: "<="}
+REQUEST_ID, PSP_COUNTRY, AMOUNT_CNY = "request_id", "psp_country", "derived.amount_cny"
+
+
+class Dialect(Protocol):
+    """What the counters stage needs of a SQL engine beyond the SQL both DuckDB and Spark speak."""
+
+    def quote(self, name: str) -> str:
+        """A quoted identifier (names are dotted view paths)."""
+
+    def order_key(self, instant: str, line: str) -> str:
+        """An exact, orderable ``instant * 2**32 + line`` (wider than BIGINT); ``line`` may be the literal 0."""
+
+    def local_timestamp(self, instant: str, zone: str) -> str:
+        """The wall-clock TIMESTAMP (no zone) in ``zone`` (a SQL string expression) of ``instant`` (UTC
+        microseconds); its CAST to DATE is the local calendar date."""
+
+    def period_start(self, local: str, zone: str, unit: str) -> str:
+        """The UTC microseconds of the start of the local ``unit`` (day, month, year) in ``zone`` holding the
+        wall-clock ``local`` (a :meth:`local_timestamp`)."""
+
+
+class DuckDBDialect:
+    """DuckDB (with its bundled ICU time zones): HUGEINT order keys, per-row RANGE frame offsets."""
+
+    def quote(self, name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    def order_key(self, instant: str, line: str) -> str:
+        return f"(CAST({instant} AS HUGEINT) << {LINE_BITS}) + {line}"
+
+    def local_timestamp(self, instant: str, zone: str) -> str:
+        return f"timezone({zone}, make_timestamptz(CAST({instant} AS BIGINT)))"
+
+    def period_start(self, local: str, zone: str, unit: str) -> str:
+        return f"epoch_us(timezone({zone}, date_trunc('{unit}', {local})))"
+
+
+@dataclass(frozen=True, slots=True)
+class CounterColumn:
+    """A counter column of :func:`counters_query`: ``name`` is its ``history.*`` path; the column holds the
+    counter's value times ``denominator`` (1 but for sums of cross-rate amounts), exactly. NULL: the payment
+    has no entity for it (the engine leaves the counter missing)."""
+
+    name: str
+    denominator: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class CountersQuery:
+    """One SELECT over the payments relation giving ``__line`` and one column per counter the rules read."""
+
+    sql: str
+    columns: tuple[CounterColumn, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Exact:
+    """A numeric SQL value as an exact fraction: ``sql / denominator``."""
+
+    sql: str
+    denominator: int = 1
+
+
+def counters_read_by(ruleset: RuleSet) -> tuple[Aggregate, ...]:
+    """The aggregates whose counters the pack's rules read, in declaration order (Replay computes only these)."""
+    read = {f"history.{name}" for name in counters_read(ruleset)}
+    return tuple(a for a in ruleset.aggregates.values() if a.field in read)
+
+
+def columns_needed(ruleset: RuleSet) -> tuple[str, ...]:
+    """The view columns the counters stage reads besides the contract's ``__`` columns: ``request_id``,
+    ``psp_country``, each aggregate's entity, ``of``, ``where`` and ``since`` fields, the counterparty presence
+    markers (``merchant``) its conditions need, and for cross-rate amounts (``derived.amount_usd``) the
+    ``derived.amount_cny`` they are computed from exactly."""
+    paths: dict[str, None] = dict.fromkeys((REQUEST_ID, PSP_COUNTRY))
+    for aggregate in counters_read_by(ruleset):
+        for path in aggregate.fields_read():
+            if path in CROSS_RATE_PATHS.values():
+                paths[AMOUNT_CNY] = None
+            else:
+                paths[path] = None
+            party = counterparty_of(path)
+            if party is not None:
+                paths[party] = None
+    return tuple(paths)
+
+
+def counters_query(ruleset: RuleSet, dialect: Dialect, source: str = "payments") -> CountersQuery:
+    """The SELECT computing, for every row of ``source``, each counter the pack's rules read as Replay does."""
+    return _Compiler(ruleset, dialect).query(source)
+
+
+class _Compiler:
+    def __init__(self, ruleset: RuleSet, dialect: Dialect):
+        self.ruleset = ruleset
+        self.d = dialect
+        self.aggregates = counters_read_by(ruleset)
+        self._zone_case = self._zones()
+
+    # -- the query ----------------------------------------------------------------------------------------------
+    def query(self, source: str) -> CountersQuery:
+        q = self.d.quote
+        t, line = q(INSTANT), q(LINE)
+        fresh = f"ROW_NUMBER() OVER (PARTITION BY {q(REQUEST_ID)} ORDER BY {t}, {line}) = 1"
+        staged = {"__line": q(LINE), "__t": t, "__k": self.d.order_key(t, line)}
+        since: dict[str, str] = {}
+        windows, columns = [], []
+        # One column per distinct entity and per distinct window start: windows over the same partition and
+        # order share one sort, and a calendar period's start is computed once for every aggregate using it.
+        entities: dict[str, str] = {}
+        starts: dict[str, str] = {}
+        for i, agg in enumerate(self.aggregates):
+            entity = entities.setdefault(agg.by, f"__e{len(entities)}")
+            staged[entity] = q(agg.by)
+            value, denominator = self._contribution(agg)
+            where = "TRUE" if agg.where is None else f"({self._condition(agg.where)}) IS NOT FALSE"
+            staged[f"__v{i}"] = f"CASE WHEN __fresh AND {self._counted(agg.counts)} AND {where} THEN {value} END"
+            if agg.window.kind == "lifetime":
+                frame, empty = "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING", ""
+            else:
+                if agg.window.kind == "since":
+                    assert agg.window.event is not None
+                    staged[f"__ev{i}"] = f"__fresh AND ({self._condition(agg.window.event)}) IS TRUE"
+                    # just after the entity's latest event recorded before this payment (none: the beginning)
+                    lo = (f"COALESCE(MAX(CASE WHEN __ev{i} THEN __t END) OVER (PARTITION BY {entity} ORDER BY __k "
+                          "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) + 1, 0)")
+                    key = f"__sk{i}"
+                    since[key] = self.d.order_key(lo, "0")
+                else:
+                    bound = self.d.order_key(self._lower_bound(agg), "0")
+                    key = starts.setdefault(bound, f"__lk{len(starts)}")
+                    staged[key] = bound
+                # A window starting at or after the payment's own key is empty (a since window after an event
+                # at this very instant; line 0 at the start of a period), and a frame cannot start after its end.
+                empty = f"WHEN {key} >= __k THEN 0 "
+                frame = f"RANGE BETWEEN GREATEST(__k - {key}, 0) PRECEDING AND 1 PRECEDING"
+            function = {COUNT: f"COUNT(__v{i})", COUNT_DISTINCT: f"COUNT(DISTINCT __v{i})"}.get(agg.function,
+                                                                                               f"SUM(__v{i})")
+            windows.append(f"CASE WHEN {entity} IS NULL THEN NULL {empty}ELSE COALESCE({function} OVER (PARTITION BY "
+                           f"{entity} ORDER BY __k {frame}), 0) END AS {q(agg.field)}")
+            columns.append(CounterColumn(agg.field, denominator))
+        ctes = [f"__y AS (SELECT *, {fresh} AS __fresh, {self._zone_case} AS __zone FROM {source})",
+                f"__z AS (SELECT *, {self.d.local_timestamp(t, '__zone')} AS __local FROM __y)",
+                f"__b AS (SELECT {_select(staged)} FROM __z)"]
+        if since:
+            ctes.append(f"__s AS (SELECT *, {_select(since)} FROM __b)")
+        select = ", ".join(["__line AS " + q(LINE), *windows])
+        return CountersQuery(f"WITH {', '.join(ctes)} SELECT {select} FROM {'__s' if since else '__b'}",
+                             tuple(columns))
+
+    def _zones(self) -> str:
+        """The payment's PSP jurisdiction's zone, per row (psp_country absent: the request contract's default)."""
+        whens = " ".join(f"WHEN {_literal(country)} THEN {_literal(zone)}"
+                         for country, zone in sorted(self.ruleset.timezones.items()))
+        return f"CASE COALESCE({self.d.quote(PSP_COUNTRY)}, {_literal(DEFAULT_PSP_COUNTRY)}) {whens} END"
+
+    def _lower_bound(self, agg: Aggregate) -> str:
+        """The first instant in the payment's window (``last`` or ``calendar``), in UTC microseconds."""
+        t = self.d.quote(INSTANT)
+        window = agg.window
+        if window.kind == "last":
+            return f"{t} - {window.seconds * 1_000_000 - 1}"
+        if window.timezone == JURISDICTION:
+            return self.d.period_start("__local", "__zone", window.unit)
+        zone = _literal(window.timezone)
+        return self.d.period_start(self.d.local_timestamp(t, zone), zone, window.unit)
+
+    def _counted(self, counts: str) -> str:
+        """Whether a row's recorded decision and status make it count (``aggregates.counted``): no decision
+        recorded is not denied, no status is pending."""
+        q = self.d.quote
+        if counts == ATTEMPTS:
+            return "TRUE"
+        if counts == ALLOWED:
+            return (f"COALESCE({q(DECISION)}, 'allow') <> 'deny' AND "
+                    f"COALESCE({q(STATUS)}, 'pending') NOT IN ('{FAILED}', '{REVERSED}')")
+        return f"COALESCE({q(DECISION)} = 'deny', FALSE)"
+
+    def _contribution(self, agg: Aggregate) -> tuple[str, int]:
+        """What a counted row adds (1 for ``count``, the exact ``of`` value otherwise) and its denominator."""
+        if agg.function == COUNT:
+            return "1", 1
+        assert agg.of is not None
+        if agg.function == COUNT_DISTINCT:
+            return self.d.quote(agg.of), 1
+        exact = self._operand(agg.of)
+        return exact.sql, exact.denominator
+
+    # -- values -------------------------------------------------------------------------------------------------
+    def _operand(self, path: str) -> _Exact:
+        """A field's exact value; a cross-rate amount over the lcm of its rates' numerators across FX tables."""
+        q = self.d.quote
+        target = next((c for c, p in CROSS_RATE_PATHS.items() if p == path), None)
+        if target is None:
+            return _Exact(q(path))
+        ratios = [table.ratios.get(target) for table in self.ruleset.fx_tables]
+        common = math.lcm(*(p for p, _ in filter(None, ratios)))
+        cny = q(AMOUNT_CNY)
+        # amount / (p/q) = amount * q / p = amount * (q * common / p) / common, for the payment's own FX table
+        scaled = [None if r is None else f"{cny} * {r[1] * common // r[0]}" for r in ratios]
+        by_table = scaled[0] or "NULL"
+        if len(scaled) > 1:
+            day = "CAST(__local AS DATE)"
+            arms = " ".join(f"WHEN {day} >= DATE '{dt.date.fromordinal(table.as_of).isoformat()}' THEN {s or 'NULL'}"
+                            for table, s in reversed(list(zip(self.ruleset.fx_tables[1:], scaled[1:], strict=True))))
+            by_table = f"CASE {arms} ELSE {by_table} END"
+        # A payment in the target currency itself gets its amount back exactly (cny = amount * p/q exactly), and
+        # one in a currency without a rate has no CNY amount: NULL, missing, as in the view.
+        return _Exact(f"({by_table})", common)
+
+    def _leaf_operand(self, leaf: Leaf) -> _Exact:
+        parts = [self._operand(p) for p in leaf.operand.paths]
+        if len(parts) == 1:
+            return parts[0]
+        common = math.lcm(*(p.denominator for p in parts))
+        return _Exact("(" + " + ".join(_scaled(p, common // p.denominator) for p in parts) + ")", common)
+
+    # -- conditions (Kleene: NULL is unknown) -------------------------------------------------------------------
+    def _condition(self, node: Node) -> str:
+        if isinstance(node, Leaf):
+            return self._leaf(node)
+        if isinstance(node, All | Any_):
+            joiner = " AND " if isinstance(node, All) else " OR "
+            return "(" + joiner.join(self._condition(c) for c in node.children) + ")"
+        assert isinstance(node, Not)
+        return f"(NOT {self._condition(node.child)})"
+
+    def _leaf(self, leaf: Leaf) -> str:
+        """The leaf as ``conditions.evaluate_leaf`` decides it: presence tests two-valued, a field of an absent
+        counterparty false, a missing field unknown, dated list members by the payment's local date."""
+        value = self._leaf_operand(leaf)
+        spec = leaf.op.spec
+        if spec.shape is Shape.NONE:
+            return f"({value.sql} {'IS NOT NULL' if leaf.op is Op.EXISTS else 'IS NULL'})"
+        if leaf.ref is not None:
+            other = self._operand(leaf.ref)
+            test = f"{_scaled(value, other.denominator)} {_COMPARE[leaf.op]} {_scaled(other, value.denominator)}"
+        elif spec.shape is Shape.LIST:
+            assert leaf.items is not None
+            day = "CAST(__local AS DATE)"
+            members = []
+            for item in leaf.items:
+                dated = [f"{day} >= DATE '{dt.date.fromordinal(item.start).isoformat()}'"] if item.start else []
+                dated += [f"{day} < DATE '{dt.date.fromordinal(item.end).isoformat()}'"] if item.end else []
+                members.append(" AND ".join([f"{value.sql} = {_constant(item.value, value.denominator)}", *dated]))
+            found = "(" + " OR ".join(members) + ")" if members else "FALSE"
+            test = f"CASE WHEN {value.sql} IS NULL THEN NULL ELSE {found} END"
+            if leaf.op is Op.NOT_IN:
+                test = f"NOT ({test})"
+        elif spec.shape is Shape.RANGE:
+            assert isinstance(leaf.value, tuple)
+            lo, hi = (_constant(v, value.denominator) for v in leaf.value)
+            test = f"{lo} <= {value.sql} AND {value.sql} < {hi}"
+        else:
+            assert not isinstance(leaf.value, tuple) and leaf.value is not None
+            test = f"{value.sql} {_COMPARE[leaf.op]} {_constant(leaf.value, value.denominator)}"
+        parties = sorted({p for p in map(counterparty_of, leaf.fields()) if p is not None})
+        if parties:  # not applicable: a field of a counterparty the payment does not have is false
+            absent = " OR ".join(f"{self.d.quote(p)} IS NULL" for p in parties)
+            return f"(CASE WHEN {absent} THEN FALSE ELSE ({test}) END)"
+        return f"({test})"
+
+
+def _select(columns: dict[str, str]) -> str:
+    return ", ".join(f"{sql} AS {name}" for name, sql in columns.items())
+
+
+def _scaled(value: _Exact, factor: int) -> str:
+    return value.sql if factor == 1 else f"{value.sql} * {factor}"
+
+
+def _constant(value: object, denominator: int) -> str:
+    """A rule constant as an exact SQL literal, times ``denominator`` for a fraction's numerator."""
+    if isinstance(value, bool | str):
+        return _literal(value)
+    assert isinstance(value, int | Decimal), value
+    return format(Decimal(value) * denominator, "f")
+
+
+def _literal(value: str | bool) -> str:
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    return "'" + value.replace("'", "''") + "'"
