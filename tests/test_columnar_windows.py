@@ -285,3 +285,14 @@ def test_unknown_where_counts_and_an_absent_entity_reads_nothing(connection, fix
     ])
     assert got[2]["history.lifetime_txn_count"] == 1  # channel unknown: `channel ne pos` is unknown, counted
     assert got[3]["history.lifetime_txn_count"] is None  # no device: no counter, as the engine leaves it missing
+
+
+def test_since_the_last_sca_restarts_after_the_events_instant(connection, default_pack):
+    def remote(rid: str, minute: int, sca: bool) -> dict:
+        return payment(rid, f"2025-06-10T10:0{minute}:00+08:00", channel="online",
+                       auth={"factors": 2, "digital_cert": False, "sca_performed": sca})
+
+    got = counters(connection, default_pack, [remote("a", 0, False), remote("b", 1, False), remote("c", 2, True),
+                                              remote("d", 2, False),  # same instant as the SCA, arrived after it
+                                              remote("e", 3, False), remote("f", 4, False)])
+    assert [got[line]["history.sca_exempt_count_since_sca"] for line in range(1, 7)] == [0, 1, 2, 0, 0, 1]

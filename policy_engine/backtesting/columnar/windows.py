@@ -21,6 +21,9 @@ How Replay's semantics become frames (every frame is over one entity, ordered by
 - Sums are exact: DECIMAL, never DOUBLE. A cross-rate amount (``derived.amount_usd``: CNY over a rate, often no
   finite decimal) is carried as an exact DECIMAL numerator over a constant denominator
   (:attr:`CounterColumn.denominator`): the rules compiler compares it multiplied through.
+
+The plan needs per-row RANGE frame offsets (DuckDB has them); Spark SQL's RANGE frames take constant offsets
+only, so a Spark dialect needs another frame plan (not written yet).
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ REQUEST_ID, PSP_COUNTRY, AMOUNT_CNY = "request_id", "psp_country", "derived.amou
 
 
 class Dialect(Protocol):
-    """What the counters stage needs of a SQL engine beyond the SQL both DuckDB and Spark speak."""
+    """What the counters stage needs of a SQL engine beyond common SQL (CTEs, window functions with per-row
+    RANGE offsets, CASE, DATE literals)."""
 
     def quote(self, name: str) -> str:
         """A quoted identifier (names are dotted view paths)."""
@@ -226,10 +230,8 @@ class _Compiler:
         if agg.function == COUNT:
             return "1", 1
         assert agg.of is not None
-        if agg.function == COUNT_DISTINCT:
-            return self.d.quote(agg.of), 1
-        exact = self._operand(agg.of)
-        return exact.sql, exact.denominator
+        exact = self._operand(agg.of)  # distinct numerators over one denominator are distinct values
+        return exact.sql, 1 if agg.function == COUNT_DISTINCT else exact.denominator
 
     # -- values -------------------------------------------------------------------------------------------------
     def _operand(self, path: str) -> _Exact:
