@@ -17,6 +17,7 @@ import statistics
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -38,11 +39,11 @@ from policy_engine.backtesting.columnar.windows import (
     columns_needed,
     counters_query,
 )
-from policy_engine.backtesting.history import Replay, take_record_fields
+from policy_engine.backtesting.history import Happened, RecordError, Replay, take_record_fields
 from policy_engine.conditions import NOT_APPLICABLE_WHEN_ABSENT
 from policy_engine.fields import FieldCatalog
 from policy_engine.pack import CompiledPack
-from policy_engine.request import instant
+from policy_engine.request import PreparedRequest, instant
 from policy_engine.resources import load_schema
 from policy_engine.synthetic import iter_payments
 
@@ -50,35 +51,48 @@ from policy_engine.synthetic import iter_payments
 DECIMAL = pa.decimal128(38, 10)
 
 
-def prepared_records(pack: CompiledPack, records: Iterable[Mapping[str, Any]]) -> Iterator[tuple[int, dict, Any]]:
-    """``(line, request, prepared)`` for each valid record (lines from 1, as the backtest numbers them); the
-    record's ``status`` and ``decision`` stay in ``request`` for :func:`payments_table`."""
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A valid history record: its line (from 1, as the backtest numbers them), request, what happened to it as
+    Replay reads it, the prepared request, and the ``status`` and ``decision`` as written (None: not said)."""
+
+    line: int
+    request: dict[str, Any]
+    happened: Happened
+    prepared: PreparedRequest
+    status: str | None
+    decision: str | None
+
+
+def prepared_records(pack: CompiledPack, records: Iterable[Mapping[str, Any]]) -> Iterator[Record]:
+    """The valid records (a bad one has no counters either way: the backtest reports it as a bad line)."""
     for line, record in enumerate(records, 1):
-        request = {k: v for k, v in record.items() if k not in ("label", "status", "decision")}
         try:
-            yield line, dict(record), pack.prepare(request)
-        except RequestError:
-            continue  # invalid: no counters either way
+            request, _, happened = take_record_fields(dict(record))
+            yield Record(line, request, happened, pack.prepare(request), record.get("status"),
+                         record.get("decision"))
+        except (RecordError, RequestError):
+            continue
 
 
-def payments_table(pack: CompiledPack, rows: Iterable[tuple[int, dict, Any]]) -> pa.Table:
+def payments_table(pack: CompiledPack, rows: Iterable[Record]) -> pa.Table:
     """The ``payments`` relation of the columnar contract for prepared records: the ``__`` columns, then each
     view column the counters stage reads (strings, booleans, numbers as exact DECIMAL)."""
     paths = columns_needed(pack.ruleset)
     data: dict[str, list] = {LINE: [], INSTANT: [], STATUS: [], DECISION: [], **{p: [] for p in paths}}
-    for line, record, prepared in rows:
-        when, _ = instant(record["timestamp"])
+    for row in rows:
+        when, _ = instant(row.request["timestamp"])
         assert when is not None
-        data[LINE].append(line)
+        data[LINE].append(row.line)
         data[INSTANT].append(micros(when))
-        data[STATUS].append(record.get("status"))
-        data[DECISION].append(record.get("decision"))
-        view = prepared.view
+        data[STATUS].append(row.status)
+        data[DECISION].append(row.decision)
+        view = row.prepared.view
         for path in paths:
             if path == REQUEST_ID:
-                data[path].append(prepared.request_id)
+                data[path].append(row.prepared.request_id)
             elif path == PSP_COUNTRY:  # the request contract's default is in the view when the pack reads it
-                data[path].append(view.get(path, record.get(path)))
+                data[path].append(view.get(path, row.request.get(path)))
             else:
                 data[path].append(view.get(path))
     catalog = FieldCatalog(load_schema("payment_request"))
@@ -103,13 +117,11 @@ def run_counters(connection: duckdb.DuckDBPyConnection, table: pa.Table, query: 
         connection.unregister("payments")
 
 
-def replay_of(pack: CompiledPack, rows: Iterable[tuple[int, dict, Any]]) -> Replay:
+def replay_of(pack: CompiledPack, rows: Iterable[Record]) -> Replay:
     """A Replay fed the records (its :meth:`~Replay.counters` is the oracle)."""
     replay = Replay(pack)
-    for line, record, _ in rows:
-        request = dict(record)
-        _, happened = take_record_fields(request)
-        replay.add(line, request, happened)
+    for row in rows:
+        replay.add(row.line, row.request, row.happened)
     return replay
 
 
@@ -137,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     pack = CompiledPack.build(load_ruleset())
     query = counters_query(pack.ruleset, DuckDBDialect())
     started = time.perf_counter()
-    head: list[tuple[int, dict, Any]] = []  # the first payments, for the differential and the baseline
+    head: list[Record] = []  # the first payments, for the differential and the baseline
     chunks = []
     records = prepared_records(pack, iter_payments(args.n, seed=7, statuses=True, counters=False))
     while chunk := list(itertools.islice(records, 100_000)):  # a chunk at a time: 1M records would not fit

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import sys
 from decimal import Decimal
 from fractions import Fraction
 
@@ -28,6 +29,7 @@ from policy_engine.pack import CompiledPack
 _spec = importlib.util.spec_from_file_location("columnar_counters", REPO / "benchmarks" / "columnar_counters.py")
 assert _spec is not None and _spec.loader is not None
 bench = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = bench  # its dataclasses look their module up
 _spec.loader.exec_module(bench)
 
 FIXTURE = """\
