@@ -35,7 +35,8 @@ from decimal import Decimal
 from typing import Protocol
 
 from ...aggregates import ALLOWED, ATTEMPTS, COUNT, COUNT_DISTINCT, FAILED, JURISDICTION, REVERSED, Aggregate
-from ...conditions import All, Any_, Leaf, Node, Not, counterparty_of
+from ...conditions import All, Any_, Leaf, Node, Not, counterparty_of, leaves
+from ...errors import PolicyEngineError
 from ...operators import Op, Shape
 from ...request import CROSS_RATE_PATHS, DEFAULT_PSP_COUNTRY, counters_read
 from ...ruleset import RuleSet
@@ -47,6 +48,11 @@ LINE, INSTANT, STATUS, DECISION = "__line", "__instant_us", "__status", "__decis
 #: The SQL of the comparison operators.
 _COMPARE = {Op.EQ: "=", Op.NE: "<>", Op.GT: ">", Op.GTE: ">=", Op.LT: "<", Op.LTE: "<="}
 REQUEST_ID, PSP_COUNTRY, AMOUNT_CNY = "request_id", "psp_country", "derived.amount_cny"
+
+
+class CountersCompileError(PolicyEngineError, ValueError):
+    """An aggregate whose counter the SQL plan cannot compute (the message names it, where it is written, and
+    why); the backtest then needs the row engine's replay."""
 
 
 class Dialect(Protocol):
@@ -159,6 +165,12 @@ class _Compiler:
         entities: dict[str, str] = {}
         starts: dict[str, str] = {}
         for i, agg in enumerate(self.aggregates):
+            screened = [leaf for node in (agg.where, agg.window.event) if node is not None
+                        for leaf in leaves(node) if leaf.op.spec.shape is Shape.SCREEN]
+            if screened:  # fuzzy name screening is Python code, not SQL
+                raise CountersCompileError(f"{agg.file}:{agg.line}:{agg.col}: {agg.field}: operator "
+                                           f"{screened[0].op} has no SQL form in the columnar counters stage; "
+                                           "backtest this pack with the row engine")
             entity = entities.setdefault(agg.by, f"__e{len(entities)}")
             staged[entity] = q(agg.by)
             value, denominator = self._contribution(agg)
