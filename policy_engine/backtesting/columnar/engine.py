@@ -1,0 +1,201 @@
+"""Running the plan: the aggregate report in SQL, returned as the row backtest's :class:`BacktestResult`.
+
+The per-payment results (``joined``) are materialised once; the report then takes a handful of GROUP BY queries
+whose answers are a few rows (decisions by outcome, label and baseline decision, with each rule's hits summed),
+so no payment passes through Python on the way. Those rows fill the row backtest's own counters
+(:class:`~..tally.PackTally`), and :func:`~..result.pack_report` and :func:`~..result.flips_of` build the report,
+so the text, JSON and HTML reports cannot tell the engines apart.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+from ...decision import Outcome
+from ...pack import CompiledPack
+from ..result import BacktestResult, BadLine, flips_of, pack_report
+from ..tally import PackTally, Tally, label_key
+from .dialect import Dialect
+from .layout import LINE
+from .plan import Plan, build_plan
+
+JOINED = "policy_engine_backtest"
+_LABELLED = "__label IS NOT NULL AND __label NOT IN ('{}', '\"\"', 'null')"
+
+
+class Executor(Protocol):
+    """One SQL engine session: DuckDB in this process, or a SparkSession."""
+
+    dialect: Dialect
+
+    def materialize(self, name: str, sql: str) -> None: ...
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]: ...
+
+    def drop(self, name: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentResult:
+    """One payment as the candidate pack decided it (for comparisons with the row engine)."""
+
+    line: int
+    decision: str
+    fired: tuple[str, ...]
+    undecided: tuple[str, ...]
+    skipped: tuple[str, ...]
+
+
+def _ids(text: str | None) -> tuple[str, ...]:
+    return tuple(text.split()) if text else ()
+
+
+class Run:
+    """The plan materialised in one executor session; :meth:`result` and :meth:`payments` read it."""
+
+    def __init__(self, executor: Executor, source: str, candidate: CompiledPack,
+                 baseline: CompiledPack | None = None, counters: Any = None):
+        self.x = executor
+        self.source = source
+        self.plan: Plan = build_plan(executor.dialect, source, candidate, baseline, counters)
+        executor.materialize(JOINED, self.plan.query("SELECT * FROM joined"))
+
+    def close(self) -> None:
+        self.x.drop(JOINED)
+
+    def payments(self, side: str = "c") -> list[PaymentResult]:
+        """Every decided payment of one pack (``c`` candidate, ``b`` baseline), by line."""
+        rows = self.x.rows(f"SELECT {LINE}, {side}_decision, {side}_fired, {side}_undecided, {side}_skipped "
+                           f"FROM {JOINED} WHERE __bad_kind IS NULL ORDER BY {LINE}")
+        return [PaymentResult(int(line), d, _ids(f), _ids(u), _ids(s)) for line, d, f, u, s in rows]
+
+    def tally(self, k: int) -> Tally:
+        plan, x = self.plan, self.x
+        c, b = plan.candidate, plan.baseline
+        ok = "__bad_kind IS NULL"
+        tally = Tally(k, baseline=PackTally() if b is not None else None)
+        tally.records = int(x.rows(f"SELECT COUNT(*) FROM {JOINED}")[0][0])
+        for kind, count in x.rows(f"SELECT __bad_kind, COUNT(*) FROM {JOINED} WHERE NOT ({ok}) GROUP BY __bad_kind"):
+            tally.bad[kind] = int(count)
+        tally.bad_examples = [(int(line), kind, _short(message)) for line, kind, message in x.rows(
+            f"SELECT {LINE}, __bad_kind, __bad_message FROM {JOINED} WHERE NOT ({ok}) ORDER BY {LINE} LIMIT {k}")]
+        # one GROUP BY for the counts: by label, candidate and baseline decision, every rule's hits summed, and
+        # for flipped payments the rules that fired under one pack only
+        ids = list(dict.fromkeys([*c.rule_ids, *(b.rule_ids if b else ())]))
+        c_flag = dict(zip(c.rule_ids, c.fired, strict=True))
+        b_flag = dict(zip(b.rule_ids, b.fired, strict=True)) if b else {}
+        sums = [f"SUM(CASE WHEN c_{c_flag[r]} THEN 1 ELSE 0 END)" for r in c.rule_ids]
+        if b is not None:
+            sums += [f"SUM(CASE WHEN b_{b_flag[r]} THEN 1 ELSE 0 END)" for r in b.rule_ids]
+            for r in ids:
+                cf = f"c_{c_flag[r]}" if r in c_flag else "FALSE"
+                bf = f"b_{b_flag[r]}" if r in b_flag else "FALSE"
+                sums += [f"SUM(CASE WHEN {cf} AND NOT {bf} THEN 1 ELSE 0 END)",
+                         f"SUM(CASE WHEN {bf} AND NOT {cf} THEN 1 ELSE 0 END)"]
+        b_decision = "b_decision" if b is not None else "NULL"
+        groups = x.rows(f"SELECT __label, c_decision, {b_decision}, COUNT(*), {', '.join(sums) or '0'} FROM {JOINED} "
+                        f"WHERE {ok} GROUP BY __label, c_decision{', b_decision' if b is not None else ''}")
+        c_stop = frozenset(r.id for r in c.pack.ruleset.rules if r.outcome != Outcome.ALLOW.value)
+        b_stop = frozenset(r.id for r in b.pack.ruleset.rules if r.outcome != Outcome.ALLOW.value) if b else frozenset()
+        nc = len(c.rule_ids)
+        nb = len(b.rule_ids) if b else 0
+        for label, cd, bd, count, *hits in groups:
+            key = label_key(json.loads(label, parse_float=Decimal)) if label is not None else None
+            _count(tally.candidate, key, cd, int(count), dict(zip(c.rule_ids, hits[:nc], strict=True)), c_stop)
+            if b is not None and tally.baseline is not None:
+                _count(tally.baseline, key, bd, int(count),
+                       dict(zip(b.rule_ids, hits[nc:nc + nb], strict=True)), b_stop)
+                if bd != cd:
+                    tally.flips[(bd, cd)] += int(count)
+                    only = hits[nc + nb:]
+                    for i, r in enumerate(ids):
+                        for side, n in (("candidate", only[2 * i]), ("baseline", only[2 * i + 1])):
+                            if n:
+                                tally.flip_rules[(bd, cd, side, r)] += int(n)
+        if k > 0:
+            self._examples(tally, k, ok)
+        return tally
+
+    def _examples(self, tally: Tally, k: int, ok: str) -> None:
+        plan, x, d = self.plan, self.x, self.x.dialect
+        sides = [("c", plan.candidate, tally.candidate)]
+        if plan.baseline is not None and tally.baseline is not None:
+            sides.append(("b", plan.baseline, tally.baseline))
+        cols: list[str] = []
+        for p, pack, _ in sides:
+            cols += [d.first_lines(LINE, f"{p}_{flag}", k) for flag in pack.fired]
+            cols.append(d.first_lines(LINE, f"{_LABELLED} AND {p}_decision = 'allow'", k))
+        row = x.rows(f"SELECT {', '.join(cols)} FROM {JOINED} WHERE {ok}")[0]
+        flips = (x.rows(f"SELECT b_decision, c_decision, {d.first_lines(LINE, 'TRUE', k)} FROM {JOINED} "
+                        f"WHERE {ok} AND b_decision <> c_decision GROUP BY b_decision, c_decision")
+                 if plan.baseline is not None else [])
+        lines = {int(n) for value in row if value for n in value}
+        lines |= {int(n) for *_, value in flips for n in value}
+        rid = self._request_ids(lines)
+
+        def refs(value: Sequence[Any] | None) -> list[tuple[int, str]]:
+            return [(int(n), rid[int(n)]) for n in sorted(value or ())]
+
+        at = 0
+        for _, pack, pack_tally in sides:
+            for rule_id in pack.rule_ids:
+                found = refs(row[at])
+                if found:
+                    pack_tally.rule_examples[rule_id] = found
+                at += 1
+            pack_tally.missed = refs(row[at])
+            at += 1
+        for bd, cd, value in flips:
+            tally.flip_examples[(bd, cd)] = refs(value)
+
+    def _request_ids(self, lines: set[int]) -> dict[int, str]:
+        if not lines:
+            return {}
+        wanted = ", ".join(str(n) for n in sorted(lines))
+        rows = self.x.rows(f"SELECT {LINE}, request_id FROM {self.source} WHERE {LINE} IN ({wanted})")
+        return {int(line): str(rid) for line, rid in rows}
+
+
+def _count(pack: PackTally, key: tuple[str, str] | None, outcome: str, count: int, hits: dict[str, Any],
+           stopping: frozenset[str]) -> None:
+    """Add one group's counts as :meth:`PackTally.add` adds each of its payments."""
+    pack.decisions[outcome] += count
+    stopped = outcome != Outcome.ALLOW.value
+    for rule_id, n in hits.items():
+        if n:
+            pack.hits[rule_id] += int(n)
+    fired_stopping = {r: int(n) for r, n in hits.items() if n and r in stopping} if stopped else {}
+    if key is None:
+        pack.unlabelled += count
+        if stopped:
+            pack.unlabelled_stopped += count
+            pack.rule_unlabelled_stopped.update(fired_stopping)
+        return
+    pack.labelled += count
+    pack.patterns[(*key, outcome)] += count
+    if stopped:
+        pack.labelled_stopped += count
+        pack.rule_labelled_stopped.update(fired_stopping)
+
+
+def _short(message: str, limit: int = 300) -> str:
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
+def result_of(run: Run, tally: Tally, source: str, engine: str, workers: int, started: float) -> BacktestResult:
+    """The :class:`BacktestResult` of a run, as the row backtest builds it."""
+    plan = run.plan
+    evaluated = sum(tally.candidate.decisions.values())
+    baseline = plan.baseline
+    return BacktestResult(
+        source=source, format="parquet", workers=workers, records=tally.records, evaluated=evaluated,
+        bad=dict(sorted(tally.bad.items())), bad_lines=tuple(BadLine(*b) for b in sorted(tally.bad_examples)),
+        candidate=pack_report(plan.candidate.pack.ruleset, tally.candidate),
+        baseline=(pack_report(baseline.pack.ruleset, tally.baseline)
+                  if baseline is not None and tally.baseline is not None else None),
+        flips=flips_of(tally), elapsed_s=time.monotonic() - started, engine=engine)
