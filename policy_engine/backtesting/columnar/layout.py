@@ -20,6 +20,7 @@ the record the row engine reads.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -110,22 +111,29 @@ def row_of(line: int, instant_us: int, request: Mapping[str, Any], record: Mappi
         value = record.get(name)
         row[name] = None if value is None else (value if name != "label" else json.dumps(value, default=str,
                                                                                           separators=(",", ":")))
+    kinds = _kinds()
     for key, value in request.items():
         if key == EXTRA:
             row[EXTRA] = json.dumps(value, default=str, separators=(",", ":"))
         elif isinstance(value, dict):
-            row[key] = {k: _number(v) for k, v in value.items()}
+            row[key] = {k: _number(v, kinds.get(f"{key}.{k}")) for k, v in value.items()}
         else:
-            row[key] = _number(value)
+            row[key] = _number(value, kinds.get(key))
     return row
 
 
-def _number(value: Any) -> Any:
-    """Exact numbers as pyarrow takes them: a money amount given as a string becomes its Decimal."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, float):
-        return Decimal(repr(value))
+@functools.cache
+def _kinds() -> dict[str, str]:
+    return {f.path: f.kind for f in request_fields()}
+
+
+def _number(value: Any, kind: str | None) -> Any:
+    """A valid request's number as its exact column takes it: an amount sent as a string ("12.50") or a float
+    becomes its Decimal, an integer sent as 5.0 its int."""
+    if kind == "num" and isinstance(value, str | float):
+        return Decimal(value if isinstance(value, str) else repr(value))
+    if kind == "int" and isinstance(value, Decimal | float) and value == int(value):
+        return int(value)
     return value
 
 
