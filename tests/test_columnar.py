@@ -50,19 +50,6 @@ def _columnar(parquet: Path, pack: CompiledPack = PACK):
 
 
 @pytest.fixture(scope="module")
-def baseline(tmp_path_factory) -> Path:
-    """The bundled pack with CMP-004 (the Class I lifetime cap) reviewing instead of denying: payments only it
-    stops flip deny -> review, and the report names it on both sides."""
-    root = tmp_path_factory.mktemp("baseline") / "rules"
-    shutil.copytree(ROOT / "rules", root)
-    accounts = root / "compliance" / "pboc_accounts.yaml"
-    head, sep, tail = accounts.read_text().partition("  - id: CMP-004\n")
-    assert sep and "    outcome: deny\n" in tail
-    accounts.write_text(head + sep + tail.replace("    outcome: deny\n", "    outcome: review\n", 1))
-    return root
-
-
-@pytest.fixture(scope="module")
 def history(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("history")
     jsonl = _write(edge_histories(RULESET, 2500, seed=3), folder / "history.jsonl")
@@ -83,7 +70,8 @@ def test_every_payment_gets_the_row_engines_decision_and_rules(history):
     assert len({r for p in decided for r in p.fired}) >= 20
 
 
-def test_reports_are_identical_to_the_row_engines_with_a_baseline(history, baseline):
+def test_reports_are_identical_to_the_row_engines_with_a_baseline(history, baseline_rules):
+    baseline = baseline_rules
     jsonl, parquet = history
     columnar = backtest_columnar(parquet, baseline=baseline, examples=3)
     row = backtest(parquet, baseline=baseline, workers=1, examples=3, recompute_counters=False)

@@ -32,12 +32,12 @@ class ColumnarError(PolicyEngineError):
     """The columnar backtest cannot run as asked (the message says what to do instead)."""
 
 
-def _executor(engine: str, workers: int | None, spark_master: str) -> Any:
+def _executor(engine: str, workers: int | None, spark_master: str, session: Any) -> Any:
     try:
         if engine == SPARK:
             from .spark import SparkExecutor
 
-            return SparkExecutor(spark_master)
+            return SparkExecutor(spark_master, session)
         from .duck import DuckExecutor
 
         return DuckExecutor(workers)
@@ -64,12 +64,13 @@ def _check_counters(run_source: str, executor: Any, packs: Sequence[CompiledPack
 def open_run(path: str | os.PathLike, candidate: CompiledPack, baseline: CompiledPack | None = None, *,
              engine: str = COLUMNAR, workers: int | None = None, spark_master: str = DEFAULT_SPARK_MASTER,
              recompute_counters: bool | None = None,
-             counters: Mapping[str, Sequence[CounterColumn]] | None = None) -> tuple[Run, Any]:
-    """The plan materialised over a converted Parquet history: the :class:`Run` and its executor (close both)."""
+             counters: Mapping[str, Sequence[CounterColumn]] | None = None, session: Any = None) -> tuple[Run, Any]:
+    """The plan materialised over a converted Parquet history: the :class:`Run` and its executor (close both).
+    ``session``: a SparkSession to run on (left running on close) instead of one started for the run."""
     name = os.fspath(path)
     if engine == COLUMNAR and not os.path.exists(name):
         raise ColumnarError(f"cannot read {name}: no such file")
-    executor = _executor(engine, workers, spark_master)
+    executor = _executor(engine, workers, spark_master, session)
     try:
         source = executor.source(name)
         _check_counters(source, executor, [p for p in (candidate, baseline) if p is not None], recompute_counters,

@@ -65,6 +65,9 @@ class Dialect:
         # product's precision first (the product is then exact; it never rounds, it would raise)
         return f"({self.cast_decimal(a, DecimalType(at.times(bt).precision - at.scale, at.scale))} * {b})"
 
+    def text(self, sql: str) -> str:
+        return f"CAST({sql} AS VARCHAR)"
+
     def date(self, ordinal: int) -> str:
         return f"DATE '{dt.date.fromordinal(ordinal).isoformat()}'"
 
@@ -96,6 +99,9 @@ class SparkDialect(Dialect):
         # Spark types a product DECIMAL(p1 + p2 + 1, s1 + s2); with allowPrecisionLoss off (the session sets it)
         # it never rounds, so the operands go as they are
         return f"({a} * {b})"
+
+    def text(self, sql: str) -> str:
+        return f"CAST({sql} AS STRING)"
 
     def local_time(self, instant_us: str, zone: str) -> str:
         return f"from_utc_timestamp(timestamp_micros({instant_us}), {self.string(zone)})"

@@ -215,7 +215,7 @@ class _PackCompiler:
             else:
                 which = f"{q('amount.currency')} IN ({', '.join(d.string(c) for c in listed)})"
             checks.append((f"{which} AND {self._too_precise(amount, places)}",
-                           f"CONCAT('$.amount.value: ', CAST({amount} AS VARCHAR(64)), ' has more decimal places "
+                           f"CONCAT('$.amount.value: ', {d.text(amount)}, ' has more decimal places "
                            f"than ', {q('amount.currency')}, ' has ({places})')"))
         for path, places in sorted(money_places(load_schema("payment_request")).items()):
             checks.append((f"{q(path)} IS NOT NULL AND {self._too_precise(q(path), places)}",
