@@ -193,3 +193,25 @@ def test_a_rule_whose_arithmetic_cannot_stay_exact_is_refused_naming_it(tmp_path
     convert(_write([_request()], tmp_path / "h.jsonl"), parquet)
     with pytest.raises(ColumnarCompileError, match=r"rule [A-Z]+-\d+ \(rules/.*:\d+\).*digits"):
         backtest_columnar(parquet, rules=root, recompute_counters=False)
+
+
+def test_dated_fx_tables_and_a_currency_a_table_lacks_decide_alike(tmp_path):
+    """Two more FX tables inside the history's month (the rate of the payment's day, the earliest before them
+    all) and one without EUR (``derived.amount_eur`` missing: rules reading it undecided)."""
+    root = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", root)
+    reference = root / "reference.yaml"
+    text = reference.read_text()
+    tables = ('reference_fx:\n'
+              '  - as_of: 2025-06-10\n    rates: {CNY: "1", USD: "7.1234", GBP: "9.05", HKD: "0.91", JPY: "0.0475"}\n'
+              '  - as_of: 2025-06-20\n    rates: {CNY: "1", USD: "7.3", EUR: "7.95", GBP: "9.2", JPY: "0.049"}\n')
+    assert text.count("reference_fx:\n") == 1
+    reference.write_text(text.replace("reference_fx:\n", tables))
+    ruleset = load_ruleset(root)
+    assert len(ruleset.fx_tables) == 3
+    pack = CompiledPack.build(ruleset)
+    parquet = tmp_path / "h.parquet"
+    convert(_write(edge_histories(ruleset, 1500, seed=5), tmp_path / "h.jsonl"), parquet, root)
+    decided = _columnar(parquet, pack)
+    assert mismatches(row_payments(parquet, pack), decided) == []
+    assert any(p.undecided or p.skipped for p in decided)

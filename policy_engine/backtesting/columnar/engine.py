@@ -70,8 +70,11 @@ class Run:
 
     def payments(self, side: str = "c") -> list[PaymentResult]:
         """Every decided payment of one pack (``c`` candidate, ``b`` baseline), by line."""
-        rows = self.x.rows(f"SELECT {LINE}, {side}_decision, {side}_fired, {side}_undecided, {side}_skipped "
-                           f"FROM {JOINED} WHERE __bad_kind IS NULL ORDER BY {LINE}")
+        plan = self.plan.candidate if side == "c" else self.plan.baseline
+        assert plan is not None, "no baseline in this run"
+        d = self.x.dialect
+        rows = self.x.rows(f"SELECT {LINE}, {side}_decision, {plan.ids(d, 'fired')}, {plan.ids(d, 'undecided')}, "
+                           f"{plan.ids(d, 'skipped')} FROM {JOINED} WHERE __bad_kind IS NULL ORDER BY {LINE}")
         return [PaymentResult(int(line), d, _ids(f), _ids(u), _ids(s)) for line, d, f, u, s in rows]
 
     def tally(self, k: int) -> Tally:

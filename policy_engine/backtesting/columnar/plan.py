@@ -15,8 +15,8 @@ Per pack (candidate ``c``, baseline ``b``), over the source relation ``src``:
    without any, each record's own counters (or the pack's defaults) stand, as in the row backtest.
 4. ``{p}_k``: each rule's condition, TRUE / FALSE / NULL (:mod:`.sqlcompile`), and whether it is in force.
 5. ``{p}_r``: per rule ``f{i}`` (fired) and ``u{i}`` (undecided); then ``{p}_out``: the decision (the most severe
-   outcome of the fired rules and the undecided rules' ``on_unknown``, skipped rules aside) and the fired,
-   undecided and skipped rule ids (space-separated).
+   outcome of the fired rules and the undecided rules' ``on_unknown``, skipped rules aside). The rule ids
+   (:meth:`PackPlan.ids`) are spelled out only when asked for: the report needs the flags alone.
 
 ``joined`` puts the packs side by side by ``__line``. Everything is plain SQL but for the :class:`.Dialect`.
 """
@@ -32,7 +32,7 @@ from ...decision import Outcome
 from ...pack import CompiledPack
 from ...request import DEFAULT_PSP_COUNTRY, EARLIEST, LATEST, MAX_AMOUNT, MINOR_UNITS, money_places
 from ...resources import load_schema
-from ...ruleset import SKIP, FxTable, Rule
+from ...ruleset import SKIP, FxTable
 from .dialect import DecimalType, Dialect
 from .layout import INSTANT, INTEGER, LINE, MONEY, Field, request_fields
 from .sqlcompile import AMOUNT_CNY, CROSS_TARGETS, DAY, RuleCompiler, fx_column
@@ -65,14 +65,24 @@ class PackPlan:
     prefix: str
     ctes: tuple[tuple[str, str], ...]
     fired: tuple[str, ...]  # per rule in pack order, the column of ``{prefix}_out`` that says it fired
+    undecided: tuple[str, ...]  # ... that says its condition is unknown (in force)
     rule_ids: tuple[str, ...]
+
+    def ids(self, dialect: Dialect, status: str) -> str:
+        """The ids of the rules ``fired``, ``undecided`` or ``skipped`` on a row of ``joined``, space-separated."""
+        parts = []
+        for rule, f, u in zip(self.pack.ruleset.rules, self.fired, self.undecided, strict=True):
+            flag = {"fired": f, "undecided": u if rule.on_unknown != SKIP else None,
+                    "skipped": u if rule.on_unknown == SKIP else None}[status]
+            if flag is not None:
+                parts.append(f"CASE WHEN {self.prefix}_{flag} THEN {dialect.string(rule.id)} END")
+        return f"CONCAT_WS(' ', {', '.join(parts)})" if parts else "''"
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     """The whole plan: ``ctes`` end in ``joined``, whose columns ``__line``, ``__label``, ``__bad_kind``,
-    ``__bad_message``, and per pack ``{p}_decision``, ``{p}_fired``, ``{p}_undecided``, ``{p}_skipped`` and
-    ``{p}_f{i}``."""
+    ``__bad_message``, and per pack ``{p}_decision``, ``{p}_f{i}`` and ``{p}_u{i}``."""
 
     dialect: Dialect
     candidate: PackPlan
@@ -225,11 +235,13 @@ class _PackCompiler:
                        d.string(f"$.timestamp: outside the supported window [{EARLIEST:%Y-%m-%d}, {LATEST:%Y-%m-%d})")))
         checks.append((f"{q(LOCAL)} IS NULL AND {q(INSTANT)} IS NOT NULL",
                        f"CONCAT('$.psp_country: pack declares no timezone for psp_country ', {q('psp_country')})"))
-        return "CONCAT_WS('; ', " + ", ".join(f"CASE WHEN {c} THEN {m} END" for c, m in checks) + ")"
+        # the messages are built only for a row that fails a check: nearly every row passes them all
+        any_fails = " OR ".join(f"({c})" for c, _ in checks)
+        messages = "CONCAT_WS('; ', " + ", ".join(f"CASE WHEN {c} THEN {m} END" for c, m in checks) + ")"
+        return f"(CASE WHEN {any_fails} THEN {messages} ELSE '' END)"
 
     def _too_precise(self, value: str, places: int) -> str:
-        scaled = f"({value} * {10 ** places})"
-        return f"(floor({scaled}) <> {scaled})"
+        return f"({value} <> {self.d.cast_decimal(value, DecimalType(MONEY.digits + 1, places))})"
 
     def _bad_record(self) -> str:
         d, q = self.d, self.q
@@ -253,7 +265,7 @@ class _PackCompiler:
                 + f" FROM {self.p}_view")
 
     def conditions(self) -> tuple[str, str, str]:
-        """The SELECTs of ``{p}_k`` (conditions), ``{p}_r`` (fired/undecided) and ``{p}_out`` (decision, ids)."""
+        """The SELECTs of ``{p}_k`` (conditions), ``{p}_r`` (fired/undecided) and ``{p}_out`` (the decision)."""
         rules = self.pack.ruleset.rules
         keep = [self.q(c) for c in (LINE, "__label", BAD_REQUEST, BAD_RECORD)]
         dated = [self.q(DAY)]  # the in-force tests read the day after the conditions
@@ -277,15 +289,8 @@ class _PackCompiler:
         decision = f"(CASE {whens} ELSE {self.d.string(Outcome.ALLOW.value)} END)" if whens else \
             self.d.string(Outcome.ALLOW.value)
 
-        def ids(flag: str, wanted: Callable[[Rule], bool]) -> str:
-            parts = [f"CASE WHEN {flag}{i} THEN {self.d.string(rule.id)} END"
-                     for i, rule in enumerate(rules) if wanted(rule)]
-            return f"CONCAT_WS(' ', {', '.join(parts)})" if parts else "''"
-
-        out = [*keep, *(f"f{i}" for i in range(len(rules))), f"{decision} AS decision",
-               f"{ids('f', lambda r: True)} AS fired",
-               f"{ids('u', lambda r: r.on_unknown != SKIP)} AS undecided",
-               f"{ids('u', lambda r: r.on_unknown == SKIP)} AS skipped"]
+        out = [*keep, *(f"f{i}" for i in range(len(rules))), *(f"u{i}" for i in range(len(rules))),
+               f"{decision} AS decision"]
         return k, r, f"SELECT {', '.join(out)} FROM {self.p}_r"
 
     def build(self) -> PackPlan:
@@ -295,7 +300,8 @@ class _PackCompiler:
                 (f"{p}_view", self.view3()), (f"{p}_pay", self.counters_stage()), (f"{p}_k", k), (f"{p}_r", r),
                 (f"{p}_out", out))
         rules = self.pack.ruleset.rules
-        return PackPlan(self.pack, p, ctes, tuple(f"f{i}" for i in range(len(rules))), tuple(r.id for r in rules))
+        return PackPlan(self.pack, p, ctes, tuple(f"f{i}" for i in range(len(rules))),
+                        tuple(f"u{i}" for i in range(len(rules))), tuple(r.id for r in rules))
 
 
 def _contract_defaults() -> dict[str, object]:
@@ -323,8 +329,7 @@ def build_plan(dialect: Dialect, source: str, candidate: CompiledPack, baseline:
 
     def side(plan: PackPlan) -> list[str]:
         p = plan.prefix
-        return [f"{p}.decision AS {p}_decision", f"{p}.fired AS {p}_fired", f"{p}.undecided AS {p}_undecided",
-                f"{p}.skipped AS {p}_skipped", *(f"{p}.{f} AS {p}_{f}" for f in plan.fired)]
+        return [f"{p}.decision AS {p}_decision", *(f"{p}.{f} AS {p}_{f}" for f in (*plan.fired, *plan.undecided))]
 
     bad = [f"c.{q(BAD_RECORD)}", f"c.{q(BAD_REQUEST)}"]
     if b is not None:

@@ -1,12 +1,15 @@
 """A pack's condition trees as SQL boolean expressions with the engine's three-valued semantics.
 
 SQL's NULL logic is Kleene's, which is the engine's (conditions.py): a condition compiles to an expression that is
-TRUE, FALSE or NULL (unknown) exactly when the reference evaluator says true, false or unknown. Each leaf states
-its semantics outright rather than leaning on SQL's NULL propagation, so every operator reads like its table entry:
+TRUE, FALSE or NULL (unknown) exactly when the reference evaluator says true, false or unknown. A leaf is
 
-    CASE WHEN <a counterparty it reads is absent> THEN FALSE   -- not applicable
-         WHEN <a field it reads is missing> THEN NULL          -- unknown
-         ELSE <the operator on present values> END
+    (<each counterparty it reads is present> AND <the operator>)
+
+A present counterparty's marker is TRUE and leaves the operator's value as it is; an absent one's is FALSE, which
+makes the leaf false whatever the rest (not applicable). The operator is NULL when a field it reads is missing: by
+SQL's own NULL propagation where the expression is a comparison, arithmetic or ``IN`` over constants (NULL in,
+NULL out), and stated outright, ``CASE WHEN <a field is missing> THEN NULL ELSE ... END``, where the expression
+could be decided without the value (dated list items, an empty list).
 
 ``exists`` / ``missing`` are two-valued (``IS [NOT] NULL``). ``all`` / ``any`` / ``not`` are SQL's AND / OR / NOT.
 
@@ -127,10 +130,20 @@ class RuleCompiler:
             raise _Refused(f"operator `{leaf.op}` has no SQL form")
         parties = dict.fromkeys(p for p in map(counterparty_of, paths) if p is not None)
         body = self._holds(leaf)
-        na = " OR ".join(f"NOT {self.col(p)}" for p in parties)
-        missing = " OR ".join(f"{self.col(c)} IS NULL" for c in dict.fromkeys(columns))
-        return (f"(CASE {f'WHEN {na} THEN FALSE ' if na else ''}WHEN {missing} THEN NULL "
-                f"ELSE {body} END)")
+        if not self._propagates_null(leaf):
+            missing = " OR ".join(f"{self.col(c)} IS NULL" for c in dict.fromkeys(columns))
+            body = f"(CASE WHEN {missing} THEN NULL ELSE {body} END)"
+        return "(" + " AND ".join([*(self.col(p) for p in parties), body]) + ")" if parties else body
+
+    @staticmethod
+    def _propagates_null(leaf: Leaf) -> bool:
+        """Whether SQL's NULL propagation alone makes the operator NULL when a field it reads is missing: true of
+        comparisons, ranges and membership in constants, not of a list with dated items (an item out of force
+        is FALSE whatever the value) or with none (FALSE)."""
+        if leaf.op.spec.shape is not Shape.LIST:
+            return True
+        items = leaf.items or ()
+        return bool(items) and all(i.start is None and i.end is None for i in items)
 
     def _holds(self, leaf: Leaf) -> str:
         """The operator on present values: a two-valued SQL expression."""
