@@ -215,3 +215,28 @@ def test_dated_fx_tables_and_a_currency_a_table_lacks_decide_alike(tmp_path):
     decided = _columnar(parquet, pack)
     assert mismatches(row_payments(parquet, pack), decided) == []
     assert any(p.undecided or p.skipped for p in decided)
+
+
+def test_a_counters_stage_replaces_the_records_counters(tmp_path):
+    """What the counters stage computes is what rules read: a stage setting the Class I lifetime total to 0
+    decides as the row engine does on records that leave that counter out (the pack's default: 0)."""
+    from policy_engine.backtesting.columnar import CounterColumn
+
+    records = list(edge_histories(RULESET, 600, seed=12, share=0))
+    for record in records:
+        record.setdefault("history", {})["tier_used_total_cny"] = Decimal("999999")
+    carried = tmp_path / "carried.parquet"
+    convert(_write(records, tmp_path / "carried.jsonl"), carried)
+    for record in records:
+        del record["history"]["tier_used_total_cny"]
+    left_out = tmp_path / "left-out.parquet"
+    convert(_write(records, tmp_path / "left-out.jsonl"), left_out)
+    zero = CounterColumn("history.tier_used_total_cny", "CAST(0 AS DECIMAL(19, 3))")
+    run, executor = open_run(carried, PACK, counters={"candidate": [zero]})
+    try:
+        staged = run.payments()
+    finally:
+        run.close()
+        executor.close()
+    assert mismatches(row_payments(left_out, PACK), staged) == []
+    assert mismatches(row_payments(carried, PACK), staged) != []  # the stage did change what rules read
