@@ -73,10 +73,10 @@ def test_every_payment_gets_the_row_engines_decision_and_rules(history):
 def test_reports_are_identical_to_the_row_engines_with_a_baseline(history, baseline_rules):
     baseline = baseline_rules
     jsonl, parquet = history
-    columnar = backtest_columnar(parquet, baseline=baseline, examples=3)
-    row = backtest(parquet, baseline=baseline, workers=1, examples=3, recompute_counters=False)
+    columnar = backtest_columnar(parquet, baseline=baseline, examples=3, label_maturity=30)
+    row = backtest(parquet, baseline=baseline, workers=1, examples=3, recompute_counters=False, label_maturity=30)
     assert report_dict(columnar) == report_dict(row)
-    assert columnar.flipped > 0 and columnar.candidate.labels is not None
+    assert columnar.flipped > 0 and columnar.candidate.labels is not None and columnar.metrics is not None
     assert columnar.engine == "columnar" and row.engine == "row"
     # and the Parquet backtest is the JSON Lines one, less the lines convert refused
     from_jsonl = report_dict(backtest(jsonl, baseline=baseline, workers=1, examples=3, recompute_counters=False))

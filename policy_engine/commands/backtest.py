@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     bt.set_defaults(func=cmd_backtest)
 
 
-def _columnar(args: argparse.Namespace, engine: str):
+def _columnar(args: argparse.Namespace, engine: str, labels: dict[str, Any]):
     from ..backtesting import BacktestError
 
     try:
@@ -70,7 +70,7 @@ def _columnar(args: argparse.Namespace, engine: str):
                             f"'payment-policy-engine[columnar]'): {exc}") from None
     return backtest_columnar(args.file, args.rules, args.baseline, engine=engine, workers=args.workers,
                              examples=args.examples, spark_master=args.spark_master,
-                             recompute_counters=args.recompute_counters)
+                             recompute_counters=args.recompute_counters, **labels)
 
 
 def cmd_backtest(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

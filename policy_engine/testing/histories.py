@@ -8,7 +8,7 @@ consistent counters and labels) and, with a second seeded generator, moves a sha
 - instants at local midnight (and one microsecond and one second before) of every date the pack names (effective
   dates, dated list items, FX tables), in every jurisdiction it has a timezone for, written in a random offset;
 - missing fields (an optional field, a counter, the whole ``history``), absent counterparties (``merchant``,
-  ``payee``), and record fields (``label``, ``status``, ``decision``).
+  ``payee``), and record fields (``label``, ``label_known_at``, ``status``, ``decision``).
 
 Some moves make a request invalid (a purpose that needs a merchant without one): those records are bad lines for
 every engine, which is part of what is compared. The same seed gives the same records.
@@ -104,6 +104,9 @@ class _Mover:
         request["label"] = rng.choice(_LABELS)
         if request["label"] is None:
             del request["label"]
+        elif request["label"] != {} and rng.random() < 0.5:  # known some days later (label metrics' maturity)
+            known = dt.date(2025, 6, 1) + dt.timedelta(days=rng.randrange(90))
+            request["label_known_at"] = known.isoformat() if rng.random() < 0.5 else f"{known}T12:00:00+08:00"
         if rng.random() < 0.3:
             request["status"] = rng.choice(("completed", "failed", "reversed"))
         if rng.random() < 0.3:

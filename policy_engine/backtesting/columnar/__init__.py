@@ -9,6 +9,7 @@ the same decisions, tens of times faster, and on Spark beyond one machine. Needs
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -17,6 +18,7 @@ from typing import Any
 from ...errors import PolicyEngineError
 from ...loader import load_ruleset
 from ...pack import CompiledPack
+from ..metrics import CostModel
 from ..result import BacktestResult
 from .engine import PaymentResult, Run, result_of
 from .layout import LayoutError
@@ -84,22 +86,28 @@ def open_run(path: str | os.PathLike, candidate: CompiledPack, baseline: Compile
 def backtest_columnar(path: str | os.PathLike, rules: str | os.PathLike | None = None,
                       baseline: str | os.PathLike | None = None, *, engine: str = COLUMNAR,
                       workers: int | None = None, examples: int = 5, spark_master: str = DEFAULT_SPARK_MASTER,
-                      recompute_counters: bool | None = None) -> BacktestResult:
+                      recompute_counters: bool | None = None, labels_as_of: dt.date | None = None,
+                      label_maturity: int = 0, costs: CostModel | None = None) -> BacktestResult:
     """Backtest a converted Parquet history (``policy-engine convert``) on DuckDB (``engine="columnar"``) or
     Spark (``engine="spark"``, on ``spark_master``): the same :class:`BacktestResult` as the row backtest.
 
-    ``workers``: DuckDB threads (default: every core). Raises :class:`ColumnarError` when the engine cannot run
-    (missing extra, counters to recompute), :class:`ColumnarCompileError` for a rule it cannot compile exactly."""
+    ``workers``: DuckDB threads (default: every core); ``labels_as_of``, ``label_maturity``, ``costs``: the
+    label metrics' options, as for :func:`~policy_engine.backtesting.backtest`. Raises :class:`ColumnarError`
+    when the engine cannot run (missing extra, counters to recompute), :class:`ColumnarCompileError` for a rule
+    it cannot compile exactly."""
     started = time.monotonic()
     if examples < 0:
         raise ColumnarError(f"examples must be 0 or more, got {examples}")
+    if label_maturity < 0:
+        raise ColumnarError(f"label maturity must be 0 days or more, got {label_maturity}")
     candidate = CompiledPack.build(load_ruleset(rules))
     base = CompiledPack.build(load_ruleset(baseline)) if baseline is not None else None
     run, executor = open_run(path, candidate, base, engine=engine, workers=workers, spark_master=spark_master,
                              recompute_counters=recompute_counters)
     try:
         tally = run.tally(examples)
-        return result_of(run, tally, os.fspath(path), engine, workers or os.cpu_count() or 1, started)
+        return result_of(run, tally, os.fspath(path), engine, workers or os.cpu_count() or 1, started,
+                         labels_as_of=labels_as_of, label_maturity=label_maturity, costs=costs)
     finally:
         run.close()
         executor.close()

@@ -52,11 +52,8 @@ def _row(pack: CompiledPack, line: int, request: Any) -> dict[str, Any]:
     """The record as a Parquet row; raises RecordError / RequestError / ValueError for a bad one."""
     if not isinstance(request, dict):
         pack.prepare(request)  # raises the engine's own RequestError for a record that is no object
-    record = {name: request.pop(name) for name in RECORD_FIELDS if name in request}
-    take_record_fields({k: v for k, v in record.items() if k != "label_known_at"})
-    known_at = record.get("label_known_at")
-    if known_at is not None and not isinstance(known_at, str):
-        raise RecordError(f"label_known_at {known_at!r} is not a date or date-time string")
+    record = {name: request[name] for name in RECORD_FIELDS if name in request}  # as written, to store
+    request, _, _ = take_record_fields(request)  # checks them, and opens an envelope
     pack.prepare(request)
     when, problem = instant(request["timestamp"])
     assert when is not None, problem  # prepare() refused an invalid timestamp already

@@ -24,8 +24,8 @@ def row_payments(path: str | os.PathLike, pack: CompiledPack) -> dict[int, Payme
     for batch in read_records(os.fspath(path)):
         for line, record in batch:
             try:
-                take_record_fields(record)
-                decision = pack.decide(pack.prepare(record))
+                request, _, _ = take_record_fields(record)
+                decision = pack.decide(pack.prepare(request))
             except (RecordError, RequestError):
                 continue
             out[line] = PaymentResult(line, decision.decision.value, decision.rule_ids, decision.undecided_ids,

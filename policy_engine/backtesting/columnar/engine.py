@@ -9,6 +9,7 @@ so the text, JSON and HTML reports cannot tell the engines apart.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Sequence
@@ -18,14 +19,15 @@ from typing import Any, Protocol
 
 from ...decision import Outcome
 from ...pack import CompiledPack
+from ..history import Label, read_label
+from ..metrics import BAD, UNLABELLED, CostModel, label_metrics
 from ..result import BacktestResult, BadLine, flips_of, pack_report
-from ..tally import PackTally, Tally, label_key
+from ..tally import PackTally, Tally
 from .dialect import Dialect
 from .layout import LINE
 from .plan import Plan, build_plan
 
 JOINED = "policy_engine_backtest"
-_LABELLED = "__label IS NOT NULL AND __label NOT IN ('{}', '\"\"', 'null')"
 
 
 class Executor(Protocol):
@@ -100,18 +102,24 @@ class Run:
                 bf = f"b_{b_flag[r]}" if r in b_flag else "FALSE"
                 sums += [f"SUM(CASE WHEN {cf} AND NOT {bf} THEN 1 ELSE 0 END)",
                          f"SUM(CASE WHEN {bf} AND NOT {cf} THEN 1 ELSE 0 END)"]
-        b_decision = "b_decision" if b is not None else "NULL"
-        groups = x.rows(f"SELECT __label, c_decision, {b_decision}, COUNT(*), {', '.join(sums) or '0'} FROM {JOINED} "
-                        f"WHERE {ok} GROUP BY __label, c_decision{', b_decision' if b is not None else ''}")
+        keys = ["__label", "__label_known_at", "c___day", "c_decision"]
+        keys += ["b___day", "b_decision"] if b is not None else ["NULL", "NULL"]
+        grouped = ", ".join(k for k in keys if k != "NULL")
+        groups = x.rows(f"SELECT {', '.join(keys)}, COUNT(*), {', '.join(sums) or '0'} FROM {JOINED} "
+                        f"WHERE {ok} GROUP BY {grouped}")
         c_stop = frozenset(r.id for r in c.pack.ruleset.rules if r.outcome != Outcome.ALLOW.value)
         b_stop = frozenset(r.id for r in b.pack.ruleset.rules if r.outcome != Outcome.ALLOW.value) if b else frozenset()
         nc = len(c.rule_ids)
         nb = len(b.rule_ids) if b else 0
-        for label, cd, bd, count, *hits in groups:
-            key = label_key(json.loads(label, parse_float=Decimal)) if label is not None else None
-            _count(tally.candidate, key, cd, int(count), dict(zip(c.rule_ids, hits[:nc], strict=True)), c_stop)
+        bad_labels: set[str] = set()  # the label texts of the bad class, for the missed examples
+        for text, known_at, c_day, cd, b_day, bd, count, *hits in groups:
+            label = read_label(json.loads(text, parse_float=Decimal) if text is not None else None, known_at)
+            if label is not None and label.cls == BAD and text is not None:
+                bad_labels.add(text)
+            _count(tally.candidate, label, c_day.toordinal(), cd, int(count),
+                   dict(zip(c.rule_ids, hits[:nc], strict=True)), c_stop)
             if b is not None and tally.baseline is not None:
-                _count(tally.baseline, key, bd, int(count),
+                _count(tally.baseline, label, b_day.toordinal(), bd, int(count),
                        dict(zip(b.rule_ids, hits[nc:nc + nb], strict=True)), b_stop)
                 if bd != cd:
                     tally.flips[(bd, cd)] += int(count)
@@ -121,18 +129,20 @@ class Run:
                             if n:
                                 tally.flip_rules[(bd, cd, side, r)] += int(n)
         if k > 0:
-            self._examples(tally, k, ok)
+            self._examples(tally, k, ok, bad_labels)
         return tally
 
-    def _examples(self, tally: Tally, k: int, ok: str) -> None:
+    def _examples(self, tally: Tally, k: int, ok: str, bad_labels: set[str]) -> None:
         plan, x, d = self.plan, self.x, self.x.dialect
         sides = [("c", plan.candidate, tally.candidate)]
         if plan.baseline is not None and tally.baseline is not None:
             sides.append(("b", plan.baseline, tally.baseline))
         cols: list[str] = []
+        # labelled payments the pack let through: labels of the bad class (read in Python, from the groups)
+        bad = " OR ".join(f"__label = {d.string(text)}" for text in sorted(bad_labels)) or "FALSE"
         for p, pack, _ in sides:
             cols += [d.first_lines(LINE, f"{p}_{flag}", k) for flag in pack.fired]
-            cols.append(d.first_lines(LINE, f"{_LABELLED} AND {p}_decision = 'allow'", k))
+            cols.append(d.first_lines(LINE, f"({bad}) AND {p}_decision = 'allow'", k))
         row = x.rows(f"SELECT {', '.join(cols)} FROM {JOINED} WHERE {ok}")[0]
         flips = (x.rows(f"SELECT b_decision, c_decision, {d.first_lines(LINE, 'TRUE', k)} FROM {JOINED} "
                         f"WHERE {ok} AND b_decision <> c_decision GROUP BY b_decision, c_decision")
@@ -164,23 +174,27 @@ class Run:
         return {int(line): str(rid) for line, rid in rows}
 
 
-def _count(pack: PackTally, key: tuple[str, str] | None, outcome: str, count: int, hits: dict[str, Any],
+def _count(pack: PackTally, label: Label | None, day: int, outcome: str, count: int, hits: dict[str, Any],
            stopping: frozenset[str]) -> None:
-    """Add one group's counts as :meth:`PackTally.add` adds each of its payments."""
+    """Add one group's counts as :meth:`PackTally.add` adds each of its payments (all dated ``day``)."""
     pack.decisions[outcome] += count
     stopped = outcome != Outcome.ALLOW.value
     for rule_id, n in hits.items():
         if n:
             pack.hits[rule_id] += int(n)
     fired_stopping = {r: int(n) for r, n in hits.items() if n and r in stopping} if stopped else {}
-    if key is None:
+    cls, known = (UNLABELLED, None) if label is None else (label.cls, label.known)
+    pack.dated[(day, known, cls, outcome)] += count
+    for rule_id, n in fired_stopping.items():
+        pack.rule_dated[(rule_id, day, known, cls)] += n
+    if label is None or label.cls != BAD:
         pack.unlabelled += count
         if stopped:
             pack.unlabelled_stopped += count
             pack.rule_unlabelled_stopped.update(fired_stopping)
         return
     pack.labelled += count
-    pack.patterns[(*key, outcome)] += count
+    pack.patterns[(label.kind, label.pattern, outcome)] += count
     if stopped:
         pack.labelled_stopped += count
         pack.rule_labelled_stopped.update(fired_stopping)
@@ -190,8 +204,10 @@ def _short(message: str, limit: int = 300) -> str:
     return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
-def result_of(run: Run, tally: Tally, source: str, engine: str, workers: int, started: float) -> BacktestResult:
-    """The :class:`BacktestResult` of a run, as the row backtest builds it."""
+def result_of(run: Run, tally: Tally, source: str, engine: str, workers: int, started: float, *,
+              labels_as_of: dt.date | None = None, label_maturity: int = 0,
+              costs: CostModel | None = None) -> BacktestResult:
+    """The :class:`BacktestResult` of a run, as the row backtest builds it (label metrics included)."""
     plan = run.plan
     evaluated = sum(tally.candidate.decisions.values())
     baseline = plan.baseline
@@ -201,4 +217,8 @@ def result_of(run: Run, tally: Tally, source: str, engine: str, workers: int, st
         candidate=pack_report(plan.candidate.pack.ruleset, tally.candidate),
         baseline=(pack_report(baseline.pack.ruleset, tally.baseline)
                   if baseline is not None and tally.baseline is not None else None),
-        flips=flips_of(tally), elapsed_s=time.monotonic() - started, engine=engine)
+        flips=flips_of(tally), elapsed_s=time.monotonic() - started, engine=engine,
+        metrics=label_metrics(tally.candidate.dated_counts(),
+                              tally.baseline.dated_counts() if tally.baseline is not None else None,
+                              as_of=labels_as_of.toordinal() if labels_as_of is not None else None,
+                              maturity_days=label_maturity, costs=costs))

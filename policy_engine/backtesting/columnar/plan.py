@@ -81,8 +81,9 @@ class PackPlan:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """The whole plan: ``ctes`` end in ``joined``, whose columns ``__line``, ``__label``, ``__bad_kind``,
-    ``__bad_message``, and per pack ``{p}_decision``, ``{p}_f{i}`` and ``{p}_u{i}``."""
+    """The whole plan: ``ctes`` end in ``joined``, whose columns ``__line``, ``__label``, ``__label_known_at``,
+    ``__bad_kind``, ``__bad_message``, and per pack ``{p}_decision``, ``{p}___day`` (the payment's local date),
+    ``{p}_f{i}`` and ``{p}_u{i}``."""
 
     dialect: Dialect
     candidate: PackPlan
@@ -267,8 +268,7 @@ class _PackCompiler:
     def conditions(self) -> tuple[str, str, str]:
         """The SELECTs of ``{p}_k`` (conditions), ``{p}_r`` (fired/undecided) and ``{p}_out`` (the decision)."""
         rules = self.pack.ruleset.rules
-        keep = [self.q(c) for c in (LINE, "__label", BAD_REQUEST, BAD_RECORD)]
-        dated = [self.q(DAY)]  # the in-force tests read the day after the conditions
+        keep = [self.q(c) for c in (LINE, "__label", "__label_known_at", DAY, BAD_REQUEST, BAD_RECORD)]
         conds, flags = [], []
         for i, rule in enumerate(rules):
             conds.append(f"{self.rules.condition(rule, self.pack.program.position(rule.id))} AS k{i}")
@@ -276,7 +276,7 @@ class _PackCompiler:
             guard = f" AND {in_force}" if in_force else ""
             flags.append(f"(COALESCE(k{i}, FALSE){guard}) AS f{i}")
             flags.append(f"(k{i} IS NULL{guard}) AS u{i}")
-        k = f"SELECT {', '.join(keep + dated + conds)} FROM {self.p}_pay"
+        k = f"SELECT {', '.join(keep + conds)} FROM {self.p}_pay"
         r = f"SELECT {', '.join(keep + flags)} FROM {self.p}_k"
         order = list(self.pack.ruleset.decision_order)
         contributes: dict[str, list[str]] = {o: [] for o in order}
@@ -329,7 +329,8 @@ def build_plan(dialect: Dialect, source: str, candidate: CompiledPack, baseline:
 
     def side(plan: PackPlan) -> list[str]:
         p = plan.prefix
-        return [f"{p}.decision AS {p}_decision", *(f"{p}.{f} AS {p}_{f}" for f in (*plan.fired, *plan.undecided))]
+        return [f"{p}.decision AS {p}_decision", f"{p}.{q(DAY)} AS {p}___day",
+                *(f"{p}.{f} AS {p}_{f}" for f in (*plan.fired, *plan.undecided))]
 
     bad = [f"c.{q(BAD_RECORD)}", f"c.{q(BAD_REQUEST)}"]
     if b is not None:
@@ -339,6 +340,7 @@ def build_plan(dialect: Dialect, source: str, candidate: CompiledPack, baseline:
                     for col in bad)
     message = " ".join(f"WHEN {col} <> '' THEN {col}" for col in bad)
     cols = [f"c.{q(LINE)} AS {q(LINE)}", f"c.{q('__label')} AS {q('__label')}",
+            f"c.{q('__label_known_at')} AS {q('__label_known_at')}",
             f"(CASE {kind} ELSE NULL END) AS __bad_kind", f"(CASE {message} ELSE NULL END) AS __bad_message",
             *side(c), *(side(b) if b else ())]
     join = f" JOIN b_out b ON b.{q(LINE)} = c.{q(LINE)}" if b else ""
