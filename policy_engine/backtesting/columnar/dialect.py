@@ -1,8 +1,8 @@
 """What differs between the SQL engines the columnar backtest runs on: DuckDB and Spark SQL.
 
 The compiled plan is plain SQL (CASE, COALESCE, comparisons, CONCAT_WS, GROUP BY); only what is spelled
-differently goes through a :class:`Dialect`: identifier quoting, exact decimal types and products, the wall-clock
-time of an instant in a timezone, and the "first k lines" aggregate the report's examples use.
+differently goes through a :class:`Dialect`: identifier quoting and string literals, exact decimal types and
+products, text casts, and the wall-clock time of an instant in a timezone.
 """
 
 from __future__ import annotations
@@ -81,10 +81,6 @@ class Dialect:
     def to_date(self, ts: str) -> str:
         return f"CAST({ts} AS DATE)"
 
-    def first_lines(self, line: str, condition: str, k: int) -> str:
-        """The ``k`` smallest ``line`` values of the rows where ``condition`` holds, as a list."""
-        return f"min({line}, {k}) FILTER (WHERE {condition})" if k > 0 else "NULL"
-
 
 class SparkDialect(Dialect):
     name = "spark"
@@ -105,8 +101,3 @@ class SparkDialect(Dialect):
 
     def local_time(self, instant_us: str, zone: str) -> str:
         return f"from_utc_timestamp(timestamp_micros({instant_us}), {self.string(zone)})"
-
-    def first_lines(self, line: str, condition: str, k: int) -> str:
-        if k <= 0:
-            return "NULL"
-        return f"slice(array_sort(collect_list(CASE WHEN {condition} THEN {line} END)), 1, {k})"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
@@ -133,38 +132,35 @@ class Run:
         return tally
 
     def _examples(self, tally: Tally, k: int, ok: str, bad_labels: set[str]) -> None:
-        plan, x, d = self.plan, self.x, self.x.dialect
+        """The first ``k`` lines of every list of examples, in one query: a UNION ALL of one top-k per list
+        (each scans one flag column; an aggregate keeping k lines per list cost more than the rest together)."""
+        plan, d = self.plan, self.x.dialect
+        wanted: list[tuple[Any, str]] = []  # (where the examples go, the rows they are taken from)
+        # labelled payments the pack let through: labels of the bad class (read in Python, from the groups)
+        bad = " OR ".join(f"__label = {d.string(text)}" for text in sorted(bad_labels)) or "FALSE"
         sides = [("c", plan.candidate, tally.candidate)]
         if plan.baseline is not None and tally.baseline is not None:
             sides.append(("b", plan.baseline, tally.baseline))
-        cols: list[str] = []
-        # labelled payments the pack let through: labels of the bad class (read in Python, from the groups)
-        bad = " OR ".join(f"__label = {d.string(text)}" for text in sorted(bad_labels)) or "FALSE"
-        for p, pack, _ in sides:
-            cols += [d.first_lines(LINE, f"{p}_{flag}", k) for flag in pack.fired]
-            cols.append(d.first_lines(LINE, f"({bad}) AND {p}_decision = 'allow'", k))
-        row = x.rows(f"SELECT {', '.join(cols)} FROM {JOINED} WHERE {ok}")[0]
-        flips = (x.rows(f"SELECT b_decision, c_decision, {d.first_lines(LINE, 'TRUE', k)} FROM {JOINED} "
-                        f"WHERE {ok} AND b_decision <> c_decision GROUP BY b_decision, c_decision")
-                 if plan.baseline is not None else [])
-        lines = {int(n) for value in row if value for n in value}
-        lines |= {int(n) for *_, value in flips for n in value}
-        rid = self._request_ids(lines)
-
-        def refs(value: Sequence[Any] | None) -> list[tuple[int, str]]:
-            return [(int(n), rid[int(n)]) for n in sorted(value or ())]
-
-        at = 0
-        for _, pack, pack_tally in sides:
-            for rule_id in pack.rule_ids:
-                found = refs(row[at])
-                if found:
-                    pack_tally.rule_examples[rule_id] = found
-                at += 1
-            pack_tally.missed = refs(row[at])
-            at += 1
-        for bd, cd, value in flips:
-            tally.flip_examples[(bd, cd)] = refs(value)
+        for p, pack, pack_tally in sides:
+            wanted += [((pack_tally, rule_id), f"{p}_{flag}") for rule_id, flag in zip(pack.rule_ids, pack.fired,
+                                                                                       strict=True)]
+            wanted.append(((pack_tally, None), f"({bad}) AND {p}_decision = 'allow'"))
+        wanted += [((tally, key), f"b_decision = {d.string(key[0])} AND c_decision = {d.string(key[1])}")
+                   for key in sorted(tally.flips)]
+        branches = [f"SELECT {i} AS i, {LINE} FROM (SELECT {LINE} FROM {JOINED} WHERE {ok} AND ({where}) "
+                    f"ORDER BY {LINE} LIMIT {k}) e{i}" for i, (_, where) in enumerate(wanted)]
+        found: dict[int, list[int]] = {}
+        for i, line in self.x.rows(" UNION ALL ".join(branches)):
+            found.setdefault(int(i), []).append(int(line))
+        rid = self._request_ids({n for lines in found.values() for n in lines})
+        for i, ((target, key), _) in enumerate(wanted):
+            refs = [(n, rid[n]) for n in sorted(found.get(i, ()))]
+            if isinstance(target, Tally):
+                tally.flip_examples[key] = refs
+            elif key is None:
+                target.missed = refs
+            elif refs:
+                target.rule_examples[key] = refs
 
     def _request_ids(self, lines: set[int]) -> dict[int, str]:
         if not lines:
