@@ -31,7 +31,8 @@ RULESET = load_ruleset(None)
 
 @pytest.fixture(scope="module")
 def session():
-    spark = spark_session("local[2]")
+    # the plan of two ~60-rule packs outgrows the default 1 GB driver heap while Spark plans it
+    spark = spark_session("local[2]", {"spark.driver.memory": "2g"})
     yield spark
     spark.stop()
 

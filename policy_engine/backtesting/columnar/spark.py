@@ -21,11 +21,12 @@ SESSION_CONFIG = {
 APP_CONFIG = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"}
 
 
-def spark_session(master: str) -> Any:
+def spark_session(master: str, config: dict[str, str] | None = None) -> Any:
+    """A session for the plan; ``config``: more Spark settings (e.g. ``spark.driver.memory`` for local mode)."""
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.master(master).appName("policy-engine backtest")
-    for key, value in {**SESSION_CONFIG, **APP_CONFIG}.items():
+    for key, value in {**SESSION_CONFIG, **APP_CONFIG, **(config or {})}.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     for key, value in SESSION_CONFIG.items():  # a session that already existed gets them too
