@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from hypothesis import strategies as st
 
 pytest.importorskip("duckdb")
 pytest.importorskip("pyarrow")
+
+from conftest import screenless_rules
 
 from policy_engine import load_ruleset
 from policy_engine.backtesting import backtest
@@ -31,7 +34,8 @@ from policy_engine.testing.histories import edge_histories
 from policy_engine.testing.strategies import near_thresholds, requests
 
 ROOT = Path(__file__).resolve().parent.parent
-RULESET = load_ruleset(None)
+RULES = screenless_rules(Path(tempfile.mkdtemp(prefix="columnar-rules-")) / "rules")
+RULESET = load_ruleset(RULES)
 PACK = CompiledPack.build(RULESET)
 
 
@@ -54,7 +58,7 @@ def history(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("history")
     jsonl = _write(edge_histories(RULESET, 2500, seed=3), folder / "history.jsonl")
     parquet = folder / "history.parquet"
-    report = convert(jsonl, parquet)
+    report = convert(jsonl, parquet, RULES)
     assert report.written > 2000 and report.bad_count > 0  # some moves make requests invalid, on purpose
     return jsonl, parquet
 
@@ -73,13 +77,14 @@ def test_every_payment_gets_the_row_engines_decision_and_rules(history):
 def test_reports_are_identical_to_the_row_engines_with_a_baseline(history, baseline_rules):
     baseline = baseline_rules
     jsonl, parquet = history
-    columnar = backtest_columnar(parquet, baseline=baseline, examples=3, label_maturity=30)
-    row = backtest(parquet, baseline=baseline, workers=1, examples=3, recompute_counters=False, label_maturity=30)
+    columnar = backtest_columnar(parquet, RULES, baseline=baseline, examples=3, label_maturity=30)
+    row = backtest(parquet, RULES, baseline=baseline, workers=1, examples=3, recompute_counters=False,
+                   label_maturity=30)
     assert report_dict(columnar) == report_dict(row)
     assert columnar.flipped > 0 and columnar.candidate.labels is not None and columnar.metrics is not None
     assert columnar.engine == "columnar" and row.engine == "row"
     # and the Parquet backtest is the JSON Lines one, less the lines convert refused
-    from_jsonl = report_dict(backtest(jsonl, baseline=baseline, workers=1, examples=3, recompute_counters=False))
+    from_jsonl = report_dict(backtest(jsonl, RULES, baseline=baseline, workers=1, examples=3, recompute_counters=False))
     assert from_jsonl["candidate"]["decisions"] == report_dict(columnar)["candidate"]["decisions"]
 
 
@@ -147,18 +152,18 @@ def test_a_hand_made_file_with_too_many_decimals_is_a_bad_line_never_rounded(tmp
     rows = table.to_pylist()
     rows[1]["amount"]["value"] = Decimal("120.505")  # three places in CNY, written by some other tool
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), parquet)
-    for result in (backtest_columnar(parquet, recompute_counters=False),
-                   backtest(parquet, workers=1, recompute_counters=False)):
+    for result in (backtest_columnar(parquet, RULES, recompute_counters=False),
+                   backtest(parquet, RULES, workers=1, recompute_counters=False)):
         assert (result.evaluated, result.bad_count) == (1, 1)
         assert result.bad_lines[0].line == 2 and "more decimal places than CNY has (2)" in result.bad_lines[0].message
 
 
 def test_cli_picks_the_columnar_engine_for_parquet_and_prints_one_json_document(history, capsys):
     _, parquet = history
-    assert main(["backtest", str(parquet), "--json", "--examples", "2"]) == 0
+    assert main(["backtest", str(parquet), "--rules", str(RULES), "--json", "--examples", "2"]) == 0
     columnar = json.loads(capsys.readouterr().out)
-    assert main(["backtest", str(parquet), "--json", "--examples", "2", "--engine", "row", "--workers", "1",
-                 "--format", "parquet"]) == 0
+    assert main(["backtest", str(parquet), "--rules", str(RULES), "--json", "--examples", "2", "--engine", "row",
+                 "--workers", "1", "--format", "parquet"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert (columnar["engine"], row["engine"]) == ("columnar", "row")
     for report in (columnar, row):
@@ -169,7 +174,7 @@ def test_cli_picks_the_columnar_engine_for_parquet_and_prints_one_json_document(
 
 def test_columnar_engine_refuses_input_that_is_not_parquet(history, capsys):
     jsonl, _ = history
-    assert main(["backtest", str(jsonl), "--engine", "columnar"]) == 2
+    assert main(["backtest", str(jsonl), "--rules", str(RULES), "--engine", "columnar"]) == 2
     assert "convert this one first" in capsys.readouterr().err
 
 
@@ -178,13 +183,13 @@ def test_counters_the_row_engine_would_recompute_are_refused_not_defaulted(tmp_p
     parquet = tmp_path / "h.parquet"
     convert(_write(records, tmp_path / "h.jsonl"), parquet)
     with pytest.raises(ColumnarError, match="--engine row"):
-        backtest_columnar(parquet)
-    assert backtest_columnar(parquet, recompute_counters=False).evaluated == 3
+        backtest_columnar(parquet, RULES)
+    assert backtest_columnar(parquet, RULES, recompute_counters=False).evaluated == 3
 
 
 def test_a_rule_whose_arithmetic_cannot_stay_exact_is_refused_naming_it(tmp_path):
     root = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", root)
+    shutil.copytree(RULES, root)
     reference = root / "reference.yaml"
     text = reference.read_text()
     assert 'USD: "7.2"' in text
@@ -199,7 +204,7 @@ def test_dated_fx_tables_and_a_currency_a_table_lacks_decide_alike(tmp_path):
     """Two more FX tables inside the history's month (the rate of the payment's day, the earliest before them
     all) and one without EUR (``derived.amount_eur`` missing: rules reading it undecided)."""
     root = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", root)
+    shutil.copytree(RULES, root)
     reference = root / "reference.yaml"
     text = reference.read_text()
     tables = ('reference_fx:\n'
