@@ -168,6 +168,7 @@ class BacktestResult:
     elapsed_s: float
     counters: CounterCheck | None = None  # None: each record's own counters (or the pack's defaults) were used
     metrics: LabelMetrics | None = None  # None: no payment carries a label
+    engine: str = "row"  # row | columnar | spark: which engine decided (every engine reports the same)
 
     @property
     def bad_count(self) -> int:
@@ -194,7 +195,7 @@ class BacktestResult:
                 "flips": [f.to_dict() for f in self.flips], "flipped": self.flipped,
                 "counters": self.counters.to_dict() if self.counters else None,
                 "metrics": self.metrics.to_dict() if self.metrics else None,
-                "elapsed_s": round(self.elapsed_s, 3), "payments_per_s": round(self.rate, 1)}
+                "engine": self.engine, "elapsed_s": round(self.elapsed_s, 3), "payments_per_s": round(self.rate, 1)}
 
 
 # -- building ------------------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ from .metrics import CostModel, label_metrics
 from .result import BacktestResult, BadLine, CounterCheck, flips_of, pack_report
 from .tally import PackTally, Tally
 
-FORMATS = ("auto", "jsonl", "csv")
+FORMATS = ("auto", "jsonl", "csv", "parquet")
 #: Records per chunk sent to a worker: large enough that pickling and scheduling cost little per payment
 #: (about 1.3 MB of JSON Lines), small enough that in-flight chunks stay a few megabytes.
 CHUNK_RECORDS = 1000
@@ -138,6 +138,8 @@ class _Evaluator:
 
 def _parse(layout: CsvLayout | None, raw: Any) -> tuple[Any, str | None, str | None]:
     """One input record as ``(request, error_kind, message)``."""
+    if isinstance(raw, dict):  # a Parquet row, already a record: a copy, as the record fields are taken off it
+        return dict(raw), None, None
     if layout is None:
         request, problem = decode_line(raw)
         if isinstance(problem, RequestError):  # a repeated key: the text is JSON, the request is ambiguous
@@ -278,6 +280,8 @@ def _csv_source(lines: Iterator[bytes], size: int) -> tuple[CsvLayout, Iterator[
 def _open(source: str | os.PathLike | BinaryIO, fmt: str, size: int) -> tuple[_Source, BinaryIO | None]:
     if fmt not in FORMATS:
         raise BacktestError(f"unknown input format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if is_parquet(source, fmt):
+        return _parquet_source(source, size), None
     opened: BinaryIO | None = None
     if isinstance(source, str | os.PathLike):
         name = os.fspath(source)
@@ -304,6 +308,33 @@ def _open(source: str | os.PathLike | BinaryIO, fmt: str, size: int) -> tuple[_S
         layout, chunks = _csv_source(replay, size)
         return _Source(name, kind, layout, chunks, total), opened
     return _Source(name, kind, None, _jsonl_chunks(replay, size), total), opened
+
+
+def is_parquet(source: str | os.PathLike | BinaryIO, fmt: str = "auto") -> bool:
+    """Whether the input is a Parquet history (``--format parquet``, or a file named ``*.parquet``)."""
+    if fmt == "parquet":
+        return True
+    return fmt == "auto" and isinstance(source, str | os.PathLike) and \
+        Path(os.fspath(source)).suffix.lower() == ".parquet"
+
+
+def _parquet_source(source: str | os.PathLike | BinaryIO, size: int) -> _Source:
+    """A converted Parquet history (policy_engine.backtesting.columnar.layout), rows as records."""
+    if not isinstance(source, str | os.PathLike):
+        raise BacktestError("a Parquet history is read from a file, not a stream; give its path")
+    name = os.fspath(source)
+    try:
+        from .columnar.layout import read_records
+    except ImportError as exc:
+        raise BacktestError(f"reading Parquet needs the `columnar` extra: {exc}") from None
+    if not os.path.exists(name):
+        raise BacktestError(f"cannot read {name}: no such file")
+
+    def chunks() -> Iterator[Chunk]:
+        for batch in read_records(name, size):
+            yield batch, 0
+
+    return _Source(name, "parquet", None, chunks(), None)
 
 
 # -- the entry point ------------------------------------------------------------------------------------------

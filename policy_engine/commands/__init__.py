@@ -11,4 +11,5 @@ COMMANDS = (
     "backtest",
     "signing",
     "serve",
+    "convert",
 )

@@ -1,0 +1,103 @@
+"""What differs between the SQL engines the columnar backtest runs on: DuckDB and Spark SQL.
+
+The compiled plan is plain SQL (CASE, COALESCE, comparisons, CONCAT_WS, GROUP BY); only what is spelled
+differently goes through a :class:`Dialect`: identifier quoting and string literals, exact decimal types and
+products, text casts, and the wall-clock time of an instant in a timezone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+
+#: The widest exact decimal both engines have.
+MAX_PRECISION = 38
+
+
+@dataclass(frozen=True, slots=True)
+class DecimalType:
+    """An exact decimal with ``digits`` digits before the point and ``scale`` after it."""
+
+    digits: int
+    scale: int
+
+    @property
+    def precision(self) -> int:
+        return self.digits + self.scale
+
+    def times(self, other: DecimalType) -> DecimalType:
+        return DecimalType(self.digits + other.digits, self.scale + other.scale)
+
+    def plus(self, other: DecimalType) -> DecimalType:
+        return DecimalType(max(self.digits, other.digits) + 1, max(self.scale, other.scale))
+
+    @classmethod
+    def of(cls, value: Decimal | int) -> DecimalType:
+        _, digits, exponent = Decimal(value).as_tuple()
+        assert isinstance(exponent, int), "a rule constant is finite"
+        return cls(max(1, len(digits) + exponent), max(0, -exponent))
+
+
+class Dialect:
+    """DuckDB's spelling; :class:`SparkDialect` overrides what Spark SQL spells differently."""
+
+    name = "duckdb"
+
+    def ident(self, name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    def string(self, value: str) -> str:
+        return "'" + value.replace("'", "''") + "'"
+
+    def decimal_type(self, t: DecimalType) -> str:
+        return f"DECIMAL({max(1, t.precision)}, {t.scale})"
+
+    def decimal(self, value: Decimal | int, t: DecimalType | None = None) -> str:
+        t = t or DecimalType.of(value)
+        return f"CAST({self.string(str(value))} AS {self.decimal_type(t)})"
+
+    def cast_decimal(self, sql: str, t: DecimalType) -> str:
+        return f"CAST({sql} AS {self.decimal_type(t)})"
+
+    def multiply(self, a: str, at: DecimalType, b: str, bt: DecimalType) -> str:
+        # DuckDB computes a product of two narrow decimals in 64 bits and overflows: widen one operand to the
+        # product's precision first (the product is then exact; it never rounds, it would raise)
+        return f"({self.cast_decimal(a, DecimalType(at.times(bt).precision - at.scale, at.scale))} * {b})"
+
+    def text(self, sql: str) -> str:
+        return f"CAST({sql} AS VARCHAR)"
+
+    def date(self, ordinal: int) -> str:
+        return f"DATE '{dt.date.fromordinal(ordinal).isoformat()}'"
+
+    def local_time(self, instant_us: str, zone: str) -> str:
+        """The wall-clock TIMESTAMP of an instant (microseconds since the epoch, UTC) in an IANA zone."""
+        return f"timezone({self.string(zone)}, make_timestamp({instant_us}) AT TIME ZONE 'UTC')"
+
+    def hour(self, ts: str) -> str:
+        return f"hour({ts})"
+
+    def to_date(self, ts: str) -> str:
+        return f"CAST({ts} AS DATE)"
+
+
+class SparkDialect(Dialect):
+    name = "spark"
+
+    def ident(self, name: str) -> str:
+        return "`" + name.replace("`", "``") + "`"
+
+    def string(self, value: str) -> str:
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    def multiply(self, a: str, at: DecimalType, b: str, bt: DecimalType) -> str:
+        # Spark types a product DECIMAL(p1 + p2 + 1, s1 + s2); with allowPrecisionLoss off (the session sets it)
+        # it never rounds, so the operands go as they are
+        return f"({a} * {b})"
+
+    def text(self, sql: str) -> str:
+        return f"CAST({sql} AS STRING)"
+
+    def local_time(self, instant_us: str, zone: str) -> str:
+        return f"from_utc_timestamp(timestamp_micros({instant_us}), {self.string(zone)})"

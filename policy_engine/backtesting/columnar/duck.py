@@ -1,0 +1,37 @@
+"""The plan on DuckDB (embedded, in this process) over a converted Parquet history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .dialect import Dialect
+
+
+class DuckExecutor:
+    """A DuckDB connection in this process; ``threads`` caps the cores it uses."""
+
+    dialect = Dialect()
+
+    def __init__(self, threads: int | None = None):
+        import duckdb
+
+        self.con = duckdb.connect(":memory:")
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET enable_progress_bar = false")
+        if threads is not None:
+            self.con.execute(f"SET threads = {int(threads)}")
+
+    def materialize(self, name: str, sql: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql).fetchall()
+
+    def drop(self, name: str) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def close(self) -> None:
+        self.con.close()
+
+    def source(self, path: str) -> str:
+        return f"read_parquet({self.dialect.string(path)})"

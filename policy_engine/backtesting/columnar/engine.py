@@ -1,0 +1,220 @@
+"""Running the plan: the aggregate report in SQL, returned as the row backtest's :class:`BacktestResult`.
+
+The per-payment results (``joined``) are materialised once; the report then takes a handful of GROUP BY queries
+whose answers are a few rows (decisions by outcome, label and baseline decision, with each rule's hits summed),
+so no payment passes through Python on the way. Those rows fill the row backtest's own counters
+(:class:`~..tally.PackTally`), and :func:`~..result.pack_report` and :func:`~..result.flips_of` build the report,
+so the text, JSON and HTML reports cannot tell the engines apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+from ...decision import Outcome
+from ...pack import CompiledPack
+from ..history import Label, read_label
+from ..metrics import BAD, UNLABELLED, CostModel, label_metrics
+from ..result import BacktestResult, BadLine, flips_of, pack_report
+from ..tally import PackTally, Tally
+from .dialect import Dialect
+from .layout import LINE
+from .plan import Plan, build_plan
+
+JOINED = "policy_engine_backtest"
+
+
+class Executor(Protocol):
+    """One SQL engine session: DuckDB in this process, or a SparkSession."""
+
+    dialect: Dialect
+
+    def materialize(self, name: str, sql: str) -> None: ...
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]: ...
+
+    def drop(self, name: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentResult:
+    """One payment as the candidate pack decided it (for comparisons with the row engine)."""
+
+    line: int
+    decision: str
+    fired: tuple[str, ...]
+    undecided: tuple[str, ...]
+    skipped: tuple[str, ...]
+
+
+def _ids(text: str | None) -> tuple[str, ...]:
+    return tuple(text.split()) if text else ()
+
+
+class Run:
+    """The plan materialised in one executor session; :meth:`result` and :meth:`payments` read it."""
+
+    def __init__(self, executor: Executor, source: str, candidate: CompiledPack,
+                 baseline: CompiledPack | None = None, counters: Any = None):
+        self.x = executor
+        self.source = source
+        self.plan: Plan = build_plan(executor.dialect, source, candidate, baseline, counters)
+        executor.materialize(JOINED, self.plan.query("SELECT * FROM joined"))
+
+    def close(self) -> None:
+        self.x.drop(JOINED)
+
+    def payments(self, side: str = "c") -> list[PaymentResult]:
+        """Every decided payment of one pack (``c`` candidate, ``b`` baseline), by line."""
+        plan = self.plan.candidate if side == "c" else self.plan.baseline
+        assert plan is not None, "no baseline in this run"
+        d = self.x.dialect
+        rows = self.x.rows(f"SELECT {LINE}, {side}_decision, {plan.ids(d, 'fired')}, {plan.ids(d, 'undecided')}, "
+                           f"{plan.ids(d, 'skipped')} FROM {JOINED} WHERE __bad_kind IS NULL ORDER BY {LINE}")
+        return [PaymentResult(int(line), d, _ids(f), _ids(u), _ids(s)) for line, d, f, u, s in rows]
+
+    def tally(self, k: int) -> Tally:
+        plan, x = self.plan, self.x
+        c, b = plan.candidate, plan.baseline
+        ok = "__bad_kind IS NULL"
+        tally = Tally(k, baseline=PackTally() if b is not None else None)
+        tally.records = int(x.rows(f"SELECT COUNT(*) FROM {JOINED}")[0][0])
+        for kind, count in x.rows(f"SELECT __bad_kind, COUNT(*) FROM {JOINED} WHERE NOT ({ok}) GROUP BY __bad_kind"):
+            tally.bad[kind] = int(count)
+        tally.bad_examples = [(int(line), kind, _short(message)) for line, kind, message in x.rows(
+            f"SELECT {LINE}, __bad_kind, __bad_message FROM {JOINED} WHERE NOT ({ok}) ORDER BY {LINE} LIMIT {k}")]
+        # one GROUP BY for the counts: by label, candidate and baseline decision, every rule's hits summed, and
+        # for flipped payments the rules that fired under one pack only
+        ids = list(dict.fromkeys([*c.rule_ids, *(b.rule_ids if b else ())]))
+        c_flag = dict(zip(c.rule_ids, c.fired, strict=True))
+        b_flag = dict(zip(b.rule_ids, b.fired, strict=True)) if b else {}
+        sums = [f"SUM(CASE WHEN c_{c_flag[r]} THEN 1 ELSE 0 END)" for r in c.rule_ids]
+        if b is not None:
+            sums += [f"SUM(CASE WHEN b_{b_flag[r]} THEN 1 ELSE 0 END)" for r in b.rule_ids]
+            for r in ids:
+                cf = f"c_{c_flag[r]}" if r in c_flag else "FALSE"
+                bf = f"b_{b_flag[r]}" if r in b_flag else "FALSE"
+                sums += [f"SUM(CASE WHEN {cf} AND NOT {bf} THEN 1 ELSE 0 END)",
+                         f"SUM(CASE WHEN {bf} AND NOT {cf} THEN 1 ELSE 0 END)"]
+        keys = ["__label", "__label_known_at", "c___day", "c_decision"]
+        keys += ["b___day", "b_decision"] if b is not None else ["NULL", "NULL"]
+        grouped = ", ".join(k for k in keys if k != "NULL")
+        groups = x.rows(f"SELECT {', '.join(keys)}, COUNT(*), {', '.join(sums) or '0'} FROM {JOINED} "
+                        f"WHERE {ok} GROUP BY {grouped}")
+        c_stop = frozenset(r.id for r in c.pack.ruleset.rules if r.outcome != Outcome.ALLOW.value)
+        b_stop = frozenset(r.id for r in b.pack.ruleset.rules if r.outcome != Outcome.ALLOW.value) if b else frozenset()
+        nc = len(c.rule_ids)
+        nb = len(b.rule_ids) if b else 0
+        bad_labels: set[str] = set()  # the label texts of the bad class, for the missed examples
+        for text, known_at, c_day, cd, b_day, bd, count, *hits in groups:
+            label = read_label(json.loads(text, parse_float=Decimal) if text is not None else None, known_at)
+            if label is not None and label.cls == BAD and text is not None:
+                bad_labels.add(text)
+            _count(tally.candidate, label, c_day.toordinal(), cd, int(count),
+                   dict(zip(c.rule_ids, hits[:nc], strict=True)), c_stop)
+            if b is not None and tally.baseline is not None:
+                _count(tally.baseline, label, b_day.toordinal(), bd, int(count),
+                       dict(zip(b.rule_ids, hits[nc:nc + nb], strict=True)), b_stop)
+                if bd != cd:
+                    tally.flips[(bd, cd)] += int(count)
+                    only = hits[nc + nb:]
+                    for i, r in enumerate(ids):
+                        for side, n in (("candidate", only[2 * i]), ("baseline", only[2 * i + 1])):
+                            if n:
+                                tally.flip_rules[(bd, cd, side, r)] += int(n)
+        if k > 0:
+            self._examples(tally, k, ok, bad_labels)
+        return tally
+
+    def _examples(self, tally: Tally, k: int, ok: str, bad_labels: set[str]) -> None:
+        """The first ``k`` lines of every list of examples, in one query: a UNION ALL of one top-k per list
+        (each scans one flag column; an aggregate keeping k lines per list cost more than the rest together)."""
+        plan, d = self.plan, self.x.dialect
+        wanted: list[tuple[Any, str]] = []  # (where the examples go, the rows they are taken from)
+        # labelled payments the pack let through: labels of the bad class (read in Python, from the groups)
+        bad = " OR ".join(f"__label = {d.string(text)}" for text in sorted(bad_labels)) or "FALSE"
+        sides = [("c", plan.candidate, tally.candidate)]
+        if plan.baseline is not None and tally.baseline is not None:
+            sides.append(("b", plan.baseline, tally.baseline))
+        for p, pack, pack_tally in sides:
+            wanted += [((pack_tally, rule_id), f"{p}_{flag}") for rule_id, flag in zip(pack.rule_ids, pack.fired,
+                                                                                       strict=True)]
+            wanted.append(((pack_tally, None), f"({bad}) AND {p}_decision = 'allow'"))
+        wanted += [((tally, key), f"b_decision = {d.string(key[0])} AND c_decision = {d.string(key[1])}")
+                   for key in sorted(tally.flips)]
+        branches = [f"SELECT {i} AS i, {LINE} FROM (SELECT {LINE} FROM {JOINED} WHERE {ok} AND ({where}) "
+                    f"ORDER BY {LINE} LIMIT {k}) e{i}" for i, (_, where) in enumerate(wanted)]
+        found: dict[int, list[int]] = {}
+        for i, line in self.x.rows(" UNION ALL ".join(branches)):
+            found.setdefault(int(i), []).append(int(line))
+        rid = self._request_ids({n for lines in found.values() for n in lines})
+        for i, ((target, key), _) in enumerate(wanted):
+            refs = [(n, rid[n]) for n in sorted(found.get(i, ()))]
+            if isinstance(target, Tally):
+                tally.flip_examples[key] = refs
+            elif key is None:
+                target.missed = refs
+            elif refs:
+                target.rule_examples[key] = refs
+
+    def _request_ids(self, lines: set[int]) -> dict[int, str]:
+        if not lines:
+            return {}
+        wanted = ", ".join(str(n) for n in sorted(lines))
+        rows = self.x.rows(f"SELECT {LINE}, request_id FROM {self.source} WHERE {LINE} IN ({wanted})")
+        return {int(line): str(rid) for line, rid in rows}
+
+
+def _count(pack: PackTally, label: Label | None, day: int, outcome: str, count: int, hits: dict[str, Any],
+           stopping: frozenset[str]) -> None:
+    """Add one group's counts as :meth:`PackTally.add` adds each of its payments (all dated ``day``)."""
+    pack.decisions[outcome] += count
+    stopped = outcome != Outcome.ALLOW.value
+    for rule_id, n in hits.items():
+        if n:
+            pack.hits[rule_id] += int(n)
+    fired_stopping = {r: int(n) for r, n in hits.items() if n and r in stopping} if stopped else {}
+    cls, known = (UNLABELLED, None) if label is None else (label.cls, label.known)
+    pack.dated[(day, known, cls, outcome)] += count
+    for rule_id, n in fired_stopping.items():
+        pack.rule_dated[(rule_id, day, known, cls)] += n
+    if label is None or label.cls != BAD:
+        pack.unlabelled += count
+        if stopped:
+            pack.unlabelled_stopped += count
+            pack.rule_unlabelled_stopped.update(fired_stopping)
+        return
+    pack.labelled += count
+    pack.patterns[(label.kind, label.pattern, outcome)] += count
+    if stopped:
+        pack.labelled_stopped += count
+        pack.rule_labelled_stopped.update(fired_stopping)
+
+
+def _short(message: str, limit: int = 300) -> str:
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
+def result_of(run: Run, tally: Tally, source: str, engine: str, workers: int, started: float, *,
+              labels_as_of: dt.date | None = None, label_maturity: int = 0,
+              costs: CostModel | None = None) -> BacktestResult:
+    """The :class:`BacktestResult` of a run, as the row backtest builds it (label metrics included)."""
+    plan = run.plan
+    evaluated = sum(tally.candidate.decisions.values())
+    baseline = plan.baseline
+    return BacktestResult(
+        source=source, format="parquet", workers=workers, records=tally.records, evaluated=evaluated,
+        bad=dict(sorted(tally.bad.items())), bad_lines=tuple(BadLine(*b) for b in sorted(tally.bad_examples)),
+        candidate=pack_report(plan.candidate.pack.ruleset, tally.candidate),
+        baseline=(pack_report(baseline.pack.ruleset, tally.baseline)
+                  if baseline is not None and tally.baseline is not None else None),
+        flips=flips_of(tally), elapsed_s=time.monotonic() - started, engine=engine,
+        metrics=label_metrics(tally.candidate.dated_counts(),
+                              tally.baseline.dated_counts() if tally.baseline is not None else None,
+                              as_of=labels_as_of.toordinal() if labels_as_of is not None else None,
+                              maturity_days=label_maturity, costs=costs))

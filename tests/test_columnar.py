@@ -1,0 +1,247 @@
+"""The columnar backtest (DuckDB) held to the row engine, the oracle: per payment and report against report.
+
+Histories come from policy_engine.testing.histories (synthetic traffic moved onto thresholds, date boundaries,
+missing fields, absent counterparties, every currency) and from the property strategies (requests on the pack's
+numeric edges, sums and cross-rate amounts included). 100k payments: scripts/columnar_differential.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("duckdb")
+pytest.importorskip("pyarrow")
+
+from conftest import screenless_rules
+
+from policy_engine import load_ruleset
+from policy_engine.backtesting import backtest
+from policy_engine.backtesting.columnar import ColumnarCompileError, ColumnarError, backtest_columnar, open_run
+from policy_engine.backtesting.columnar.convert import convert
+from policy_engine.backtesting.columnar.differential import mismatches, report_dict, row_payments
+from policy_engine.cli import main
+from policy_engine.pack import CompiledPack
+from policy_engine.synthetic import dumps_request
+from policy_engine.testing.histories import edge_histories
+from policy_engine.testing.strategies import near_thresholds, requests
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = screenless_rules(Path(tempfile.mkdtemp(prefix="columnar-rules-")) / "rules")
+RULESET = load_ruleset(RULES)
+PACK = CompiledPack.build(RULESET)
+
+
+def _write(records, path: Path) -> Path:
+    path.write_text("".join(dumps_request(r) + "\n" for r in records))
+    return path
+
+
+def _columnar(parquet: Path, pack: CompiledPack = PACK):
+    run, executor = open_run(parquet, pack, recompute_counters=False)
+    try:
+        return run.payments()
+    finally:
+        run.close()
+        executor.close()
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("history")
+    jsonl = _write(edge_histories(RULESET, 2500, seed=3), folder / "history.jsonl")
+    parquet = folder / "history.parquet"
+    report = convert(jsonl, parquet, RULES)
+    assert report.written > 2000 and report.bad_count > 0  # some moves make requests invalid, on purpose
+    return jsonl, parquet
+
+
+def test_every_payment_gets_the_row_engines_decision_and_rules(history):
+    _, parquet = history
+    oracle = row_payments(parquet, PACK)
+    decided = _columnar(parquet)
+    assert mismatches(oracle, decided) == []
+    # the history reaches what the comparison is about: every outcome, undecided and skipped rules, many rules
+    assert {p.decision for p in decided} == {"allow", "deny", "review", "step_up"}
+    assert any(p.undecided for p in decided) and any(p.skipped for p in decided)
+    assert len({r for p in decided for r in p.fired}) >= 20
+
+
+def test_reports_are_identical_to_the_row_engines_with_a_baseline(history, baseline_rules):
+    baseline = baseline_rules
+    jsonl, parquet = history
+    columnar = backtest_columnar(parquet, RULES, baseline=baseline, examples=3, label_maturity=30)
+    row = backtest(parquet, RULES, baseline=baseline, workers=1, examples=3, recompute_counters=False,
+                   label_maturity=30)
+    assert report_dict(columnar) == report_dict(row)
+    assert columnar.flipped > 0 and columnar.candidate.labels is not None and columnar.metrics is not None
+    assert columnar.engine == "columnar" and row.engine == "row"
+    # and the Parquet backtest is the JSON Lines one, less the lines convert refused
+    from_jsonl = report_dict(backtest(jsonl, RULES, baseline=baseline, workers=1, examples=3, recompute_counters=False))
+    assert from_jsonl["candidate"]["decisions"] == report_dict(columnar)["candidate"]["decisions"]
+
+
+@settings(max_examples=5)
+@given(st.lists(st.one_of(near_thresholds(RULESET), requests(ruleset=RULESET)), min_size=10, max_size=40))
+def test_numeric_edges_sums_and_cross_rates_decide_alike(tmp_path_factory, records):
+    folder = tmp_path_factory.mktemp("edges")
+    for i, record in enumerate(records):
+        record["request_id"] = f"e{i}"
+    parquet = folder / "edges.parquet"
+    report = convert(_write(records, folder / "edges.jsonl"), parquet)
+    assert report.bad_count == 0, report.bad_lines
+    assert mismatches(row_payments(parquet, PACK), _columnar(parquet)) == []
+
+
+def _request(**changes) -> dict:
+    request = {"request_id": "r1", "timestamp": "2026-03-01T10:00:00+08:00", "payer": {"id": "p1"},
+               "funding_source": {"type": "debit_card"}, "purpose": "merchant_purchase",
+               "amount": {"value": "120.50", "currency": "CNY"}, "merchant": {"mcc": "5411", "country": "CN"}}
+    request.update(changes)
+    return request
+
+
+def test_convert_keeps_exact_money_absent_objects_and_record_fields(tmp_path):
+    import pyarrow.parquet as pq
+
+    records = [_request(label={"kind": "fraud"}, status="completed", decision="deny"),
+               _request(request_id="r2", purpose="p2p_transfer", merchant=None,
+                        payee={"country": "CN", "sanctions_hit": False}, amount={"value": 0.1, "currency": "USD"})]
+    del records[1]["merchant"]
+    parquet = tmp_path / "h.parquet"
+    assert convert(_write(records, tmp_path / "h.jsonl"), parquet).written == 2
+    table = pq.read_table(parquet)
+    rows = table.to_pylist()
+    assert str(table.schema.field("amount").type) == "struct<value: decimal128(19, 3), currency: string>"
+    assert rows[0]["amount"]["value"] == Decimal("120.50") and rows[1]["amount"]["value"] == Decimal("0.1")
+    assert rows[1]["merchant"] is None and rows[0]["payee"] is None  # absent, not an object of nulls
+    assert json.loads(rows[0]["label"]) == {"kind": "fraud"}
+    assert (rows[0]["status"], rows[0]["decision"], rows[0]["__line"], rows[1]["__line"]) == ("completed", "deny",
+                                                                                               1, 2)
+
+
+def test_convert_refuses_bad_rows_with_their_line_numbers_and_exit_2(tmp_path, capsys):
+    lines = [dumps_request(_request()), "not json",
+             dumps_request(_request(request_id="r3", amount={"value": "12.345", "currency": "CNY"})),
+             dumps_request(_request(request_id="r4", status="lost")), dumps_request(_request(request_id="r5"))]
+    source = tmp_path / "h.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "h.parquet"
+    assert main(["convert", str(source), str(out), "--json"]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert report["written"] == 2
+    assert [(b["line"], b["error"]) for b in report["bad"]["lines"]] == [
+        (2, "invalid_json"), (3, "invalid_request"), (4, "invalid_record")]
+    assert "more decimal places than CNY has (2)" in report["bad"]["lines"][1]["message"]
+
+
+def test_a_hand_made_file_with_too_many_decimals_is_a_bad_line_never_rounded(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = tmp_path / "h.parquet"
+    convert(_write([_request(), _request(request_id="r2")], tmp_path / "h.jsonl"), parquet)
+    table = pq.read_table(parquet)
+    rows = table.to_pylist()
+    rows[1]["amount"]["value"] = Decimal("120.505")  # three places in CNY, written by some other tool
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), parquet)
+    for result in (backtest_columnar(parquet, RULES, recompute_counters=False),
+                   backtest(parquet, RULES, workers=1, recompute_counters=False)):
+        assert (result.evaluated, result.bad_count) == (1, 1)
+        assert result.bad_lines[0].line == 2 and "more decimal places than CNY has (2)" in result.bad_lines[0].message
+
+
+def test_cli_picks_the_columnar_engine_for_parquet_and_prints_one_json_document(history, capsys):
+    _, parquet = history
+    assert main(["backtest", str(parquet), "--rules", str(RULES), "--json", "--examples", "2"]) == 0
+    columnar = json.loads(capsys.readouterr().out)
+    assert main(["backtest", str(parquet), "--rules", str(RULES), "--json", "--examples", "2", "--engine", "row",
+                 "--workers", "1", "--format", "parquet"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert (columnar["engine"], row["engine"]) == ("columnar", "row")
+    for report in (columnar, row):
+        for name in ("source", "workers", "elapsed_s", "payments_per_s", "engine"):
+            report.pop(name)
+    assert columnar == row
+
+
+def test_columnar_engine_refuses_input_that_is_not_parquet(history, capsys):
+    jsonl, _ = history
+    assert main(["backtest", str(jsonl), "--rules", str(RULES), "--engine", "columnar"]) == 2
+    assert "convert this one first" in capsys.readouterr().err
+
+
+def test_counters_the_row_engine_would_recompute_are_refused_not_defaulted(tmp_path):
+    records = [_request(request_id=f"r{i}") for i in range(3)]  # no history: the row backtest recomputes it
+    parquet = tmp_path / "h.parquet"
+    convert(_write(records, tmp_path / "h.jsonl"), parquet)
+    with pytest.raises(ColumnarError, match="--engine row"):
+        backtest_columnar(parquet, RULES)
+    assert backtest_columnar(parquet, RULES, recompute_counters=False).evaluated == 3
+
+
+def test_a_rule_whose_arithmetic_cannot_stay_exact_is_refused_naming_it(tmp_path):
+    root = tmp_path / "rules"
+    shutil.copytree(RULES, root)
+    reference = root / "reference.yaml"
+    text = reference.read_text()
+    assert 'USD: "7.2"' in text
+    reference.write_text(text.replace('USD: "7.2"', 'USD: "7.2000000000000000000001"'))
+    parquet = tmp_path / "h.parquet"
+    convert(_write([_request()], tmp_path / "h.jsonl"), parquet)
+    with pytest.raises(ColumnarCompileError, match=r"rule [A-Z]+-\d+ \(rules/.*:\d+\).*digits"):
+        backtest_columnar(parquet, rules=root, recompute_counters=False)
+
+
+def test_dated_fx_tables_and_a_currency_a_table_lacks_decide_alike(tmp_path):
+    """Two more FX tables inside the history's month (the rate of the payment's day, the earliest before them
+    all) and one without EUR (``derived.amount_eur`` missing: rules reading it undecided)."""
+    root = tmp_path / "rules"
+    shutil.copytree(RULES, root)
+    reference = root / "reference.yaml"
+    text = reference.read_text()
+    tables = ('reference_fx:\n'
+              '  - as_of: 2025-06-10\n    rates: {CNY: "1", USD: "7.1234", GBP: "9.05", HKD: "0.91", JPY: "0.0475"}\n'
+              '  - as_of: 2025-06-20\n    rates: {CNY: "1", USD: "7.3", EUR: "7.95", GBP: "9.2", JPY: "0.049"}\n')
+    assert text.count("reference_fx:\n") == 1
+    reference.write_text(text.replace("reference_fx:\n", tables))
+    ruleset = load_ruleset(root)
+    assert len(ruleset.fx_tables) == 3
+    pack = CompiledPack.build(ruleset)
+    parquet = tmp_path / "h.parquet"
+    convert(_write(edge_histories(ruleset, 1500, seed=5), tmp_path / "h.jsonl"), parquet, root)
+    decided = _columnar(parquet, pack)
+    assert mismatches(row_payments(parquet, pack), decided) == []
+    assert any(p.undecided or p.skipped for p in decided)
+
+
+def test_a_counters_stage_replaces_the_records_counters(tmp_path):
+    """What the counters stage computes is what rules read: a stage setting the Class I lifetime total to 0
+    decides as the row engine does on records that leave that counter out (the pack's default: 0)."""
+    from policy_engine.backtesting.columnar import CounterColumn
+
+    records = list(edge_histories(RULESET, 600, seed=12, share=0))
+    for record in records:
+        record.setdefault("history", {})["tier_used_total_cny"] = Decimal("999999")
+    carried = tmp_path / "carried.parquet"
+    convert(_write(records, tmp_path / "carried.jsonl"), carried)
+    for record in records:
+        del record["history"]["tier_used_total_cny"]
+    left_out = tmp_path / "left-out.parquet"
+    convert(_write(records, tmp_path / "left-out.jsonl"), left_out)
+    zero = CounterColumn("history.tier_used_total_cny", "CAST(0 AS DECIMAL(19, 3))")
+    run, executor = open_run(carried, PACK, counters={"candidate": [zero]})
+    try:
+        staged = run.payments()
+    finally:
+        run.close()
+        executor.close()
+    assert mismatches(row_payments(left_out, PACK), staged) == []
+    assert mismatches(row_payments(carried, PACK), staged) != []  # the stage did change what rules read
