@@ -14,7 +14,7 @@ from typing import Any
 from .aggregates import REPORTED_STATUSES
 from .audit import AuditLog
 from .decision import Decision
-from .errors import EvaluationError, PolicyEngineError, RequestError, StateError, Violation
+from .errors import EvaluationError, PolicyEngineError, RequestError, RequestTextError, StateError, Violation
 from .jsonio import dumps_bytes, parse_json
 from .loader import load_ruleset
 from .pack import CompiledPack
@@ -270,7 +270,8 @@ class PolicyEngine:
     def evaluate_json(self, data: bytes | str, context: CallContext | None = None) -> bytes:
         """Decide one request given as JSON text and return the decision's JSON: ``decision.to_dict()`` as compact
         UTF-8 (:func:`~policy_engine.jsonio.dumps_bytes`). Raises what :meth:`evaluate` raises; text that is not
-        JSON, is ambiguous (a repeated key) or is longer than :data:`MAX_REQUEST_TEXT` is a :class:`RequestError`."""
+        JSON (a :class:`~policy_engine.errors.RequestTextError`), is ambiguous (a repeated key) or is longer than
+        :data:`MAX_REQUEST_TEXT` is a :class:`RequestError`."""
         start = time.perf_counter_ns()
         if len(data) > MAX_REQUEST_TEXT:
             raise RequestError([Violation("$", f"the request text is {len(data):,} long, beyond the "
@@ -292,7 +293,7 @@ class PolicyEngine:
         try:
             request = parse_json(data)
         except ValueError as exc:  # UnicodeDecodeError included
-            raise RequestError([Violation("$", f"not valid JSON: {exc}")]) from None
+            raise RequestTextError(str(exc)) from None
         return dumps_bytes(self.evaluate(request, context).to_dict())
 
     def _decide(self, pack: CompiledPack, prepared: PreparedRequest, start: int, rollout: Mapping[str, Any] | None,

@@ -92,6 +92,15 @@ class RequestError(PolicyEngineError):
         }
 
 
+class RequestTextError(RequestError):
+    """Request text that is not JSON at all (malformed, not UTF-8), as opposed to JSON that is ambiguous or
+    invalid: ``detail`` is the decoder's message, so a service can answer "invalid JSON" as it does for any body."""
+
+    def __init__(self, detail: str):
+        self.detail = detail
+        super().__init__([Violation("$", f"not valid JSON: {detail}")])
+
+
 class EvaluationError(PolicyEngineError):
     """The engine could not evaluate a valid request. Never treat this as ``allow``."""
 

@@ -108,6 +108,39 @@ def test_malformed_bodies_are_400_never_a_decision(svc, body, fragment):
         assert fragment in json.dumps(got)
 
 
+@pytest.mark.parametrize("body, error", [
+    (b"{", "invalid_json"),                                       # an object body takes evaluate_json: not JSON,
+    (b'{"amount": 1} trailing', "invalid_json"),                  # answered as before
+    (b'{"a": "\xff"}', "invalid_json"),
+    (b'{"request_id": "a", "request_id": "b"}', "invalid_request"),
+    (b'{"request_id": "r-1"}', "invalid_request"),
+])
+def test_an_object_body_keeps_the_error_answers(svc, body, error):
+    from policy_engine.jsonio import parse_json
+
+    status, _, raw = svc.request("POST", "/v1/decisions", body, JSON)
+    got = json.loads(raw)
+    assert status == 400 and got["error"] == error
+    if error == "invalid_json":  # the decoder's own message, as the array and non-object bodies get it
+        with pytest.raises(ValueError) as decoding:
+            parse_json(body)
+        assert got["message"] == f"the body is not valid JSON: {decoding.value}"
+    else:
+        assert got["violations"] and "decision" not in got
+
+
+def test_an_object_body_is_decided_as_the_library_decides_it(svc):
+    from policy_engine import PolicyEngine
+
+    engine = PolicyEngine.from_path(RULES)
+    for case in CASES[:10]:
+        text = json.dumps(case["request"], default=str).encode()
+        status, _, raw = svc.request("POST", "/v1/decisions", text, JSON)
+        assert status == 200
+        got, want = json.loads(raw), json.loads(engine.evaluate_json(text))
+        assert {**got, "elapsed_us": 0} == {**want, "elapsed_us": 0}
+
+
 def test_the_body_limit_is_checked_while_reading(svc):
     big = json.dumps({**base_request(), "pad": "x" * 70_000}).encode()
     status, _, _ = svc.request("POST", "/v1/decisions", big, JSON)
