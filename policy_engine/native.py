@@ -291,6 +291,13 @@ def _encodable(text: str) -> bool:
     return True
 
 
+def _same_marks(text: bytes | str, again: bytes) -> bool:
+    """Whether re-encoding gave back as many ``:`` and ``"`` as the text has (see the module docstring)."""
+    if type(text) is str:
+        return again.count(b":") == text.count(":") and again.count(b'"') == text.count('"')
+    return again.count(b":") == text.count(b":") and again.count(b'"') == text.count(b'"')
+
+
 def compile_native(schema: dict, collect: dict[str, bool], places: dict[str, int]) -> NativePass | None:
     """The native pass for ``schema``: ``native(text) -> (struct, view)`` when the text is certainly a valid
     request (the view is what the validators build), else ``None``. ``None`` instead of a function when msgspec is
@@ -321,20 +328,17 @@ def compile_native(schema: dict, collect: dict[str, bool], places: dict[str, int
     error = msgspec.MsgspecError
 
     def native(text: bytes | str) -> tuple[Any, dict[str, Any]] | None:
-        if type(text) is str:
-            if "\\" in text:
-                return None
-            colons, quotes = text.count(":"), text.count('"')
-        else:
-            if b"\\" in text:
-                return None
-            colons, quotes = text.count(b":"), text.count(b'"')
+        if ("\\" if type(text) is str else b"\\") in text:
+            return None
         try:
             struct = decode(text)
             again = encode(struct)
         except (error, ValueError, RecursionError):  # malformed, invalid, too deep; "NaN" read into a Decimal
             return None
-        if again.count(b":") != colons or again.count(b'"') != quotes:
+        # A text that is exactly what msgspec writes (compact, fields in the contract's order, as the synthetic
+        # generator writes it) gives back every mark by identity: one memcmp instead of four byte scans (8% of a
+        # request's instructions). Any other text is counted.
+        if not ((type(text) is bytes and again == text) or _same_marks(text, again)):
             return None  # a repeated key, a null, or a number sent as a string
         view = view_of(struct)
         return None if view is None else (struct, view)

@@ -68,6 +68,21 @@ def test_synthetic_traffic_takes_the_native_pass_with_the_same_views(engine):
         _assert_same(preparer.prepare_text(text.encode("utf-8"), True), _today(preparer, text))
 
 
+def test_texts_in_any_layout_take_the_pass_and_only_the_layout_differs(engine):
+    """msgspec's own layout (compact, the contract's field order) is proved by identity, any other by counting its
+    marks: both are accepted alike, and a repeated key or a null is declined in either."""
+    preparer = engine.pack.preparer
+    for text in _synthetic(20, seed=9):
+        data = text.encode("utf-8")
+        spaced = text.replace(",", ", ").replace('":', '": ').encode("utf-8")
+        reordered = json.dumps(dict(reversed(json.loads(text).items())), separators=(",", ":")).encode("utf-8")
+        want = _today(preparer, data)
+        for layout in (data, spaced, reordered):
+            _assert_same(preparer.prepare_text(layout, True), want)
+        for bad in (data.replace(b"{", b'{"request_id":"dup",', 1), data.replace(b"{", b'{"unknown":null,', 1)):
+            assert preparer.prepare_text(bad, True) is None
+
+
 @given(request=requests())
 def test_generated_valid_requests_prepare_alike(engine, request):
     preparer = engine.pack.preparer
