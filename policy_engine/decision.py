@@ -24,6 +24,11 @@ class Outcome(StrEnum):
     ALLOW = "allow"
 
 
+#: ``Outcome.ALLOW`` as a module constant for the hot path: reading a member off the enum class costs a metaclass
+#: lookup (0.4 µs).
+ALLOW = Outcome.ALLOW
+
+
 def format_value(value: Any) -> str:
     """How a value reads in a reason: money with thousands separators, rational amounts to the cent."""
     if type(value) is str:  # the common case first: most placeholders are codes and names
@@ -181,7 +186,7 @@ class Decision:
 
     @property
     def allowed(self) -> bool:
-        return self.decision is Outcome.ALLOW
+        return self.decision is ALLOW
 
     @property
     def rule_ids(self) -> tuple[str, ...]:
@@ -197,20 +202,26 @@ class Decision:
         return tuple(entry.rule_id for entry in self.trail if entry.status == SKIPPED)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        # written for the hot path (every decision a service returns): the outcome's value as an attribute, not
+        # through the enum's property; map instead of comprehensions (each a function call in Python 3.11)
+        outcome = self.decision
+        out = {
             "request_id": self.request_id,
-            "decision": self.decision.value,
-            "allowed": self.allowed,
-            "trail": [entry.to_dict() for entry in self.trail],
-            "obligations": [dict(o) for o in self.obligations],
+            "decision": outcome._value_,
+            "allowed": outcome is ALLOW,
+            "trail": list(map(TrailEntry.to_dict, self.trail)),
+            "obligations": list(map(dict, self.obligations)),
             "ruleset": dict(self.ruleset),
             "engine": dict(self.engine),
             "as_of": self.as_of,
             "fx_as_of": self.fx_as_of,
             "elapsed_us": self.elapsed_us,
-            **({"defaulted": list(self.defaulted)} if self.defaulted else {}),
-            **({"rollout": dict(self.rollout)} if self.rollout is not None else {}),
         }
+        if self.defaulted:
+            out["defaulted"] = list(self.defaulted)
+        if self.rollout is not None:
+            out["rollout"] = dict(self.rollout)
+        return out
 
 
 #: The hot path's constructors (fields in declaration order; see :mod:`policy_engine._frozen`).
@@ -240,6 +251,6 @@ def combine(outcomes: list[str], order: tuple[str, ...] | dict[str, int]) -> Out
     because every other outcome ranks above them.
     """
     if not outcomes:
-        return Outcome.ALLOW
+        return ALLOW
     rank = order if isinstance(order, dict) else {name: i for i, name in enumerate(order)}
     return Outcome(min(outcomes, key=rank.__getitem__))

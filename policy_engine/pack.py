@@ -22,6 +22,7 @@ from ._version import __version__
 from .compiler import Program, compile_program
 from .conditions import fields_read, leaves, unknown_depends_on, unknown_fields
 from .decision import (
+    ALLOW,
     FIRED,
     NO_EXTRA,
     SKIPPED,
@@ -164,7 +165,8 @@ class CompiledPack:
                 obligations.append({"rule_id": rule.id, "report": rule.report})
         if undecided:
             trail = self._with_undecided(prepared, fired, undecided, trail, obligations)
-        outcome = combine([e.outcome for e in trail if e.status != SKIPPED], self.rank)
+        # most requests fire nothing: no list to build then
+        outcome = combine([e.outcome for e in trail if e.status != SKIPPED], self.rank) if trail else ALLOW
         return build_decision(
             prepared.request_id, outcome, tuple(trail), tuple(obligations), self.ruleset_info,
             self.engine_info, (time.perf_counter_ns() - start) // 1000, _iso_day(prepared.day),

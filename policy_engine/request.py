@@ -223,6 +223,7 @@ class RequestPreparer:
         # the pack's declared defaults for the fields it reads (DOMAIN §5.1 point 7), and the counterparties whose
         # presence decides whether a missing field of theirs is "not applicable" or unknown (§5.1 point 6)
         self._pack_defaults = tuple((p, v) for p, v in ruleset.defaults.items() if p in plain)
+        self._pack_default_paths = frozenset(p for p, _ in self._pack_defaults)
         self._parties = tuple(party for party in NOT_APPLICABLE_WHEN_ABSENT
                               if any(counterparty_of(p) == party for p in plain))
 
@@ -318,10 +319,11 @@ class RequestPreparer:
                 view[path] = value
                 if path != "psp_country":
                     filled.append(path)
-        for path, value in self._pack_defaults:
-            if path not in view:
-                view[path] = value
-                filled.append(path)
+        if not view.keys() >= self._pack_default_paths:  # one C-level test: a full request takes no default
+            for path, value in self._pack_defaults:
+                if path not in view:
+                    view[path] = value
+                    filled.append(path)
         defaulted = tuple(filled)
         for party in self._parties:
             if request.get(party) is not None:
