@@ -312,7 +312,9 @@ class RequestPreparer:
                    when: dt.datetime, pending: bool) -> PreparedRequest:
         # Every default a decision rests on is named in it (`defaulted`): the request contract's (psp_country,
         # which also sets the clock, and payer.type) and the pack's declared ones (history counters).
-        filled = [] if "psp_country" in request else ["psp_country"]
+        # (``get``, not ``in``: a validated psp_country is a string or absent, and on the native pass's Struct
+        # ``in`` is a Python call while ``get`` is an attribute read in C)
+        filled = [] if request.get("psp_country") is not None else ["psp_country"]
         for path, parent, value in self._fill:
             # a validated request's objects are objects or absent (None), so "not None" is "is an object"
             if path not in view and (parent is None or request.get(parent) is not None):
