@@ -35,7 +35,7 @@ from .decision import (
 )
 from .fields import FieldCatalog
 from .matchers import Matcher, build_matcher, durable_available
-from .request import PreparedRequest, RequestPreparer
+from .request import CROSS_RATE_PATHS, PreparedRequest, RequestPreparer
 from .resources import load_schema
 from .ruleset import SKIP, Rule, RuleSet
 from .screening import Screening
@@ -58,6 +58,8 @@ class RuleEvidence:
     #: requests, and the reference evaluator that names the missing fields would run on each of them
     presence: tuple[str, ...] = ()
     missing_by_presence: dict[tuple[bool, ...], tuple[str, ...]] = field(default_factory=dict, compare=False)
+    #: whether the condition reads a cross-rate amount the preparer may leave pending (``PreparedRequest.complete``)
+    late: bool = False
 
     def missing(self, view: Mapping[str, Any], day: int) -> tuple[str, ...]:
         key = tuple([view.get(p) is None for p in self.presence])
@@ -71,6 +73,7 @@ class RuleEvidence:
 
 #: presence patterns remembered per rule
 _MISSING_MEMO = 256
+_LATE = frozenset(CROSS_RATE_PATHS.values())
 
 
 @functools.lru_cache(maxsize=4096)
@@ -116,8 +119,8 @@ class CompiledPack:
             engine_info["note"] = f"{why}; running on the python matcher"
         compiled = build_matcher(name, program)
         evidence = tuple(RuleEvidence(r, fields_read(r.when), tuple(dict.fromkeys(
-            leaf.screen for leaf in leaves(r.when) if leaf.screen is not None)), unknown_depends_on(r.when))
-            for r in ruleset.rules)
+            leaf.screen for leaf in leaves(r.when) if leaf.screen is not None)), unknown_depends_on(r.when),
+            late=not _LATE.isdisjoint(fields_read(r.when))) for r in ruleset.rules)
         needed = {p for e in evidence for p in e.fields}
         for r in ruleset.rules:
             needed.update(r.reason.fields)
@@ -146,7 +149,13 @@ class CompiledPack:
         start = time.perf_counter_ns() if started_ns is None else started_ns
         matched = self.matcher.match(prepared)
         fired, undecided = self.program.split(matched)
-        get = prepared.complete().get if matched else None  # reasons and evidence show every derived amount
+        # Reasons and evidence show every derived amount, and an undecided rule on one needs it to name what is
+        # missing; a request that fires nothing and leaves only rules on other fields undecided (the screening
+        # rule, skipped on every request without names) has no cross rate to compute.
+        entries = self.evidence
+        if fired or any(entries[i].late for i in undecided):
+            prepared.complete()
+        get = prepared.view.get
         defaulted = prepared.defaulted
         trail = []
         obligations = []

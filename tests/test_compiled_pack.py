@@ -91,3 +91,15 @@ def test_a_pack_explains_without_an_engine(cases):
         decision = pack.decide(pack.prepare(case["request"]))
         assert (explanation.fired, explanation.decision) == (decision.rule_ids, decision.decision.value), case["id"]
         assert explanation.ruleset == pack.ruleset_info
+
+
+def test_an_undecided_rule_on_a_cross_rate_amount_shows_it_when_nothing_fired():
+    """A decision that fires nothing computes no cross rate unless an undecided rule reads one: then its evidence
+    shows the amount exactly as a fully prepared request does."""
+    pack = CompiledPack.build(load_ruleset(None))
+    request = base_request(amount__value=1000, history__fx_annual_used_usd=49990)
+    request.pop("fx_purchase", None)  # CMP-015 cannot tell whether the payment counts against the FX quota
+    lazy, full = (pack.decide(pack.prepare(request, pending)) for pending in (True, False))
+    assert lazy.rule_ids == () and lazy.undecided_ids == ("CMP-015",)
+    assert lazy.trail[0].evidence["derived.amount_usd"] is not None
+    assert timeless(lazy) == timeless(full)
