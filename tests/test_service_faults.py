@@ -77,13 +77,19 @@ def failing(exc: Exception):
     return evaluate
 
 
+def fail_with(monkeypatch: pytest.MonkeyPatch, engine: Any, exc: Exception) -> None:
+    """The engine fails on every request, whichever way in the service takes (an object body: evaluate_json)."""
+    for name in ("evaluate", "evaluate_json"):
+        monkeypatch.setattr(engine, name, failing(exc))
+
+
 @pytest.mark.parametrize("exc, status, error", [
     (EvaluationError("matcher fault", "t-1"), 500, "evaluation_failed"),
     (StoreUnavailableError("state store redis://x is unreachable", "t-1"), 503, "unavailable"),
     (RuntimeError("a bug"), 500, "internal"),
 ])
 def test_an_engine_failure_is_an_error_status_never_a_decision(client, monkeypatch, exc, status, error):
-    monkeypatch.setattr(client.app.service.engine, "evaluate", failing(exc))
+    fail_with(monkeypatch, client.app.service.engine, exc)
     got_status, got = client.post("/v1/decisions", base_request())
     assert (got_status, got["error"]) == (status, error)
     assert "decision" not in got and "allowed" not in got
@@ -93,7 +99,7 @@ def test_an_unwritable_decision_log_is_503(client, monkeypatch):
     cause = AuditError("cannot write decision log /x: disk full")
     exc = EvaluationError("could not evaluate request: AuditError", "t-1")
     exc.__cause__ = cause
-    monkeypatch.setattr(client.app.service.engine, "evaluate", failing(exc))
+    fail_with(monkeypatch, client.app.service.engine, exc)
     status, got = client.post("/v1/decisions", base_request())
     assert status == 503 and got["error"] == "unavailable"
 
