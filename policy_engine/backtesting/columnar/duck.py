@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .dialect import Dialect
+from .plan import Plan
 
 
 class DuckExecutor:
@@ -23,6 +24,10 @@ class DuckExecutor:
 
     def materialize(self, name: str, sql: str) -> None:
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+
+    def materialize_plan(self, name: str, plan: Plan, select: str) -> None:
+        # one statement: DuckDB plans the whole chain of CTEs in well under a second
+        self.materialize(name, plan.query(select))
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return self.con.execute(sql).fetchall()

@@ -36,6 +36,10 @@ class Executor(Protocol):
 
     def materialize(self, name: str, sql: str) -> None: ...
 
+    def materialize_plan(self, name: str, plan: Plan, select: str) -> None:
+        """Materialise ``select`` (over the plan's CTEs) as the table ``name``."""
+        ...
+
     def rows(self, sql: str) -> list[tuple[Any, ...]]: ...
 
     def drop(self, name: str) -> None: ...
@@ -64,7 +68,7 @@ class Run:
         self.x = executor
         self.source = source
         self.plan: Plan = build_plan(executor.dialect, source, candidate, baseline, counters)
-        executor.materialize(JOINED, self.plan.query("SELECT * FROM joined"))
+        executor.materialize_plan(JOINED, self.plan, "SELECT * FROM joined")
 
     def close(self) -> None:
         self.x.drop(JOINED)
