@@ -68,6 +68,10 @@ class Dialect:
     def text(self, sql: str) -> str:
         return f"CAST({sql} AS VARCHAR)"
 
+    def same(self, a: str, b: str) -> str:
+        """``a`` equals ``b``, two NULLs included (a join key that may be NULL)."""
+        return f"({a} IS NOT DISTINCT FROM {b})"
+
     def date(self, ordinal: int) -> str:
         return f"DATE '{dt.date.fromordinal(ordinal).isoformat()}'"
 
@@ -98,6 +102,9 @@ class SparkDialect(Dialect):
 
     def text(self, sql: str) -> str:
         return f"CAST({sql} AS STRING)"
+
+    def same(self, a: str, b: str) -> str:
+        return f"({a} <=> {b})"
 
     def local_time(self, instant_us: str, zone: str) -> str:
         return f"from_utc_timestamp(timestamp_micros({instant_us}), {self.string(zone)})"

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .dialect import Dialect
 from .plan import Plan
+
+#: the column types of a relation built in Python (:meth:`DuckExecutor.register`), as Arrow types' names
+_ARROW = {"string": "string", "date": "date32", "boolean": "bool_"}
 
 
 class DuckExecutor:
@@ -34,6 +38,17 @@ class DuckExecutor:
 
     def drop(self, name: str) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def register(self, name: str, columns: Sequence[tuple[str, str]], rows: list[tuple[Any, ...]]) -> None:
+        """``rows`` as the relation ``name`` (an Arrow table DuckDB reads in place)."""
+        import pyarrow as pa
+
+        schema = pa.schema([(column, getattr(pa, _ARROW[kind])()) for column, kind in columns])
+        arrays = [pa.array([row[i] for row in rows], type=f.type) for i, f in enumerate(schema)]
+        self.con.register(name, pa.Table.from_arrays(arrays, schema=schema))
+
+    def unregister(self, name: str) -> None:
+        self.con.unregister(name)
 
     def close(self) -> None:
         self.con.close()

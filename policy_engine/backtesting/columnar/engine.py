@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
@@ -24,7 +25,8 @@ from ..result import BacktestResult, BadLine, flips_of, pack_report
 from ..tally import PackTally, Tally
 from .dialect import Dialect
 from .layout import LINE
-from .plan import Plan, build_plan
+from .plan import PackPlan, Plan, build_plan
+from .screens import ScreeningCost, register_screens
 
 JOINED = "policy_engine_backtest"
 
@@ -43,6 +45,10 @@ class Executor(Protocol):
     def rows(self, sql: str) -> list[tuple[Any, ...]]: ...
 
     def drop(self, name: str) -> None: ...
+
+    def register(self, name: str, columns: Sequence[tuple[str, str]], rows: list[tuple[Any, ...]]) -> None: ...
+
+    def unregister(self, name: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +74,18 @@ class Run:
         self.x = executor
         self.source = source
         self.plan: Plan = build_plan(executor.dialect, source, candidate, baseline, counters)
+        self._packs: list[PackPlan] = [p for p in (self.plan.candidate, self.plan.baseline) if p is not None]
+        #: the screening stage's work (names screened, seconds), for the benchmark
+        self.screening = ScreeningCost()
+        for pack in self._packs:
+            self.screening += register_screens(executor, self.plan.ctes, pack.prefix, pack.screens)
         executor.materialize_plan(JOINED, self.plan, "SELECT * FROM joined")
 
     def close(self) -> None:
         self.x.drop(JOINED)
+        for pack in self._packs:
+            for table in pack.screens:
+                self.x.unregister(table.name)
 
     def payments(self, side: str = "c") -> list[PaymentResult]:
         """Every decided payment of one pack (``c`` candidate, ``b`` baseline), by line."""

@@ -13,7 +13,8 @@ Per pack (candidate ``c``, baseline ``b``), over the source relation ``src``:
    ``derived.amount_cny / __fx.USD``, a fraction, never stored), and the checks that make a row a bad line.
 3. ``{p}_pay``: the counters stage: :class:`CounterColumn` expressions replace (or add) ``history.*`` columns;
    without any, each record's own counters (or the pack's defaults) stand, as in the row backtest.
-4. ``{p}_k``: each rule's condition, TRUE / FALSE / NULL (:mod:`.sqlcompile`), and whether it is in force.
+4. ``{p}_k``: each rule's condition, TRUE / FALSE / NULL (:mod:`.sqlcompile`), and whether it is in force; the
+   screening stage's tables (:mod:`.screens`, registered before the plan runs) are LEFT JOINed here.
 5. ``{p}_r``: per rule ``f{i}`` (fired) and ``u{i}`` (undecided); then ``{p}_out``: the decision (the most severe
    outcome of the fired rules and the undecided rules' ``on_unknown``, skipped rules aside). The rule ids
    (:meth:`PackPlan.ids`) are spelled out only when asked for: the report needs the flags alone.
@@ -35,6 +36,7 @@ from ...resources import load_schema
 from ...ruleset import SKIP, FxTable
 from .dialect import DecimalType, Dialect
 from .layout import INSTANT, INTEGER, LINE, MONEY, Field, request_fields
+from .screens import ScreenTable, screen_tables
 from .sqlcompile import AMOUNT_CNY, CROSS_TARGETS, DAY, RuleCompiler, fx_column
 
 LOCAL = "__local"
@@ -67,6 +69,7 @@ class PackPlan:
     fired: tuple[str, ...]  # per rule in pack order, the column of ``{prefix}_out`` that says it fired
     undecided: tuple[str, ...]  # ... that says its condition is unknown (in force)
     rule_ids: tuple[str, ...]
+    screens: tuple[ScreenTable, ...] = ()  # the screening stage's tables ``{p}_k`` joins (register them first)
 
     def ids(self, dialect: Dialect, status: str) -> str:
         """The ids of the rules ``fired``, ``undecided`` or ``skipped`` on a row of ``joined``, space-separated."""
@@ -124,6 +127,7 @@ class _PackCompiler:
         kinds = {f.path: ("num" if f.kind == "int" else f.kind) for f in self.fields}
         kinds.update({HOUR: "num", AMOUNT_CNY: "num", **{p: "num" for p in CROSS_TARGETS}})
         self.rules = RuleCompiler(d, kinds, self.numeric, self.rate)
+        self.screens = screen_tables(pack, prefix)
 
     def q(self, name: str) -> str:
         return self.d.ident(name)
@@ -276,7 +280,11 @@ class _PackCompiler:
             guard = f" AND {in_force}" if in_force else ""
             flags.append(f"(COALESCE(k{i}, FALSE){guard}) AS f{i}")
             flags.append(f"(k{i} IS NULL{guard}) AS u{i}")
-        k = f"SELECT {', '.join(keep + conds)} FROM {self.p}_pay"
+        pay = f"{self.p}_pay"
+        # the screening tables are small: Spark is told to broadcast them (DuckDB reads the hint as a comment)
+        hint = f"/*+ BROADCAST({', '.join(s.name for s in self.screens)}) */ " if self.screens else ""
+        joins = "".join(s.join(self.d, pay) for s in self.screens)
+        k = f"SELECT {hint}{', '.join(keep + conds)} FROM {pay}{joins}"
         r = f"SELECT {', '.join(keep + flags)} FROM {self.p}_k"
         order = list(self.pack.ruleset.decision_order)
         contributes: dict[str, list[str]] = {o: [] for o in order}
@@ -301,7 +309,7 @@ class _PackCompiler:
                 (f"{p}_out", out))
         rules = self.pack.ruleset.rules
         return PackPlan(self.pack, p, ctes, tuple(f"f{i}" for i in range(len(rules))),
-                        tuple(f"u{i}" for i in range(len(rules))), tuple(r.id for r in rules))
+                        tuple(f"u{i}" for i in range(len(rules))), tuple(r.id for r in rules), self.screens)
 
 
 def _contract_defaults() -> dict[str, object]:

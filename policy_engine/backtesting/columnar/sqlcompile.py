@@ -12,6 +12,8 @@ NULL out), and stated outright, ``CASE WHEN <a field is missing> THEN NULL ELSE 
 could be decided without the value (dated list items, an empty list).
 
 ``exists`` / ``missing`` are two-valued (``IS [NOT] NULL``). ``all`` / ``any`` / ``not`` are SQL's AND / OR / NOT.
+``screen`` (fuzzy name screening, no SQL form) reads the hit column the screening stage joins in
+(:mod:`.screens`): NULL when the name is missing, like any other operator on a missing field.
 
 Numbers are exact. Every number is a DECIMAL whose width the compiler tracks (:class:`Num`); a cross-rate amount
 (``derived.amount_usd``: the CNY amount over the USD rate, a fraction) is kept as numerator and denominator, and a
@@ -35,10 +37,17 @@ from ...errors import PolicyEngineError
 from ...operators import Op, Shape
 from ...request import CROSS_RATE_PATHS
 from ...ruleset import Rule
+from ...screening import Screening
 from .dialect import MAX_PRECISION, DecimalType, Dialect
 
 DAY = "__day"
 AMOUNT_CNY = "derived.amount_cny"
+
+
+def screen_column(screening: Screening) -> str:
+    """The column of the screening stage (:mod:`.screens`) holding a ``screen`` leaf's hit: NULL when the name is
+    missing, else whether the best match scores at least the threshold."""
+    return f"{screening.path}>={screening.threshold!r}"
 
 
 def fx_column(currency: str) -> str:
@@ -161,6 +170,8 @@ class RuleCompiler:
         if shape is Shape.LIST and op in (Op.IN, Op.NOT_IN):
             member = self._membership(leaf, numeric)
             return member if op is Op.IN else f"(NOT {member})"
+        if shape is Shape.SCREEN and leaf.screen is not None:  # decided by the screening stage, joined in
+            return self.col(screen_column(leaf.screen))
         raise _Refused(f"operator `{op}` has no SQL form")
 
     def _against(self, leaf: Leaf, op: Op, value: object, numeric: bool) -> str:
