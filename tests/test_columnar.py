@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,8 +19,6 @@ from hypothesis import strategies as st
 pytest.importorskip("duckdb")
 pytest.importorskip("pyarrow")
 
-from conftest import screenless_rules
-
 from policy_engine import load_ruleset
 from policy_engine.backtesting import backtest
 from policy_engine.backtesting.columnar import ColumnarCompileError, ColumnarError, backtest_columnar, open_run
@@ -29,13 +26,12 @@ from policy_engine.backtesting.columnar.convert import convert
 from policy_engine.backtesting.columnar.differential import mismatches, report_dict, row_payments
 from policy_engine.cli import main
 from policy_engine.pack import CompiledPack
-from policy_engine.synthetic import dumps_request
+from policy_engine.synthetic import dumps_request, iter_payments
 from policy_engine.testing.histories import edge_histories
 from policy_engine.testing.strategies import near_thresholds, requests
 
 ROOT = Path(__file__).resolve().parent.parent
-RULES = screenless_rules(Path(tempfile.mkdtemp(prefix="columnar-rules-")) / "rules")
-RULESET = load_ruleset(RULES)
+RULESET = load_ruleset(None)
 PACK = CompiledPack.build(RULESET)
 
 
@@ -58,7 +54,7 @@ def history(tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("history")
     jsonl = _write(edge_histories(RULESET, 2500, seed=3), folder / "history.jsonl")
     parquet = folder / "history.parquet"
-    report = convert(jsonl, parquet, RULES)
+    report = convert(jsonl, parquet)
     assert report.written > 2000 and report.bad_count > 0  # some moves make requests invalid, on purpose
     return jsonl, parquet
 
@@ -72,19 +68,19 @@ def test_every_payment_gets_the_row_engines_decision_and_rules(history):
     assert {p.decision for p in decided} == {"allow", "deny", "review", "step_up"}
     assert any(p.undecided for p in decided) and any(p.skipped for p in decided)
     assert len({r for p in decided for r in p.fired}) >= 20
+    assert any("CMP-025" in p.fired for p in decided)  # name screening: the columnar screening stage
 
 
 def test_reports_are_identical_to_the_row_engines_with_a_baseline(history, baseline_rules):
     baseline = baseline_rules
     jsonl, parquet = history
-    columnar = backtest_columnar(parquet, RULES, baseline=baseline, examples=3, label_maturity=30)
-    row = backtest(parquet, RULES, baseline=baseline, workers=1, examples=3, recompute_counters=False,
-                   label_maturity=30)
+    columnar = backtest_columnar(parquet, baseline=baseline, examples=3, label_maturity=30)
+    row = backtest(parquet, baseline=baseline, workers=1, examples=3, recompute_counters=False, label_maturity=30)
     assert report_dict(columnar) == report_dict(row)
     assert columnar.flipped > 0 and columnar.candidate.labels is not None and columnar.metrics is not None
     assert columnar.engine == "columnar" and row.engine == "row"
     # and the Parquet backtest is the JSON Lines one, less the lines convert refused
-    from_jsonl = report_dict(backtest(jsonl, RULES, baseline=baseline, workers=1, examples=3, recompute_counters=False))
+    from_jsonl = report_dict(backtest(jsonl, baseline=baseline, workers=1, examples=3, recompute_counters=False))
     assert from_jsonl["candidate"]["decisions"] == report_dict(columnar)["candidate"]["decisions"]
 
 
@@ -152,18 +148,18 @@ def test_a_hand_made_file_with_too_many_decimals_is_a_bad_line_never_rounded(tmp
     rows = table.to_pylist()
     rows[1]["amount"]["value"] = Decimal("120.505")  # three places in CNY, written by some other tool
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), parquet)
-    for result in (backtest_columnar(parquet, RULES, recompute_counters=False),
-                   backtest(parquet, RULES, workers=1, recompute_counters=False)):
+    for result in (backtest_columnar(parquet, recompute_counters=False),
+                   backtest(parquet, workers=1, recompute_counters=False)):
         assert (result.evaluated, result.bad_count) == (1, 1)
         assert result.bad_lines[0].line == 2 and "more decimal places than CNY has (2)" in result.bad_lines[0].message
 
 
 def test_cli_picks_the_columnar_engine_for_parquet_and_prints_one_json_document(history, capsys):
     _, parquet = history
-    assert main(["backtest", str(parquet), "--rules", str(RULES), "--json", "--examples", "2"]) == 0
+    assert main(["backtest", str(parquet), "--json", "--examples", "2"]) == 0
     columnar = json.loads(capsys.readouterr().out)
-    assert main(["backtest", str(parquet), "--rules", str(RULES), "--json", "--examples", "2", "--engine", "row",
-                 "--workers", "1", "--format", "parquet"]) == 0
+    assert main(["backtest", str(parquet), "--json", "--examples", "2", "--engine", "row", "--workers", "1",
+                 "--format", "parquet"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert (columnar["engine"], row["engine"]) == ("columnar", "row")
     for report in (columnar, row):
@@ -174,7 +170,7 @@ def test_cli_picks_the_columnar_engine_for_parquet_and_prints_one_json_document(
 
 def test_columnar_engine_refuses_input_that_is_not_parquet(history, capsys):
     jsonl, _ = history
-    assert main(["backtest", str(jsonl), "--rules", str(RULES), "--engine", "columnar"]) == 2
+    assert main(["backtest", str(jsonl), "--engine", "columnar"]) == 2
     assert "convert this one first" in capsys.readouterr().err
 
 
@@ -183,13 +179,13 @@ def test_counters_the_row_engine_would_recompute_are_refused_not_defaulted(tmp_p
     parquet = tmp_path / "h.parquet"
     convert(_write(records, tmp_path / "h.jsonl"), parquet)
     with pytest.raises(ColumnarError, match="--engine row"):
-        backtest_columnar(parquet, RULES)
-    assert backtest_columnar(parquet, RULES, recompute_counters=False).evaluated == 3
+        backtest_columnar(parquet)
+    assert backtest_columnar(parquet, recompute_counters=False).evaluated == 3
 
 
 def test_a_rule_whose_arithmetic_cannot_stay_exact_is_refused_naming_it(tmp_path):
     root = tmp_path / "rules"
-    shutil.copytree(RULES, root)
+    shutil.copytree(ROOT / "rules", root)
     reference = root / "reference.yaml"
     text = reference.read_text()
     assert 'USD: "7.2"' in text
@@ -204,7 +200,7 @@ def test_dated_fx_tables_and_a_currency_a_table_lacks_decide_alike(tmp_path):
     """Two more FX tables inside the history's month (the rate of the payment's day, the earliest before them
     all) and one without EUR (``derived.amount_eur`` missing: rules reading it undecided)."""
     root = tmp_path / "rules"
-    shutil.copytree(RULES, root)
+    shutil.copytree(ROOT / "rules", root)
     reference = root / "reference.yaml"
     text = reference.read_text()
     tables = ('reference_fx:\n'
@@ -245,3 +241,38 @@ def test_a_counters_stage_replaces_the_records_counters(tmp_path):
         executor.close()
     assert mismatches(row_payments(left_out, PACK), staged) == []
     assert mismatches(row_payments(carried, PACK), staged) != []  # the stage did change what rules read
+
+
+def test_name_screening_decides_as_the_row_engine_around_the_threshold_and_first_seen(tmp_path):
+    """CMP-025 (fuzzy, no SQL form) goes through the screening stage: hits, near misses, a secondary key, an
+    entry's first_seen (2025-09-01 for synth-0004), absent names and absent counterparties, each as the row
+    engine decides it, payment by payment."""
+    base = [r for r in iter_payments(400, seed=5) if "payee" in r or "merchant" in r][:60]
+    names = [None, "Zorvath Qelmindor", "Qelmindor Zorvath", "Zorvaht Qelmindor", "Zorvath Qelmindxr",
+             "Ningze Haoyuan Trading Co. Ltd", "宁泽昊远贸易有限公司", "Ningze Trading", "Li Wei", "...", ""]
+    records, expected = [], {}
+    for i, record in enumerate(base):
+        record = json.loads(dumps_request(record), parse_float=Decimal)
+        party = "payee" if "payee" in record else "merchant"
+        record["payer"]["name"] = "Li Wei"  # screened, no hit: the rule is unknown only by the other party
+        name = names[i % len(names)]
+        if name is not None:
+            record[party]["name"] = name
+        record["timestamp"] = "2025-08-31T23:59:59+08:00" if i % 2 else "2025-09-01T00:00:00+08:00"
+        if i % 7 == 0:
+            record[party]["country"] = "RU"
+        records.append(record)
+        expected[i + 1] = (name, party, record["timestamp"])
+    parquet = tmp_path / "names.parquet"
+    convert(_write(records, tmp_path / "names.jsonl"), parquet)
+    decided = _columnar(parquet)
+    assert mismatches(row_payments(parquet, PACK), decided) == []
+    screened = {p.line: ("CMP-025" in p.fired, "CMP-025" in p.skipped) for p in decided}
+    # the history reaches what matters: hits and misses, a name that hits only from its entry's first_seen
+    assert {fired for fired, _ in screened.values()} == {True, False}
+    ningze = {expected[line][2][:10]: fired for line, (fired, _) in screened.items()
+              if expected[line][0] == "Ningze Haoyuan Trading Co. Ltd"}
+    assert ningze == {"2025-08-31": False, "2025-09-01": True}
+    # a missing name leaves the rule unknown (skipped: on_unknown skip); the absent counterparty never does
+    assert all(screened[line] == (False, True) for line in screened if expected[line][0] is None)
+    assert all(screened[line] == (False, False) for line in screened if expected[line][0] in ("Li Wei", "...", ""))

@@ -8,7 +8,11 @@ consistent counters and labels) and, with a second seeded generator, moves a sha
 - instants at local midnight (and one microsecond and one second before) of every date the pack names (effective
   dates, dated list items, FX tables), in every jurisdiction it has a timezone for, written in a random offset;
 - missing fields (an optional field, a counter, the whole ``history``), absent counterparties (``merchant``,
-  ``payee``), and record fields (``label``, ``label_known_at``, ``status``, ``decision``).
+  ``payee``), and record fields (``label``, ``label_known_at``, ``status``, ``decision``);
+- party names (``payer.name``, ``payee.name``, ``merchant.name``) for the pack's screening lists: a listed name or
+  alias as written, one with a typo or a swapped token order (hits), with a token dropped or two letters changed
+  (near misses), an unrelated name, punctuation only; and the entries' ``first_seen`` dates among the instants
+  (a payment dated before an entry's start cannot hit it).
 
 Some moves make a request invalid (a purpose that needs a merchant without one): those records are bad lines for
 every engine, which is part of what is compared. The same seed gives the same records.
@@ -34,11 +38,14 @@ _AMOUNT_FIELDS = {"amount.value": None, "derived.amount_cny": "CNY", "derived.am
                   "derived.amount_eur": "EUR"}
 _NO_RATE = "SEK"  # a currency the default pack has no reference rate for: derived amounts are missing
 _THREE_PLACES = "KWD"
+_PARTIES = ("payer", "payee", "merchant")
+_UNRELATED = ("Li Wei", "Maria Garcia Lopez", "Acme Widgets Ltd", "Ольга Смирнова", "Kowloon Fresh Fruit Co", "-")
 _LABELS = (None, {"kind": "fraud", "pattern": "ato"}, {"kind": "chargeback"}, "legit", {})
 
 
 def _dates(ruleset: RuleSet) -> list[dt.date]:
     ordinals: set[int] = {t.as_of for t in ruleset.fx_tables}
+    ordinals.update(p.start for lst in ruleset.screening_lists.values() for p in lst.parties if p.start is not None)
     for rule in ruleset.rules:
         ordinals.update(d for d in (rule.effective_from, rule.effective_to) if d is not None)
         for leaf in leaves(rule.when):
@@ -59,6 +66,7 @@ class _Mover:
         self.zones = sorted(ruleset.timezones.items())
         required = set(required_fields())
         self.optional = [p for p in request_fields() if p not in required and not p.startswith("extra")]
+        self.names = sorted({n for lst in ruleset.screening_lists.values() for p in lst.parties for n in p.names})
 
     def amount(self, request: dict[str, Any]) -> None:
         rng = self.rng
@@ -99,6 +107,30 @@ class _Mover:
             if isinstance(node, dict):
                 node.pop(name, None)
 
+    def name(self, request: dict[str, Any]) -> None:
+        rng = self.rng
+        party = request.get(rng.choice(_PARTIES))
+        if not isinstance(party, dict):
+            return
+        if not self.names or rng.random() < 0.2:
+            party["name"] = rng.choice(_UNRELATED)
+            return
+        name = rng.choice(self.names)
+        tokens = name.split()
+        roll = rng.random()
+        if roll < 0.2 and len(name) > 3:  # a typo: two neighbouring letters swapped
+            i = rng.randrange(len(name) - 1)
+            name = name[:i] + name[i + 1] + name[i] + name[i + 2:]
+        elif roll < 0.4 and len(tokens) > 1:  # order swapped, or a token dropped
+            name = " ".join(tokens[::-1]) if rng.random() < 0.5 else " ".join(tokens[1:])
+        elif roll < 0.6 and len(name) > 4:  # two letters changed: around the threshold
+            for _ in range(2):
+                i = rng.randrange(len(name))
+                name = name[:i] + rng.choice("aeiknrstx") + name[i + 1:]
+        party["name"] = name
+        if "country" in party and rng.random() < 0.3:  # the secondary key raises or lowers the score
+            party["country"] = rng.choice(("RU", "IR", "CN", "GB", "US"))
+
     def record(self, request: dict[str, Any]) -> None:
         rng = self.rng
         request["label"] = rng.choice(_LABELS)
@@ -117,7 +149,7 @@ def edge_histories(ruleset: RuleSet, n: int, seed: int = 0, share: float = 0.5) 
     """``n`` history records for ``ruleset``; about ``share`` of them moved onto edges (see the module doc)."""
     rng = random.Random(f"edges-{seed}")
     mover = _Mover(ruleset, rng)
-    moves = (mover.amount, mover.instant, mover.missing, mover.missing, mover.record)
+    moves = (mover.amount, mover.instant, mover.missing, mover.missing, mover.record, mover.name, mover.name)
     for record in iter_payments(n, seed=seed, statuses=True):
         if rng.random() < share:
             for move in rng.sample(moves, rng.randint(1, 3)):
