@@ -159,10 +159,21 @@ def decision_json_lines(text: str) -> list[dict]:
 def baseline_rules(tmp_path_factory) -> Path:
     """The bundled pack with CMP-004 (the Class I lifetime cap) reviewing instead of denying: payments only it
     stops flip deny -> review, and the report names it on both sides."""
-    root = tmp_path_factory.mktemp("baseline") / "rules"
-    shutil.copytree(Path(__file__).resolve().parent.parent / "rules", root)
+    root = screenless_rules(tmp_path_factory.mktemp("baseline") / "rules")
     accounts = root / "compliance" / "pboc_accounts.yaml"
     head, sep, tail = accounts.read_text().partition("  - id: CMP-004\n")
     assert sep and "    outcome: deny\n" in tail
     accounts.write_text(head + sep + tail.replace("    outcome: deny\n", "    outcome: review\n", 1))
+    return root
+
+
+def screenless_rules(root: Path) -> Path:
+    """The bundled pack without its name-screening rule (CMP-025), copied to ``root``: the spark engine refuses
+    name screening (tests/test_columnar.py holds DuckDB's screening stage to the row engine)."""
+    shutil.copytree(Path(__file__).resolve().parent.parent / "rules", root)
+    sanctions = root / "compliance" / "sanctions.yaml"
+    text = sanctions.read_text()
+    start = text.index("  - id: CMP-025\n")
+    end = text.find("\n  - id:", start + 1)
+    sanctions.write_text(text[:start] + (text[end + 1:] if end != -1 else ""))
     return root

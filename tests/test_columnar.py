@@ -276,3 +276,9 @@ def test_name_screening_decides_as_the_row_engine_around_the_threshold_and_first
     # a missing name leaves the rule unknown (skipped: on_unknown skip); the absent counterparty never does
     assert all(screened[line] == (False, True) for line in screened if expected[line][0] is None)
     assert all(screened[line] == (False, False) for line in screened if expected[line][0] in ("Li Wei", "...", ""))
+
+
+def test_the_spark_engine_refuses_a_pack_that_screens_names_naming_the_rule(history):
+    _, parquet = history
+    with pytest.raises(ColumnarError, match=r"name screening \(CMP-025\).*--engine columnar"):
+        open_run(parquet, PACK, engine="spark", recompute_counters=False)

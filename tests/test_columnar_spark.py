@@ -6,7 +6,9 @@ One SparkSession for the module (Spark is slow to start) and a few hundred payme
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,8 @@ pytest.importorskip("pyspark")
 pytest.importorskip("duckdb")
 if shutil.which("java") is None:
     pytest.skip("Spark needs a Java runtime (.ci/run installs one)", allow_module_level=True)
+
+from conftest import screenless_rules
 
 from policy_engine import load_ruleset
 from policy_engine.backtesting import backtest
@@ -26,7 +30,8 @@ from policy_engine.pack import CompiledPack
 from policy_engine.synthetic import dumps_request
 from policy_engine.testing.histories import edge_histories
 
-RULESET = load_ruleset(None)
+RULES = screenless_rules(Path(tempfile.mkdtemp(prefix="columnar-rules-")) / "rules")
+RULESET = load_ruleset(RULES)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +46,7 @@ def test_spark_decides_every_payment_and_reports_as_the_row_engine(session, tmp_
     jsonl = tmp_path / "history.jsonl"
     jsonl.write_text("".join(dumps_request(r) + "\n" for r in edge_histories(RULESET, 400, seed=12)))
     parquet = tmp_path / "history.parquet"
-    assert convert(jsonl, parquet).bad_count > 0  # bad lines are part of what is compared
+    assert convert(jsonl, parquet, RULES).bad_count > 0  # bad lines are part of what is compared
     candidate = CompiledPack.build(RULESET)
     baseline = CompiledPack.build(load_ruleset(baseline_rules))
     started = time.monotonic()
@@ -55,6 +60,6 @@ def test_spark_decides_every_payment_and_reports_as_the_row_engine(session, tmp_
     finally:
         run.close()
         executor.close()
-    row = backtest(parquet, baseline=baseline_rules, workers=1, examples=3, recompute_counters=False)
+    row = backtest(parquet, RULES, baseline=baseline_rules, workers=1, examples=3, recompute_counters=False)
     assert report_dict(spark) == report_dict(row)
     assert spark.flipped > 0

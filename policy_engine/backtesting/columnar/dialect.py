@@ -103,8 +103,5 @@ class SparkDialect(Dialect):
     def text(self, sql: str) -> str:
         return f"CAST({sql} AS STRING)"
 
-    def same(self, a: str, b: str) -> str:
-        return f"({a} <=> {b})"
-
     def local_time(self, instant_us: str, zone: str) -> str:
         return f"from_utc_timestamp(timestamp_micros({instant_us}), {self.string(zone)})"

@@ -281,10 +281,8 @@ class _PackCompiler:
             flags.append(f"(COALESCE(k{i}, FALSE){guard}) AS f{i}")
             flags.append(f"(k{i} IS NULL{guard}) AS u{i}")
         pay = f"{self.p}_pay"
-        # the screening tables are small: Spark is told to broadcast them (DuckDB reads the hint as a comment)
-        hint = f"/*+ BROADCAST({', '.join(s.name for s in self.screens)}) */ " if self.screens else ""
         joins = "".join(s.join(self.d, pay) for s in self.screens)
-        k = f"SELECT {hint}{', '.join(keep + conds)} FROM {pay}{joins}"
+        k = f"SELECT {', '.join(keep + conds)} FROM {pay}{joins}"
         r = f"SELECT {', '.join(keep + flags)} FROM {self.p}_k"
         order = list(self.pack.ruleset.decision_order)
         contributes: dict[str, list[str]] = {o: [] for o in order}

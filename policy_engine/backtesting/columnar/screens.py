@@ -4,10 +4,13 @@ Fuzzy name screening has no SQL form, so the plan does not compile it: for each 
 list and a secondary key; every threshold on them shares one table) the stage takes the DISTINCT
 ``(name, secondary key, local day)`` tuples of the payments, screens each with the pack's own
 :class:`~policy_engine.screening.Screening` (the row engine's code path: the same best match, the same rounded
-score against each threshold), and registers the answers as a small relation (DuckDB: an Arrow table; Spark: a
-DataFrame built on the driver and broadcast). ``{p}_k`` LEFT JOINs it on the tuple and a leaf reads its hit
+score against each threshold), and registers the answers as a small relation (an Arrow table DuckDB reads in
+place). ``{p}_k`` LEFT JOINs it on the tuple and a leaf reads its hit
 column (:func:`.sqlcompile.screen_column`): NULL when the name is missing (no tuple has a NULL name), so the leaf
 keeps the engine's three-valued semantics with no more SQL than any other leaf.
+
+Spark is refused a pack that screens (:func:`screening_rules`): three such joins per pack, in the plan of a
+candidate and a baseline, ran Spark's analyzer out of a 2 GB driver heap on ``local[2]``.
 
 The day matters only relative to the entries' start dates (``first_seen``): tuples whose days fall between the
 same two start dates are screened once (the *bucket* of the day), however many days a year of payments spans.
@@ -123,6 +126,11 @@ def screen_tables(pack: CompiledPack, prefix: str) -> tuple[ScreenTable, ...]:
                 groups.setdefault(leaf.screen.path, {}).setdefault(leaf.screen.threshold, leaf.screen)
     return tuple(ScreenTable(f"{prefix}_screen{i}", tuple(by_threshold.values()))
                  for i, by_threshold in enumerate(groups.values()))
+
+
+def screening_rules(pack: CompiledPack) -> list[str]:
+    """The ids of the pack's rules that screen names."""
+    return [r.id for r in pack.ruleset.rules if any(leaf.screen is not None for leaf in leaves(r.when))]
 
 
 def register_screens(executor: Registry, ctes: Sequence[tuple[str, str]], prefix: str,

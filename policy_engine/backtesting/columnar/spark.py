@@ -12,7 +12,6 @@ columns already computed, and the pack plans in seconds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from .dialect import SparkDialect
@@ -82,17 +81,6 @@ class SparkExecutor:
     def drop(self, name: str) -> None:
         self.session.sql(f"UNCACHE TABLE IF EXISTS {name}")
         self.session.sql(f"DROP VIEW IF EXISTS {name}")
-
-    def register(self, name: str, columns: Sequence[tuple[str, str]], rows: list[tuple[Any, ...]]) -> None:
-        """``rows`` as the temporary view ``name``: a DataFrame of the driver's rows (converted in the JVM)."""
-        from pyspark.sql import types
-
-        kinds = {"string": types.StringType, "date": types.DateType, "boolean": types.BooleanType}
-        schema = types.StructType([types.StructField(c, kinds[k](), True) for c, k in columns])
-        self.session.createDataFrame(rows, schema).createOrReplaceTempView(name)
-
-    def unregister(self, name: str) -> None:
-        self.session.catalog.dropTempView(name)
 
     def close(self) -> None:
         if self._owned:
