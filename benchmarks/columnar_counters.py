@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from policy_engine import RequestError, load_ruleset
 from policy_engine.aggregates import micros
+from policy_engine.backtesting.columnar.dialect import Dialect
 from policy_engine.backtesting.columnar.windows import (
     DECISION,
     INSTANT,
@@ -35,7 +36,6 @@ from policy_engine.backtesting.columnar.windows import (
     REQUEST_ID,
     STATUS,
     CountersQuery,
-    DuckDBDialect,
     columns_needed,
     counters_query,
 )
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", type=int, default=0, help="compare with Replay on the first N payments")
     args = parser.parse_args(argv)
     pack = CompiledPack.build(load_ruleset())
-    query = counters_query(pack.ruleset, DuckDBDialect())
+    query = counters_query(pack.ruleset, Dialect())
     started = time.perf_counter()
     head: list[Record] = []  # the first payments, for the differential and the baseline
     chunks = []

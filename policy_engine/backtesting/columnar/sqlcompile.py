@@ -72,14 +72,16 @@ class _Refused(Exception):
 class RuleCompiler:
     """Compiles conditions for one pack against the ``payments`` columns.
 
-    ``numeric`` maps each numeric column to its DECIMAL type, ``kinds`` every field to its kind (str/num/bool)."""
+    ``numeric`` maps each numeric column to its DECIMAL type, ``kinds`` every field to its kind (str/num/bool),
+    ``fractions`` a column holding a value times a constant (a recomputed cross-rate sum) to that constant."""
 
     def __init__(self, dialect: Dialect, kinds: Mapping[str, str], numeric: Mapping[str, DecimalType],
-                 rate: DecimalType):
+                 rate: DecimalType, fractions: Mapping[str, int] | None = None):
         self.d = dialect
         self.kinds = kinds
         self.numeric = numeric
         self.rate = rate
+        self.fractions = fractions or {}
 
     # -- rules -----------------------------------------------------------------------------------------
     def condition(self, rule: Rule, where: str) -> str:
@@ -213,7 +215,8 @@ class RuleCompiler:
         t = self.numeric.get(path)
         if t is None:
             raise _Refused(f"field {path} is not numeric here")
-        return Num(self.col(path), t)
+        den = self.fractions.get(path)
+        return Num(self.col(path), t, None if den is None else (self.d.decimal(den), DecimalType.of(den)))
 
     def operand(self, leaf: Leaf) -> Num:
         nums = [self.field(p) for p in leaf.operand.paths]

@@ -32,7 +32,6 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
 
 from ...aggregates import ALLOWED, ATTEMPTS, COUNT, COUNT_DISTINCT, FAILED, JURISDICTION, REVERSED, Aggregate
 from ...conditions import All, Any_, Leaf, Node, Not, counterparty_of, leaves
@@ -40,9 +39,8 @@ from ...errors import PolicyEngineError
 from ...operators import Op, Shape
 from ...request import CROSS_RATE_PATHS, DEFAULT_PSP_COUNTRY, counters_read
 from ...ruleset import RuleSet
+from .dialect import Dialect
 
-#: Lines are below 2**32 in the order key ``instant * 2**32 + line``.
-LINE_BITS = 32
 #: The columns every payments relation has (the relation contract).
 LINE, INSTANT, STATUS, DECISION = "__line", "__instant_us", "__status", "__decision"
 #: The SQL of the comparison operators.
@@ -53,41 +51,6 @@ REQUEST_ID, PSP_COUNTRY, AMOUNT_CNY = "request_id", "psp_country", "derived.amou
 class CountersCompileError(PolicyEngineError, ValueError):
     """An aggregate whose counter the SQL plan cannot compute (the message names it, where it is written, and
     why); the backtest then needs the row engine's replay."""
-
-
-class Dialect(Protocol):
-    """What the counters stage needs of a SQL engine beyond common SQL (CTEs, window functions with per-row
-    RANGE offsets, CASE, DATE literals)."""
-
-    def quote(self, name: str) -> str:
-        """A quoted identifier (names are dotted view paths)."""
-
-    def order_key(self, instant: str, line: str) -> str:
-        """An exact, orderable ``instant * 2**32 + line`` (wider than BIGINT); ``line`` may be the literal 0."""
-
-    def local_timestamp(self, instant: str, zone: str) -> str:
-        """The wall-clock TIMESTAMP (no zone) in ``zone`` (a SQL string expression) of ``instant`` (UTC
-        microseconds); its CAST to DATE is the local calendar date."""
-
-    def period_start(self, local: str, zone: str, unit: str) -> str:
-        """The UTC microseconds of the start of the local ``unit`` (day, month, year) in ``zone`` holding the
-        wall-clock ``local`` (a :meth:`local_timestamp`)."""
-
-
-class DuckDBDialect:
-    """DuckDB (with its bundled ICU time zones): HUGEINT order keys, per-row RANGE frame offsets."""
-
-    def quote(self, name: str) -> str:
-        return '"' + name.replace('"', '""') + '"'
-
-    def order_key(self, instant: str, line: str) -> str:
-        return f"(CAST({instant} AS HUGEINT) << {LINE_BITS}) + {line}"
-
-    def local_timestamp(self, instant: str, zone: str) -> str:
-        return f"timezone({zone}, make_timestamptz(CAST({instant} AS BIGINT)))"
-
-    def period_start(self, local: str, zone: str, unit: str) -> str:
-        return f"epoch_us(timezone({zone}, date_trunc('{unit}', {local})))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +117,7 @@ class _Compiler:
 
     # -- the query ----------------------------------------------------------------------------------------------
     def query(self, source: str) -> CountersQuery:
-        q = self.d.quote
+        q = self.d.ident
         t, line = q(INSTANT), q(LINE)
         fresh = f"ROW_NUMBER() OVER (PARTITION BY {q(REQUEST_ID)} ORDER BY {t}, {line}) = 1"
         staged = {"__line": q(LINE), "__t": t, "__k": self.d.order_key(t, line)}
@@ -213,11 +176,11 @@ class _Compiler:
         """The payment's PSP jurisdiction's zone, per row (psp_country absent: the request contract's default)."""
         whens = " ".join(f"WHEN {_literal(country)} THEN {_literal(zone)}"
                          for country, zone in sorted(self.ruleset.timezones.items()))
-        return f"CASE COALESCE({self.d.quote(PSP_COUNTRY)}, {_literal(DEFAULT_PSP_COUNTRY)}) {whens} END"
+        return f"CASE COALESCE({self.d.ident(PSP_COUNTRY)}, {_literal(DEFAULT_PSP_COUNTRY)}) {whens} END"
 
     def _lower_bound(self, agg: Aggregate) -> str:
         """The first instant in the payment's window (``last`` or ``calendar``), in UTC microseconds."""
-        t = self.d.quote(INSTANT)
+        t = self.d.ident(INSTANT)
         window = agg.window
         if window.kind == "last":
             return f"{t} - {window.seconds * 1_000_000 - 1}"
@@ -229,7 +192,7 @@ class _Compiler:
     def _counted(self, counts: str) -> str:
         """Whether a row's recorded decision and status make it count (``aggregates.counted``): no decision
         recorded is not denied, no status is pending."""
-        q = self.d.quote
+        q = self.d.ident
         if counts == ATTEMPTS:
             return "TRUE"
         if counts == ALLOWED:
@@ -248,7 +211,7 @@ class _Compiler:
     # -- values -------------------------------------------------------------------------------------------------
     def _operand(self, path: str) -> _Exact:
         """A field's exact value; a cross-rate amount over the lcm of its rates' numerators across FX tables."""
-        q = self.d.quote
+        q = self.d.ident
         target = next((c for c, p in CROSS_RATE_PATHS.items() if p == path), None)
         if target is None:
             return _Exact(q(path))
@@ -315,7 +278,7 @@ class _Compiler:
             test = f"{value.sql} {_COMPARE[leaf.op]} {_constant(leaf.value, value.denominator)}"
         parties = sorted({p for p in map(counterparty_of, leaf.fields()) if p is not None})
         if parties:  # not applicable: a field of a counterparty the payment does not have is false
-            absent = " OR ".join(f"{self.d.quote(p)} IS NULL" for p in parties)
+            absent = " OR ".join(f"{self.d.ident(p)} IS NULL" for p in parties)
             return f"(CASE WHEN {absent} THEN FALSE ELSE ({test}) END)"
         return f"({test})"
 
