@@ -93,6 +93,8 @@ def payments_table(pack: CompiledPack, rows: Iterable[Record]) -> pa.Table:
                 data[path].append(row.prepared.request_id)
             elif path == PSP_COUNTRY:  # the request contract's default is in the view when the pack reads it
                 data[path].append(view.get(path, row.request.get(path)))
+            elif path in NOT_APPLICABLE_WHEN_ABSENT:  # a presence marker: TRUE, or FALSE for an absent party
+                data[path].append(view.get(path) is True)
             else:
                 data[path].append(view.get(path))
     catalog = FieldCatalog(load_schema("payment_request"))

@@ -37,14 +37,22 @@ from ...resources import load_schema
 from ...ruleset import SKIP, FxTable
 from .dialect import DecimalType, Dialect
 from .layout import INSTANT, INTEGER, LINE, MONEY, Field, request_fields
-from .sqlcompile import AMOUNT_CNY, CROSS_TARGETS, DAY, ColumnarCompileError, RuleCompiler, fx_column
+from .sqlcompile import (
+    AMOUNT_CNY,
+    CROSS_TARGETS,
+    DAY,
+    HOUR,
+    ColumnarCompileError,
+    RuleCompiler,
+    column_types,
+    fx_column,
+)
 from .windows import columns_needed, counters_query, counters_read_by
 
 LOCAL = "__local"
 RATE = "__rate"
 BAD_REQUEST = "__bad_request"
 BAD_RECORD = "__bad_record"
-HOUR = "derived.local_hour"
 RECORD_COLUMNS = {"__label": "label", "__label_known_at": "label_known_at", "__status": "status",
                   "__decision": "decision"}
 
@@ -101,22 +109,6 @@ class Plan:
         return "WITH " + ",\n".join(f"{name} AS ({sql})" for name, sql in self.ctes) + "\n" + select
 
 
-def _numeric_types(fields: Sequence[Field], rate: DecimalType) -> dict[str, DecimalType]:
-    types = {f.path: INTEGER if f.kind == "int" else MONEY for f in fields if f.kind in ("int", "num")}
-    types[HOUR] = DecimalType(2, 0)
-    types[AMOUNT_CNY] = MONEY.times(rate)
-    return types
-
-
-def _rate_type(pack: CompiledPack) -> DecimalType:
-    digits = scale = 1
-    for table in pack.ruleset.fx_tables:
-        for rate in table.rates.values():
-            t = DecimalType.of(rate)
-            digits, scale = max(digits, t.digits), max(scale, t.scale)
-    return DecimalType(digits, scale)
-
-
 #: The digits a recomputed sum is kept to (cast, so an overflow is an error, never a rounding): room for the
 #: pack's constants multiplied through within the engines' 38 digits.
 SUM_PRECISION = 30
@@ -127,8 +119,9 @@ class _PackCompiler:
                  recompute: bool = False):
         self.pack, self.p, self.d = pack, prefix, d
         self.fields = request_fields()
-        self.rate = _rate_type(pack)
-        self.numeric = _numeric_types(self.fields, self.rate)
+        types = column_types(pack.ruleset)
+        self.rate = types.rate
+        self.numeric = dict(types.numeric)
         self.recomputed: tuple[tuple[str, str], ...] = ()
         if recompute:
             self.recomputed, stage = self._recomputed()
@@ -138,9 +131,7 @@ class _PackCompiler:
             if c.type is not None:
                 self.numeric[c.column] = c.type
         self.counters = counters
-        kinds = {f.path: ("num" if f.kind == "int" else f.kind) for f in self.fields}
-        kinds.update({HOUR: "num", AMOUNT_CNY: "num", **{p: "num" for p in CROSS_TARGETS}})
-        self.rules = RuleCompiler(d, kinds, self.numeric, self.rate,
+        self.rules = RuleCompiler(d, types.kinds, self.numeric, self.rate,
                                   {c.column: c.denominator for c in counters if c.denominator != 1})
 
     def _recomputed(self) -> tuple[tuple[tuple[str, str], ...], list[CounterColumn]]:
@@ -153,10 +144,7 @@ class _PackCompiler:
         if unknown:
             raise ColumnarCompileError(f"the counters read {', '.join(unknown)}, which the columnar view does not "
                                        "have; recompute the counters with --engine row")
-        # the windows read a counterparty's presence as TRUE or NULL (absent), the view has TRUE or FALSE
-        cols = [q(c) for c in (LINE, INSTANT, "__status", "__decision")]
-        cols += [f"(CASE WHEN {q(c)} THEN TRUE END) AS {q(c)}" if c in NOT_APPLICABLE_WHEN_ABSENT else q(c)
-                 for c in needed]
+        cols = [q(c) for c in (LINE, INSTANT, "__status", "__decision", *needed)]
         # a record the row backtest reports as bad is never replayed: it counts for no other payment
         source = (f"SELECT {', '.join(cols)} FROM {p}_view "
                   f"WHERE {q(BAD_REQUEST)} = '' AND {q(BAD_RECORD)} = ''")
