@@ -138,6 +138,8 @@ class _PackCompiler:
         """The CTEs recomputing the counters the rules read from the history (:mod:`.windows`, as the row
         backtest's replay does), and the counter columns reading them."""
         q, p, ruleset = self.q, self.p, self.pack.ruleset
+        if not counters_read_by(ruleset):
+            return (), []
         available = {f.path for f in self.fields} | {AMOUNT_CNY, *NOT_APPLICABLE_WHEN_ABSENT}
         needed = columns_needed(ruleset)
         unknown = [c for c in needed if c not in available]
