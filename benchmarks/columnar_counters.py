@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from policy_engine import RequestError, load_ruleset
 from policy_engine.aggregates import micros
+from policy_engine.backtesting.columnar.dialect import Dialect
 from policy_engine.backtesting.columnar.windows import (
     DECISION,
     INSTANT,
@@ -35,7 +36,6 @@ from policy_engine.backtesting.columnar.windows import (
     REQUEST_ID,
     STATUS,
     CountersQuery,
-    DuckDBDialect,
     columns_needed,
     counters_query,
 )
@@ -93,6 +93,8 @@ def payments_table(pack: CompiledPack, rows: Iterable[Record]) -> pa.Table:
                 data[path].append(row.prepared.request_id)
             elif path == PSP_COUNTRY:  # the request contract's default is in the view when the pack reads it
                 data[path].append(view.get(path, row.request.get(path)))
+            elif path in NOT_APPLICABLE_WHEN_ABSENT:  # a presence marker: TRUE, or FALSE for an absent party
+                data[path].append(view.get(path) is True)
             else:
                 data[path].append(view.get(path))
     catalog = FieldCatalog(load_schema("payment_request"))
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", type=int, default=0, help="compare with Replay on the first N payments")
     args = parser.parse_args(argv)
     pack = CompiledPack.build(load_ruleset())
-    query = counters_query(pack.ruleset, DuckDBDialect())
+    query = counters_query(pack.ruleset, Dialect())
     started = time.perf_counter()
     head: list[Record] = []  # the first payments, for the differential and the baseline
     chunks = []

@@ -23,7 +23,7 @@ from policy_engine import load_ruleset
 from policy_engine.backtesting import backtest
 from policy_engine.backtesting.columnar import ColumnarCompileError, ColumnarError, backtest_columnar, open_run
 from policy_engine.backtesting.columnar.convert import convert
-from policy_engine.backtesting.columnar.differential import mismatches, report_dict, row_payments
+from policy_engine.backtesting.columnar.differential import mismatches, replayed_counters, report_dict, row_payments
 from policy_engine.cli import main
 from policy_engine.pack import CompiledPack
 from policy_engine.synthetic import dumps_request, iter_payments
@@ -31,6 +31,7 @@ from policy_engine.testing.histories import edge_histories
 from policy_engine.testing.strategies import near_thresholds, requests
 
 ROOT = Path(__file__).resolve().parent.parent
+RULES = None  # the bundled pack (name screening included), as a path argument
 RULESET = load_ruleset(None)
 PACK = CompiledPack.build(RULESET)
 
@@ -174,13 +175,58 @@ def test_columnar_engine_refuses_input_that_is_not_parquet(history, capsys):
     assert "convert this one first" in capsys.readouterr().err
 
 
-def test_counters_the_row_engine_would_recompute_are_refused_not_defaulted(tmp_path):
-    records = [_request(request_id=f"r{i}") for i in range(3)]  # no history: the row backtest recomputes it
+@pytest.fixture(scope="module")
+def bare_history(tmp_path_factory) -> Path:
+    """Edge histories without counters (so both engines recompute them), with retries: some request_ids again."""
+    folder = tmp_path_factory.mktemp("bare")
+    records = list(edge_histories(RULESET, 1500, seed=7))
+    records += [json.loads(dumps_request(r)) for r in records[::40]]  # a retry is read, never counted again
+    for record in records:
+        record.pop("history", None)
+    parquet = folder / "bare.parquet"
+    convert(_write(records, folder / "bare.jsonl"), parquet, RULES)
+    return parquet
+
+
+def test_recomputed_counters_decide_and_count_as_the_row_engines_replay(bare_history):
+    """Records without ``history``: the columnar engine recomputes the counters (window functions) as the row
+    backtest replays them, so every payment gets the same counters, decision and rules."""
+    replayed = replayed_counters(bare_history, PACK)
+    run, executor = open_run(bare_history, PACK)
+    try:
+        assert run.recompute
+        decided, counted = run.payments(), run.counters()
+    finally:
+        run.close()
+        executor.close()
+    assert mismatches(row_payments(bare_history, PACK, replayed), decided) == []
+    assert counted.keys() == {p.line for p in decided}
+    assert [(line, c) for line, c in counted.items() if c != replayed[line]] == []
+    # the comparison reaches counters that are not all zero, and cross-rate sums (exact fractions)
+    assert sum(any(v for v in c.values()) for c in counted.values()) > 100
+    assert mismatches(row_payments(bare_history, PACK), decided) != []  # the recomputed counters mattered
+
+
+def test_recomputed_reports_are_the_row_engines_with_a_baseline(bare_history, baseline_rules):
+    row = report_dict(backtest(bare_history, RULES, baseline=baseline_rules, workers=1, examples=3,
+                               recompute_counters=True))
+    columnar = report_dict(backtest_columnar(bare_history, RULES, baseline=baseline_rules, examples=3,
+                                             recompute_counters=True))
+    assert row.pop("counters")["recomputed"] > 1000
+    assert columnar.pop("counters") is None  # the columnar engine does not compare carried counters (yet)
+    assert columnar == row
+
+
+def test_records_without_counters_are_recomputed_not_defaulted(tmp_path):
+    records = [_request(request_id=f"r{i}") for i in range(3)]  # no history: recomputed, as the row backtest does
     parquet = tmp_path / "h.parquet"
     convert(_write(records, tmp_path / "h.jsonl"), parquet)
-    with pytest.raises(ColumnarError, match="--engine row"):
-        backtest_columnar(parquet)
-    assert backtest_columnar(parquet, recompute_counters=False).evaluated == 3
+    for recompute in (None, True, False):
+        columnar = report_dict(backtest_columnar(parquet, RULES, recompute_counters=recompute))
+        row = report_dict(backtest(parquet, RULES, workers=1, recompute_counters=recompute))
+        assert (row.pop("counters") is None) is (recompute is False)
+        columnar.pop("counters")
+        assert columnar == row and columnar["evaluated"] == 3
 
 
 def test_a_rule_whose_arithmetic_cannot_stay_exact_is_refused_naming_it(tmp_path):

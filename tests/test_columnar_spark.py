@@ -21,7 +21,7 @@ from conftest import screenless_rules
 
 from policy_engine import load_ruleset
 from policy_engine.backtesting import backtest
-from policy_engine.backtesting.columnar import open_run
+from policy_engine.backtesting.columnar import ColumnarError, open_run
 from policy_engine.backtesting.columnar.convert import convert
 from policy_engine.backtesting.columnar.differential import mismatches, report_dict, row_payments
 from policy_engine.backtesting.columnar.engine import result_of
@@ -63,3 +63,12 @@ def test_spark_decides_every_payment_and_reports_as_the_row_engine(session, tmp_
     row = backtest(parquet, RULES, baseline=baseline_rules, workers=1, examples=3, recompute_counters=False)
     assert report_dict(spark) == report_dict(row)
     assert spark.flipped > 0
+
+
+def test_spark_refuses_to_recompute_counters_naming_the_engines_that_can(session, tmp_path):
+    jsonl = tmp_path / "h.jsonl"
+    jsonl.write_text("".join(dumps_request(r) + "\n" for r in edge_histories(RULESET, 20, seed=1)))
+    parquet = tmp_path / "h.parquet"
+    convert(jsonl, parquet, RULES)
+    with pytest.raises(ColumnarError, match="--engine columnar"):
+        open_run(parquet, CompiledPack.build(RULESET), engine="spark", recompute_counters=True, session=session)

@@ -22,7 +22,8 @@ pytest.importorskip("pyarrow")
 import duckdb
 
 from policy_engine import load_ruleset
-from policy_engine.backtesting.columnar.windows import DuckDBDialect, counters_query
+from policy_engine.backtesting.columnar.dialect import Dialect
+from policy_engine.backtesting.columnar.windows import counters_query
 from policy_engine.pack import CompiledPack
 
 # The relation builder and the comparison live in the benchmark script beside the package: load it from the checkout.
@@ -142,7 +143,7 @@ def fixture_pack(tmp_path_factory) -> CompiledPack:
 
 def counters(connection, pack: CompiledPack, records: list[dict]) -> dict[int, dict]:
     """The query's counters by line, after requiring that they equal Replay's on every row and counter."""
-    query = counters_query(pack.ruleset, DuckDBDialect())
+    query = counters_query(pack.ruleset, Dialect())
     rows = list(bench.prepared_records(pack, records))
     got = bench.run_counters(connection, bench.payments_table(pack, rows), query)
     assert bench.mismatches(query, got, bench.replay_of(pack, rows).counters()) == []

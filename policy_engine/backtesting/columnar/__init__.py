@@ -50,18 +50,21 @@ def _executor(engine: str, workers: int | None, spark_master: str, session: Any)
                             f"'payment-policy-engine[{extra}]'): {exc}") from None
 
 
-def _check_counters(run_source: str, executor: Any, packs: Sequence[CompiledPack], recompute: bool | None,
-                    counters: Mapping[str, Sequence[CounterColumn]] | None) -> None:
-    """Fail closed where the row backtest would recompute counters and this engine has no counters stage."""
-    if counters or recompute is False or not any(p.ruleset.aggregates for p in packs):
-        return
-    if recompute:
-        raise ColumnarError("recomputing counters from the history is not available on the columnar engine yet; "
-                            "use --engine row for --recompute-counters")
-    first = executor.rows(f"SELECT history IS NOT NULL FROM {run_source} ORDER BY __line LIMIT 1")
-    if first and not first[0][0]:
-        raise ColumnarError("the records carry no history counters, so the row backtest would recompute them from "
-                            "the payments; the columnar engine cannot yet: use --engine row")
+def _recomputes(run_source: str, executor: Any, packs: Sequence[CompiledPack], recompute: bool | None,
+                engine: str) -> bool:
+    """Whether the counters are recomputed from the history, as the row backtest decides it: when asked, or when
+    a pack declares aggregates and the first record carries no ``history``. Spark cannot (yet): refused."""
+    if recompute is False or not any(p.ruleset.aggregates for p in packs):
+        return False
+    if not recompute:
+        first = executor.rows(f"SELECT history IS NOT NULL FROM {run_source} ORDER BY __line LIMIT 1")
+        if not first or first[0][0]:
+            return False
+    if engine == SPARK:
+        # the windows' frames start at a per-row offset; Spark's RANGE frames take constant offsets only
+        raise ColumnarError("the Spark engine cannot recompute counters from the history (records without "
+                            "history, or --recompute-counters): use --engine columnar (DuckDB) or --engine row")
+    return True
 
 
 def open_run(path: str | os.PathLike, candidate: CompiledPack, baseline: CompiledPack | None = None, *,
@@ -80,9 +83,9 @@ def open_run(path: str | os.PathLike, candidate: CompiledPack, baseline: Compile
     executor = _executor(engine, workers, spark_master, session)
     try:
         source = executor.source(name)
-        _check_counters(source, executor, [p for p in (candidate, baseline) if p is not None], recompute_counters,
-                        counters)
-        return Run(executor, source, candidate, baseline, counters), executor
+        recompute = _recomputes(source, executor, [p for p in (candidate, baseline) if p is not None],
+                                recompute_counters, engine)
+        return Run(executor, source, candidate, baseline, counters, recompute), executor
     except Exception:
         executor.close()
         raise

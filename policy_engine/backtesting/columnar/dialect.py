@@ -2,7 +2,8 @@
 
 The compiled plan is plain SQL (CASE, COALESCE, comparisons, CONCAT_WS, GROUP BY); only what is spelled
 differently goes through a :class:`Dialect`: identifier quoting and string literals, exact decimal types and
-products, text casts, and the wall-clock time of an instant in a timezone.
+products, text casts, the wall-clock time of an instant in a timezone, and what the counters stage
+(:mod:`.windows`) needs of window frames: an exact order key and the start of a local calendar period.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from decimal import Decimal
 
 #: The widest exact decimal both engines have.
 MAX_PRECISION = 38
+#: Lines are below 2**32 in the counters stage's order key ``instant * 2**32 + line``.
+LINE_BITS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +80,21 @@ class Dialect:
 
     def local_time(self, instant_us: str, zone: str) -> str:
         """The wall-clock TIMESTAMP of an instant (microseconds since the epoch, UTC) in an IANA zone."""
-        return f"timezone({self.string(zone)}, make_timestamp({instant_us}) AT TIME ZONE 'UTC')"
+        return self.local_timestamp(instant_us, self.string(zone))
+
+    def local_timestamp(self, instant_us: str, zone: str) -> str:
+        """:meth:`local_time` with the zone a SQL string expression (a per-row zone); its CAST to DATE is the
+        local calendar date."""
+        return f"timezone({zone}, make_timestamptz(CAST({instant_us} AS BIGINT)))"
+
+    def order_key(self, instant_us: str, line: str) -> str:
+        """An exact, orderable ``instant * 2**32 + line`` (wider than BIGINT); ``line`` may be the literal 0."""
+        return f"(CAST({instant_us} AS HUGEINT) << {LINE_BITS}) + {line}"
+
+    def period_start(self, local: str, zone: str, unit: str) -> str:
+        """The UTC microseconds of the start of the local ``unit`` (day, month, year) in ``zone`` (a SQL string
+        expression) holding the wall-clock ``local`` (a :meth:`local_timestamp`)."""
+        return f"epoch_us(timezone({zone}, date_trunc('{unit}', {local})))"
 
     def hour(self, ts: str) -> str:
         return f"hour({ts})"
@@ -103,5 +120,5 @@ class SparkDialect(Dialect):
     def text(self, sql: str) -> str:
         return f"CAST({sql} AS STRING)"
 
-    def local_time(self, instant_us: str, zone: str) -> str:
-        return f"from_utc_timestamp(timestamp_micros({instant_us}), {self.string(zone)})"
+    def local_timestamp(self, instant_us: str, zone: str) -> str:
+        return f"from_utc_timestamp(timestamp_micros({instant_us}), {zone})"

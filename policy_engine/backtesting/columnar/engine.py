@@ -14,6 +14,7 @@ import json
 import time
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any, Protocol
 
 from ...decision import Outcome
@@ -65,10 +66,11 @@ class Run:
     """The plan materialised in one executor session; :meth:`result` and :meth:`payments` read it."""
 
     def __init__(self, executor: Executor, source: str, candidate: CompiledPack,
-                 baseline: CompiledPack | None = None, counters: Any = None):
+                 baseline: CompiledPack | None = None, counters: Any = None, recompute: bool = False):
         self.x = executor
         self.source = source
-        self.plan: Plan = build_plan(executor.dialect, source, candidate, baseline, counters)
+        self.recompute = recompute
+        self.plan: Plan = build_plan(executor.dialect, source, candidate, baseline, counters, recompute)
         self._packs: list[PackPlan] = [p for p in (self.plan.candidate, self.plan.baseline) if p is not None]
         #: the screening stage's work (names screened, seconds), for the benchmark
         self.screening = ScreeningCost()
@@ -90,6 +92,21 @@ class Run:
         rows = self.x.rows(f"SELECT {LINE}, {side}_decision, {plan.ids(d, 'fired')}, {plan.ids(d, 'undecided')}, "
                            f"{plan.ids(d, 'skipped')} FROM {JOINED} WHERE __bad_kind IS NULL ORDER BY {LINE}")
         return [PaymentResult(int(line), d, _ids(f), _ids(u), _ids(s)) for line, d, f, u, s in rows]
+
+    def counters(self, side: str = "c") -> dict[int, dict[str, Any]]:
+        """The counters the rules of one pack read, per decided payment, by line: exact values (a cross-rate sum
+        as a :class:`~fractions.Fraction`), None where the payment has none (no entity). For comparisons."""
+        plan = self.plan.candidate if side == "c" else self.plan.baseline
+        assert plan is not None, "no baseline in this run"
+        stage = plan.counters
+        if not stage:
+            return {}
+        q = self.x.dialect.ident
+        rows = self.x.rows(self.plan.query(
+            f"SELECT {q(LINE)}, {', '.join(q(c.column) for c in stage)} FROM {side}_pay "
+            f"WHERE {q(LINE)} IN (SELECT {q(LINE)} FROM joined WHERE __bad_kind IS NULL) ORDER BY {q(LINE)}"))
+        return {int(line): {c.column: _exact(v, c.denominator) for c, v in zip(stage, values, strict=True)}
+                for line, *values in rows}
 
     def tally(self, k: int) -> Tally:
         plan, x = self.plan, self.x
@@ -207,6 +224,12 @@ def _count(pack: PackTally, label: Label | None, day: int, outcome: str, count: 
     if stopped:
         pack.labelled_stopped += count
         pack.rule_labelled_stopped.update(fired_stopping)
+
+
+def _exact(value: Any, denominator: int) -> Any:
+    if value is None or denominator == 1:
+        return value
+    return Fraction(value) / denominator
 
 
 def _short(message: str, limit: int = 300) -> str:

@@ -12,7 +12,9 @@ Per pack (candidate ``c``, baseline ``b``), over the source relation ``src``:
    ``__fx.USD`` / ``__fx.EUR`` (the day's rates of the cross-rate targets: ``derived.amount_usd`` is
    ``derived.amount_cny / __fx.USD``, a fraction, never stored), and the checks that make a row a bad line.
 3. ``{p}_pay``: the counters stage: :class:`CounterColumn` expressions replace (or add) ``history.*`` columns;
-   without any, each record's own counters (or the pack's defaults) stand, as in the row backtest.
+   without any, each record's own counters (or the pack's defaults) stand, as in the row backtest. Recomputed
+   counters (``recompute``) are :mod:`.windows`' window functions over ``{p}_cnt_in`` (the view's valid rows,
+   the columns they read), ``{p}_cnt``, joined back by ``__line``.
 4. ``{p}_k``: each rule's condition, TRUE / FALSE / NULL (:mod:`.sqlcompile`), and whether it is in force; the
    screening stage's tables (:mod:`.screens`, registered before the plan runs) are LEFT JOINed here.
 5. ``{p}_r``: per rule ``f{i}`` (fired) and ``u{i}`` (undecided); then ``{p}_out``: the decision (the most severe
@@ -27,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ...aggregates import REPORTED_STATUSES
+from ...aggregates import COUNT, COUNT_DISTINCT, REPORTED_STATUSES
 from ...conditions import NOT_APPLICABLE_WHEN_ABSENT
 from ...decision import Outcome
 from ...pack import CompiledPack
@@ -37,13 +39,22 @@ from ...ruleset import SKIP, FxTable
 from .dialect import DecimalType, Dialect
 from .layout import INSTANT, INTEGER, LINE, MONEY, Field, request_fields
 from .screens import ScreenTable, screen_tables
-from .sqlcompile import AMOUNT_CNY, CROSS_TARGETS, DAY, RuleCompiler, fx_column
+from .sqlcompile import (
+    AMOUNT_CNY,
+    CROSS_TARGETS,
+    DAY,
+    HOUR,
+    ColumnarCompileError,
+    RuleCompiler,
+    column_types,
+    fx_column,
+)
+from .windows import columns_needed, counters_query, counters_read_by
 
 LOCAL = "__local"
 RATE = "__rate"
 BAD_REQUEST = "__bad_request"
 BAD_RECORD = "__bad_record"
-HOUR = "derived.local_hour"
 RECORD_COLUMNS = {"__label": "label", "__label_known_at": "label_known_at", "__status": "status",
                   "__decision": "decision"}
 
@@ -52,11 +63,13 @@ RECORD_COLUMNS = {"__label": "label", "__label_known_at": "label_known_at", "__s
 class CounterColumn:
     """A column the counters stage sets: ``sql`` over the pack's view columns (window functions welcome).
     ``type``: its exact DECIMAL type, when it is not the contract's (a recomputed sum of CNY amounts may have more
-    decimals than a caller-supplied counter)."""
+    decimals than a caller-supplied counter); ``denominator``: rules compare the column multiplied through by it."""
 
     column: str
     sql: str
     type: DecimalType | None = None
+    #: the column holds the counter times this (a recomputed sum of cross-rate amounts, an exact numerator)
+    denominator: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +83,7 @@ class PackPlan:
     undecided: tuple[str, ...]  # ... that says its condition is unknown (in force)
     rule_ids: tuple[str, ...]
     screens: tuple[ScreenTable, ...] = ()  # the screening stage's tables ``{p}_k`` joins (register them first)
+    counters: tuple[CounterColumn, ...] = ()  # the counters stage's columns of ``{prefix}_pay``
 
     def ids(self, dialect: Dialect, status: str) -> str:
         """The ids of the rules ``fired``, ``undecided`` or ``skipped`` on a row of ``joined``, space-separated."""
@@ -98,36 +112,62 @@ class Plan:
         return "WITH " + ",\n".join(f"{name} AS ({sql})" for name, sql in self.ctes) + "\n" + select
 
 
-def _numeric_types(fields: Sequence[Field], rate: DecimalType) -> dict[str, DecimalType]:
-    types = {f.path: INTEGER if f.kind == "int" else MONEY for f in fields if f.kind in ("int", "num")}
-    types[HOUR] = DecimalType(2, 0)
-    types[AMOUNT_CNY] = MONEY.times(rate)
-    return types
-
-
-def _rate_type(pack: CompiledPack) -> DecimalType:
-    digits = scale = 1
-    for table in pack.ruleset.fx_tables:
-        for rate in table.rates.values():
-            t = DecimalType.of(rate)
-            digits, scale = max(digits, t.digits), max(scale, t.scale)
-    return DecimalType(digits, scale)
+#: The digits a recomputed sum is kept to (cast, so an overflow is an error, never a rounding): room for the
+#: pack's constants multiplied through within the engines' 38 digits.
+SUM_PRECISION = 30
 
 
 class _PackCompiler:
-    def __init__(self, pack: CompiledPack, prefix: str, d: Dialect, counters: Sequence[CounterColumn]):
+    def __init__(self, pack: CompiledPack, prefix: str, d: Dialect, counters: Sequence[CounterColumn],
+                 recompute: bool = False):
         self.pack, self.p, self.d = pack, prefix, d
         self.fields = request_fields()
-        self.rate = _rate_type(pack)
-        self.numeric = _numeric_types(self.fields, self.rate)
+        types = column_types(pack.ruleset)
+        self.rate = types.rate
+        self.numeric = dict(types.numeric)
+        self.recomputed: tuple[tuple[str, str], ...] = ()
+        if recompute:
+            self.recomputed, stage = self._recomputed()
+            given = {c.column for c in counters}  # a caller's own stage for a counter stands
+            counters = [*(c for c in stage if c.column not in given), *counters]
         for c in counters:
             if c.type is not None:
                 self.numeric[c.column] = c.type
         self.counters = counters
-        kinds = {f.path: ("num" if f.kind == "int" else f.kind) for f in self.fields}
-        kinds.update({HOUR: "num", AMOUNT_CNY: "num", **{p: "num" for p in CROSS_TARGETS}})
-        self.rules = RuleCompiler(d, kinds, self.numeric, self.rate)
         self.screens = screen_tables(pack, prefix)
+        self.rules = RuleCompiler(d, types.kinds, self.numeric, self.rate,
+                                  {c.column: c.denominator for c in counters if c.denominator != 1})
+
+    def _recomputed(self) -> tuple[tuple[tuple[str, str], ...], list[CounterColumn]]:
+        """The CTEs recomputing the counters the rules read from the history (:mod:`.windows`, as the row
+        backtest's replay does), and the counter columns reading them."""
+        q, p, ruleset = self.q, self.p, self.pack.ruleset
+        if not counters_read_by(ruleset):
+            return (), []
+        available = {f.path for f in self.fields} | {AMOUNT_CNY, *NOT_APPLICABLE_WHEN_ABSENT}
+        needed = columns_needed(ruleset)
+        unknown = [c for c in needed if c not in available]
+        if unknown:
+            raise ColumnarCompileError(f"the counters read {', '.join(unknown)}, which the columnar view does not "
+                                       "have; recompute the counters with --engine row")
+        cols = [q(c) for c in (LINE, INSTANT, "__status", "__decision", *needed)]
+        # a record the row backtest reports as bad is never replayed: it counts for no other payment
+        source = (f"SELECT {', '.join(cols)} FROM {p}_view "
+                  f"WHERE {q(BAD_REQUEST)} = '' AND {q(BAD_RECORD)} = ''")
+        query = counters_query(ruleset, self.d, f"{p}_cnt_in")
+        of = {a.field: a for a in counters_read_by(ruleset)}
+        stage = []
+        for column in query.columns:
+            aggregate = of[column.name]
+            if aggregate.function in (COUNT, COUNT_DISTINCT):
+                stage.append(CounterColumn(column.name, f"{p}_cnt.{q(column.name)}", INTEGER))
+                continue
+            assert aggregate.of is not None
+            scale = self.numeric[AMOUNT_CNY if aggregate.of in CROSS_TARGETS else aggregate.of].scale
+            t = DecimalType(SUM_PRECISION - scale, scale)
+            stage.append(CounterColumn(column.name, self.d.cast_decimal(f"{p}_cnt.{q(column.name)}", t), t,
+                                       column.denominator))
+        return ((f"{p}_cnt_in", source), (f"{p}_cnt", query.sql)), stage
 
     def q(self, name: str) -> str:
         return self.d.ident(name)
@@ -262,12 +302,16 @@ class _PackCompiler:
         replaced = {c.column for c in self.counters}
         if not replaced:
             return f"SELECT * FROM {self.p}_view"
-        kept = [self.q(f.path) for f in self.fields if f.path not in replaced]
-        kept += [self.q(c) for c in (LINE, INSTANT, *RECORD_COLUMNS, *NOT_APPLICABLE_WHEN_ABSENT, LOCAL, DAY, HOUR,
-                                     RATE, *(fx_column(t) for t in CROSS_TARGETS.values()), AMOUNT_CNY,
-                                     BAD_REQUEST, BAD_RECORD) if c not in replaced]
+        view = f"{self.p}_view"
+        kept = [f"{view}.{self.q(f.path)}" for f in self.fields if f.path not in replaced]
+        kept += [f"{view}.{self.q(c)}" for c in (LINE, INSTANT, *RECORD_COLUMNS, *NOT_APPLICABLE_WHEN_ABSENT, LOCAL,
+                                                 DAY, HOUR, RATE, *(fx_column(t) for t in CROSS_TARGETS.values()),
+                                                 AMOUNT_CNY, BAD_REQUEST, BAD_RECORD) if c not in replaced]
+        # a bad line has no recomputed counters (NULL); it is reported, never decided
+        join = (f" LEFT JOIN {self.p}_cnt ON {self.p}_cnt.{self.q(LINE)} = {view}.{self.q(LINE)}"
+                if self.recomputed else "")
         return (f"SELECT {', '.join(kept)}, " + ", ".join(f"{c.sql} AS {self.q(c.column)}" for c in self.counters)
-                + f" FROM {self.p}_view")
+                + f" FROM {view}{join}")
 
     def conditions(self) -> tuple[str, str, str]:
         """The SELECTs of ``{p}_k`` (conditions), ``{p}_r`` (fired/undecided) and ``{p}_out`` (the decision)."""
@@ -303,11 +347,12 @@ class _PackCompiler:
         p = self.p
         k, r, out = self.conditions()
         ctes = ((f"{p}_view0", self.view0()), (f"{p}_viewd", self.view()), (f"{p}_viewr", self.view2()),
-                (f"{p}_view", self.view3()), (f"{p}_pay", self.counters_stage()), (f"{p}_k", k), (f"{p}_r", r),
-                (f"{p}_out", out))
+                (f"{p}_view", self.view3()), *self.recomputed, (f"{p}_pay", self.counters_stage()), (f"{p}_k", k),
+                (f"{p}_r", r), (f"{p}_out", out))
         rules = self.pack.ruleset.rules
         return PackPlan(self.pack, p, ctes, tuple(f"f{i}" for i in range(len(rules))),
-                        tuple(f"u{i}" for i in range(len(rules))), tuple(r.id for r in rules), self.screens)
+                        tuple(f"u{i}" for i in range(len(rules))), tuple(r.id for r in rules),
+                        screens=self.screens, counters=tuple(self.counters))
 
 
 def _contract_defaults() -> dict[str, object]:
@@ -324,12 +369,13 @@ def _contract_defaults() -> dict[str, object]:
 
 
 def build_plan(dialect: Dialect, source: str, candidate: CompiledPack, baseline: CompiledPack | None = None,
-               counters: Mapping[str, Sequence[CounterColumn]] | None = None) -> Plan:
+               counters: Mapping[str, Sequence[CounterColumn]] | None = None, recompute: bool = False) -> Plan:
     """The plan over ``source`` (a relation or table function with the :mod:`.layout` columns); ``counters``
-    maps ``"candidate"`` / ``"baseline"`` to the pack's counters stage."""
+    maps ``"candidate"`` / ``"baseline"`` to the pack's counters stage; ``recompute``: every counter the rules
+    read is recomputed from the history (:mod:`.windows`), each record's own ``history`` set aside."""
     counters = counters or {}
-    c = _PackCompiler(candidate, "c", dialect, counters.get("candidate", ())).build()
-    b = _PackCompiler(baseline, "b", dialect, counters.get("baseline", ())).build() if baseline else None
+    c = _PackCompiler(candidate, "c", dialect, counters.get("candidate", ()), recompute).build()
+    b = _PackCompiler(baseline, "b", dialect, counters.get("baseline", ()), recompute).build() if baseline else None
     q = dialect.ident
     ctes: list[tuple[str, str]] = [("src", f"SELECT * FROM {source}"), *c.ctes, *(b.ctes if b else ())]
 

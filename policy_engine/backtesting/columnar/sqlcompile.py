@@ -28,7 +28,7 @@ day's reference rate of a cross-rate target, CNY per unit).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -36,12 +36,14 @@ from ...conditions import All, Any_, Leaf, ListItem, Node, Not, counterparty_of
 from ...errors import PolicyEngineError
 from ...operators import Op, Shape
 from ...request import CROSS_RATE_PATHS
-from ...ruleset import Rule
+from ...ruleset import Rule, RuleSet
 from ...screening import Screening
 from .dialect import MAX_PRECISION, DecimalType, Dialect
+from .layout import INTEGER, MONEY, request_fields
 
 DAY = "__day"
 AMOUNT_CNY = "derived.amount_cny"
+HOUR = "derived.local_hour"
 
 
 def screen_column(screening: Screening) -> str:
@@ -66,6 +68,33 @@ class ColumnarCompileError(PolicyEngineError):
 
 
 @dataclass(frozen=True, slots=True)
+class ColumnTypes:
+    """The ``payments`` columns as the compiler reads them: every field's kind (str/num/bool), each numeric
+    column's exact DECIMAL type (wide enough for every value it holds), and the type of the pack's FX rates."""
+
+    kinds: Mapping[str, str]
+    numeric: Mapping[str, DecimalType]
+    rate: DecimalType
+
+
+def column_types(ruleset: RuleSet) -> ColumnTypes:
+    """The column types of a pack's ``payments`` relation (the :mod:`.layout` fields and the derived columns)."""
+    digits = scale = 1
+    for table in ruleset.fx_tables:
+        for value in table.rates.values():
+            t = DecimalType.of(value)
+            digits, scale = max(digits, t.digits), max(scale, t.scale)
+    rate = DecimalType(digits, scale)
+    fields = request_fields()
+    numeric = {f.path: INTEGER if f.kind == "int" else MONEY for f in fields if f.kind in ("int", "num")}
+    numeric[HOUR] = DecimalType(2, 0)
+    numeric[AMOUNT_CNY] = MONEY.times(rate)
+    kinds = {f.path: ("num" if f.kind == "int" else f.kind) for f in fields}
+    kinds.update({HOUR: "num", AMOUNT_CNY: "num", **{p: "num" for p in CROSS_TARGETS}})
+    return ColumnTypes(kinds, numeric, rate)
+
+
+@dataclass(frozen=True, slots=True)
 class Num:
     """An exact number in SQL: ``sql`` (of type ``t``), over ``den`` (a positive DECIMAL, with its type) if given."""
 
@@ -81,14 +110,21 @@ class _Refused(Exception):
 class RuleCompiler:
     """Compiles conditions for one pack against the ``payments`` columns.
 
-    ``numeric`` maps each numeric column to its DECIMAL type, ``kinds`` every field to its kind (str/num/bool)."""
+    ``numeric`` maps each numeric column to its DECIMAL type, ``kinds`` every field to its kind (str/num/bool),
+    ``fractions`` a column holding a value times a constant (a recomputed cross-rate sum) to that constant.
+    A relation without the ``__day`` and ``__fx.*`` columns (the counters stage's) gives ``day``, the SQL of the
+    payment's local date, and ``cross_rate``, a cross-rate field's exact value (NULL when it is missing)."""
 
     def __init__(self, dialect: Dialect, kinds: Mapping[str, str], numeric: Mapping[str, DecimalType],
-                 rate: DecimalType):
+                 rate: DecimalType, fractions: Mapping[str, int] | None = None,
+                 cross_rate: Callable[[str], Num] | None = None, day: str | None = None):
         self.d = dialect
         self.kinds = kinds
         self.numeric = numeric
         self.rate = rate
+        self.fractions = fractions or {}
+        self.cross_rate = cross_rate
+        self.day = day or self.col(DAY)
 
     # -- rules -----------------------------------------------------------------------------------------
     def condition(self, rule: Rule, where: str) -> str:
@@ -99,12 +135,19 @@ class RuleCompiler:
             raise ColumnarCompileError(f"rule {rule.id} ({where}) cannot run on the columnar engine: {exc}; "
                                        "use --engine row") from None
 
+    def expression(self, node: Node) -> str:
+        """A condition outside a rule (an aggregate's ``where`` or ``since``); raises ColumnarCompileError."""
+        try:
+            return self.node(node)
+        except _Refused as exc:
+            raise ColumnarCompileError(str(exc)) from None
+
     def in_force(self, rule: Rule) -> str | None:
         parts = []
         if rule.effective_from is not None:
-            parts.append(f"{self.col(DAY)} >= {self.d.date(rule.effective_from)}")
+            parts.append(f"{self.day} >= {self.d.date(rule.effective_from)}")
         if rule.effective_to is not None:
-            parts.append(f"{self.col(DAY)} < {self.d.date(rule.effective_to)}")
+            parts.append(f"{self.day} < {self.d.date(rule.effective_to)}")
         return " AND ".join(parts) or None
 
     def node(self, node: Node) -> str:
@@ -123,24 +166,29 @@ class RuleCompiler:
     def col(self, path: str) -> str:
         return self.d.ident(path)
 
-    def _columns(self, path: str) -> list[str]:
-        """The columns a field's value is read from (a cross-rate amount: the CNY amount and the rate)."""
-        return [AMOUNT_CNY, fx_column(CROSS_TARGETS[path])] if path in CROSS_TARGETS else [path]
+    def _read(self, path: str) -> list[str]:
+        """The SQL values a field is read from, each NULL when it is missing (a cross-rate amount: the CNY amount
+        and the rate)."""
+        if path not in CROSS_TARGETS:
+            return [self.col(path)]
+        if self.cross_rate is not None:
+            return [self.cross_rate(path).sql]
+        return [self.col(AMOUNT_CNY), self.col(fx_column(CROSS_TARGETS[path]))]
 
     def leaf(self, leaf: Leaf) -> str:
         spec = leaf.op.spec
         paths = list(leaf.fields())
-        columns = [c for p in paths for c in self._columns(p)]
+        columns = [c for p in paths for c in self._read(p)]
         if spec.shape is Shape.NONE:  # two-valued; a sum is missing when any operand is
             if leaf.op is Op.EXISTS:
-                return "(" + " AND ".join(f"{self.col(c)} IS NOT NULL" for c in columns) + ")"
+                return "(" + " AND ".join(f"{c} IS NOT NULL" for c in columns) + ")"
             if leaf.op is Op.MISSING:
-                return "(" + " OR ".join(f"{self.col(c)} IS NULL" for c in columns) + ")"
+                return "(" + " OR ".join(f"{c} IS NULL" for c in columns) + ")"
             raise _Refused(f"operator `{leaf.op}` has no SQL form")
         parties = dict.fromkeys(p for p in map(counterparty_of, paths) if p is not None)
         body = self._holds(leaf)
         if not self._propagates_null(leaf):
-            missing = " OR ".join(f"{self.col(c)} IS NULL" for c in dict.fromkeys(columns))
+            missing = " OR ".join(f"{c} IS NULL" for c in dict.fromkeys(columns))
             body = f"(CASE WHEN {missing} THEN NULL ELSE {body} END)"
         return "(" + " AND ".join([*(self.col(p) for p in parties), body]) + ")" if parties else body
 
@@ -199,9 +247,9 @@ class RuleCompiler:
     def _applies(self, item: ListItem) -> str:
         parts = []
         if item.start is not None:
-            parts.append(f"{self.col(DAY)} >= {self.d.date(item.start)}")
+            parts.append(f"{self.day} >= {self.d.date(item.start)}")
         if item.end is not None:
-            parts.append(f"{self.col(DAY)} < {self.d.date(item.end)}")
+            parts.append(f"{self.day} < {self.d.date(item.end)}")
         return " AND ".join(parts)
 
     def literal(self, value: object) -> str:
@@ -218,13 +266,16 @@ class RuleCompiler:
         return Num(self.d.decimal(value), DecimalType.of(value))
 
     def field(self, path: str) -> Num:
+        if path in CROSS_TARGETS and self.cross_rate is not None:
+            return self.cross_rate(path)
         if path in CROSS_TARGETS:
             return Num(self.col(AMOUNT_CNY), self.numeric[AMOUNT_CNY], (self.col(fx_column(CROSS_TARGETS[path])),
                                                                         self.rate))
         t = self.numeric.get(path)
         if t is None:
             raise _Refused(f"field {path} is not numeric here")
-        return Num(self.col(path), t)
+        den = self.fractions.get(path)
+        return Num(self.col(path), t, None if den is None else (self.d.decimal(den), DecimalType.of(den)))
 
     def operand(self, leaf: Leaf) -> Num:
         nums = [self.field(p) for p in leaf.operand.paths]

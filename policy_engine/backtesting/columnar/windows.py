@@ -3,7 +3,10 @@ backtest, equal to what :class:`~policy_engine.backtesting.history.Replay` recom
 
 The relation has ``__line`` (arrival order), ``__instant_us`` (UTC microseconds), ``__status`` and ``__decision``
 (what happened to the payment, NULL when the record does not say), ``request_id``, ``psp_country`` and one column
-per view key the aggregates read, named by its dotted path (:func:`columns_needed`). Money is DECIMAL.
+per view key the aggregates read, named by its dotted path (:func:`columns_needed`; a counterparty's presence
+marker, ``merchant``, is TRUE or FALSE). Money is DECIMAL. ``where`` and ``since`` conditions compile as the rules
+do (:class:`~.sqlcompile.RuleCompiler`: one copy of the operators' semantics), reading a cross-rate amount as the
+exact numerator below and the local date of ``__local``.
 
 How Replay's semantics become frames (every frame is over one entity, ordered by (instant, line)):
 
@@ -31,63 +34,24 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import Protocol
 
 from ...aggregates import ALLOWED, ATTEMPTS, COUNT, COUNT_DISTINCT, FAILED, JURISDICTION, REVERSED, Aggregate
-from ...conditions import All, Any_, Leaf, Node, Not, counterparty_of, leaves
+from ...conditions import Node, counterparty_of, leaves
 from ...errors import PolicyEngineError
-from ...operators import Op, Shape
+from ...operators import Shape
 from ...request import CROSS_RATE_PATHS, DEFAULT_PSP_COUNTRY, counters_read
 from ...ruleset import RuleSet
+from .dialect import DecimalType, Dialect
+from .sqlcompile import AMOUNT_CNY, ColumnarCompileError, Num, RuleCompiler, column_types
 
-#: Lines are below 2**32 in the order key ``instant * 2**32 + line``.
-LINE_BITS = 32
 #: The columns every payments relation has (the relation contract).
 LINE, INSTANT, STATUS, DECISION = "__line", "__instant_us", "__status", "__decision"
-#: The SQL of the comparison operators.
-_COMPARE = {Op.EQ: "=", Op.NE: "<>", Op.GT: ">", Op.GTE: ">=", Op.LT: "<", Op.LTE: "<="}
-REQUEST_ID, PSP_COUNTRY, AMOUNT_CNY = "request_id", "psp_country", "derived.amount_cny"
+REQUEST_ID, PSP_COUNTRY = "request_id", "psp_country"
 
 
 class CountersCompileError(PolicyEngineError, ValueError):
     """An aggregate whose counter the SQL plan cannot compute (the message names it, where it is written, and
     why); the backtest then needs the row engine's replay."""
-
-
-class Dialect(Protocol):
-    """What the counters stage needs of a SQL engine beyond common SQL (CTEs, window functions with per-row
-    RANGE offsets, CASE, DATE literals)."""
-
-    def quote(self, name: str) -> str:
-        """A quoted identifier (names are dotted view paths)."""
-
-    def order_key(self, instant: str, line: str) -> str:
-        """An exact, orderable ``instant * 2**32 + line`` (wider than BIGINT); ``line`` may be the literal 0."""
-
-    def local_timestamp(self, instant: str, zone: str) -> str:
-        """The wall-clock TIMESTAMP (no zone) in ``zone`` (a SQL string expression) of ``instant`` (UTC
-        microseconds); its CAST to DATE is the local calendar date."""
-
-    def period_start(self, local: str, zone: str, unit: str) -> str:
-        """The UTC microseconds of the start of the local ``unit`` (day, month, year) in ``zone`` holding the
-        wall-clock ``local`` (a :meth:`local_timestamp`)."""
-
-
-class DuckDBDialect:
-    """DuckDB (with its bundled ICU time zones): HUGEINT order keys, per-row RANGE frame offsets."""
-
-    def quote(self, name: str) -> str:
-        return '"' + name.replace('"', '""') + '"'
-
-    def order_key(self, instant: str, line: str) -> str:
-        return f"(CAST({instant} AS HUGEINT) << {LINE_BITS}) + {line}"
-
-    def local_timestamp(self, instant: str, zone: str) -> str:
-        return f"timezone({zone}, make_timestamptz(CAST({instant} AS BIGINT)))"
-
-    def period_start(self, local: str, zone: str, unit: str) -> str:
-        return f"epoch_us(timezone({zone}, date_trunc('{unit}', {local})))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +74,12 @@ class CountersQuery:
 
 @dataclass(frozen=True, slots=True)
 class _Exact:
-    """A numeric SQL value as an exact fraction: ``sql / denominator``."""
+    """A numeric SQL value as an exact fraction: ``sql / denominator``; ``sql`` is a column times at most
+    ``factor``."""
 
     sql: str
     denominator: int = 1
+    factor: int = 1
 
 
 def counters_read_by(ruleset: RuleSet) -> tuple[Aggregate, ...]:
@@ -149,12 +115,15 @@ class _Compiler:
     def __init__(self, ruleset: RuleSet, dialect: Dialect):
         self.ruleset = ruleset
         self.d = dialect
+        self.types = column_types(ruleset)
+        self.rules = RuleCompiler(dialect, self.types.kinds, self.types.numeric, self.types.rate,
+                                  cross_rate=self._cross_rate, day=dialect.to_date("__local"))
         self.aggregates = counters_read_by(ruleset)
         self._zone_case = self._zones()
 
     # -- the query ----------------------------------------------------------------------------------------------
     def query(self, source: str) -> CountersQuery:
-        q = self.d.quote
+        q = self.d.ident
         t, line = q(INSTANT), q(LINE)
         fresh = f"ROW_NUMBER() OVER (PARTITION BY {q(REQUEST_ID)} ORDER BY {t}, {line}) = 1"
         staged = {"__line": q(LINE), "__t": t, "__k": self.d.order_key(t, line)}
@@ -174,14 +143,14 @@ class _Compiler:
             entity = entities.setdefault(agg.by, f"__e{len(entities)}")
             staged[entity] = q(agg.by)
             value, denominator = self._contribution(agg)
-            where = "TRUE" if agg.where is None else f"({self._condition(agg.where)}) IS NOT FALSE"
+            where = "TRUE" if agg.where is None else f"({self._condition(agg, agg.where)}) IS NOT FALSE"
             staged[f"__v{i}"] = f"CASE WHEN __fresh AND {self._counted(agg.counts)} AND {where} THEN {value} END"
             if agg.window.kind == "lifetime":
                 frame, empty = "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING", ""
             else:
                 if agg.window.kind == "since":
                     assert agg.window.event is not None
-                    staged[f"__ev{i}"] = f"__fresh AND ({self._condition(agg.window.event)}) IS TRUE"
+                    staged[f"__ev{i}"] = f"__fresh AND ({self._condition(agg, agg.window.event)}) IS TRUE"
                     # just after the entity's latest event recorded before this payment (none: the beginning)
                     lo = (f"COALESCE(MAX(CASE WHEN __ev{i} THEN __t END) OVER (PARTITION BY {entity} ORDER BY __k "
                           "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) + 1, 0)")
@@ -213,11 +182,11 @@ class _Compiler:
         """The payment's PSP jurisdiction's zone, per row (psp_country absent: the request contract's default)."""
         whens = " ".join(f"WHEN {_literal(country)} THEN {_literal(zone)}"
                          for country, zone in sorted(self.ruleset.timezones.items()))
-        return f"CASE COALESCE({self.d.quote(PSP_COUNTRY)}, {_literal(DEFAULT_PSP_COUNTRY)}) {whens} END"
+        return f"CASE COALESCE({self.d.ident(PSP_COUNTRY)}, {_literal(DEFAULT_PSP_COUNTRY)}) {whens} END"
 
     def _lower_bound(self, agg: Aggregate) -> str:
         """The first instant in the payment's window (``last`` or ``calendar``), in UTC microseconds."""
-        t = self.d.quote(INSTANT)
+        t = self.d.ident(INSTANT)
         window = agg.window
         if window.kind == "last":
             return f"{t} - {window.seconds * 1_000_000 - 1}"
@@ -229,7 +198,7 @@ class _Compiler:
     def _counted(self, counts: str) -> str:
         """Whether a row's recorded decision and status make it count (``aggregates.counted``): no decision
         recorded is not denied, no status is pending."""
-        q = self.d.quote
+        q = self.d.ident
         if counts == ATTEMPTS:
             return "TRUE"
         if counts == ALLOWED:
@@ -248,7 +217,7 @@ class _Compiler:
     # -- values -------------------------------------------------------------------------------------------------
     def _operand(self, path: str) -> _Exact:
         """A field's exact value; a cross-rate amount over the lcm of its rates' numerators across FX tables."""
-        q = self.d.quote
+        q = self.d.ident
         target = next((c for c, p in CROSS_RATE_PATHS.items() if p == path), None)
         if target is None:
             return _Exact(q(path))
@@ -265,75 +234,26 @@ class _Compiler:
             by_table = f"CASE {arms} ELSE {by_table} END"
         # A payment in the target currency itself gets its amount back exactly (cny = amount * p/q exactly), and
         # one in a currency without a rate has no CNY amount: NULL, missing, as in the view.
-        return _Exact(f"({by_table})", common)
+        return _Exact(f"({by_table})", common, max((r[1] * common // r[0] for r in filter(None, ratios)), default=1))
 
-    def _leaf_operand(self, leaf: Leaf) -> _Exact:
-        parts = [self._operand(p) for p in leaf.operand.paths]
-        if len(parts) == 1:
-            return parts[0]
-        common = math.lcm(*(p.denominator for p in parts))
-        return _Exact("(" + " + ".join(_scaled(p, common // p.denominator) for p in parts) + ")", common)
+    def _cross_rate(self, path: str) -> Num:
+        """A cross-rate field as the conditions compiler reads it: the exact numerator over its constant
+        denominator (see :meth:`_operand`)."""
+        exact = self._operand(path)
+        value = self.types.numeric[AMOUNT_CNY].times(DecimalType.of(exact.factor))
+        return Num(exact.sql, value, (self.d.decimal(exact.denominator), DecimalType.of(exact.denominator)))
 
-    # -- conditions (Kleene: NULL is unknown) -------------------------------------------------------------------
-    def _condition(self, node: Node) -> str:
-        if isinstance(node, Leaf):
-            return self._leaf(node)
-        if isinstance(node, All | Any_):
-            joiner = " AND " if isinstance(node, All) else " OR "
-            return "(" + joiner.join(self._condition(c) for c in node.children) + ")"
-        assert isinstance(node, Not)
-        return f"(NOT {self._condition(node.child)})"
-
-    def _leaf(self, leaf: Leaf) -> str:
-        """The leaf as ``conditions.evaluate_leaf`` decides it: presence tests two-valued, a field of an absent
-        counterparty false, a missing field unknown, dated list members by the payment's local date."""
-        value = self._leaf_operand(leaf)
-        spec = leaf.op.spec
-        if spec.shape is Shape.NONE:
-            return f"({value.sql} {'IS NOT NULL' if leaf.op is Op.EXISTS else 'IS NULL'})"
-        if leaf.ref is not None:
-            other = self._operand(leaf.ref)
-            test = f"{_scaled(value, other.denominator)} {_COMPARE[leaf.op]} {_scaled(other, value.denominator)}"
-        elif spec.shape is Shape.LIST:
-            assert leaf.items is not None
-            day = "CAST(__local AS DATE)"
-            members = []
-            for item in leaf.items:
-                dated = [f"{day} >= DATE '{dt.date.fromordinal(item.start).isoformat()}'"] if item.start else []
-                dated += [f"{day} < DATE '{dt.date.fromordinal(item.end).isoformat()}'"] if item.end else []
-                members.append(" AND ".join([f"{value.sql} = {_constant(item.value, value.denominator)}", *dated]))
-            found = "(" + " OR ".join(members) + ")" if members else "FALSE"
-            test = f"CASE WHEN {value.sql} IS NULL THEN NULL ELSE {found} END"
-            if leaf.op is Op.NOT_IN:
-                test = f"NOT ({test})"
-        elif spec.shape is Shape.RANGE:
-            assert isinstance(leaf.value, tuple)
-            lo, hi = (_constant(v, value.denominator) for v in leaf.value)
-            test = f"{lo} <= {value.sql} AND {value.sql} < {hi}"
-        else:
-            assert not isinstance(leaf.value, tuple) and leaf.value is not None
-            test = f"{value.sql} {_COMPARE[leaf.op]} {_constant(leaf.value, value.denominator)}"
-        parties = sorted({p for p in map(counterparty_of, leaf.fields()) if p is not None})
-        if parties:  # not applicable: a field of a counterparty the payment does not have is false
-            absent = " OR ".join(f"{self.d.quote(p)} IS NULL" for p in parties)
-            return f"(CASE WHEN {absent} THEN FALSE ELSE ({test}) END)"
-        return f"({test})"
+    def _condition(self, agg: Aggregate, node: Node) -> str:
+        """A ``where`` or ``since`` condition, TRUE / FALSE / NULL, compiled as the rules are (:mod:`.sqlcompile`)."""
+        try:
+            return self.rules.expression(node)
+        except ColumnarCompileError as exc:
+            raise CountersCompileError(f"{agg.file}:{agg.line}:{agg.col}: {agg.field}: {exc}; backtest this pack "
+                                       "with the row engine") from None
 
 
 def _select(columns: dict[str, str]) -> str:
     return ", ".join(f"{sql} AS {name}" for name, sql in columns.items())
-
-
-def _scaled(value: _Exact, factor: int) -> str:
-    return value.sql if factor == 1 else f"{value.sql} * {factor}"
-
-
-def _constant(value: object, denominator: int) -> str:
-    """A rule constant as an exact SQL literal, times ``denominator`` for a fraction's numerator."""
-    if isinstance(value, bool | str):
-        return _literal(value)
-    assert isinstance(value, int | Decimal), value
-    return format(Decimal(value) * denominator, "f")
 
 
 def _literal(value: str | bool) -> str:
