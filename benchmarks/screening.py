@@ -31,8 +31,8 @@ from rapidfuzz import fuzz
 from rapidfuzz.distance import JaroWinkler
 
 from policy_engine.screening.index import ScreenIndex, score
-from policy_engine.screening.lists import Party
 from policy_engine.screening.normalise import NormalName, normalise
+from policy_engine.screening.party import Party
 
 THRESHOLDS = (0.80, 0.85, 0.88, 0.90, 0.92, 0.95)
 _ONSETS = ("b", "br", "ch", "d", "dr", "f", "g", "gr", "h", "j", "k", "kh", "kr", "l", "m", "n", "p", "pr", "r", "s",

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from rapidfuzz import process
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 
-from .lists import Party
 from .normalise import NormalName, normalise
+from .party import Party
 
 MAX_CANDIDATES = 256
 #: Candidates that go on to the full score: the best by a cheap Jaro-Winkler pre-score (in rapidfuzz's C loop).

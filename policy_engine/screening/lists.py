@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PolicyEngineError
+from .party import Party
 
 if TYPE_CHECKING:  # the index imports rapidfuzz; reading a file does not need it
     from .index import ScreenIndex
@@ -38,19 +39,6 @@ class ListFileError(PolicyEngineError, ValueError):
     def __init__(self, file: str, line: int, message: str):
         self.file, self.line, self.problem = file, line, message
         super().__init__(f"{file}:{line}: {message}")
-
-
-@dataclass(frozen=True, slots=True)
-class Party:
-    """One listed party: its id in the list, its names (primary first, then aliases), and secondary keys."""
-
-    id: str
-    names: tuple[str, ...]
-    countries: frozenset[str] = frozenset()  # ISO 3166 alpha-2, upper case
-    start: int | None = None  # date ordinal from which the entry is on the list
-
-    def applies(self, day: int) -> bool:
-        return self.start is None or day >= self.start
 
 
 @dataclass(frozen=True, slots=True)
