@@ -30,6 +30,7 @@ from policy_engine.backtesting.columnar import open_run
 from policy_engine.backtesting.columnar.convert import convert
 from policy_engine.pack import CompiledPack
 from policy_engine.synthetic import dumps_request, iter_payments
+from policy_engine.testing.histories import without_screening
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
 FIRST, LAST = dt.date(2019, 1, 1), dt.date(2026, 11, 1)
@@ -37,15 +38,10 @@ FIRST, LAST = dt.date(2019, 1, 1), dt.date(2026, 11, 1)
 
 def write_pack(folder: Path, gen: Generator, n: int, seed: int, screening: bool) -> Path:
     """The bundled pack with an ``n``-entry generated list (or without CMP-025 when not ``screening``)."""
-    root = folder / ("rules" if screening else "rules-without-screening")
-    shutil.copytree(RULES, root)
     if not screening:
-        sanctions = root / "compliance" / "sanctions.yaml"
-        text = sanctions.read_text()
-        start = text.index("  - id: CMP-025\n")
-        end = text.find("\n  - id:", start + 1)
-        sanctions.write_text(text[:start] + (text[end + 1:] if end != -1 else ""))
-        return root
+        return without_screening(RULES, folder / "rules-without-screening")
+    root = folder / "rules"
+    shutil.copytree(RULES, root)
     rng = random.Random(seed)
     span = (LAST - FIRST).days
     with (root / "lists" / "sanctioned_parties.csv").open("w", newline="", encoding="utf-8") as handle:

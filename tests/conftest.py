@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from hypothesis import HealthCheck, settings
 
 from policy_engine.jsonio import parse_json
 from policy_engine.matchers import durable_available
+from policy_engine.testing.histories import without_screening
 
 # `ci`: quick and deterministic, used by .ci/run. `thorough`: a long local search
 # (HYPOTHESIS_PROFILE=thorough pytest tests/test_differential.py). The example database stays out of git.
@@ -170,10 +170,4 @@ def baseline_rules(tmp_path_factory) -> Path:
 def screenless_rules(root: Path) -> Path:
     """The bundled pack without its name-screening rule (CMP-025), copied to ``root``: the spark engine refuses
     name screening (tests/test_columnar.py holds DuckDB's screening stage to the row engine)."""
-    shutil.copytree(Path(__file__).resolve().parent.parent / "rules", root)
-    sanctions = root / "compliance" / "sanctions.yaml"
-    text = sanctions.read_text()
-    start = text.index("  - id: CMP-025\n")
-    end = text.find("\n  - id:", start + 1)
-    sanctions.write_text(text[:start] + (text[end + 1:] if end != -1 else ""))
-    return root
+    return without_screening(RULES, root)

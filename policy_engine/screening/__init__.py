@@ -31,12 +31,13 @@ class Screening:
     threshold: float
     country_field: str | None = None  # a secondary key: the party's country (ISO alpha-2), same object
     index: ScreenIndex | None = field(default=None, compare=False, repr=False)
+    #: The view key of the best match, and its trail-evidence key: ``screen:payee.name@sanctioned_parties``. Made
+    #: once here: the matcher reads it for every screened field of every request.
+    path: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def path(self) -> str:
-        """The view key of the best match, and its trail-evidence key: ``screen:payee.name@sanctioned_parties``."""
+    def __post_init__(self) -> None:
         secondary = f"+{self.country_field}" if self.country_field else ""
-        return f"screen:{self.field}@{self.list_name}{secondary}"
+        object.__setattr__(self, "path", f"screen:{self.field}@{self.list_name}{secondary}")
 
     def match(self, view: dict[str, Any], day: int) -> dict[str, Any] | None:
         """The best match for the request's name as JSON-ready evidence (``entry_id`` None: no entry shares a

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import shutil
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -155,3 +157,15 @@ def edge_histories(ruleset: RuleSet, n: int, seed: int = 0, share: float = 0.5) 
             for move in rng.sample(moves, rng.randint(1, 3)):
                 move(record)
         yield record
+
+
+def without_screening(pack: Path, root: Path) -> Path:
+    """A copy of the bundled pack directory ``pack`` at ``root`` without its name-screening rule (CMP-025): for
+    engines and runs that leave screening out (the spark engine refuses it; a benchmark's baseline)."""
+    shutil.copytree(pack, root)
+    sanctions = root / "compliance" / "sanctions.yaml"
+    text = sanctions.read_text(encoding="utf-8")
+    start = text.index("  - id: CMP-025\n")
+    end = text.find("\n  - id:", start + 1)
+    sanctions.write_text(text[:start] + (text[end + 1:] if end != -1 else ""), encoding="utf-8")
+    return root
