@@ -37,6 +37,16 @@ def test_baitiao_credit_card_repayment_is_denied_with_a_readable_reason():
     assert "credit card" in reason and "own funds" in reason
 
 
+def test_text_output_lists_the_deciding_rule_first_and_marks_skipped_rules():
+    # AC-30: RSK-001 denies, RSK-006 steps up, CMP-025 and RSK-016 lack optional enrichment (skipped); the trail
+    # is in pack order (CMP-025 first), the text puts what decided first and says "skipped", not the outcome
+    code, out, err = run("evaluate", str(EXAMPLES / "high_risk_new_device.json"))
+    assert code == 0, err
+    heads = [line.split("]")[0].strip() + "]" for line in out.splitlines()
+             if line.startswith("  ") and not line.startswith("    ") and "[" in line]
+    assert heads == ["RSK-001 [deny]", "RSK-006 [step_up]", "CMP-025 [skipped]", "RSK-016 [skipped]"]
+
+
 @pytest.mark.parametrize("matcher", MATCHERS)
 @pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.json*")))
 def test_json_output_follows_the_decision_schema(example, matcher):

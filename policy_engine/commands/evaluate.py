@@ -9,7 +9,7 @@ from typing import TextIO
 
 from ..audit import AuditError, AuditLog
 from ..cli import EXIT_BAD_INPUT, EXIT_ENGINE, EXIT_OK, printable
-from ..decision import Decision
+from ..decision import FIRED, SKIPPED, UNDECIDED, Decision
 from ..engine import PolicyEngine
 from ..errors import EvaluationError, RequestError, StateError
 from ..jsonio import dumps, read_json_records
@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=cmd_evaluate)
 
 
+_STATUS_ORDER = {FIRED: 0, UNDECIDED: 1, SKIPPED: 2}
+
+
 # -- output --------------------------------------------------------------------------------------------------
 def _print_decision(out: TextIO, d: Decision) -> None:
     info = d.ruleset
@@ -52,8 +55,11 @@ def _print_decision(out: TextIO, d: Decision) -> None:
              f"matcher {d.engine['matcher']}, as of {d.as_of}, {d.elapsed_us} µs)"]
     if not d.trail:
         lines.append("  no rule fired")
-    for e in d.trail:
-        tag = f"{e.outcome}" + (f", report {e.report}" if e.report else "")
+    # the rules that gave the decision first, then the other fired ones, those the data could not decide and the
+    # skipped enrichment checks (the trail itself stays in pack order, the decision document's contract)
+    for e in sorted(d.trail, key=lambda e: (_STATUS_ORDER[e.status], e.outcome != d.decision.value)):
+        tag = {FIRED: e.outcome, UNDECIDED: f"undecided: {e.outcome}", SKIPPED: "skipped"}[e.status]
+        tag += f", report {e.report}" if e.report else ""
         lines += [f"  {e.rule_id} [{tag}] {e.title}", f"    {e.reason}"]
         if e.evidence:
             shown = ", ".join(f"{k}={dumps(v)}" for k, v in e.to_dict()["evidence"].items())
