@@ -22,12 +22,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
 from ..aggregates import REPORTED_STATUSES
 from ..decision import Outcome
 from ..errors import PolicyEngineError
+from ..exact import EXACT
 from ..pack import CompiledPack
 from ..state import MemoryStore, Payment
 from ..state.counters import Counters
@@ -181,11 +183,20 @@ def differences(line: int, request_id: str, recorded: Mapping[str, Any],
     for path, value in recomputed.items():
         name = path.split(".", 1)[1]
         if name in recorded and recorded[name] != value:
-            yield Difference(line, request_id, path, str(recorded[name]), _text(value))
+            yield Difference(line, request_id, path, counter_text(recorded[name]), counter_text(value))
 
 
-def _text(value: Any) -> str:
-    """A counter as a person reads it: a cross-rate sum that is no finite decimal to six places."""
-    if isinstance(value, Fraction):
-        return f"{float(value):.6f}"
-    return str(value)
+def counter_text(value: Any) -> str:
+    """A counter as a person reads it, whatever exact type holds it (an int, a Decimal with trailing zeros or
+    not, a Fraction): the exact decimal without trailing zeros, and a cross-rate sum that is no finite decimal
+    to six places. One text per number, so every engine's report spells a counter alike."""
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | Fraction):
+        return str(value)
+    exact = Fraction(value)
+    rest = exact.denominator
+    for prime in (2, 5):
+        while rest % prime == 0:
+            rest //= prime
+    if rest != 1:
+        return f"{float(exact):.6f}"
+    return format(EXACT.divide(Decimal(exact.numerator), Decimal(exact.denominator)).normalize(EXACT), "f")

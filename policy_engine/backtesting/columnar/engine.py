@@ -19,13 +19,13 @@ from typing import Any, Protocol
 
 from ...decision import Outcome
 from ...pack import CompiledPack
-from ..history import Label, read_label
+from ..history import Difference, Label, differences, read_label
 from ..metrics import BAD, UNLABELLED, CostModel, label_metrics
-from ..result import BacktestResult, BadLine, flips_of, pack_report
+from ..result import BacktestResult, BadLine, CounterCheck, flips_of, pack_report
 from ..tally import PackTally, Tally
 from .dialect import Dialect
 from .layout import LINE
-from .plan import PackPlan, Plan, build_plan
+from .plan import CARRIED, DIFFERENCES, PackPlan, Plan, build_plan, differs_column
 from .screens import ScreeningCost, register_screens
 
 JOINED = "policy_engine_backtest"
@@ -161,6 +161,37 @@ class Run:
             self._examples(tally, k, ok, bad_labels)
         return tally
 
+    def counter_check(self, k: int) -> CounterCheck | None:
+        """Where the counters records carried differ from the recomputed ones, as the row backtest reports it
+        (None: the counters were not recomputed). Counts in one query over ``joined``'s check columns; the first
+        ``k`` differences from the text of the first differing lines, compared again by
+        :func:`~..history.differences` so they read as the row engine's do."""
+        checked = self.plan.candidate.checked
+        if not self.recompute or checked is None:
+            return None
+        q = self.x.dialect.ident
+        flags = [f"SUM(CASE WHEN {q(differs_column(i))} THEN 1 ELSE 0 END)" for i in range(len(checked))]
+        recomputed, compared, differing, *by_field = self.x.rows(
+            f"SELECT COUNT({q(CARRIED)}), SUM(CASE WHEN {q(CARRIED)} THEN 1 ELSE 0 END), "
+            f"SUM(CASE WHEN {q(DIFFERENCES)} IS NULL THEN 0 ELSE 1 END){''.join(', ' + f for f in flags)} "
+            f"FROM {JOINED}")[0]
+        found: list[Difference] = []
+        if k > 0 and differing:
+            rows = self.x.rows(f"SELECT {LINE}, {q(DIFFERENCES)} FROM {JOINED} WHERE {q(DIFFERENCES)} IS NOT NULL "
+                               f"ORDER BY {LINE} LIMIT {k}")
+            rid = self._request_ids({int(line) for line, _ in rows})
+            for line, text in rows:
+                recorded, values = {}, {}
+                for item in text.split(" "):
+                    i, carried, value = item.split(":")
+                    column = checked[int(i)]
+                    recorded[column.column.split(".", 1)[1]] = Decimal(carried)
+                    values[column.column] = _exact(Decimal(value), column.denominator)
+                found += differences(int(line), rid[int(line)], recorded, values)
+        return CounterCheck(int(recomputed), int(compared or 0), int(differing or 0),
+                            dict(sorted((c.column, int(n)) for c, n in zip(checked, by_field, strict=True) if n)),
+                            tuple(found[:k]))
+
     def _examples(self, tally: Tally, k: int, ok: str, bad_labels: set[str]) -> None:
         """The first ``k`` lines of every list of examples, in one query: a UNION ALL of one top-k per list
         (each scans one flag column; an aggregate keeping k lines per list cost more than the rest together)."""
@@ -241,6 +272,7 @@ def result_of(run: Run, tally: Tally, source: str, engine: str, workers: int, st
               costs: CostModel | None = None) -> BacktestResult:
     """The :class:`BacktestResult` of a run, as the row backtest builds it (label metrics included)."""
     plan = run.plan
+    check = run.counter_check(tally.k)
     evaluated = sum(tally.candidate.decisions.values())
     baseline = plan.baseline
     return BacktestResult(
@@ -250,6 +282,7 @@ def result_of(run: Run, tally: Tally, source: str, engine: str, workers: int, st
         baseline=(pack_report(baseline.pack.ruleset, tally.baseline)
                   if baseline is not None and tally.baseline is not None else None),
         flips=flips_of(tally), elapsed_s=time.monotonic() - started, engine=engine,
+        counters=check,
         metrics=label_metrics(tally.candidate.dated_counts(),
                               tally.baseline.dated_counts() if tally.baseline is not None else None,
                               as_of=labels_as_of.toordinal() if labels_as_of is not None else None,

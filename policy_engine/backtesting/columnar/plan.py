@@ -21,6 +21,14 @@ Per pack (candidate ``c``, baseline ``b``), over the source relation ``src``:
    outcome of the fired rules and the undecided rules' ``on_unknown``, skipped rules aside). The rule ids
    (:meth:`PackPlan.ids`) are spelled out only when asked for: the report needs the flags alone.
 
+With recomputed counters, the candidate's ``{p}_pay`` also checks them against the counters each record carried
+(its own ``history``, read from ``src`` as written: no default fills one in), as the row backtest's
+:class:`~..result.CounterCheck` does: ``__carried`` (NULL for a record the replay leaves out, a bad line; else
+whether it carried ``history``), per compared counter ``__cd{i}`` (it carried that counter and it differs from
+the recomputed one, exactly: a cross-rate sum's numerator against the carried value multiplied through; a
+counter left out or not recomputed, no entity, is no difference) and ``__cdiff`` (NULL unless one differs: the
+differing counters as ``i:recorded:recomputed`` text, for the report's examples). ``joined`` carries them.
+
 ``joined`` puts the packs side by side by ``__line``. Everything is plain SQL but for the :class:`.Dialect`.
 """
 
@@ -84,6 +92,8 @@ class PackPlan:
     rule_ids: tuple[str, ...]
     screens: tuple[ScreenTable, ...] = ()  # the screening stage's tables ``{p}_k`` joins (register them first)
     counters: tuple[CounterColumn, ...] = ()  # the counters stage's columns of ``{prefix}_pay``
+    #: the recomputed counters checked against the carried ones (``__cd{i}`` in this order); None: no check
+    checked: tuple[CounterColumn, ...] | None = None
 
     def ids(self, dialect: Dialect, status: str) -> str:
         """The ids of the rules ``fired``, ``undecided`` or ``skipped`` on a row of ``joined``, space-separated."""
@@ -100,7 +110,7 @@ class PackPlan:
 class Plan:
     """The whole plan: ``ctes`` end in ``joined``, whose columns ``__line``, ``__label``, ``__label_known_at``,
     ``__bad_kind``, ``__bad_message``, and per pack ``{p}_decision``, ``{p}___day`` (the payment's local date),
-    ``{p}_f{i}`` and ``{p}_u{i}``."""
+    ``{p}_f{i}`` and ``{p}_u{i}``; with recomputed counters, the candidate's check columns (the module doc)."""
 
     dialect: Dialect
     candidate: PackPlan
@@ -112,6 +122,23 @@ class Plan:
         return "WITH " + ",\n".join(f"{name} AS ({sql})" for name, sql in self.ctes) + "\n" + select
 
 
+#: The check of recomputed counters against carried ones (see the module doc): the columns ``joined`` carries.
+CARRIED, DIFFERENCES = "__carried", "__cdiff"
+HAS_HISTORY = "__has_history"
+RECORDED = "__recorded."
+
+
+def differs_column(i: int) -> str:
+    return f"__cd{i}"
+
+
+def check_columns(checked: Sequence[CounterColumn] | None) -> list[str]:
+    """The check's columns of ``{p}_pay`` and ``joined``, for the counters ``checked`` (None: no check)."""
+    if checked is None:
+        return []
+    return [CARRIED, *(differs_column(i) for i in range(len(checked))), DIFFERENCES]
+
+
 #: The digits a recomputed sum is kept to (cast, so an overflow is an error, never a rounding): room for the
 #: pack's constants multiplied through within the engines' 38 digits.
 SUM_PRECISION = 30
@@ -119,17 +146,21 @@ SUM_PRECISION = 30
 
 class _PackCompiler:
     def __init__(self, pack: CompiledPack, prefix: str, d: Dialect, counters: Sequence[CounterColumn],
-                 recompute: bool = False):
+                 recompute: bool = False, check: bool = False):
         self.pack, self.p, self.d = pack, prefix, d
         self.fields = request_fields()
         types = column_types(pack.ruleset)
         self.rate = types.rate
         self.numeric = dict(types.numeric)
         self.recomputed: tuple[tuple[str, str], ...] = ()
+        #: with ``check``, the recomputed counters compared with the carried ones (see the module doc)
+        self.checked: tuple[CounterColumn, ...] | None = None
         if recompute:
             self.recomputed, stage = self._recomputed()
             given = {c.column for c in counters}  # a caller's own stage for a counter stands
             counters = [*(c for c in stage if c.column not in given), *counters]
+            if check:
+                self.checked = tuple(c for c in stage if c.column not in given)
         for c in counters:
             if c.type is not None:
                 self.numeric[c.column] = c.type
@@ -199,6 +230,10 @@ class _PackCompiler:
                     f"(CASE WHEN {self.q(f.parent)} IS NULL THEN NULL ELSE {filled} END)"
             cols.append(f"{expr} AS {self.q(f.path)}")
         cols += [f"({self.q(party)} IS NOT NULL) AS {self.q(party)}" for party in NOT_APPLICABLE_WHEN_ABSENT]
+        if self.checked is not None:  # the record's own counters, as written
+            by_path = {f.path: f for f in self.fields}
+            cols.append(f"({self.q('history')} IS NOT NULL) AS {self.q(HAS_HISTORY)}")
+            cols += [f"{self.source(by_path[c.column])} AS {self.q(RECORDED + c.column)}" for c in self.checked]
         country = f"COALESCE({self.q('psp_country')}, {self.d.string(DEFAULT_PSP_COUNTRY)})"
         zones = " ".join(f"WHEN {self.d.string(c)} THEN {self.d.local_time(self.q(INSTANT), z)}"
                          for c, z in sorted(self.pack.ruleset.timezones.items()))
@@ -298,10 +333,30 @@ class _PackCompiler:
                 f"CASE WHEN {q('__decision')} NOT IN ({outcomes}) THEN CONCAT('decision ', {q('__decision')}, "
                 f"{d.string(' is not one of ' + ', '.join(o.value for o in Outcome))}) END)")
 
+    def _check(self) -> list[str]:
+        """The check columns of ``{p}_pay`` (see the module doc), from the view and the recomputed counters."""
+        if self.checked is None:
+            return []
+        d, q, view = self.d, self.q, f"{self.p}_view"
+        valid = f"{view}.{q(BAD_REQUEST)} = '' AND {view}.{q(BAD_RECORD)} = ''"
+        kinds = {f.path: f.kind for f in self.fields}
+        flags, texts = [], []
+        for i, c in enumerate(self.checked):
+            recorded = f"{view}.{q(RECORDED + c.column)}"
+            scaled = recorded if c.denominator == 1 else d.multiply(
+                recorded, INTEGER if kinds[c.column] == "int" else MONEY, d.decimal(c.denominator),
+                DecimalType.of(c.denominator))
+            differs = f"COALESCE({scaled} <> {c.sql}, FALSE)"  # NULL: not carried, or no entity to count
+            flags.append(f"{differs} AS {q(differs_column(i))}")
+            texts.append(f"CASE WHEN {differs} THEN CONCAT('{i}:', {d.text(recorded)}, ':', {d.text(c.sql)}) END")
+        text = f"NULLIF(CONCAT_WS(' ', {', '.join(texts)}), '')" if texts else "CAST(NULL AS STRING)"
+        return [f"(CASE WHEN {valid} THEN {view}.{q(HAS_HISTORY)} END) AS {q(CARRIED)}", *flags,
+                f"{text} AS {q(DIFFERENCES)}"]
+
     def counters_stage(self) -> str:
         replaced = {c.column for c in self.counters}
         if not replaced:
-            return f"SELECT * FROM {self.p}_view"
+            return f"SELECT {', '.join([f'{self.p}_view.*', *self._check()])} FROM {self.p}_view"
         view = f"{self.p}_view"
         kept = [f"{view}.{self.q(f.path)}" for f in self.fields if f.path not in replaced]
         kept += [f"{view}.{self.q(c)}" for c in (LINE, INSTANT, *RECORD_COLUMNS, *NOT_APPLICABLE_WHEN_ABSENT, LOCAL,
@@ -310,13 +365,15 @@ class _PackCompiler:
         # a bad line has no recomputed counters (NULL); it is reported, never decided
         join = (f" LEFT JOIN {self.p}_cnt ON {self.p}_cnt.{self.q(LINE)} = {view}.{self.q(LINE)}"
                 if self.recomputed else "")
-        return (f"SELECT {', '.join(kept)}, " + ", ".join(f"{c.sql} AS {self.q(c.column)}" for c in self.counters)
+        return (f"SELECT {', '.join(kept)}, "
+                + ", ".join([*(f"{c.sql} AS {self.q(c.column)}" for c in self.counters), *self._check()])
                 + f" FROM {view}{join}")
 
     def conditions(self) -> tuple[str, str, str]:
         """The SELECTs of ``{p}_k`` (conditions), ``{p}_r`` (fired/undecided) and ``{p}_out`` (the decision)."""
         rules = self.pack.ruleset.rules
-        keep = [self.q(c) for c in (LINE, "__label", "__label_known_at", DAY, BAD_REQUEST, BAD_RECORD)]
+        keep = [self.q(c) for c in (LINE, "__label", "__label_known_at", DAY, BAD_REQUEST, BAD_RECORD,
+                                    *check_columns(self.checked))]
         conds, flags = [], []
         for i, rule in enumerate(rules):
             conds.append(f"{self.rules.condition(rule, self.pack.program.position(rule.id))} AS k{i}")
@@ -352,7 +409,7 @@ class _PackCompiler:
         rules = self.pack.ruleset.rules
         return PackPlan(self.pack, p, ctes, tuple(f"f{i}" for i in range(len(rules))),
                         tuple(f"u{i}" for i in range(len(rules))), tuple(r.id for r in rules),
-                        screens=self.screens, counters=tuple(self.counters))
+                        screens=self.screens, counters=tuple(self.counters), checked=self.checked)
 
 
 def _contract_defaults() -> dict[str, object]:
@@ -372,9 +429,10 @@ def build_plan(dialect: Dialect, source: str, candidate: CompiledPack, baseline:
                counters: Mapping[str, Sequence[CounterColumn]] | None = None, recompute: bool = False) -> Plan:
     """The plan over ``source`` (a relation or table function with the :mod:`.layout` columns); ``counters``
     maps ``"candidate"`` / ``"baseline"`` to the pack's counters stage; ``recompute``: every counter the rules
-    read is recomputed from the history (:mod:`.windows`), each record's own ``history`` set aside."""
+    read is recomputed from the history (:mod:`.windows`), each record's own ``history`` set aside and checked
+    against the recomputed ones (the candidate's: ``joined``'s check columns)."""
     counters = counters or {}
-    c = _PackCompiler(candidate, "c", dialect, counters.get("candidate", ()), recompute).build()
+    c = _PackCompiler(candidate, "c", dialect, counters.get("candidate", ()), recompute, check=True).build()
     b = _PackCompiler(baseline, "b", dialect, counters.get("baseline", ()), recompute).build() if baseline else None
     q = dialect.ident
     ctes: list[tuple[str, str]] = [("src", f"SELECT * FROM {source}"), *c.ctes, *(b.ctes if b else ())]
@@ -394,7 +452,8 @@ def build_plan(dialect: Dialect, source: str, candidate: CompiledPack, baseline:
     cols = [f"c.{q(LINE)} AS {q(LINE)}", f"c.{q('__label')} AS {q('__label')}",
             f"c.{q('__label_known_at')} AS {q('__label_known_at')}",
             f"(CASE {kind} ELSE NULL END) AS __bad_kind", f"(CASE {message} ELSE NULL END) AS __bad_message",
-            *side(c), *(side(b) if b else ())]
+            *side(c), *(side(b) if b else ()),
+            *(f"c.{q(name)} AS {q(name)}" for name in check_columns(c.checked))]
     join = f" JOIN b_out b ON b.{q(LINE)} = c.{q(LINE)}" if b else ""
     ctes.append(("joined", f"SELECT {', '.join(cols)} FROM c_out c{join}"))
     return Plan(dialect, c, b, tuple(ctes))
