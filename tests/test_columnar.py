@@ -378,3 +378,4 @@ def test_the_spark_engine_refuses_a_pack_that_screens_names_naming_the_rule(hist
     _, parquet = history
     with pytest.raises(ColumnarError, match=r"name screening \(CMP-025\).*--engine columnar"):
         open_run(parquet, PACK, engine="spark", recompute_counters=False)
+
