@@ -98,8 +98,12 @@ class _Codegen:
         for path, key in layout.plain.items():
             if path in late:
                 self.lazy[key] = f"prep.complete().get({path!r})"
+        #: a screening's key -> the key of the name it screens: the hit is missing exactly when the name is, so a
+        #: test on the hit first tests the name (a nameless request, nearly every one, never calls the screener)
+        self.screened: dict[str, str] = {}
         for screening, key in layout.screens.items():  # the screener runs only when a rule gets that far
             self.lazy[key] = f"{self.const(screening.hit)}(view, day)"
+            self.screened[key] = layout.plain[screening.field]
         self.numeric = layout.numeric_keys
 
     def value(self, test: Test) -> Any:
@@ -141,7 +145,9 @@ class _Codegen:
                 w = self.ref(node.ref_key)
                 return f"({v} is not None and {w} is not None and {node.key} {spec.python} {node.ref_key})"
             if node.op is Op.EQ:
-                return f"{v} {spec.python} {self.const(self.value(node))}"  # None never equals a constant
+                test = f"{v} {spec.python} {self.const(self.value(node))}"  # None never equals a constant
+                name = self.screened.get(node.key)
+                return test if name is None else f"({name} is not None and {test})"
             # a lazy key is materialised by the `is not None` test, so the comparison reads the plain name
             return f"({v} is not None and {node.key if lazy else v} {spec.python} {self.const(self.value(node))})"
         if isinstance(node, LAny):
@@ -151,7 +157,9 @@ class _Codegen:
             if len(eqs) == len(node.children) and len({t.key for t in eqs}) == 1 and len(eqs) > 3:
                 # equal numbers hash equal across int, Decimal and Fraction, so set membership stays exact
                 return f"{self.ref(eqs[0].key)} in {self.const(frozenset(self.value(t) for t in eqs))}"
-            return "(" + " or ".join(self.expr(c) for c in node.children) + ")"
+            # `or` is order-free too (every test is pure): cheap tests first, so "the name is missing" decides
+            # before a screening would be computed
+            return "(" + " or ".join(self.expr(c) for c in sorted(node.children, key=self._cost)) + ")"
         if not node.children:
             return "True"
         # `and` is order-free here (every test is pure), so the cheap, selective tests go first: plain
