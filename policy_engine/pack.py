@@ -16,6 +16,8 @@ import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import attrgetter, is_
 from typing import Any
 
 from ._version import __version__
@@ -54,26 +56,31 @@ class RuleEvidence:
     #: the rule's name screenings: their best match is evidence too (the entry, the name, the score)
     screens: tuple[Screening, ...] = ()
     #: what an undecided or skipped rule's ``missing`` depends on (:func:`unknown_depends_on`), and those
-    #: lists memoised by presence pattern: a rule on optional enrichment (a name, a device) is skipped on most
-    #: requests, and the reference evaluator that names the missing fields would run on each of them
+    #: lists with the entry's reason memoised by presence pattern: a rule on optional enrichment (a name, a device)
+    #: is skipped on most requests, and the reference evaluator that names the missing fields would run on each
     presence: tuple[str, ...] = ()
-    missing_by_presence: dict[tuple[bool, ...], tuple[str, ...]] = field(default_factory=dict, compare=False)
+    unknown_by_presence: dict[tuple[bool, ...], tuple[tuple[str, ...], str]] = field(default_factory=dict,
+                                                                                    compare=False)
     #: whether the condition reads a cross-rate amount the preparer may leave pending (``PreparedRequest.complete``)
     late: bool = False
 
-    def missing(self, view: Mapping[str, Any], day: int) -> tuple[str, ...]:
-        key = tuple([view.get(p) is None for p in self.presence])
-        found = self.missing_by_presence.get(key)
+    def unknown(self, view: Mapping[str, Any], day: int) -> tuple[tuple[str, ...], str]:
+        """The fields an undecided or skipped rule lacks on this request, and the reason its trail entry gives."""
+        key = tuple(map(is_, repeat(None), map(view.get, self.presence)))  # in C: no comprehension frame
+        found = self.unknown_by_presence.get(key)
         if found is None:
-            found = unknown_fields(self.rule.when, view, day)
-            if len(self.missing_by_presence) < _MISSING_MEMO:  # bounded: 2**len(presence) patterns at most
-                self.missing_by_presence[key] = found
+            rule = self.rule
+            missing = unknown_fields(rule.when, view, day)
+            found = missing, undecided_reason(rule, SKIPPED if rule.on_unknown == SKIP else UNDECIDED, missing)
+            if len(self.unknown_by_presence) < _MISSING_MEMO:  # bounded: 2**len(presence) patterns at most
+                self.unknown_by_presence[key] = found
         return found
 
 
 #: presence patterns remembered per rule
 _MISSING_MEMO = 256
 _LATE = frozenset(CROSS_RATE_PATHS.values())
+_late = attrgetter("late")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -153,51 +160,64 @@ class CompiledPack:
         # missing; a request that fires nothing and leaves only rules on other fields undecided (the screening
         # rule, skipped on every request without names) has no cross rate to compute.
         entries = self.evidence
-        if fired or any(entries[i].late for i in undecided):
+        if fired or (undecided and any(map(_late, map(entries.__getitem__, undecided)))):
             prepared.complete()
         get = prepared.view.get
         defaulted = prepared.defaulted
         trail = []
         obligations = []
+        outcomes = []  # of the entries that count (not skipped)
         for index in fired:
-            entry = self.evidence[index]
+            entry = entries[index]
             rule = entry.rule
-            evidence = {p: get(p) for p in entry.fields}
+            fields = entry.fields
+            evidence = dict(zip(fields, map(get, fields), strict=True))  # in C: no comprehension frame
             if entry.screens:  # computed by the matcher unless a rule fired without reaching the leaf
                 evidence.update((s.path, s.match(prepared.view, prepared.day)) for s in entry.screens)
             trail.append(build_trail_entry(
                 rule.id, rule.category, rule.outcome, rule.title, rule.reason.render_get(get),
                 evidence, rule.source, rule.report,
                 rule.reason_zh.render_get(get) if rule.reason_zh else None, FIRED, (),
-                tuple(p for p in entry.fields if p in defaulted) if defaulted else (), NO_EXTRA))
+                tuple(p for p in fields if p in defaulted) if defaulted else (), NO_EXTRA))
+            outcomes.append(rule.outcome)
             if rule.report:
                 obligations.append({"rule_id": rule.id, "report": rule.report})
         if undecided:
-            trail = self._with_undecided(prepared, fired, undecided, trail, obligations)
-        # most requests fire nothing: no list to build then
-        outcome = combine([e.outcome for e in trail if e.status != SKIPPED], self.rank) if trail else ALLOW
+            trail = self._with_undecided(prepared, fired, undecided, trail, obligations, outcomes)
+        # most requests fire nothing and leave at most the skipped screening rule: no outcome to rank then
         return build_decision(
-            prepared.request_id, outcome, tuple(trail), tuple(obligations), self.ruleset_info,
-            self.engine_info, (time.perf_counter_ns() - start) // 1000, _iso_day(prepared.day),
-            prepared.fx.as_of_iso, NO_EXTRA, defaulted, None)
+            prepared.request_id, combine(outcomes, self.rank) if outcomes else ALLOW, tuple(trail),
+            tuple(obligations), self.ruleset_info, self.engine_info, (time.perf_counter_ns() - start) // 1000,
+            _iso_day(prepared.day), prepared.fx.as_of_iso, NO_EXTRA, defaulted, None)
 
     def _with_undecided(self, prepared: PreparedRequest, fired: list[int], undecided: list[int], trail: list,
-                        obligations: list) -> list:
+                        obligations: list, outcomes: list) -> list:
         """The trail with the rules whose condition is unknown merged in, in pack order. Only requests that leave
-        out something a rule needs come here, so naming the missing fields may use the reference evaluator."""
+        out something a rule needs come here, so naming the missing fields may use the reference evaluator (once
+        per rule and presence pattern: :meth:`RuleEvidence.unknown`)."""
         view, day, defaulted = prepared.view, prepared.day, prepared.defaulted
-        by_index = dict(zip(fired, trail, strict=True))
+        get = view.get
+        added = []
         for index in undecided:
             entry = self.evidence[index]
             rule = entry.rule
-            missing = entry.missing(view, day)
-            status = SKIPPED if rule.on_unknown == SKIP else UNDECIDED
-            by_index[index] = build_trail_entry(
-                rule.id, rule.category, "allow" if status == SKIPPED else rule.on_unknown, rule.title,
-                undecided_reason(rule, status, missing), {p: view.get(p) for p in entry.fields}, rule.source,
-                rule.report, None, status, missing, tuple(p for p in entry.fields if p in defaulted), NO_EXTRA)
-            if rule.report and status == UNDECIDED:
-                obligations.append({"rule_id": rule.id, "report": rule.report, "status": UNDECIDED})
+            missing, reason = entry.unknown(view, day)
+            fields = entry.fields
+            if rule.on_unknown == SKIP:
+                status, outcome = SKIPPED, "allow"
+            else:
+                status, outcome = UNDECIDED, rule.on_unknown
+                outcomes.append(outcome)
+                if rule.report:
+                    obligations.append({"rule_id": rule.id, "report": rule.report, "status": UNDECIDED})
+            added.append(build_trail_entry(
+                rule.id, rule.category, outcome, rule.title, reason,
+                dict(zip(fields, map(get, fields), strict=True)), rule.source, rule.report, None, status, missing,
+                tuple(p for p in fields if p in defaulted) if defaulted else (), NO_EXTRA))
+        if not fired:
+            return added  # in pack order already (the matcher's answer is sorted)
+        by_index = dict(zip(fired, trail, strict=True))
+        by_index.update(zip(undecided, added, strict=True))
         return [by_index[i] for i in sorted(by_index)]
 
     def close(self) -> None:
