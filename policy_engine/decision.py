@@ -53,9 +53,15 @@ def _render_value(value: Any, missing: str) -> str:
     return missing if value is None else format_value(value)
 
 
+#: Evidence values JSON writes as they are; a trail entry whose evidence holds only these copies it in C.
+_AS_IS = frozenset({str, int, bool, type(None)})
+
+
 def json_value(value: Any) -> Any:
     """A JSON-ready evidence value. Finite decimals stay exact (int, or float when it round-trips, else a
     string); rationals from cross-rate conversions are rounded to six decimal places."""
+    if type(value) in _AS_IS:  # most evidence: no isinstance on Fraction, an ABC (a Python-level check)
+        return value
     if isinstance(value, Fraction):
         value = (Decimal(value.numerator) / Decimal(value.denominator)).quantize(Decimal("0.000001"))
     if isinstance(value, Decimal):
@@ -118,6 +124,14 @@ class ReasonTemplate:
         return f"ReasonTemplate({self.text!r})"
 
 
+def _json_evidence(evidence: Mapping[str, Any]) -> dict[str, Any]:
+    """The evidence as JSON writes it (:func:`json_value` of each value); a copy when every value is written as
+    it is (codes, counts, flags, missing values: the skipped screening rule of every nameless request)."""
+    if _AS_IS.issuperset(map(type, evidence.values())):
+        return dict(evidence)
+    return {k: json_value(v) for k, v in evidence.items()}
+
+
 @dataclass(frozen=True, slots=True)
 class TrailEntry:
     rule_id: str
@@ -148,7 +162,7 @@ class TrailEntry:
             "outcome": self.outcome,
             "title": self.title,
             "reason": self.reason,
-            "evidence": {k: json_value(v) for k, v in self.evidence.items()},
+            "evidence": _json_evidence(self.evidence),
             "source": self.source,
         }
         if self.report:
