@@ -69,8 +69,8 @@ def test_synthetic_traffic_takes_the_native_pass_with_the_same_views(engine):
 
 
 def test_texts_in_any_layout_take_the_pass_and_only_the_layout_differs(engine):
-    """msgspec's own layout (compact, the contract's field order) is proved by identity, any other by counting its
-    marks: both are accepted alike, and a repeated key or a null is declined in either."""
+    """msgspec's own layout (compact, the contract's field order) and any other are proved alike, by counting
+    their `"`: both are accepted alike, and a repeated key or a null is declined in either."""
     preparer = engine.pack.preparer
     for text in _synthetic(20, seed=9):
         data = text.encode("utf-8")
