@@ -23,7 +23,6 @@ from ..result import BacktestResult
 from .engine import PaymentResult, Run, result_of
 from .layout import LayoutError
 from .plan import CounterColumn
-from .screens import screening_rules
 from .sqlcompile import ColumnarCompileError
 
 COLUMNAR = "columnar"
@@ -74,10 +73,6 @@ def open_run(path: str | os.PathLike, candidate: CompiledPack, baseline: Compile
     """The plan materialised over a converted Parquet history: the :class:`Run` and its executor (close both).
     ``session``: a SparkSession to run on (left running on close) instead of one started for the run."""
     name = os.fspath(path)
-    screening = [r for p in (candidate, baseline) if p is not None for r in screening_rules(p)]
-    if engine == SPARK and screening:
-        raise ColumnarError(f"name screening ({', '.join(dict.fromkeys(screening))}) is not available on the spark "
-                            "engine yet: use --engine columnar (DuckDB) or --engine row")
     if engine == COLUMNAR and not os.path.exists(name):
         raise ColumnarError(f"cannot read {name}: no such file")
     executor = _executor(engine, workers, spark_master, session)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .dialect import Dialect
-from .plan import Plan
+from .plan import Plan, with_ctes
 
 #: the column types of a relation built in Python (:meth:`DuckExecutor.register`), as Arrow types' names
 _ARROW = {"string": "string", "date": "date32", "boolean": "bool_"}
@@ -35,6 +35,9 @@ class DuckExecutor:
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return self.con.execute(sql).fetchall()
+
+    def query(self, ctes: Sequence[tuple[str, str]], select: str) -> list[tuple[Any, ...]]:
+        return self.rows(with_ctes(ctes, select))
 
     def drop(self, name: str) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {name}")

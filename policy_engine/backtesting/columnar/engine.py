@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -26,7 +27,7 @@ from ..tally import PackTally, Tally
 from .dialect import Dialect
 from .layout import LINE
 from .plan import CARRIED, DIFFERENCES, PackPlan, Plan, build_plan, differs_column
-from .screens import ScreeningCost, register_screens
+from .screens import SOURCE, ScreeningCost, register_screens
 
 JOINED = "policy_engine_backtest"
 
@@ -44,7 +45,17 @@ class Executor(Protocol):
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]: ...
 
+    def query(self, ctes: Sequence[tuple[str, str]], select: str) -> list[tuple[Any, ...]]:
+        """The rows of ``select`` over some of the plan's CTEs (:meth:`Plan.upto`)."""
+        ...
+
     def drop(self, name: str) -> None: ...
+
+    def register(self, name: str, columns: Sequence[tuple[str, str]], rows: list[tuple[Any, ...]]) -> None:
+        """``rows`` as the relation ``name`` (the screening stage's tables, :mod:`.screens`)."""
+        ...
+
+    def unregister(self, name: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,15 +85,16 @@ class Run:
         self._packs: list[PackPlan] = [p for p in (self.plan.candidate, self.plan.baseline) if p is not None]
         #: the screening stage's work (names screened, seconds), for the benchmark
         self.screening = ScreeningCost()
-        for pack in self._packs:  # DuckDB only: open_run refuses screening rules on Spark
-            self.screening += register_screens(executor, self.plan.ctes, pack.prefix, pack.screens)  # type: ignore[arg-type]
+        for pack in self._packs:
+            self.screening += register_screens(executor, self.plan.upto(SOURCE.format(p=pack.prefix)), pack.prefix,
+                                               pack.screens)
         executor.materialize_plan(JOINED, self.plan, "SELECT * FROM joined")
 
     def close(self) -> None:
         self.x.drop(JOINED)
         for pack in self._packs:
             for table in pack.screens:
-                self.x.unregister(table.name)  # type: ignore[attr-defined]
+                self.x.unregister(table.name)
 
     def payments(self, side: str = "c") -> list[PaymentResult]:
         """Every decided payment of one pack (``c`` candidate, ``b`` baseline), by line."""
@@ -102,9 +114,10 @@ class Run:
         if not stage:
             return {}
         q = self.x.dialect.ident
-        rows = self.x.rows(self.plan.query(
+        rows = self.x.query(
+            self.plan.upto(f"{side}_pay"),
             f"SELECT {q(LINE)}, {', '.join(q(c.column) for c in stage)} FROM {side}_pay "
-            f"WHERE {q(LINE)} IN (SELECT {q(LINE)} FROM joined WHERE __bad_kind IS NULL) ORDER BY {q(LINE)}"))
+            f"WHERE {q(LINE)} IN (SELECT {q(LINE)} FROM {JOINED} WHERE __bad_kind IS NULL) ORDER BY {q(LINE)}")
         return {int(line): {c.column: _exact(v, c.denominator) for c, v in zip(stage, values, strict=True)}
                 for line, *values in rows}
 

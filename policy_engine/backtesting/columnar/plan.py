@@ -15,8 +15,9 @@ Per pack (candidate ``c``, baseline ``b``), over the source relation ``src``:
    without any, each record's own counters (or the pack's defaults) stand, as in the row backtest. Recomputed
    counters (``recompute``) are :mod:`.windows`' window functions over ``{p}_cnt_in`` (the view's valid rows,
    the columns they read), ``{p}_cnt``, joined back by ``__line``.
-4. ``{p}_k``: each rule's condition, TRUE / FALSE / NULL (:mod:`.sqlcompile`), and whether it is in force; the
-   screening stage's tables (:mod:`.screens`, registered before the plan runs) are LEFT JOINed here.
+4. ``{p}_scr`` (packs that screen names): the screening stage's tables (:mod:`.screens`, registered before the
+   plan runs) LEFT JOINed to ``{p}_pay``; ``{p}_k``: each rule's condition, TRUE / FALSE / NULL
+   (:mod:`.sqlcompile`), and whether it is in force.
 5. ``{p}_r``: per rule ``f{i}`` (fired) and ``u{i}`` (undecided); then ``{p}_out``: the decision (the most severe
    outcome of the fired rules and the undecided rules' ``on_unknown``, skipped rules aside). The rule ids
    (:meth:`PackPlan.ids`) are spelled out only when asked for: the report needs the flags alone.
@@ -119,7 +120,18 @@ class Plan:
 
     def query(self, select: str) -> str:
         """``WITH <every CTE> <select>``: ``select`` reads ``joined`` (or any CTE)."""
-        return "WITH " + ",\n".join(f"{name} AS ({sql})" for name, sql in self.ctes) + "\n" + select
+        return with_ctes(self.ctes, select)
+
+    def upto(self, name: str) -> tuple[tuple[str, str], ...]:
+        """The CTEs ``name`` reads: ``src`` and its own pack's up to ``name`` itself."""
+        prefix = name.split("_", 1)[0] + "_"
+        names = [n for n, _ in self.ctes]
+        return tuple((n, sql) for n, sql in self.ctes[: names.index(name) + 1] if n == "src" or n.startswith(prefix))
+
+
+def with_ctes(ctes: Sequence[tuple[str, str]], select: str) -> str:
+    """``WITH <ctes> <select>``."""
+    return "WITH " + ",\n".join(f"{name} AS ({sql})" for name, sql in ctes) + "\n" + select
 
 
 #: The check of recomputed counters against carried ones (see the module doc): the columns ``joined`` carries.
@@ -381,9 +393,8 @@ class _PackCompiler:
             guard = f" AND {in_force}" if in_force else ""
             flags.append(f"(COALESCE(k{i}, FALSE){guard}) AS f{i}")
             flags.append(f"(k{i} IS NULL{guard}) AS u{i}")
-        pay = f"{self.p}_pay"
-        joins = "".join(s.join(self.d, pay) for s in self.screens)
-        k = f"SELECT {', '.join(keep + conds)} FROM {pay}{joins}"
+        k = f"SELECT {', '.join(keep + conds)} FROM {self.p}_scr" if self.screens else \
+            f"SELECT {', '.join(keep + conds)} FROM {self.p}_pay"
         r = f"SELECT {', '.join(keep + flags)} FROM {self.p}_k"
         order = list(self.pack.ruleset.decision_order)
         contributes: dict[str, list[str]] = {o: [] for o in order}
@@ -400,12 +411,21 @@ class _PackCompiler:
                f"{decision} AS decision"]
         return k, r, f"SELECT {', '.join(out)} FROM {self.p}_r"
 
+    def screened(self) -> tuple[tuple[str, str], ...]:
+        """``{p}_scr``: the payments with the screening stage's hit columns, LEFT JOINed (none without screens)."""
+        if not self.screens:
+            return ()
+        pay = f"{self.p}_pay"
+        hits = [f"{t.name}.{self.q(column)}" for t in self.screens for column, kind in t.columns() if kind == "boolean"]
+        joins = "".join(t.join(self.d, pay) for t in self.screens)
+        return ((f"{self.p}_scr", f"SELECT {pay}.*, {', '.join(hits)} FROM {pay}{joins}"),)
+
     def build(self) -> PackPlan:
         p = self.p
         k, r, out = self.conditions()
         ctes = ((f"{p}_view0", self.view0()), (f"{p}_viewd", self.view()), (f"{p}_viewr", self.view2()),
-                (f"{p}_view", self.view3()), *self.recomputed, (f"{p}_pay", self.counters_stage()), (f"{p}_k", k),
-                (f"{p}_r", r), (f"{p}_out", out))
+                (f"{p}_view", self.view3()), *self.recomputed, (f"{p}_pay", self.counters_stage()),
+                *self.screened(), (f"{p}_k", k), (f"{p}_r", r), (f"{p}_out", out))
         rules = self.pack.ruleset.rules
         return PackPlan(self.pack, p, ctes, tuple(f"f{i}" for i in range(len(rules))),
                         tuple(f"u{i}" for i in range(len(rules))), tuple(r.id for r in rules),

@@ -5,12 +5,14 @@ list and a secondary key; every threshold on them shares one table) the stage ta
 ``(name, secondary key, local day)`` tuples of the payments, screens each with the pack's own
 :class:`~policy_engine.screening.Screening` (the row engine's code path: the same best match, the same rounded
 score against each threshold), and registers the answers as a small relation (an Arrow table DuckDB reads in
-place). ``{p}_k`` LEFT JOINs it on the tuple and a leaf reads its hit
+place). ``{p}_scr`` LEFT JOINs it on the tuple and a leaf reads its hit
 column (:func:`.sqlcompile.screen_column`): NULL when the name is missing (no tuple has a NULL name), so the leaf
 keeps the engine's three-valued semantics with no more SQL than any other leaf.
 
-Spark is refused a pack that screens (:func:`screening_rules`): three such joins per pack, in the plan of a
-candidate and a baseline, ran Spark's analyzer out of a 2 GB driver heap on ``local[2]``.
+The joins are a step of their own, ``{p}_scr``: Spark runs the plan step by step (:mod:`.spark`), so its
+analyzer sees one projection over the joins, never the chain of views beneath them (as one statement, three such
+joins per pack ran it out of a 2 GB driver heap). On Spark the tuples are collected to the driver and the table
+goes back as a broadcast relation: the driver screens, the executors only join.
 
 The day matters only relative to the entries' start dates (``first_seen``): tuples whose days fall between the
 same two start dates are screened once (the *bucket* of the day), however many days a year of payments spans.
@@ -45,7 +47,9 @@ class Registry(Protocol):
 
     dialect: Dialect
 
-    def rows(self, sql: str) -> list[tuple[Any, ...]]: ...
+    def query(self, ctes: Sequence[tuple[str, str]], select: str) -> list[tuple[Any, ...]]:
+        """The rows of ``select`` over the relations ``ctes`` define."""
+        ...
 
     def register(self, name: str, columns: Sequence[tuple[str, str]], rows: list[tuple[Any, ...]]) -> None: ...
 
@@ -135,25 +139,17 @@ def screen_tables(pack: CompiledPack, prefix: str) -> tuple[ScreenTable, ...]:
                  for i, by_threshold in enumerate(groups.values()))
 
 
-def screening_rules(pack: CompiledPack) -> list[str]:
-    """The ids of the pack's rules that screen names."""
-    return [r.id for r in pack.ruleset.rules if any(leaf.screen is not None for leaf in leaves(r.when))]
-
-
 def register_screens(executor: Registry, ctes: Sequence[tuple[str, str]], prefix: str,
                      tables: Sequence[ScreenTable]) -> ScreeningCost:
-    """Screen the tuples of each table and register it. ``ctes``: the plan's, of which ``src`` and the pack's
-    own up to :data:`SOURCE` are used (the later ones read the tables this registers)."""
+    """Screen the tuples of each table and register it. ``ctes``: the plan's that :data:`SOURCE` reads, itself
+    last (:meth:`.plan.Plan.upto`; the later ones read the tables this registers)."""
     if not tables:
         return ScreeningCost()
     relation = SOURCE.format(p=prefix)
-    names = [n for n, _ in ctes]
-    used = [(n, sql) for n, sql in ctes[: names.index(relation) + 1] if n == "src" or n.startswith(f"{prefix}_")]
-    head = "WITH " + ",\n".join(f"{n} AS ({sql})" for n, sql in used) + "\n"
     cost = ScreeningCost()
     for table in tables:
         started = time.perf_counter()
-        tuples = executor.rows(head + table.distinct(executor.dialect, relation))
+        tuples = executor.query(ctes, table.distinct(executor.dialect, relation))
         deciding = time.perf_counter()
         rows, screened = table.decide(tuples)
         deciding = time.perf_counter() - deciding

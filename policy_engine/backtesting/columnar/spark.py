@@ -12,6 +12,7 @@ columns already computed, and the pack plans in seconds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .dialect import SparkDialect
@@ -53,27 +54,42 @@ class SparkExecutor:
     def __init__(self, master: str, session: Any = None):
         self.session = session or spark_session(master)
         self._owned = session is None
+        #: the plan's steps computed so far, as temporary views (name -> SQL), shared by the queries over them
+        self._steps: dict[str, str] = {}
 
     def materialize(self, name: str, sql: str) -> None:
         self.session.sql(f"CACHE TABLE {name} AS {sql}")
 
+    def _run_steps(self, ctes: Sequence[tuple[str, str]]) -> None:
+        """Each CTE as a temporary view, checkpointed, unless an earlier query computed it already."""
+        for step, sql in ctes:
+            if self._steps.get(step) == sql:
+                continue
+            frame = self.session.sql(sql)
+            if self._steps:  # the first step reads the Parquet source: checkpointing it would copy the input
+                frame = frame.localCheckpoint(eager=True)
+            frame.createOrReplaceTempView(step)
+            self._steps[step] = sql
+
+    def _drop_steps(self) -> None:
+        for step in self._steps:
+            self.session.catalog.dropTempView(step)
+        self._steps.clear()
+
+    def query(self, ctes: Sequence[tuple[str, str]], select: str) -> list[tuple[Any, ...]]:
+        self._run_steps(ctes)
+        return self.rows(select)
+
     def materialize_plan(self, name: str, plan: Plan, select: str) -> None:
-        views: list[str] = []
         try:
-            for step, sql in plan.ctes:
-                frame = self.session.sql(sql)
-                if views:  # the first step reads the Parquet source: checkpointing it would copy the input
-                    frame = frame.localCheckpoint(eager=True)
-                frame.createOrReplaceTempView(step)
-                views.append(step)
+            self._run_steps(plan.ctes)
             # a view of the DataFrame keeps its resolved plan (a SQL view would re-read the steps' views); cached
             # in memory, column by column, for the report's many narrow scans
             table = self.session.sql(select).cache()
             table.count()
             table.createOrReplaceTempView(name)
         finally:  # the table holds its rows: the steps (and their checkpoints) may go
-            for step in views:
-                self.session.catalog.dropTempView(step)
+            self._drop_steps()
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self.session.sql(sql).collect()]
@@ -82,7 +98,21 @@ class SparkExecutor:
         self.session.sql(f"UNCACHE TABLE IF EXISTS {name}")
         self.session.sql(f"DROP VIEW IF EXISTS {name}")
 
+    def register(self, name: str, columns: Sequence[tuple[str, str]], rows: list[tuple[Any, ...]]) -> None:
+        """``rows`` as the temporary view ``name``: a relation built on the driver and sent to every executor with
+        the job (a broadcast: the screening stage's tables are a row per distinct name, the payments many more)."""
+        from pyspark.sql import functions
+        from pyspark.sql.types import BooleanType, DateType, StringType, StructField, StructType
+
+        kinds = {"string": StringType(), "date": DateType(), "boolean": BooleanType()}
+        schema = StructType([StructField(column, kinds[kind], True) for column, kind in columns])
+        functions.broadcast(self.session.createDataFrame(rows, schema)).createOrReplaceTempView(name)
+
+    def unregister(self, name: str) -> None:
+        self.session.catalog.dropTempView(name)
+
     def close(self) -> None:
+        self._drop_steps()
         if self._owned:
             self.session.stop()
 
