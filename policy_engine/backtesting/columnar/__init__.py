@@ -49,20 +49,15 @@ def _executor(engine: str, workers: int | None, spark_master: str, session: Any)
                             f"'payment-policy-engine[{extra}]'): {exc}") from None
 
 
-def _recomputes(run_source: str, executor: Any, packs: Sequence[CompiledPack], recompute: bool | None,
-                engine: str) -> bool:
+def _recomputes(run_source: str, executor: Any, packs: Sequence[CompiledPack], recompute: bool | None) -> bool:
     """Whether the counters are recomputed from the history, as the row backtest decides it: when asked, or when
-    a pack declares aggregates and the first record carries no ``history``. Spark cannot (yet): refused."""
+    a pack declares aggregates and the first record carries no ``history``."""
     if recompute is False or not any(p.ruleset.aggregates for p in packs):
         return False
     if not recompute:
         first = executor.rows(f"SELECT history IS NOT NULL FROM {run_source} ORDER BY __line LIMIT 1")
         if not first or first[0][0]:
             return False
-    if engine == SPARK:
-        # the windows' frames start at a per-row offset; Spark's RANGE frames take constant offsets only
-        raise ColumnarError("the Spark engine cannot recompute counters from the history (records without "
-                            "history, or --recompute-counters): use --engine columnar (DuckDB) or --engine row")
     return True
 
 
@@ -79,7 +74,7 @@ def open_run(path: str | os.PathLike, candidate: CompiledPack, baseline: Compile
     try:
         source = executor.source(name)
         recompute = _recomputes(source, executor, [p for p in (candidate, baseline) if p is not None],
-                                recompute_counters, engine)
+                                recompute_counters)
         return Run(executor, source, candidate, baseline, counters, recompute), executor
     except Exception:
         executor.close()
@@ -96,7 +91,7 @@ def backtest_columnar(path: str | os.PathLike, rules: str | os.PathLike | None =
 
     ``workers``: DuckDB threads (default: every core); ``labels_as_of``, ``label_maturity``, ``costs``: the
     label metrics' options, as for :func:`~policy_engine.backtesting.backtest`. Raises :class:`ColumnarError`
-    when the engine cannot run (missing extra, counters to recompute), :class:`ColumnarCompileError` for a rule
+    when the engine cannot run (a missing extra), :class:`ColumnarCompileError` for a rule
     it cannot compile exactly."""
     started = time.monotonic()
     if examples < 0:

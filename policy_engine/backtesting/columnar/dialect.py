@@ -9,6 +9,8 @@ products, text casts, the wall-clock time of an instant in a timezone, and what 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -46,6 +48,9 @@ class Dialect:
     """DuckDB's spelling; :class:`SparkDialect` overrides what Spark SQL spells differently."""
 
     name = "duckdb"
+    #: RANGE frames may start at a per-row offset; otherwise (Spark) the counters stage plans its windows with
+    #: constant offsets (:mod:`.windows`)
+    per_row_frames = True
 
     def ident(self, name: str) -> str:
         return '"' + name.replace('"', '""') + '"'
@@ -96,6 +101,12 @@ class Dialect:
         expression) holding the wall-clock ``local`` (a :meth:`local_timestamp`)."""
         return f"epoch_us(timezone({zone}, date_trunc('{unit}', {local})))"
 
+    def count_distinct(self, value: str, frames: Sequence[str]) -> str:
+        """How many distinct non-NULL ``value`` the window ``frames`` (each the contents of an OVER clause) hold
+        together: one frame here (:attr:`per_row_frames`)."""
+        (frame,) = frames
+        return f"COUNT(DISTINCT {value}) OVER ({frame})"
+
     def hour(self, ts: str) -> str:
         return f"hour({ts})"
 
@@ -120,5 +131,12 @@ class SparkDialect(Dialect):
     def text(self, sql: str) -> str:
         return f"CAST({sql} AS STRING)"
 
+    per_row_frames = False
+
     def local_timestamp(self, instant_us: str, zone: str) -> str:
         return f"from_utc_timestamp(timestamp_micros({instant_us}), {zone})"
+
+    def count_distinct(self, value: str, frames: Sequence[str]) -> str:
+        # Spark has no DISTINCT window aggregate: the frames' sets of values, united
+        sets = [f"collect_set({value}) OVER ({frame})" for frame in frames]
+        return f"size({functools.reduce(lambda a, b: f'array_union({a}, {b})', sets)})"

@@ -25,8 +25,17 @@ How Replay's semantics become frames (every frame is over one entity, ordered by
   finite decimal) is carried as an exact DECIMAL numerator over a constant denominator
   (:attr:`CounterColumn.denominator`): the rules compiler compares it multiplied through.
 
-The plan needs per-row RANGE frame offsets (DuckDB has them); Spark SQL's RANGE frames take constant offsets
-only, so a Spark dialect needs another frame plan (not written yet).
+That plan needs RANGE frames starting at a per-row offset (DuckDB has them). Spark SQL's take constant offsets
+only (:attr:`.Dialect.per_row_frames`), so there the same windows are frames of constant offsets in finer
+partitions, every one ordered by (instant, line):
+
+- ``lifetime``: the entity's earlier rows (ROWS ... 1 PRECEDING), as above.
+- ``last``: a RANGE frame over the instant, ``[t - span + 1, t - 1]``, plus this instant's earlier lines (a
+  partition per (entity, instant)); a count or sum adds them, ``count_distinct`` unites their sets of values.
+- ``calendar``: a partition per (entity, local period start) in the zone of the payment; in ``jurisdiction``
+  each row's period is computed in every zone of the pack's ``timezones:`` and the payment reads its own zone's.
+- ``since``: a partition per (entity, instant of the latest event recorded before the row): the rows after
+  the payment's latest event are the earlier rows of its partition after that instant.
 """
 
 from __future__ import annotations
@@ -126,11 +135,13 @@ class _Compiler:
         q = self.d.ident
         t, line = q(INSTANT), q(LINE)
         fresh = f"ROW_NUMBER() OVER (PARTITION BY {q(REQUEST_ID)} ORDER BY {t}, {line}) = 1"
-        staged = {"__line": q(LINE), "__t": t, "__k": self.d.order_key(t, line)}
-        since: dict[str, str] = {}
+        staged = {"__line": q(LINE), "__t": t, "__zone": "__zone"}
+        if self.d.per_row_frames:
+            staged["__k"] = self.d.order_key(t, line)
+        after: dict[str, str] = {}  # the columns of a second step: what reads a window of the first
         windows, columns = [], []
-        # One column per distinct entity and per distinct window start: windows over the same partition and
-        # order share one sort, and a calendar period's start is computed once for every aggregate using it.
+        # One column per distinct entity and per distinct window start (or period): windows over the same partition
+        # and order share one sort, and a calendar period's start is computed once for every aggregate using it.
         entities: dict[str, str] = {}
         starts: dict[str, str] = {}
         for i, agg in enumerate(self.aggregates):
@@ -145,38 +156,87 @@ class _Compiler:
             value, denominator = self._contribution(agg)
             where = "TRUE" if agg.where is None else f"({self._condition(agg, agg.where)}) IS NOT FALSE"
             staged[f"__v{i}"] = f"CASE WHEN __fresh AND {self._counted(agg.counts)} AND {where} THEN {value} END"
-            if agg.window.kind == "lifetime":
-                frame, empty = "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING", ""
-            else:
-                if agg.window.kind == "since":
-                    assert agg.window.event is not None
-                    staged[f"__ev{i}"] = f"__fresh AND ({self._condition(agg, agg.window.event)}) IS TRUE"
-                    # just after the entity's latest event recorded before this payment (none: the beginning)
-                    lo = (f"COALESCE(MAX(CASE WHEN __ev{i} THEN __t END) OVER (PARTITION BY {entity} ORDER BY __k "
-                          "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) + 1, 0)")
-                    key = f"__sk{i}"
-                    since[key] = self.d.order_key(lo, "0")
-                else:
-                    bound = self.d.order_key(self._lower_bound(agg), "0")
-                    key = starts.setdefault(bound, f"__lk{len(starts)}")
-                    staged[key] = bound
-                # A window starting at or after the payment's own key is empty (a since window after an event
-                # at this very instant; line 0 at the start of a period), and a frame cannot start after its end.
-                empty = f"WHEN {key} >= __k THEN 0 "
-                frame = f"RANGE BETWEEN GREATEST(__k - {key}, 0) PRECEDING AND 1 PRECEDING"
-            function = {COUNT: f"COUNT(__v{i})", COUNT_DISTINCT: f"COUNT(DISTINCT __v{i})"}.get(agg.function,
-                                                                                               f"SUM(__v{i})")
-            windows.append(f"CASE WHEN {entity} IS NULL THEN NULL {empty}ELSE COALESCE({function} OVER (PARTITION BY "
-                           f"{entity} ORDER BY __k {frame}), 0) END AS {q(agg.field)}")
+            if agg.window.kind == "since":
+                assert agg.window.event is not None
+                staged[f"__ev{i}"] = f"__fresh AND ({self._condition(agg, agg.window.event)}) IS TRUE"
+            plan = self._per_row_frames if self.d.per_row_frames else self._constant_frames
+            window = plan(i, agg, entity, staged, after, starts)
+            windows.append(f"CASE WHEN {entity} IS NULL THEN NULL ELSE COALESCE({window}, 0) END AS {q(agg.field)}")
             columns.append(CounterColumn(agg.field, denominator))
         ctes = [f"__y AS (SELECT *, {fresh} AS __fresh, {self._zone_case} AS __zone FROM {source})",
                 f"__z AS (SELECT *, {self.d.local_timestamp(t, '__zone')} AS __local FROM __y)",
                 f"__b AS (SELECT {_select(staged)} FROM __z)"]
-        if since:
-            ctes.append(f"__s AS (SELECT *, {_select(since)} FROM __b)")
+        if after:
+            ctes.append(f"__s AS (SELECT *, {_select(after)} FROM __b)")
         select = ", ".join(["__line AS " + q(LINE), *windows])
-        return CountersQuery(f"WITH {', '.join(ctes)} SELECT {select} FROM {'__s' if since else '__b'}",
+        return CountersQuery(f"WITH {', '.join(ctes)} SELECT {select} FROM {'__s' if after else '__b'}",
                              tuple(columns))
+
+    def _aggregate(self, agg: Aggregate, value: str, frames: list[str]) -> str:
+        """The aggregate's function of ``value`` over the union of the window ``frames`` (disjoint; each the
+        contents of an OVER clause); NULL or 0 when they hold no counted row."""
+        if agg.function == COUNT_DISTINCT:
+            return self.d.count_distinct(value, frames)
+        function = "COUNT" if agg.function == COUNT else "SUM"
+        return " + ".join(f"COALESCE({function}({value}) OVER ({frame}), 0)" for frame in frames)
+
+    def _per_row_frames(self, i: int, agg: Aggregate, entity: str, staged: dict[str, str], after: dict[str, str],
+                        starts: dict[str, str]) -> str:
+        """The window as one frame over the exact order key ``__k``, starting at a per-row offset (DuckDB)."""
+        value = f"__v{i}"
+        if agg.window.kind == "lifetime":
+            return self._aggregate(agg, value, [f"PARTITION BY {entity} ORDER BY __k ROWS BETWEEN UNBOUNDED "
+                                                "PRECEDING AND 1 PRECEDING"])
+        if agg.window.kind == "since":
+            # just after the entity's latest event recorded before this payment (none: the beginning)
+            lo = (f"COALESCE(MAX(CASE WHEN __ev{i} THEN __t END) OVER (PARTITION BY {entity} ORDER BY __k "
+                  "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) + 1, 0)")
+            key = f"__sk{i}"
+            after[key] = self.d.order_key(lo, "0")
+        else:
+            bound = self.d.order_key(self._lower_bound(agg), "0")
+            key = starts.setdefault(bound, f"__lk{len(starts)}")
+            staged[key] = bound
+        # A window starting at or after the payment's own key is empty (a since window after an event at this
+        # very instant; line 0 at the start of a period), and a frame cannot start after its end.
+        frame = f"PARTITION BY {entity} ORDER BY __k RANGE BETWEEN GREATEST(__k - {key}, 0) PRECEDING AND 1 PRECEDING"
+        return f"CASE WHEN {key} >= __k THEN 0 ELSE {self._aggregate(agg, value, [frame])} END"
+
+    def _constant_frames(self, i: int, agg: Aggregate, entity: str, staged: dict[str, str], after: dict[str, str],
+                         periods: dict[str, str]) -> str:
+        """The window as frames with constant offsets only (Spark): a partition per period or since-segment, so
+        that every frame starts at its partition's first row or a constant distance before the payment."""
+        value, window = f"__v{i}", agg.window
+        earlier = "ORDER BY __t, __line ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING"
+        if window.kind == "lifetime":
+            return self._aggregate(agg, value, [f"PARTITION BY {entity} {earlier}"])
+        if window.kind == "last":
+            # the instants [t - span + 1, t - 1], and this instant's rows recorded before this payment
+            span = window.seconds * 1_000_000
+            return self._aggregate(agg, value, [
+                f"PARTITION BY {entity} ORDER BY __t RANGE BETWEEN {span - 1} PRECEDING AND 1 PRECEDING",
+                f"PARTITION BY {entity}, __t {earlier}"])
+        if window.kind == "since":
+            # The window holds the rows after the instant of the latest event recorded before the payment (m; -1:
+            # none). A row recorded earlier with another m is before that event (its m is smaller), so it is
+            # outside; one with the same m counts if it is after that instant (not one at the event's instant).
+            latest = f"__m{i}"
+            after[latest] = f"COALESCE(MAX(CASE WHEN __ev{i} THEN __t END) OVER (PARTITION BY {entity} {earlier}), -1)"
+            return self._aggregate(agg, f"CASE WHEN __t > {latest} THEN {value} END",
+                                   [f"PARTITION BY {entity}, {latest} {earlier}"])
+        # A calendar period in the payment's zone: the entity's earlier rows whose instant is in the same local
+        # period of that zone (periods of one zone do not overlap). An entity's payments may be in different
+        # jurisdictions, so a row's period is computed in every zone a payment of it may read.
+        zones = sorted(set(self.ruleset.timezones.values())) if window.timezone == JURISDICTION else [window.timezone]
+        arms = []
+        for zone in zones:
+            start = f"date_trunc('{window.unit}', {self.d.local_timestamp('__t', _literal(zone))})"
+            period = periods.setdefault(start, f"__p{len(periods)}")
+            staged[period] = start
+            arms.append((zone, self._aggregate(agg, value, [f"PARTITION BY {entity}, {period} {earlier}"])))
+        if window.timezone != JURISDICTION:
+            return arms[0][1]
+        return "CASE __zone " + " ".join(f"WHEN {_literal(zone)} THEN {arm}" for zone, arm in arms) + " END"
 
     def _zones(self) -> str:
         """The payment's PSP jurisdiction's zone, per row (psp_country absent: the request contract's default)."""
