@@ -2,15 +2,15 @@
 
     python scripts/columnar_differential.py 100000                     # DuckDB, default pack, baseline 2026.10
     python scripts/columnar_differential.py 100000 --engine spark      # the same plan on Spark local[*]
-    python scripts/columnar_differential.py 100000 --recompute-counters  # counters recomputed (DuckDB only)
+    python scripts/columnar_differential.py 100000 --recompute-counters  # counters recomputed (either engine)
 
 Payments come from policy_engine.testing.histories.edge_histories (synthetic traffic, half of it moved onto
 thresholds, date boundaries, missing fields, absent counterparties, every currency); they are written as JSON
 Lines, converted to Parquet, and decided by both engines: per payment (decision, fired, undecided and skipped
 rules, bad lines) and as whole reports (with a baseline pack, so flips are compared too). With
-``--recompute-counters`` both engines recompute every counter from the history (the row engine's replay, DuckDB's
-window functions), and every payment's counters are compared too. Prints the counts and the first mismatches;
-exit 1 on any mismatch.
+``--recompute-counters`` both engines recompute every counter from the history (the row engine's replay, the SQL
+engine's window functions), and every payment's counters are compared too. Prints the counts and the first
+mismatches; exit 1 on any mismatch.
 """
 
 from __future__ import annotations

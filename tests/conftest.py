@@ -157,17 +157,12 @@ def decision_json_lines(text: str) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def baseline_rules(tmp_path_factory) -> Path:
-    """The bundled pack with CMP-004 (the Class I lifetime cap) reviewing instead of denying: payments only it
-    stops flip deny -> review, and the report names it on both sides."""
-    root = screenless_rules(tmp_path_factory.mktemp("baseline") / "rules")
+    """The bundled pack with CMP-004 (the Class I lifetime cap) reviewing instead of denying, and without name
+    screening (CMP-025): payments only CMP-004 stops flip deny -> review (named on both sides), and a candidate's
+    screening hits flip too."""
+    root = without_screening(RULES, tmp_path_factory.mktemp("baseline") / "rules")
     accounts = root / "compliance" / "pboc_accounts.yaml"
     head, sep, tail = accounts.read_text().partition("  - id: CMP-004\n")
     assert sep and "    outcome: deny\n" in tail
     accounts.write_text(head + sep + tail.replace("    outcome: deny\n", "    outcome: review\n", 1))
     return root
-
-
-def screenless_rules(root: Path) -> Path:
-    """The bundled pack without its name-screening rule (CMP-025), copied to ``root``: the spark engine refuses
-    name screening (tests/test_columnar.py holds DuckDB's screening stage to the row engine)."""
-    return without_screening(RULES, root)

@@ -21,7 +21,7 @@ pytest.importorskip("pyarrow")
 
 from policy_engine import load_ruleset
 from policy_engine.backtesting import backtest
-from policy_engine.backtesting.columnar import ColumnarCompileError, ColumnarError, backtest_columnar, open_run
+from policy_engine.backtesting.columnar import ColumnarCompileError, backtest_columnar, open_run
 from policy_engine.backtesting.columnar.convert import convert
 from policy_engine.backtesting.columnar.differential import mismatches, replayed_counters, report_dict, row_payments
 from policy_engine.backtesting.report_text import render_text
@@ -372,10 +372,3 @@ def test_name_screening_decides_as_the_row_engine_around_the_threshold_and_first
     # a missing name leaves the rule unknown (skipped: on_unknown skip); the absent counterparty never does
     assert all(screened[line] == (False, True) for line in screened if expected[line][0] is None)
     assert all(screened[line] == (False, False) for line in screened if expected[line][0] in ("Li Wei", "...", ""))
-
-
-def test_the_spark_engine_refuses_a_pack_that_screens_names_naming_the_rule(history):
-    _, parquet = history
-    with pytest.raises(ColumnarError, match=r"name screening \(CMP-025\).*--engine columnar"):
-        open_run(parquet, PACK, engine="spark", recompute_counters=False)
-

@@ -161,7 +161,7 @@ def edge_histories(ruleset: RuleSet, n: int, seed: int = 0, share: float = 0.5) 
 
 def without_screening(pack: Path, root: Path) -> Path:
     """A copy of the bundled pack directory ``pack`` at ``root`` without its name-screening rule (CMP-025): for
-    engines and runs that leave screening out (the spark engine refuses it; a benchmark's baseline)."""
+    runs that leave screening out (a report's baseline, a benchmark's)."""
     shutil.copytree(pack, root)
     sanctions = root / "compliance" / "sanctions.yaml"
     text = sanctions.read_text(encoding="utf-8")

@@ -1,10 +1,13 @@
 """The plan on Spark: the same SQL (Spark's dialect) through a SparkSession, on ``local[*]`` or a cluster.
 
 The plan is pure Spark SQL over ``parquet.`PATH```: executors need nothing but Spark (no Python UDF, so no
-policy_engine on the cluster). The driver compiles the plan and reads the few aggregate rows back.
+policy_engine on the cluster). The driver compiles the plan, screens names (the screening stage collects the
+distinct names to it and sends the answers back as a broadcast relation, :mod:`.screens`) and reads the few
+aggregate rows back.
 
 Spark runs the plan one CTE at a time, each a temporary view over the previous ones cut off by
-``localCheckpoint()``: as one statement, Catalyst inlines the chain of projections into every column that reads
+``localCheckpoint()`` (kept for the queries that read them, e.g. the screening stage's, until the plan's table
+is materialised): as one statement, Catalyst inlines the chain of projections into every column that reads
 them (each rule's condition repeats the derived fields' CASE trees, twice over for its fired and undecided
 flags) and ran out of a 2 GB heap planning the ~60-rule pack; step by step, each plan is one projection over
 columns already computed, and the pack plans in seconds.
