@@ -64,7 +64,8 @@ class SparkExecutor:
         self.session.sql(f"CACHE TABLE {name} AS {sql}")
 
     def _run_steps(self, ctes: Sequence[tuple[str, str]]) -> None:
-        """Each CTE as a temporary view, checkpointed, unless an earlier query computed it already."""
+        """Each CTE as a temporary view, checkpointed, unless an earlier query computed it already (the executor
+        runs one plan: a step's name is one relation; :meth:`materialize_plan` drops them)."""
         for step, sql in ctes:
             if self._steps.get(step) == sql:
                 continue
