@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from ...decision import Outcome
 from ...pack import CompiledPack
+from ...request import DEFAULT_PSP_COUNTRY
 from ..history import Difference, Label, differences, read_label
 from ..metrics import BAD, UNLABELLED, CostModel, label_metrics
 from ..result import BacktestResult, BadLine, CounterCheck, flips_of, pack_report
@@ -81,7 +82,13 @@ class Run:
         self.x = executor
         self.source = source
         self.recompute = recompute
-        self.plan: Plan = build_plan(executor.dialect, source, candidate, baseline, counters, recompute)
+        jurisdictions = None
+        if recompute and not executor.dialect.per_row_frames:  # Spark: one window partitioning per zone used
+            default = executor.dialect.string(DEFAULT_PSP_COUNTRY)
+            jurisdictions = frozenset(str(c) for (c,) in executor.rows(
+                f"SELECT DISTINCT COALESCE(psp_country, {default}) FROM {source}"))
+        self.plan: Plan = build_plan(executor.dialect, source, candidate, baseline, counters, recompute,
+                                     jurisdictions)
         self._packs: list[PackPlan] = [p for p in (self.plan.candidate, self.plan.baseline) if p is not None]
         #: the screening stage's work (names screened, seconds), for the benchmark
         self.screening = ScreeningCost()

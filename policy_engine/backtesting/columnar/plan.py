@@ -158,8 +158,10 @@ SUM_PRECISION = 30
 
 class _PackCompiler:
     def __init__(self, pack: CompiledPack, prefix: str, d: Dialect, counters: Sequence[CounterColumn],
-                 recompute: bool = False, check: bool = False):
+                 recompute: bool = False, check: bool = False,
+                 jurisdictions: frozenset[str] | None = None):
         self.pack, self.p, self.d = pack, prefix, d
+        self.jurisdictions = jurisdictions
         self.fields = request_fields()
         types = column_types(pack.ruleset)
         self.rate = types.rate
@@ -197,7 +199,7 @@ class _PackCompiler:
         # a record the row backtest reports as bad is never replayed: it counts for no other payment
         source = (f"SELECT {', '.join(cols)} FROM {p}_view "
                   f"WHERE {q(BAD_REQUEST)} = '' AND {q(BAD_RECORD)} = ''")
-        query = counters_query(ruleset, self.d, f"{p}_cnt_in")
+        query = counters_query(ruleset, self.d, f"{p}_cnt_in", self.jurisdictions)
         of = {a.field: a for a in counters_read_by(ruleset)}
         stage = []
         for column in query.columns:
@@ -446,14 +448,19 @@ def _contract_defaults() -> dict[str, object]:
 
 
 def build_plan(dialect: Dialect, source: str, candidate: CompiledPack, baseline: CompiledPack | None = None,
-               counters: Mapping[str, Sequence[CounterColumn]] | None = None, recompute: bool = False) -> Plan:
+               counters: Mapping[str, Sequence[CounterColumn]] | None = None, recompute: bool = False,
+               jurisdictions: frozenset[str] | None = None) -> Plan:
     """The plan over ``source`` (a relation or table function with the :mod:`.layout` columns); ``counters``
     maps ``"candidate"`` / ``"baseline"`` to the pack's counters stage; ``recompute``: every counter the rules
     read is recomputed from the history (:mod:`.windows`), each record's own ``history`` set aside and checked
-    against the recomputed ones (the candidate's: ``joined``'s check columns)."""
+    against the recomputed ones (the candidate's: ``joined``'s check columns); ``jurisdictions``: the PSP countries of
+    the history's payments, if known (:func:`.windows.counters_query`)."""
     counters = counters or {}
-    c = _PackCompiler(candidate, "c", dialect, counters.get("candidate", ()), recompute, check=True).build()
-    b = _PackCompiler(baseline, "b", dialect, counters.get("baseline", ()), recompute).build() if baseline else None
+    c = _PackCompiler(candidate, "c", dialect, counters.get("candidate", ()), recompute, check=True,
+                      jurisdictions=jurisdictions).build()
+    b = (_PackCompiler(baseline, "b", dialect, counters.get("baseline", ()), recompute,
+                       jurisdictions=jurisdictions).build()
+         if baseline else None)
     q = dialect.ident
     ctes: list[tuple[str, str]] = [("src", f"SELECT * FROM {source}"), *c.ctes, *(b.ctes if b else ())]
 

@@ -33,7 +33,8 @@ partitions, every one ordered by (instant, line):
 - ``last``: a RANGE frame over the instant, ``[t - span + 1, t - 1]``, plus this instant's earlier lines (a
   partition per (entity, instant)); a count or sum adds them, ``count_distinct`` unites their sets of values.
 - ``calendar``: a partition per (entity, local period start) in the zone of the payment; in ``jurisdiction``
-  each row's period is computed in every zone of the pack's ``timezones:`` and the payment reads its own zone's.
+  each row's period is computed in the zone of every jurisdiction the history's payments are in
+  and the payment reads its own zone's.
 - ``since``: a partition per (entity, instant of the latest event recorded before the row): the rows after
   the payment's latest event are the earlier rows of its partition after that instant.
 """
@@ -115,15 +116,22 @@ def columns_needed(ruleset: RuleSet) -> tuple[str, ...]:
     return tuple(paths)
 
 
-def counters_query(ruleset: RuleSet, dialect: Dialect, source: str = "payments") -> CountersQuery:
-    """The SELECT computing, for every row of ``source``, each counter the pack's rules read as Replay does."""
-    return _Compiler(ruleset, dialect).query(source)
+def counters_query(ruleset: RuleSet, dialect: Dialect, source: str = "payments",
+                   jurisdictions: frozenset[str] | None = None) -> CountersQuery:
+    """The SELECT computing, for every row of ``source``, each counter the pack's rules read as Replay does.
+    ``jurisdictions``: the PSP countries of the rows of ``source`` (None: any of the pack's ``timezones:``); a
+    dialect without per-row frames partitions a jurisdiction's calendar periods in their zones only."""
+    return _Compiler(ruleset, dialect, jurisdictions).query(source)
 
 
 class _Compiler:
-    def __init__(self, ruleset: RuleSet, dialect: Dialect):
+    def __init__(self, ruleset: RuleSet, dialect: Dialect, jurisdictions: frozenset[str] | None = None):
         self.ruleset = ruleset
         self.d = dialect
+        # every row reads its own jurisdiction's period: a zone no row is in needs no partitioning (each costs a
+        # sort per calendar unit; the bundled pack has 16 zones, a PSP's history typically one or two)
+        zones = {z for c, z in ruleset.timezones.items() if jurisdictions is None or c in jurisdictions}
+        self.jurisdiction_zones = sorted(zones or set(ruleset.timezones.values()))
         self.types = column_types(ruleset)
         self.rules = RuleCompiler(dialect, self.types.kinds, self.types.numeric, self.types.rate,
                                   cross_rate=self._cross_rate, day=dialect.to_date("__local"))
@@ -226,8 +234,8 @@ class _Compiler:
                                    [f"PARTITION BY {entity}, {latest} {earlier}"])
         # A calendar period in the payment's zone: the entity's earlier rows whose instant is in the same local
         # period of that zone (periods of one zone do not overlap). An entity's payments may be in different
-        # jurisdictions, so a row's period is computed in every zone a payment of it may read.
-        zones = sorted(set(self.ruleset.timezones.values())) if window.timezone == JURISDICTION else [window.timezone]
+        # jurisdictions, so a row's period is computed in every zone a payment of the history reads.
+        zones = self.jurisdiction_zones if window.timezone == JURISDICTION else [window.timezone]
         arms = []
         for zone in zones:
             start = f"date_trunc('{window.unit}', {self.d.local_timestamp('__t', _literal(zone))})"
