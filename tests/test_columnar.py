@@ -28,7 +28,7 @@ from policy_engine.backtesting.report_text import render_text
 from policy_engine.cli import main
 from policy_engine.pack import CompiledPack
 from policy_engine.synthetic import dumps_request, iter_payments
-from policy_engine.testing.histories import edge_histories
+from policy_engine.testing.histories import bare_histories, edge_histories
 from policy_engine.testing.strategies import near_thresholds, requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -180,10 +180,7 @@ def test_columnar_engine_refuses_input_that_is_not_parquet(history, capsys):
 def bare_history(tmp_path_factory) -> Path:
     """Edge histories without counters (so both engines recompute them), with retries: some request_ids again."""
     folder = tmp_path_factory.mktemp("bare")
-    records = list(edge_histories(RULESET, 1500, seed=7))
-    records += [json.loads(dumps_request(r)) for r in records[::40]]  # a retry is read, never counted again
-    for record in records:
-        record.pop("history", None)
+    records = bare_histories(RULESET, 1500, seed=7)
     parquet = folder / "bare.parquet"
     convert(_write(records, folder / "bare.jsonl"), parquet, RULES)
     return parquet

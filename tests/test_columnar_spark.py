@@ -8,7 +8,6 @@ tests/test_columnar_windows.py holds DuckDB's. The 100k comparison is
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ from policy_engine.backtesting.columnar.spark import spark_session
 from policy_engine.backtesting.columnar.windows import counters_query
 from policy_engine.pack import CompiledPack
 from policy_engine.synthetic import dumps_request
-from policy_engine.testing.histories import edge_histories
+from policy_engine.testing.histories import bare_histories
 
 RULESET = load_ruleset(None)  # the bundled pack, CMP-025 (name screening) included
 PACK = CompiledPack.build(RULESET)
@@ -54,10 +53,7 @@ def bare_history(tmp_path_factory) -> Path:
     """Edge histories (named payers, payees and merchants: listed, variants, unlisted, missing) without counters,
     so both engines recompute them, with retries (some request_ids again) and bad lines."""
     folder = tmp_path_factory.mktemp("spark")
-    records = list(edge_histories(RULESET, 500, seed=12))
-    records += [json.loads(dumps_request(r)) for r in records[::40]]  # a retry is read, never counted again
-    for record in records:
-        record.pop("history", None)
+    records = bare_histories(RULESET, 500, seed=12)
     jsonl = folder / "history.jsonl"
     jsonl.write_text("".join(dumps_request(r) + "\n" for r in records))
     parquet = folder / "history.parquet"

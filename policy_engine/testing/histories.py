@@ -20,6 +20,7 @@ every engine, which is part of what is compared. The same seed gives the same re
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import random
 import shutil
@@ -157,6 +158,16 @@ def edge_histories(ruleset: RuleSet, n: int, seed: int = 0, share: float = 0.5) 
             for move in rng.sample(moves, rng.randint(1, 3)):
                 move(record)
         yield record
+
+
+def bare_histories(ruleset: RuleSet, n: int, seed: int = 0, retry_every: int = 40) -> list[dict[str, Any]]:
+    """:func:`edge_histories` without their ``history`` counters (so a backtest recomputes them), with a retry (the
+    same request again) of every ``retry_every``-th record at the end: a retry is read, never counted again."""
+    records = list(edge_histories(ruleset, n, seed=seed))
+    records += [copy.deepcopy(r) for r in records[::retry_every]]
+    for record in records:
+        record.pop("history", None)
+    return records
 
 
 def without_screening(pack: Path, root: Path) -> Path:
