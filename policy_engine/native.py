@@ -14,9 +14,9 @@ contract. What it accepts the full validator accepts with the same view, value f
 - a text with a backslash: an escape could write a lone surrogate, a newline before a pattern's ``$``, or a
   ``"`` the proof below cannot see;
 - a repeated key, and a JSON ``null`` (absent to the validator, but the Struct drops it), and a number sent as a
-  string (msgspec reads ``"1.5"`` into a Decimal field, the schema does not). The proof: without a backslash every
-  ``"`` of the text opens or closes a key or a string value, so the text has two per key and two per string; the
-  generated checks count what the Structs hold (two per field present, two more when its type is a string, which
+  string (which the checks of a number field decline too, see ``decimal()``). The proof: without a backslash
+  every ``"`` of the text opens or closes a key or a string value, so the text has two per key and two per string;
+  the generated checks count what the Structs hold (two per field present, two more when its type is a string, which
   msgspec fills only from a JSON string) and the value is kept only when the counts agree. A repeated key or a
   null leaves a key the Structs do not hold, a number sent as a string two ``"`` they do not count: either
   leaves the text with more;
@@ -27,9 +27,10 @@ contract. What it accepts the full validator accepts with the same view, value f
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import Decimal, DecimalException
 from typing import Annotated, Any, Literal
 
 from .codegen import compile_function
@@ -60,6 +61,15 @@ _NUMBER_KEYS = _ANNOTATIONS | {"type", "minimum", "maximum", "exclusiveMinimum",
                                "minLength", "maxLength"}  # string keywords: strings are declined, see kind()
 _META_BOUNDS = {"minimum": "ge", "maximum": "le", "exclusiveMinimum": "gt", "exclusiveMaximum": "lt"}
 
+#: Entries a memo of numbers holds (:data:`_decimal`, and each memo of :func:`_remember`).
+_MEMO_SIZE = 1024
+
+#: A JSON number with a fraction or an exponent as the decimal it writes, exactly as msgspec reads one into a
+#: ``Decimal`` field (it calls ``Decimal`` on the number's text too). Numbers recur across requests (a history's
+#: counters are mostly ``0.00``): a recurring one is made once and is the same object each time, so the check of a
+#: field it passed is remembered by identity (:func:`_remember`). Least recently used first out; in C.
+_decimal = functools.lru_cache(maxsize=_MEMO_SIZE)(Decimal)
+
 
 class NativeUnsupported(ValueError):
     """The contract has a construct this pass cannot model at all; every request then takes today's path."""
@@ -72,9 +82,10 @@ class _StructGen(_FastGen):
         super().__init__(collect, places)
         self.msgspec = msgspec
         self.count = 0
+        self.memos: dict[tuple, tuple[str, str]] = {}  # a decimal field's bounds and places -> its memo, get
 
     def kind(self, schema: dict, where: str) -> str:
-        """How ``schema`` is decoded: ``struct``, ``decimal`` (int | Decimal), ``plain`` (a scalar msgspec checks
+        """How ``schema`` is decoded: ``struct``, ``decimal`` (an int or a Decimal), ``plain`` (a scalar msgspec checks
         entirely) or ``raw`` (not modelled: declined when present)."""
         unknown = set(schema) - _SUPPORTED
         if unknown:
@@ -146,9 +157,12 @@ class _StructGen(_FastGen):
         bounds = {_META_BOUNDS[k]: schema[k] for k in _META_BOUNDS if k in schema}
         if not all(type(b) is int for b in bounds.values()):
             raise NativeUnsupported(f"{where}: a bound that is not an integer")
-        integer = Annotated[int, self.msgspec.Meta(**bounds)] if bounds else int
-        # int | Decimal: a JSON integer stays int and a JSON decimal is read exactly, as parse_json reads them
-        return integer | Decimal if decimals else integer
+        if decimals:
+            # Any: msgspec reads a JSON integer as an int and hands a number with a fraction or an exponent to the
+            # decoder's float_hook (_decimal), exactly as parse_json reads them; the generated checks take only
+            # those two types (a string, a boolean, an object... is declined) and test the bounds themselves
+            return Any
+        return Annotated[int, self.msgspec.Meta(**bounds)] if bounds else int
 
     def struct(self, schema: dict, where: str) -> Any:
         props = schema.get("properties", {})
@@ -207,21 +221,7 @@ class _StructGen(_FastGen):
             self.emit(indent, "return None")  # present, and not modelled: today's path decides
             return
         if kind == "decimal":
-            tests = self.bound_tests(schema, v, lambda b: self.const(Decimal(b)))
-            places = self.places.get(dotted)
-            if places is not None:
-                quantum = self.const(Decimal(1).scaleb(-places))
-                tests.append(f"({v}.same_quantum({quantum}) or _fits({v}, {places}))")
-            # Within exact arithmetic (decimal_in_bounds, whose exponent test costs a microsecond) is implied when
-            # bounds keep the magnitude below 10^MAX_NUMBER_DIGITS and the places test holds (same_quantum fixes
-            # the exponent; _fits tests the bounds itself); a JSON number is always finite.
-            limit = 10**MAX_NUMBER_DIGITS
-            lower = [schema[k] for k in ("minimum", "exclusiveMinimum") if k in schema]
-            upper = [schema[k] for k in ("maximum", "exclusiveMaximum") if k in schema]
-            if places is None or places > MAX_NUMBER_PLACES or not (any(-limit < b for b in lower)
-                                                                    and any(b < limit for b in upper)):
-                tests.insert(0, f"_in_bounds({v})")
-            self.emit(indent, f"if type({v}) is Decimal and not ({' and '.join(tests)}): return None")
+            self.decimal(schema, v, dotted, indent)
         pattern = schema.get("pattern")
         if schema.get("type") == "string" and pattern in _FAST_PATTERNS and pattern != "^[A-Z]{2}$" \
                 and "enum" not in schema:
@@ -230,6 +230,37 @@ class _StructGen(_FastGen):
             self.emit(indent, f"view[{dotted!r}] = {v}")
         if kind == "struct":
             self.checks(schema, v, dotted, indent, where)
+
+    def decimal(self, schema: dict, v: str, dotted: str, indent: int) -> None:
+        """Lines checking a number field, read as an int or a Decimal (see number())."""
+        tests = self.bound_tests(schema, v, lambda b: self.const(Decimal(b)))
+        places = self.places.get(dotted)
+        if places is not None:
+            quantum = self.const(Decimal(1).scaleb(-places))
+            tests.append(f"({v}.same_quantum({quantum}) or _fits({v}, {places}))")
+        # Within exact arithmetic (decimal_in_bounds, whose exponent test costs a microsecond) is implied when
+        # bounds keep the magnitude below 10^MAX_NUMBER_DIGITS and the places test holds (same_quantum fixes
+        # the exponent; _fits tests the bounds itself); a JSON number is always finite.
+        limit = 10**MAX_NUMBER_DIGITS
+        lower = [schema[k] for k in ("minimum", "exclusiveMinimum") if k in schema]
+        upper = [schema[k] for k in ("maximum", "exclusiveMaximum") if k in schema]
+        if places is None or places > MAX_NUMBER_PLACES or not (any(-limit < b for b in lower)
+                                                                and any(b < limit for b in upper)):
+            tests.insert(0, f"_in_bounds({v})")
+        # Decimals that passed these tests, by identity: a field holding the very object that passed (the same
+        # text, read through _decimal) passes; any other object is tested. (By identity, not by value: an equal
+        # Decimal written otherwise, 0.000 for 0.00, may not pass, and hashing a Decimal costs more than a test.)
+        signature = (tuple((k, schema[k]) for k in _META_BOUNDS if k in schema), places)
+        if signature not in self.memos:
+            memo: dict[int, Decimal] = {}
+            self.memos[signature] = (self.const(memo), self.const(memo.get))
+        memo_name, passed = self.memos[signature]
+        self.emit(indent, f"if type({v}) is Decimal:")
+        self.emit(indent + 1, f"if {passed}(id({v})) is not {v}:")
+        self.emit(indent + 2, f"if not ({' and '.join(tests)}): return None")
+        self.emit(indent + 2, f"_remember({memo_name}, {v})")
+        integer = self.bound_tests(schema, v, repr)
+        self.emit(indent, f"elif type({v}) is not int{''.join(f' or not ({t})' for t in integer)}: return None")
 
     def quotes(self, schema: dict, where: str) -> int:
         """The `"` a field of ``schema`` that is present puts in a text without a backslash: its key's two, and
@@ -295,6 +326,14 @@ def _contains(self: Any, name: str) -> bool:
     return getattr(self, name, None) is not None
 
 
+def _remember(memo: dict[int, Decimal], value: Decimal) -> None:
+    """Keep ``value`` as a Decimal that passed ``memo``'s tests; a full memo starts again. The memo holds the
+    object, so no other object has its id while it is there: ``memo.get(id(v)) is v`` is exactly "v passed"."""
+    if len(memo) >= _MEMO_SIZE:
+        memo.clear()
+    memo[id(value)] = value
+
+
 #: The Structs read like the request dicts they replace (``s["amount"]["value"]``, ``s.get("merchant")``,
 #: ``"psp_country" in s``), so the preparer's checks after validation serve both: a null was declined, so None is
 #: absent as in a validated dict. ``get`` and ``[]`` are attribute reads in C; the preparer only asks for fields
@@ -333,10 +372,10 @@ def compile_native(schema: dict, collect: dict[str, bool], places: dict[str, int
         return None
     gen.emit(1, "return view if q == quotes else None  # else a repeated key, a null or a number as a string")
     namespace: dict[str, Any] = {"Decimal": Decimal, "_in_bounds": decimal_in_bounds, "_fits": fits_places,
-                                 "_enum_ok": _enum_ok, **gen.consts}
+                                 "_enum_ok": _enum_ok, "_remember": _remember, **gen.consts}
     view_of = compile_function("\n".join(gen.lines) + "\n", "view_of",
                                f"request native pass {schema.get('$id', '')}".rstrip(), namespace)
-    decode = msgspec.json.Decoder(top).decode
+    decode = msgspec.json.Decoder(top, float_hook=_decimal).decode
     error = msgspec.MsgspecError
 
     def native(text: bytes | str) -> tuple[Any, dict[str, Any]] | None:
@@ -350,9 +389,11 @@ def compile_native(schema: dict, collect: dict[str, bool], places: dict[str, int
             quotes = text.count(b'"')
         try:
             struct = decode(text)
-        except (error, ValueError, RecursionError):  # malformed, invalid, too deep; "NaN" read into a Decimal
+            view = view_of(struct, quotes)
+        # malformed, invalid, too deep; a number whose exponent Decimal cannot hold (or, made in a context that
+        # does not trap it, read as NaN: which does not compare)
+        except (error, ValueError, RecursionError, DecimalException):
             return None
-        view = view_of(struct, quotes)
         return None if view is None else (struct, view)
 
     return native
