@@ -176,8 +176,10 @@ class _StructGen(_FastGen):
             kind = self.annotation(sub, f"{where}/properties/{name}")
             fields.append((name, kind) if name in required else (name, kind | None, None))
         self.count += 1
+        # gc=False: a decoded request holds scalars and its own Structs (a number field's Any holds what JSON
+        # holds), never a cycle, so the collector need not track (nor be triggered by) eight objects per request
         return self.msgspec.defstruct(f"Request{self.count}", fields, kw_only=True, forbid_unknown_fields=True,
-                                      omit_defaults=True, namespace=_MAPPING)
+                                      omit_defaults=True, gc=False, namespace=_MAPPING)
 
     @staticmethod
     def name_ok(schema: dict, name: str) -> bool:
