@@ -259,12 +259,12 @@ class _StructGen(_FastGen):
             memo: dict[int, Decimal] = {}
             self.memos[signature] = (self.const(memo), self.const(memo.get))
         memo_name, passed = self.memos[signature]
-        self.emit(indent, f"if type({v}) is Decimal:")
-        self.emit(indent + 1, f"if {passed}(id({v})) is not {v}:")
+        self.emit(indent, f"if {passed}(id({v})) is not {v}:  # the memo holds only Decimals")
+        self.emit(indent + 1, f"if type({v}) is Decimal:")
         self.emit(indent + 2, f"if not ({' and '.join(tests)}): return None")
         self.emit(indent + 2, f"_remember({memo_name}, {v})")
         integer = self.bound_tests(schema, v, repr)
-        self.emit(indent, f"elif type({v}) is not int{''.join(f' or not ({t})' for t in integer)}: return None")
+        self.emit(indent + 1, f"elif type({v}) is not int{''.join(f' or not ({t})' for t in integer)}: return None")
 
     def quotes(self, schema: dict, where: str) -> int:
         """The `"` a field of ``schema`` that is present puts in a text without a backslash: its key's two, and
