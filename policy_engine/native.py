@@ -206,12 +206,14 @@ class _StructGen(_FastGen):
                 self.emit(indent, f"if {child} is not None:")
             body = len(self.lines)
             self.value(sub, child, path, indent + (name not in required), at)
+            # a field the view takes has its key's two counted by the view's length (see compile_native)
+            quotes = self.quotes(sub, at) - 2 * (path in self.collect and self.kind(sub, at) != "raw")
             if name in required:
-                marks += self.quotes(sub, at)
+                marks += quotes
                 if len(self.lines) == body:  # msgspec checked it all and the view does not take it
                     del self.lines[start:]
-            else:
-                self.emit(indent + 1, f"q += {self.quotes(sub, at)}")
+            elif quotes:
+                self.emit(indent + 1, f"q += {quotes}")
         if marks:
             self.emit(indent, f"q += {marks}")
         for at, condition, then, _why in self.conditionals(schema, where):
@@ -374,7 +376,9 @@ def compile_native(schema: dict, collect: dict[str, bool], places: dict[str, int
         gen.checks(schema, "v0", "", 1, "#")
     except NativeUnsupported:
         return None
-    gen.emit(1, "return view if q == quotes else None  # else a repeated key, a null or a number as a string")
+    # the view holds exactly the fields present that it takes, two `"` each for their keys; the checks count the rest
+    gen.emit(1, "return view if q + 2 * len(view) == quotes else None  # else a repeated key, a null, a number "
+                "as a string")
     namespace: dict[str, Any] = {"Decimal": Decimal, "_in_bounds": decimal_in_bounds, "_fits": fits_places,
                                  "_enum_ok": _enum_ok, "_remember": _remember, **gen.consts}
     view_of = compile_function("\n".join(gen.lines) + "\n", "view_of",
