@@ -22,6 +22,7 @@ from policy_engine.resources import load_schema
 from policy_engine.synthetic import dumps_request, iter_payments
 from policy_engine.testing.strategies import invalid_requests, request_fields, requests, set_path
 from policy_engine.traffic import CallContext
+from policy_engine.validator import compile_schema
 
 pytest.importorskip("msgspec")
 
@@ -226,6 +227,30 @@ def test_structs_follow_the_schema_not_a_list_of_fields():
     assert decode(name="") is None and decode(name="x" * 9) is None
     assert decode(score=Decimal("1.5")) is None and decode(score=2) is None and decode(score="0.5") is None
     assert decode(score=1) == {"payer.score": 1}
+
+
+@pytest.mark.parametrize("number", ["1.00000000000000000000", "1.000000000000000000000", "-0.00000000000000000001",
+                                    "-0.000000000000000000001", "99999999999999999999.5", "100000000000000000000.5",
+                                    "1e-20", "1e-21", "1.5E-19", "1.50E-19", "1E19", "1E20", "0.1e21", "-1E+19",
+                                    "12.5", "0.0"])
+def test_a_number_is_taken_only_within_exact_arithmetic_as_the_validator_takes_it(number):
+    """The pass reads a number with a fraction or an exponent within exact arithmetic or not at all (its digits
+    after the point counted from the text when no exponent is written): on a number field with no bounds and no
+    places, it takes exactly what the full validator accepts, as the same Decimal."""
+    schema = pack_schema(load_schema("payment_request"), ())
+    schema["properties"]["payer"]["properties"]["ratio"] = {"type": "number"}
+    collect = {"payer.ratio": True}
+    native = compile_native(schema, collect, money_places(schema))
+    assert native is not None
+    request = {"request_id": "r", "timestamp": "2025-06-10T14:30:00+08:00", "payer": {"id": "u", "ratio": 987654321},
+               "funding_source": {"type": "debit_card"}, "purpose": "p2p_transfer",
+               "payee": {"country": "CN", "sanctions_hit": False}, "amount": {"value": 1, "currency": "CNY"}}
+    text = dumps_request(request).replace("987654321", number)
+    violations, view = compile_schema(schema, collect, money_places(schema))(jsonio.parse_json(text))
+    got = native(text)
+    assert (got is not None) == (not violations), violations
+    if got is not None:
+        assert got[1] == view and got[1]["payer.ratio"].as_tuple() == view["payer.ratio"].as_tuple()
 
 
 def test_pure_python_engine_has_no_native_pass_and_decides_alike(engine, monkeypatch):
