@@ -261,7 +261,9 @@ class _StructGen(_FastGen):
             memo: dict[int, Decimal] = {}
             self.memos[signature] = (self.const(memo), self.const(memo.get))
         memo_name, passed = self.memos[signature]
-        self.emit(indent, f"if {passed}(id({v})) is not {v}:  # the memo holds only Decimals")
+        # the memo's own dict as get's default: never a field's value, so a None (a JSON null in a required
+        # field: Any reads it) is tested, and declined, instead of "found" as get's None default would be
+        self.emit(indent, f"if {passed}(id({v}), {memo_name}) is not {v}:  # the memo holds only Decimals")
         self.emit(indent + 1, f"if type({v}) is Decimal:")
         self.emit(indent + 2, f"if not ({' and '.join(tests)}): return None")
         self.emit(indent + 2, f"_remember({memo_name}, {v})")

@@ -187,6 +187,20 @@ def test_money_fields_take_the_pass_exactly_as_the_validator_reads_them(engine, 
             assert [v.path for v in got.value.violations] == [f"$.{parent}.{field}"]
 
 
+@pytest.mark.parametrize("value", ["null", "true", "[]", "{}", '"NaN"', "-1", "0"])
+def test_a_required_number_field_that_is_no_number_is_declined_by_the_pass_itself(engine, value):
+    """The amount is required and read as any JSON value: a null in it must be declined by the native pass, not
+    found in the memo of checked numbers (whose get returns None for a miss) and left for the preparer to catch."""
+    from conftest import base_request
+
+    text = dumps_request(base_request(amount={"value": 987654321, "currency": "CNY"})).replace("987654321", value)
+    assert engine.pack.preparer._native(text) is None
+    assert engine.pack.preparer._native(text.encode()) is None
+    with pytest.raises(RequestError) as got:
+        engine.evaluate_json(text)
+    assert [v.path for v in got.value.violations] == ["$.amount.value"]
+
+
 @pytest.mark.parametrize("edit", [
     lambda r: r["amount"].update(value="100.00"),  # an amount as text is valid, but msgspec reads it as a number
     lambda r: r["payer"].update(age=None),  # null is absent to the validator; the Struct would drop it unseen
