@@ -9,8 +9,14 @@ from decimal import Decimal
 import pytest
 from conftest import base_request
 
+from policy_engine import PolicyEngine, RequestError
 from policy_engine.cli import main
 from policy_engine.jsonio import dumps, parse_json, read_json_lines, read_json_records
+
+
+@pytest.fixture(scope="module")
+def engine() -> PolicyEngine:
+    return PolicyEngine.from_path()
 
 
 def test_numbers_are_exact_and_constants_refused():
@@ -20,6 +26,21 @@ def test_numbers_are_exact_and_constants_refused():
         with pytest.raises(ValueError):
             parse_json(text)
     assert dumps({"v": Decimal("0.10"), "s": "元"}) == '{"v":"0.10","s":"元"}'
+
+
+@pytest.mark.parametrize("number", ["1e999999999999999999999", "-1E-999999999999999999999"])
+def test_a_number_no_decimal_holds_is_invalid_json_not_an_arithmetic_error(engine, number):
+    """Decimal refuses an exponent beyond its range with an ArithmeticError; every reader says "invalid JSON"."""
+    text = f'{{"v": {number}}}'
+    for given in (text, text.encode()):
+        with pytest.raises(ValueError, match="beyond the range"):
+            parse_json(given)
+    assert "beyond the range" in read_json_lines([text.encode()]).__next__()[2]
+    request = json.dumps(base_request()).replace('"value": 100', f'"value": {number}')
+    assert number in request
+    with pytest.raises(RequestError) as got:
+        engine.evaluate_json(request.encode())
+    assert [v.path for v in got.value.violations] == ["$"]
 
 
 def test_json_lines_report_bad_lines_with_their_numbers_and_go_on():
