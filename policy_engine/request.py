@@ -219,7 +219,12 @@ class RequestPreparer:
         # schema defaults to fill in: (path, parent object or None, value)
         self._fill = tuple((p, p.split(".")[0] if "." in p else None, v) for p, v in self._defaults.items()
                            if p in plain)
-        self._derived = {p for p in paths if p.startswith("derived.")}
+        derived = {p for p in paths if p.startswith("derived.")}
+        # which derived fields the pack reads, decided once here rather than by set lookups per request
+        self._derives = bool(derived)
+        self._local_hour = "derived.local_hour" in derived
+        self._amount_cny = "derived.amount_cny" in derived
+        self._cross_rates = tuple((target, path) for target, path in CROSS_RATE_PATHS.items() if path in derived)
         # the pack's declared defaults for the fields it reads (DOMAIN §5.1 point 7), and the counterparties whose
         # presence decides whether a missing field of theirs is "not applicable" or unknown (§5.1 point 6)
         self._pack_defaults = tuple((p, v) for p, v in ruleset.defaults.items() if p in plain)
@@ -334,7 +339,7 @@ class RequestPreparer:
             view["amount.value"] = amount
         day = when.toordinal()  # the calendar date in the PSP's jurisdiction
         fx = self.ruleset.fx_for(day)
-        if not self._derived:
+        if not self._derives:
             return _build_prepared(rid, view, day, fx, None, defaulted)
         later = self._derive(view, amount, currency, when, fx)
         prepared = _build_prepared(rid, view, day, fx, later, defaulted)
@@ -345,19 +350,16 @@ class RequestPreparer:
     def _derive(self, view: dict, amount: Decimal | int, currency: str, when: dt.datetime,
                 fx: FxTable) -> tuple[Decimal | int, tuple[tuple[str, str], ...]] | None:
         """Derived fields into ``view``; returns what cross-rate conversions are left (see PreparedRequest)."""
-        want = self._derived
-        if "derived.local_hour" in want:
+        if self._local_hour:
             view["derived.local_hour"] = when.hour  # in the PSP jurisdiction's timezone (DOMAIN §5.1)
         rate = fx.rates.get(currency)
         if rate is None:
             return None  # no reference rate: amounts stay missing and the pack fails closed (CMP-000)
         cny = amount if currency == "CNY" else EXACT.multiply(Decimal(amount), rate)
-        if "derived.amount_cny" in want:
+        if self._amount_cny:
             view["derived.amount_cny"] = cny
         later = []
-        for target, path in CROSS_RATE_PATHS.items():
-            if path not in want:
-                continue
+        for target, path in self._cross_rates:
             if currency == target:
                 view[path] = amount
             elif target in fx.ratios:
