@@ -231,6 +231,9 @@ class RequestPreparer:
         self._pack_default_paths = frozenset(p for p, _ in self._pack_defaults)
         self._parties = tuple(party for party in NOT_APPLICABLE_WHEN_ABSENT
                               if any(counterparty_of(p) == party for p in plain))
+        # the FX table of each local date met so far: a dict read per request instead of a walk over every table
+        # (bounded: the supported window holds about 36,500 dates)
+        self._fx_by_day: dict[int, FxTable] = {}
 
     @staticmethod
     def _collect_defaults(schema: dict) -> dict[str, Any]:
@@ -338,7 +341,9 @@ class RequestPreparer:
         if "amount.value" in view:
             view["amount.value"] = amount
         day = when.toordinal()  # the calendar date in the PSP's jurisdiction
-        fx = self.ruleset.fx_for(day)
+        fx = self._fx_by_day.get(day)
+        if fx is None:
+            fx = self._fx_by_day[day] = self.ruleset.fx_for(day)
         if not self._derives:
             return _build_prepared(rid, view, day, fx, None, defaulted)
         later = self._derive(view, amount, currency, when, fx)
