@@ -228,7 +228,8 @@ class RequestPreparer:
         # the pack's declared defaults for the fields it reads (DOMAIN §5.1 point 7), and the counterparties whose
         # presence decides whether a missing field of theirs is "not applicable" or unknown (§5.1 point 6)
         self._pack_defaults = tuple((p, v) for p, v in ruleset.defaults.items() if p in plain)
-        self._pack_default_paths = frozenset(p for p, _ in self._pack_defaults)
+        # every field that may take a default: a request holding them all takes none
+        self._default_paths = frozenset([p for p, _, _ in self._fill] + [p for p, _ in self._pack_defaults])
         self._parties = tuple(party for party in NOT_APPLICABLE_WHEN_ABSENT
                               if any(counterparty_of(p) == party for p in plain))
         # the FX table of each local date met so far: a dict read per request instead of a walk over every table
@@ -322,19 +323,11 @@ class RequestPreparer:
         # which also sets the clock, and payer.type) and the pack's declared ones (history counters).
         # (``get``, not ``in``: a validated psp_country is a string or absent, and on the native pass's Struct
         # ``in`` is a Python call while ``get`` is an attribute read in C)
-        filled = [] if request.get("psp_country") is not None else ["psp_country"]
-        for path, parent, value in self._fill:
-            # a validated request's objects are objects or absent (None), so "not None" is "is an object"
-            if path not in view and (parent is None or request.get(parent) is not None):
-                view[path] = value
-                if path != "psp_country":
-                    filled.append(path)
-        if not view.keys() >= self._pack_default_paths:  # one C-level test: a full request takes no default
-            for path, value in self._pack_defaults:
-                if path not in view:
-                    view[path] = value
-                    filled.append(path)
-        defaulted = tuple(filled)
+        # one C-level test: a full request takes no default
+        if request.get("psp_country") is not None and view.keys() >= self._default_paths:
+            defaulted: tuple[str, ...] = ()
+        else:
+            defaulted = self._fill_defaults(request, view)
         for party in self._parties:
             if request.get(party) is not None:
                 view[party] = True
@@ -351,6 +344,21 @@ class RequestPreparer:
         if later is not None and not pending:
             prepared.complete()
         return prepared
+
+    def _fill_defaults(self, request: Any, view: dict[str, Any]) -> tuple[str, ...]:
+        """The defaults a request that leaves some field out takes, into ``view``; returns the fields filled."""
+        filled = [] if request.get("psp_country") is not None else ["psp_country"]
+        for path, parent, value in self._fill:
+            # a validated request's objects are objects or absent (None), so "not None" is "is an object"
+            if path not in view and (parent is None or request.get(parent) is not None):
+                view[path] = value
+                if path != "psp_country":
+                    filled.append(path)
+        for path, value in self._pack_defaults:
+            if path not in view:
+                view[path] = value
+                filled.append(path)
+        return tuple(filled)
 
     def _derive(self, view: dict, amount: Decimal | int, currency: str, when: dt.datetime,
                 fx: FxTable) -> tuple[Decimal | int, tuple[tuple[str, str], ...]] | None:
