@@ -40,6 +40,7 @@ MINOR_UNITS = {"BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF"
                "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3}
 MAX_AMOUNT = Decimal(10) ** 15
 _CENT = Decimal("0.01")
+_ZERO = Decimal(0)
 #: Request fields that hold money in a fixed currency: at most two decimal places, like the amount.
 _MONEY_SUFFIXES = ("_cny", "_usd", "_eur")
 
@@ -61,7 +62,7 @@ def _to_decimal(value: Any) -> Decimal | int | None:
 
 def _amount_problem(amount: Decimal | int | None, value: Any, currency: str) -> str | None:
     """What is wrong with a payment amount beyond the schema (``value`` as sent), or None."""
-    if amount is None or amount <= 0:
+    if amount is None or amount <= _ZERO:  # a Decimal compares with a Decimal without converting it first
         return "amount must be a positive decimal"
     if amount >= MAX_AMOUNT:
         return f"amount {amount} is beyond the supported {MAX_AMOUNT:,}"
@@ -76,6 +77,8 @@ def _amount_problem(amount: Decimal | int | None, value: Any, currency: str) -> 
 #: year 0001 or 1900 is a caller's default value, not a payment, and would put dated rules out of force.
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)  # exclusive
+#: Years strictly between these two are inside the window whatever the offset (it moves an instant at most ~1 day).
+_SAFE_AFTER, _SAFE_BEFORE = EARLIEST.year, LATEST.year - 1
 
 
 def instant(stamp: str) -> tuple[dt.datetime | None, str | None]:
@@ -86,9 +89,9 @@ def instant(stamp: str) -> tuple[dt.datetime | None, str | None]:
         return None, f"{stamp[:64]!r} is not an ISO 8601 date-time"
     if when.tzinfo is None:
         return None, f"{stamp!r} has no UTC offset (e.g. +08:00 or Z); the instant of the payment needs it"
-    # the year as written decides it but within a day of an edge (an offset moves the instant at most ~1 day);
-    # comparing aware datetimes costs a microsecond and a half, so only then
-    if not (EARLIEST.year < when.year < LATEST.year - 1 or EARLIEST <= when < LATEST):
+    # the year as written decides it but within a day of an edge; comparing aware datetimes costs a microsecond
+    # and a half, so only then
+    if not (_SAFE_AFTER < when.year < _SAFE_BEFORE or EARLIEST <= when < LATEST):
         return None, (f"{stamp!r} is outside the supported window [{EARLIEST:%Y-%m-%dT%H:%M:%SZ}, "
                       f"{LATEST:%Y-%m-%dT%H:%M:%SZ})")
     return when, None
