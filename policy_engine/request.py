@@ -261,7 +261,9 @@ class RequestPreparer:
             request = dict(request)
         view = self._fast(request)
         if view is not None and "derived" not in request:
-            prepared = self._accept(request, view, pending)
+            money = request["amount"]
+            prepared = self._accept(request, view, money["value"], money["currency"], request["timestamp"],
+                                    request.get("psp_country"), request["request_id"], pending)
             if prepared is not None:
                 return prepared
         return self._prepare_reporting(request, pending)
@@ -273,20 +275,25 @@ class RequestPreparer:
         if self._native is None:
             return None
         decoded = self._native(text)
-        return None if decoded is None else self._accept(decoded[0], decoded[1], pending)
+        if decoded is None:
+            return None
+        request, view = decoded
+        # the Struct's fields read as attributes: each a C slot read, where its ``[]`` and ``get`` are calls
+        money = request.amount
+        return self._accept(request, view, money.value, money.currency, request.timestamp, request.psp_country,
+                            request.request_id, pending)
 
-    def _accept(self, request: Any, view: dict[str, Any], pending: bool) -> PreparedRequest | None:
+    def _accept(self, request: Any, view: dict[str, Any], value: Any, currency: str, stamp: str,
+                country: str | None, rid: str, pending: bool) -> PreparedRequest | None:
         """A request valid as far as the schema goes (a dict, or the native pass's Struct, which reads alike),
-        prepared; ``None`` when one of the engine's own checks on the amount, the timestamp or the jurisdiction's
-        clock fails: the full path then finds and reports it with every other violation."""
-        money = request["amount"]
-        value = money["value"]
+        prepared, given the fields the engine checks itself (``country``: None when absent); ``None`` when one of
+        those checks on the amount, the timestamp or the jurisdiction's clock fails: the full path then finds and
+        reports it with every other violation."""
         amount = value if type(value) is Decimal or type(value) is int else _to_decimal(value)
-        when, stamp_problem = instant(request["timestamp"])
-        zone = self._zones.get(request.get("psp_country") or DEFAULT_PSP_COUNTRY)
-        if stamp_problem is None and zone is not None and _amount_problem(amount, value, money["currency"]) is None:
-            return self._normalise(request, view, request["request_id"], amount, money["currency"],
-                                   when.astimezone(zone), pending)
+        when, stamp_problem = instant(stamp)
+        zone = self._zones.get(country or DEFAULT_PSP_COUNTRY)
+        if stamp_problem is None and zone is not None and _amount_problem(amount, value, currency) is None:
+            return self._normalise(request, view, rid, amount, currency, when.astimezone(zone), country, pending)
         return None
 
     def _prepare_reporting(self, request: dict, pending: bool) -> PreparedRequest:
@@ -318,16 +325,15 @@ class RequestPreparer:
         if violations:
             raise RequestError(violations, rid)
         assert when is not None and zone is not None and amount is not None and currency is not None
-        return self._normalise(request, view, rid or "", amount, currency, when.astimezone(zone), pending)
+        return self._normalise(request, view, rid or "", amount, currency, when.astimezone(zone),
+                               request.get("psp_country"), pending)
 
     def _normalise(self, request: Any, view: dict[str, Any], rid: str, amount: Decimal | int, currency: str,
-                   when: dt.datetime, pending: bool) -> PreparedRequest:
+                   when: dt.datetime, country: str | None, pending: bool) -> PreparedRequest:
         # Every default a decision rests on is named in it (`defaulted`): the request contract's (psp_country,
         # which also sets the clock, and payer.type) and the pack's declared ones (history counters).
-        # (``get``, not ``in``: a validated psp_country is a string or absent, and on the native pass's Struct
-        # ``in`` is a Python call while ``get`` is an attribute read in C)
-        # one C-level test: a full request takes no default
-        if request.get("psp_country") is not None and view.keys() >= self._default_paths:
+        # One C-level test: a full request takes no default.
+        if country is not None and view.keys() >= self._default_paths:
             defaulted: tuple[str, ...] = ()
         else:
             defaulted = self._fill_defaults(request, view)
@@ -350,6 +356,8 @@ class RequestPreparer:
 
     def _fill_defaults(self, request: Any, view: dict[str, Any]) -> tuple[str, ...]:
         """The defaults a request that leaves some field out takes, into ``view``; returns the fields filled."""
+        # (``get``, not ``in``: a validated psp_country is a string or absent, and on the native pass's Struct
+        # ``in`` is a Python call while ``get`` is an attribute read in C)
         filled = [] if request.get("psp_country") is not None else ["psp_country"]
         for path, parent, value in self._fill:
             # a validated request's objects are objects or absent (None), so "not None" is "is an object"
