@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -192,6 +193,28 @@ timezones: {CN: Asia/Shanghai}
     assert not fires(make_pack, matcher, when, header=header, timestamp="2019-05-01T00:00:00+08:00", **kw)
     engine = PolicyEngine(load_ruleset(make_pack(rule(when), header=header)), matcher=matcher)
     assert engine.evaluate(base_request(timestamp="2025-03-01T00:00:00Z")).fx_as_of == "2025-01-01"
+
+
+def test_one_engine_takes_each_dates_fx_table_however_dates_alternate(make_pack):
+    # the preparer remembers the table of each local date it has met: dates met again, in any order and on either
+    # input path, still take their own table
+    header = """\
+pack: fx
+version: "1"
+reference_fx:
+  - {as_of: 2024-01-01, rates: {CNY: "1", USD: "7.0"}}
+  - {as_of: 2025-01-01, rates: {CNY: "1", USD: "7.5"}}
+timezones: {CN: Asia/Shanghai}
+"""
+    engine = PolicyEngine(load_ruleset(make_pack(rule("{field: derived.amount_cny, op: gte, value: 7500}"),
+                                                 header=header)))
+    stamps = {"2024-12-31T23:00:00+08:00": "2024-01-01", "2024-12-31T16:00:00Z": "2025-01-01",
+              "2019-05-01T00:00:00+08:00": "2024-01-01", "2025-03-01T00:00:00Z": "2025-01-01"}
+    for _ in range(2):
+        for stamp, as_of in stamps.items():
+            request = base_request(timestamp=stamp, amount__value=1000, amount__currency="USD")
+            assert engine.evaluate(request).fx_as_of == as_of
+            assert json.loads(engine.evaluate_json(json.dumps(request)))["fx_as_of"] == as_of
 
 
 def test_syria_in_the_default_pack_is_dated():
