@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -95,6 +96,32 @@ def instant(stamp: str) -> tuple[dt.datetime | None, str | None]:
         return None, (f"{stamp!r} is outside the supported window [{EARLIEST:%Y-%m-%dT%H:%M:%SZ}, "
                       f"{LATEST:%Y-%m-%dT%H:%M:%SZ})")
     return when, None
+
+
+#: A POSIX TZ rule with a standard time only (``CST-8``, ``<+0545>-5:45``): no daylight saving after the last
+#: transition a TZif file lists.
+_STANDARD_ONLY = re.compile(rb"(<[^>]*>|[A-Za-z]+)[+-]?\d{1,3}(:\d{2}){0,2}")
+
+
+def fixed_offset(zone: ZoneInfo) -> dt.timezone | None:
+    """``zone`` as one fixed offset if it keeps a single UTC offset over the whole supported window (Asia/Shanghai:
+    +08:00 since 1991), else None. ZoneInfo lists no transitions, so they are read with the stdlib loader ZoneInfo
+    itself reads its data with: the offset changes only at a transition, or after the last one under a rule with
+    daylight saving; the offsets at the window's start and at each transition inside it are ZoneInfo's own."""
+    try:
+        from zoneinfo import _common, _tzpath
+
+        path = _tzpath.find_tzfile(zone.key)
+        with open(path, "rb") if path is not None else _common.load_tzdata(zone.key) as fobj:
+            _, transitions, _, _, _, rule = _common.load_data(fobj)
+    except Exception:  # data this cannot read (another Python's loader): the zone converts as a ZoneInfo, always right
+        return None
+    start, end = EARLIEST.timestamp(), LATEST.timestamp()
+    if (not transitions or transitions[-1] < end) and rule and not _STANDARD_ONLY.fullmatch(rule):
+        return None
+    instants = [EARLIEST] + [dt.datetime.fromtimestamp(t, dt.UTC) for t in transitions if start <= t < end]
+    offsets = {when.astimezone(zone).utcoffset() for when in instants}
+    return dt.timezone(offsets.pop()) if len(offsets) == 1 else None
 
 
 def local_time(ruleset: RuleSet, stamp: str, psp_country: str | None) -> dt.datetime:
@@ -202,6 +229,10 @@ class RequestPreparer:
         schema = pack_schema(load_schema("payment_request"), paths)
         self.ruleset = ruleset
         self._zones = {country: ZoneInfo(name) for country, name in ruleset.timezones.items()}
+        # jurisdictions whose clock is one offset over the whole window: a timestamp written in that offset
+        # already reads the local wall-clock time, with no conversion (a ZoneInfo's takes a transition lookup)
+        self._fixed = {country: fixed for country, zone in self._zones.items()
+                       if (fixed := fixed_offset(zone)) is not None}
         self._defaults = self._collect_defaults(schema)
         # Only the fields the pack reads (conditions, reasons) are flattened; derived fields are computed
         # only when some rule reads them.
@@ -291,9 +322,12 @@ class RequestPreparer:
         reports it with every other violation."""
         amount = value if type(value) is Decimal or type(value) is int else _to_decimal(value)
         when, stamp_problem = instant(stamp)
-        zone = self._zones.get(country or DEFAULT_PSP_COUNTRY)
+        jurisdiction = country or DEFAULT_PSP_COUNTRY
+        zone = self._zones.get(jurisdiction)
         if stamp_problem is None and zone is not None and _amount_problem(amount, value, currency) is None:
-            return self._normalise(request, view, rid, amount, currency, when.astimezone(zone), country, pending)
+            # (only the wall-clock fields of the local time are read: its hour and its date)
+            local = when if when.tzinfo == self._fixed.get(jurisdiction) else when.astimezone(zone)
+            return self._normalise(request, view, rid, amount, currency, local, country, pending)
         return None
 
     def _prepare_reporting(self, request: dict, pending: bool) -> PreparedRequest:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import MATCHERS, PACK_HEADER, base_request
 
 from policy_engine import PolicyEngine, RequestError, RuleSetError, load_ruleset
+from policy_engine.request import EARLIEST, LATEST, fixed_offset, local_time
 
 
 def rule(when: str, rid: str = "T-1", extra: str = "") -> str:
@@ -100,6 +103,44 @@ def test_local_hour_is_the_psp_jurisdictions_not_the_written_offset(make_pack, m
 
     assert at("{field: derived.local_hour, op: lt, value: 6}") is (hour < 6)
     assert at(f"{{field: derived.local_hour, op: eq, value: {hour}}}")
+
+
+#: Stamps at the window's edges, around local midnights and across summer-time changes, written in the
+#: jurisdictions' own offsets and in others.
+EDGE_STAMPS = ["2000-01-01T00:00:00Z", "2000-01-01T08:00:00+08:00", "2000-01-01T09:00:00+09:00",
+               "2099-12-31T23:59:59Z", "2100-01-01T07:59:59+08:00", "2100-01-01T08:59:59+09:00",
+               "2025-06-10T23:59:59+08:00", "2025-06-11T00:00:00+08:00", "2025-06-10T16:00:00Z",
+               "2025-06-10T00:30:00+09:00", "2025-06-10T23:30:00-05:00", "2025-03-30T00:59:59Z",
+               "2025-03-30T01:00:00Z", "2025-03-09T06:59:59Z", "2025-03-09T07:00:00Z", "2025-10-05T02:30:00+11:00"]
+
+
+@pytest.mark.parametrize("psp", ["CN", "HK", "JP", "SG", "GB", "DE", "US", "AU"])
+def test_local_hour_and_date_are_the_zones_at_the_edges_whatever_the_written_offset(make_pack, psp):
+    # fixed-offset jurisdictions read a stamp written in their own offset as it stands; others convert it
+    engine = PolicyEngine(load_ruleset(make_pack(rule("{field: derived.local_hour, op: lt, value: 0}"))))
+    for stamp in EDGE_STAMPS:
+        expected = local_time(engine.ruleset, stamp, psp)  # ZoneInfo's conversion
+        prepared = engine.pack.prepare(base_request(timestamp=stamp, psp_country=psp))
+        assert (prepared.view["derived.local_hour"], prepared.day) == (expected.hour, expected.toordinal()), stamp
+        decided = json.loads(engine.evaluate_json(json.dumps(base_request(timestamp=stamp, psp_country=psp))))
+        assert decided["as_of"] == expected.date().isoformat(), stamp
+
+
+@pytest.mark.parametrize(("name", "fixed"), [
+    ("Asia/Shanghai", 8 * 60), ("Asia/Tokyo", 9 * 60), ("Asia/Kathmandu", 5 * 60 + 45), ("Atlantic/Reykjavik", 0),
+    ("Europe/Berlin", None), ("Europe/London", None), ("America/New_York", None), ("Australia/Sydney", None),
+    ("Asia/Pyongyang", None), ("Pacific/Apia", None), ("Europe/Moscow", None),  # changed offset inside the window
+])
+def test_only_zones_with_one_offset_over_the_window_are_fixed(name, fixed):
+    zone = ZoneInfo(name)
+    offset = fixed_offset(zone)
+    assert (None if offset is None else offset.utcoffset(None) // dt.timedelta(minutes=1)) == fixed
+    if offset is not None:  # every hour of the window's first and last days, and every week between, agree
+        edges = [EARLIEST + dt.timedelta(hours=h) for h in range(48)] + [LATEST - dt.timedelta(hours=h, seconds=1)
+                                                                         for h in range(48)]
+        weeks = [EARLIEST + dt.timedelta(weeks=w, hours=w % 24) for w in range(0, 5218)]
+        for when in edges + weeks:
+            assert when.astimezone(offset).replace(tzinfo=None) == when.astimezone(zone).replace(tzinfo=None)
 
 
 def test_a_psp_country_the_pack_has_no_timezone_for_is_refused(make_pack):
