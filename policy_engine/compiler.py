@@ -12,6 +12,7 @@ numbers is its own business (the durable matcher's integer encoding lives in
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -311,9 +312,9 @@ class Program:
     def split(self, matched: list[int]) -> tuple[list[int], list[int]]:
         """(fired, undecided) pack indexes from a matcher's sorted answer."""
         n = self.size
-        if not matched or matched[-1] < n:
+        cut = bisect_left(matched, n)  # fired indexes are below ``size``, undecided ones from it: one search in C
+        if cut == len(matched):
             return matched, []
-        cut = next(i for i, m in enumerate(matched) if m >= n)
         return matched[:cut], [m - n for m in matched[cut:]]
 
     def position(self, rule_id: str) -> str:
