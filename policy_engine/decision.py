@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Any
 
@@ -155,27 +156,7 @@ class TrailEntry:
     aggregates: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "rule_id": self.rule_id,
-            "status": self.status,
-            "category": self.category,
-            "outcome": self.outcome,
-            "title": self.title,
-            "reason": self.reason,
-            "evidence": _json_evidence(self.evidence),
-            "source": self.source,
-        }
-        if self.report:
-            out["report"] = self.report
-        if self.reason_zh:
-            out["reason_zh"] = self.reason_zh
-        if self.status != FIRED:
-            out["missing"] = list(self.missing)
-        if self.defaulted:
-            out["defaulted"] = list(self.defaulted)
-        if self.aggregates:
-            out["aggregates"] = {k: dict(v) for k, v in self.aggregates.items()}
-        return out
+        return trail_entry_document(*_entry_fields(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,31 +197,76 @@ class Decision:
         return tuple(entry.rule_id for entry in self.trail if entry.status == SKIPPED)
 
     def to_dict(self) -> dict[str, Any]:
-        # written for the hot path (every decision a service returns): the outcome's value as an attribute, not
-        # through the enum's property; map instead of comprehensions (each a function call in Python 3.11)
-        outcome = self.decision
-        out = {
-            "request_id": self.request_id,
-            "decision": outcome._value_,
-            "allowed": outcome is ALLOW,
-            "trail": list(map(TrailEntry.to_dict, self.trail)),
-            "obligations": list(map(dict, self.obligations)),
-            "ruleset": dict(self.ruleset),
-            "engine": dict(self.engine),
-            "as_of": self.as_of,
-            "fx_as_of": self.fx_as_of,
-            "elapsed_us": self.elapsed_us,
-        }
-        if self.defaulted:
-            out["defaulted"] = list(self.defaulted)
-        if self.rollout is not None:
-            out["rollout"] = dict(self.rollout)
-        return out
+        return decision_document(
+            self.request_id, self.decision, map(TrailEntry.to_dict, self.trail), self.obligations, self.ruleset,
+            self.engine, self.elapsed_us, self.as_of, self.fx_as_of, self.extra, self.defaulted, self.rollout)
+
+
+def trail_entry_document(rule_id: str, category: str, outcome: str, title: str, reason: str,
+                         evidence: Mapping[str, Any], source: str, report: str | None, reason_zh: str | None,
+                         status: str, missing: tuple[str, ...], defaulted: tuple[str, ...],
+                         aggregates: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    """A trail entry's JSON document from its fields, in :class:`TrailEntry`'s order: the one layout of
+    :meth:`TrailEntry.to_dict`, and of a decision written without making its objects
+    (:meth:`~policy_engine.pack.CompiledPack.document`)."""
+    out: dict[str, Any] = {
+        "rule_id": rule_id,
+        "status": status,
+        "category": category,
+        "outcome": outcome,
+        "title": title,
+        "reason": reason,
+        "evidence": _json_evidence(evidence),
+        "source": source,
+    }
+    if report:
+        out["report"] = report
+    if reason_zh:
+        out["reason_zh"] = reason_zh
+    if status != FIRED:
+        out["missing"] = list(missing)
+    if defaulted:
+        out["defaulted"] = list(defaulted)
+    if aggregates:
+        out["aggregates"] = {k: dict(v) for k, v in aggregates.items()}
+    return out
+
+
+def decision_document(request_id: str, decision: Outcome, trail: Iterable[dict[str, Any]],
+                      obligations: Iterable[Mapping[str, str]], ruleset: Mapping[str, str],
+                      engine: Mapping[str, str], elapsed_us: int, as_of: str, fx_as_of: str,
+                      extra: Mapping[str, Any], defaulted: tuple[str, ...],
+                      rollout: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A decision's JSON document from its fields, in :class:`Decision`'s order, the trail as entry documents:
+    the one layout of :meth:`Decision.to_dict`, and of a decision written without making its objects
+    (:meth:`~policy_engine.pack.CompiledPack.document`). ``extra`` is not written. The document shares no
+    mutable part with the arguments."""
+    # written for the hot path (every decision a service returns): the outcome's value as an attribute, not
+    # through the enum's property; map instead of comprehensions (each a function call in Python 3.11)
+    out = {
+        "request_id": request_id,
+        "decision": decision._value_,
+        "allowed": decision is ALLOW,
+        "trail": list(trail),
+        "obligations": list(map(dict, obligations)),
+        "ruleset": dict(ruleset),
+        "engine": dict(engine),
+        "as_of": as_of,
+        "fx_as_of": fx_as_of,
+        "elapsed_us": elapsed_us,
+    }
+    if defaulted:
+        out["defaulted"] = list(defaulted)
+    if rollout is not None:
+        out["rollout"] = dict(rollout)
+    return out
 
 
 #: The hot path's constructors (fields in declaration order; see :mod:`policy_engine._frozen`).
 build_decision = positional_builder(Decision)
 build_trail_entry = positional_builder(TrailEntry)
+#: a trail entry's fields in declaration order, read in C (the arguments of :func:`trail_entry_document`)
+_entry_fields = attrgetter(*(f.name for f in fields(TrailEntry)))
 NO_EXTRA: Mapping[str, Any] = MappingProxyType({})  # shared, so immutable
 
 

@@ -44,6 +44,11 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _fault(exc: Exception, request_id: str) -> EvaluationError:
+    """Fail closed: an engine fault while deciding is never an allow."""
+    return EvaluationError(f"could not evaluate request: {type(exc).__name__}: {exc}", request_id)
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedPack:
     """One pack as the engine runs it: compiled, its counters (with a state store), how its signature was
@@ -286,9 +291,16 @@ class PolicyEngine:
             except Exception as exc:  # an engine fault, not the caller's error (the native pass only declines)
                 raise EvaluationError(f"could not prepare request: {type(exc).__name__}: {exc}") from exc
             if prepared is not None:
+                if not self._listeners:  # nothing takes the Decision: its document, without making its objects
+                    try:
+                        document = loaded.pack.document(prepared, start)
+                    except EvaluationError:
+                        raise
+                    except Exception as exc:  # fail closed, as _decide
+                        raise _fault(exc, prepared.request_id) from exc
+                    return dumps_bytes(document)
                 decision = self._decide(loaded.pack, prepared, start, None, None, context)
-                if self._listeners:
-                    self._observe(packs, loaded, None, decision, None, None, context, True)
+                self._observe(packs, loaded, None, decision, None, None, context, True)
                 return dumps_bytes(decision.to_dict())
         try:
             request = parse_json(data)
@@ -308,9 +320,8 @@ class PolicyEngine:
             return decision
         except EvaluationError:
             raise
-        except Exception as exc:  # fail closed: an engine fault is never an allow
-            raise EvaluationError(f"could not evaluate request: {type(exc).__name__}: {exc}",
-                                  prepared.request_id) from exc
+        except Exception as exc:
+            raise _fault(exc, prepared.request_id) from exc
 
     @staticmethod
     def _prepare(pack: CompiledPack, request: Any) -> PreparedRequest:

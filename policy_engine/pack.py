@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import attrgetter, is_
@@ -33,6 +33,8 @@ from .decision import (
     build_decision,
     build_trail_entry,
     combine,
+    decision_document,
+    trail_entry_document,
     undecided_reason,
 )
 from .fields import FieldCatalog
@@ -153,6 +155,18 @@ class CompiledPack:
         ``elapsed_us`` counts from ``started_ns`` (a :func:`time.perf_counter_ns` reading; by default, now).
         Faults propagate as they are: failing closed is the caller's policy (see :class:`PolicyEngine`).
         """
+        return self._decide(prepared, started_ns, build_trail_entry, build_decision)
+
+    def document(self, prepared: PreparedRequest, started_ns: int | None = None) -> dict[str, Any]:
+        """``decide(prepared, started_ns).to_dict()`` without making the decision's objects, for a caller that
+        only writes the decision (:meth:`PolicyEngine.evaluate_json`): the same steps, with each trail entry and
+        the decision made by the functions that lay out their documents instead of by their constructors."""
+        return self._decide(prepared, started_ns, trail_entry_document, decision_document)
+
+    def _decide(self, prepared: PreparedRequest, started_ns: int | None, make_entry: Callable[..., Any],
+                make_decision: Callable[..., Any]) -> Any:
+        """The decision made by ``make_decision`` from trail entries made by ``make_entry``: the constructors of
+        :class:`Decision` and :class:`TrailEntry`, or the functions writing their documents (same arguments)."""
         start = time.perf_counter_ns() if started_ns is None else started_ns
         matched = self.matcher.match(prepared)
         fired, undecided = self.program.split(matched)
@@ -174,7 +188,7 @@ class CompiledPack:
             evidence = dict(zip(fields, map(get, fields), strict=True))  # in C: no comprehension frame
             if entry.screens:  # computed by the matcher unless a rule fired without reaching the leaf
                 evidence.update((s.path, s.match(prepared.view, prepared.day)) for s in entry.screens)
-            trail.append(build_trail_entry(
+            trail.append(make_entry(
                 rule.id, rule.category, rule.outcome, rule.title, rule.reason.render_get(get),
                 evidence, rule.source, rule.report,
                 rule.reason_zh.render_get(get) if rule.reason_zh else None, FIRED, (),
@@ -183,15 +197,15 @@ class CompiledPack:
             if rule.report:
                 obligations.append({"rule_id": rule.id, "report": rule.report})
         if undecided:
-            trail = self._with_undecided(prepared, fired, undecided, trail, obligations, outcomes)
+            trail = self._with_undecided(prepared, fired, undecided, trail, obligations, outcomes, make_entry)
         # most requests fire nothing and leave at most the skipped screening rule: no outcome to rank then
-        return build_decision(
+        return make_decision(
             prepared.request_id, combine(outcomes, self.rank) if outcomes else ALLOW, tuple(trail),
             tuple(obligations), self.ruleset_info, self.engine_info, (time.perf_counter_ns() - start) // 1000,
             _iso_day(prepared.day), prepared.fx.as_of_iso, NO_EXTRA, defaulted, None)
 
     def _with_undecided(self, prepared: PreparedRequest, fired: list[int], undecided: list[int], trail: list,
-                        obligations: list, outcomes: list) -> list:
+                        obligations: list, outcomes: list, make_entry: Callable[..., Any]) -> list:
         """The trail with the rules whose condition is unknown merged in, in pack order. Only requests that leave
         out something a rule needs come here, so naming the missing fields may use the reference evaluator (once
         per rule and presence pattern: :meth:`RuleEvidence.unknown`)."""
@@ -210,7 +224,7 @@ class CompiledPack:
                 outcomes.append(outcome)
                 if rule.report:
                     obligations.append({"rule_id": rule.id, "report": rule.report, "status": UNDECIDED})
-            added.append(build_trail_entry(
+            added.append(make_entry(
                 rule.id, rule.category, outcome, rule.title, reason,
                 dict(zip(fields, map(get, fields), strict=True)), rule.source, rule.report, None, status, missing,
                 tuple(p for p in fields if p in defaulted) if defaulted else (), NO_EXTRA))

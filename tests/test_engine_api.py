@@ -104,6 +104,10 @@ def test_matcher_failure_fails_closed(make_pack, matcher, monkeypatch):
     assert info.value.request_id == "t-1"
     results = list(engine.evaluate_many([base_request()]))
     assert isinstance(results[0], EvaluationError)
+    # and the text path, which writes the decision without making it when nothing else takes it
+    with pytest.raises(EvaluationError, match="injected matcher fault") as info:
+        engine.evaluate_json(json.dumps(base_request(amount__value=5)))
+    assert info.value.request_id == "t-1"
 
 
 def test_cli_reports_engine_failure_with_exit_3_and_no_decision(make_pack, tmp_path, monkeypatch):
