@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
@@ -125,7 +125,7 @@ class ReasonTemplate:
         return f"ReasonTemplate({self.text!r})"
 
 
-def _json_evidence(evidence: Mapping[str, Any]) -> dict[str, Any]:
+def json_evidence(evidence: Mapping[str, Any]) -> dict[str, Any]:
     """The evidence as JSON writes it (:func:`json_value` of each value); a copy when every value is written as
     it is (codes, counts, flags, missing values: the skipped screening rule of every nameless request)."""
     if _AS_IS.issuperset(map(type, evidence.values())):
@@ -197,9 +197,11 @@ class Decision:
         return tuple(entry.rule_id for entry in self.trail if entry.status == SKIPPED)
 
     def to_dict(self) -> dict[str, Any]:
+        # a document of its own: nothing in it is shared with the decision
         return decision_document(
-            self.request_id, self.decision, map(TrailEntry.to_dict, self.trail), self.obligations, self.ruleset,
-            self.engine, self.elapsed_us, self.as_of, self.fx_as_of, self.extra, self.defaulted, self.rollout)
+            self.request_id, self.decision, list(map(TrailEntry.to_dict, self.trail)),
+            list(map(dict, self.obligations)), dict(self.ruleset), dict(self.engine), self.elapsed_us, self.as_of,
+            self.fx_as_of, self.extra, self.defaulted, self.rollout)
 
 
 def trail_entry_document(rule_id: str, category: str, outcome: str, title: str, reason: str,
@@ -208,7 +210,7 @@ def trail_entry_document(rule_id: str, category: str, outcome: str, title: str, 
                          aggregates: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
     """A trail entry's JSON document from its fields, in :class:`TrailEntry`'s order: the one layout of
     :meth:`TrailEntry.to_dict`, and of a decision written without making its objects
-    (:meth:`~policy_engine.pack.CompiledPack.document`)."""
+    (:meth:`~policy_engine.pack.CompiledPack.decide_json`)."""
     out: dict[str, Any] = {
         "rule_id": rule_id,
         "status": status,
@@ -216,7 +218,7 @@ def trail_entry_document(rule_id: str, category: str, outcome: str, title: str, 
         "outcome": outcome,
         "title": title,
         "reason": reason,
-        "evidence": _json_evidence(evidence),
+        "evidence": json_evidence(evidence),
         "source": source,
     }
     if report:
@@ -232,25 +234,25 @@ def trail_entry_document(rule_id: str, category: str, outcome: str, title: str, 
     return out
 
 
-def decision_document(request_id: str, decision: Outcome, trail: Iterable[dict[str, Any]],
-                      obligations: Iterable[Mapping[str, str]], ruleset: Mapping[str, str],
+def decision_document(request_id: str, decision: Outcome, trail: Sequence[Mapping[str, Any]],
+                      obligations: Sequence[Mapping[str, str]], ruleset: Mapping[str, str],
                       engine: Mapping[str, str], elapsed_us: int, as_of: str, fx_as_of: str,
                       extra: Mapping[str, Any], defaulted: tuple[str, ...],
                       rollout: Mapping[str, Any] | None) -> dict[str, Any]:
     """A decision's JSON document from its fields, in :class:`Decision`'s order, the trail as entry documents:
     the one layout of :meth:`Decision.to_dict`, and of a decision written without making its objects
-    (:meth:`~policy_engine.pack.CompiledPack.document`). ``extra`` is not written. The document shares no
-    mutable part with the arguments."""
+    (:meth:`~policy_engine.pack.CompiledPack.decide_json`). ``extra`` is not written. The trail, obligations,
+    ruleset and engine go in as given: a caller that hands the document out passes copies."""
     # written for the hot path (every decision a service returns): the outcome's value as an attribute, not
-    # through the enum's property; map instead of comprehensions (each a function call in Python 3.11)
+    # through the enum's property
     out = {
         "request_id": request_id,
         "decision": decision._value_,
         "allowed": decision is ALLOW,
-        "trail": list(trail),
-        "obligations": list(map(dict, obligations)),
-        "ruleset": dict(ruleset),
-        "engine": dict(engine),
+        "trail": trail,
+        "obligations": obligations,
+        "ruleset": ruleset,
+        "engine": engine,
         "as_of": as_of,
         "fx_as_of": fx_as_of,
         "elapsed_us": elapsed_us,

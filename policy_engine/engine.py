@@ -293,12 +293,11 @@ class PolicyEngine:
             if prepared is not None:
                 if not self._listeners:  # nothing takes the Decision: its document, without making its objects
                     try:
-                        document = loaded.pack.document(prepared, start)
+                        return loaded.pack.decide_json(prepared, start)
                     except EvaluationError:
                         raise
                     except Exception as exc:  # fail closed, as _decide
                         raise _fault(exc, prepared.request_id) from exc
-                    return dumps_bytes(document)
                 decision = self._decide(loaded.pack, prepared, start, None, None, context)
                 self._observe(packs, loaded, None, decision, None, None, context, True)
                 return dumps_bytes(decision.to_dict())

@@ -34,10 +34,12 @@ from .decision import (
     build_trail_entry,
     combine,
     decision_document,
+    json_evidence,
     trail_entry_document,
     undecided_reason,
 )
 from .fields import FieldCatalog
+from .jsonio import dumps_bytes
 from .matchers import Matcher, build_matcher, durable_available
 from .request import CROSS_RATE_PATHS, PreparedRequest, RequestPreparer
 from .resources import load_schema
@@ -49,6 +51,12 @@ from .screening import Screening
 DEFAULT_MATCHER = "python"
 
 
+#: What an undecided or skipped rule's trail entry holds on the requests with one presence pattern: the fields
+#: missing, the reason, the status and outcome, and the entry's document with empty evidence (shared: only
+#: :meth:`CompiledPack.decide_json` copies it, and writes the copy at once).
+Unknown = tuple[tuple[str, ...], str, str, str, dict[str, Any]]
+
+
 @dataclass(frozen=True, slots=True)
 class RuleEvidence:
     """A rule and the fields its condition reads: the values a fired rule shows as its evidence."""
@@ -57,23 +65,26 @@ class RuleEvidence:
     fields: tuple[str, ...]
     #: the rule's name screenings: their best match is evidence too (the entry, the name, the score)
     screens: tuple[Screening, ...] = ()
-    #: what an undecided or skipped rule's ``missing`` depends on (:func:`unknown_depends_on`), and those
-    #: lists with the entry's reason memoised by presence pattern: a rule on optional enrichment (a name, a device)
+    #: what an undecided or skipped rule's ``missing`` depends on (:func:`unknown_depends_on`), and what its trail
+    #: entry holds memoised by presence pattern (:data:`Unknown`): a rule on optional enrichment (a name, a device)
     #: is skipped on most requests, and the reference evaluator that names the missing fields would run on each
     presence: tuple[str, ...] = ()
-    unknown_by_presence: dict[tuple[bool, ...], tuple[tuple[str, ...], str]] = field(default_factory=dict,
-                                                                                    compare=False)
+    unknown_by_presence: dict[tuple[bool, ...], Unknown] = field(default_factory=dict, compare=False)
     #: whether the condition reads a cross-rate amount the preparer may leave pending (``PreparedRequest.complete``)
     late: bool = False
 
-    def unknown(self, view: Mapping[str, Any], day: int) -> tuple[tuple[str, ...], str]:
-        """The fields an undecided or skipped rule lacks on this request, and the reason its trail entry gives."""
+    def unknown(self, view: Mapping[str, Any], day: int) -> Unknown:
+        """What the trail entry of this rule, undecided or skipped on this request, holds but for its evidence."""
         key = tuple(map(is_, repeat(None), map(view.get, self.presence)))  # in C: no comprehension frame
         found = self.unknown_by_presence.get(key)
         if found is None:
             rule = self.rule
             missing = unknown_fields(rule.when, view, day)
-            found = missing, undecided_reason(rule, SKIPPED if rule.on_unknown == SKIP else UNDECIDED, missing)
+            status, outcome = (SKIPPED, "allow") if rule.on_unknown == SKIP else (UNDECIDED, rule.on_unknown)
+            reason = undecided_reason(rule, status, missing)
+            found = missing, reason, status, outcome, trail_entry_document(
+                rule.id, rule.category, outcome, rule.title, reason, {}, rule.source, rule.report, None, status,
+                missing, (), NO_EXTRA)
             if len(self.unknown_by_presence) < _MISSING_MEMO:  # bounded: 2**len(presence) patterns at most
                 self.unknown_by_presence[key] = found
         return found
@@ -157,11 +168,13 @@ class CompiledPack:
         """
         return self._decide(prepared, started_ns, build_trail_entry, build_decision)
 
-    def document(self, prepared: PreparedRequest, started_ns: int | None = None) -> dict[str, Any]:
-        """``decide(prepared, started_ns).to_dict()`` without making the decision's objects, for a caller that
-        only writes the decision (:meth:`PolicyEngine.evaluate_json`): the same steps, with each trail entry and
-        the decision made by the functions that lay out their documents instead of by their constructors."""
-        return self._decide(prepared, started_ns, trail_entry_document, decision_document)
+    def decide_json(self, prepared: PreparedRequest, started_ns: int | None = None) -> bytes:
+        """``dumps_bytes(decide(prepared, started_ns).to_dict())`` without making the decision's objects, for a
+        caller that only writes the decision (:meth:`PolicyEngine.evaluate_json`): the same steps, with each trail
+        entry and the decision made by the functions that lay out their documents instead of by their
+        constructors. The document is written at once, so it may share what is constant per pack (ruleset and
+        engine) and per rule and presence pattern (an undecided or skipped entry but for its evidence)."""
+        return dumps_bytes(self._decide(prepared, started_ns, trail_entry_document, decision_document))
 
     def _decide(self, prepared: PreparedRequest, started_ns: int | None, make_entry: Callable[..., Any],
                 make_decision: Callable[..., Any]) -> Any:
@@ -215,19 +228,22 @@ class CompiledPack:
         for index in undecided:
             entry = self.evidence[index]
             rule = entry.rule
-            missing, reason = entry.unknown(view, day)
-            fields = entry.fields
-            if rule.on_unknown == SKIP:
-                status, outcome = SKIPPED, "allow"
-            else:
-                status, outcome = UNDECIDED, rule.on_unknown
+            missing, reason, status, outcome, written = entry.unknown(view, day)
+            if status == UNDECIDED:
                 outcomes.append(outcome)
                 if rule.report:
                     obligations.append({"rule_id": rule.id, "report": rule.report, "status": UNDECIDED})
-            added.append(make_entry(
-                rule.id, rule.category, outcome, rule.title, reason,
-                dict(zip(fields, map(get, fields), strict=True)), rule.source, rule.report, None, status, missing,
-                tuple(p for p in fields if p in defaulted) if defaulted else (), NO_EXTRA))
+            fields = entry.fields
+            evidence = dict(zip(fields, map(get, fields), strict=True))  # in C: no comprehension frame
+            lacking = tuple(p for p in fields if p in defaulted) if defaulted else ()
+            if make_entry is trail_entry_document and not lacking:
+                # the document differs from the memoised one in its evidence only: a copy, not the layout again
+                made = written.copy()
+                made["evidence"] = json_evidence(evidence)
+                added.append(made)
+            else:
+                added.append(make_entry(rule.id, rule.category, outcome, rule.title, reason, evidence, rule.source,
+                                        rule.report, None, status, missing, lacking, NO_EXTRA))
         if not fired:
             return added  # in pack order already (the matcher's answer is sorted)
         by_index = dict(zip(fired, trail, strict=True))
