@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import attrgetter, is_
+from operator import is_
 from typing import Any
 
 from ._version import __version__
@@ -70,8 +70,6 @@ class RuleEvidence:
     #: is skipped on most requests, and the reference evaluator that names the missing fields would run on each
     presence: tuple[str, ...] = ()
     unknown_by_presence: dict[tuple[bool, ...], Unknown] = field(default_factory=dict, compare=False)
-    #: whether the condition reads a cross-rate amount the preparer may leave pending (``PreparedRequest.complete``)
-    late: bool = False
 
     def unknown(self, view: Mapping[str, Any], day: int) -> Unknown:
         """What the trail entry of this rule, undecided or skipped on this request, holds but for its evidence."""
@@ -93,7 +91,6 @@ class RuleEvidence:
 #: presence patterns remembered per rule
 _MISSING_MEMO = 256
 _LATE = frozenset(CROSS_RATE_PATHS.values())
-_late = attrgetter("late")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -121,6 +118,9 @@ class CompiledPack:
     ruleset_info: Mapping[str, str]
     engine_info: Mapping[str, str]
     rank: dict[str, int]  # decision_order as outcome -> severity rank (0 = most severe); read-only
+    #: the rules whose condition reads a cross-rate amount the preparer may leave pending
+    #: (``PreparedRequest.complete``), by pack index
+    late: frozenset[int]
 
     @classmethod
     def build(cls, ruleset: RuleSet, matcher: str | None = None) -> CompiledPack:
@@ -139,8 +139,9 @@ class CompiledPack:
             engine_info["note"] = f"{why}; running on the python matcher"
         compiled = build_matcher(name, program)
         evidence = tuple(RuleEvidence(r, fields_read(r.when), tuple(dict.fromkeys(
-            leaf.screen for leaf in leaves(r.when) if leaf.screen is not None)), unknown_depends_on(r.when),
-            late=not _LATE.isdisjoint(fields_read(r.when))) for r in ruleset.rules)
+            leaf.screen for leaf in leaves(r.when) if leaf.screen is not None)), unknown_depends_on(r.when))
+            for r in ruleset.rules)
+        late = frozenset(i for i, r in enumerate(ruleset.rules) if not _LATE.isdisjoint(fields_read(r.when)))
         needed = {p for e in evidence for p in e.fields}
         for r in ruleset.rules:
             needed.update(r.reason.fields)
@@ -152,7 +153,7 @@ class CompiledPack:
         preparer = RequestPreparer(ruleset, tuple(sorted(needed)))
         info = {"pack": ruleset.pack, "version": ruleset.version, "digest": ruleset.digest}
         rank = {outcome: i for i, outcome in enumerate(ruleset.decision_order)}
-        return cls(ruleset, program, compiled, preparer, evidence, info, engine_info, rank)
+        return cls(ruleset, program, compiled, preparer, evidence, info, engine_info, rank, late)
 
     def prepare(self, request: Any, pending: bool = False) -> PreparedRequest:
         """Validate and normalise a request (raises :class:`~policy_engine.RequestError` listing every
@@ -187,7 +188,7 @@ class CompiledPack:
         # missing; a request that fires nothing and leaves only rules on other fields undecided (the screening
         # rule, skipped on every request without names) has no cross rate to compute.
         entries = self.evidence
-        if fired or (undecided and any(map(_late, map(entries.__getitem__, undecided)))):
+        if fired or (undecided and not self.late.isdisjoint(undecided)):
             prepared.complete()
         get = prepared.view.get
         defaulted = prepared.defaulted
