@@ -295,4 +295,8 @@ def combine(outcomes: list[str], order: tuple[str, ...] | dict[str, int]) -> Out
     if not outcomes:
         return ALLOW
     rank = order if isinstance(order, dict) else {name: i for i, name in enumerate(order)}
-    return Outcome(min(outcomes, key=rank.__getitem__))
+    return _OUTCOMES[min(outcomes, key=rank.__getitem__)]
+
+
+#: outcomes by value: ``Outcome(value)`` is a Python-level metaclass call on every decision that fired a rule
+_OUTCOMES = {outcome.value: outcome for outcome in Outcome}

@@ -118,8 +118,8 @@ class CompiledPack:
     ruleset_info: Mapping[str, str]
     engine_info: Mapping[str, str]
     rank: dict[str, int]  # decision_order as outcome -> severity rank (0 = most severe); read-only
-    #: the rules whose condition reads a cross-rate amount the preparer may leave pending
-    #: (``PreparedRequest.complete``), by pack index
+    #: the rules whose trail entry shows a cross-rate amount the preparer may leave pending
+    #: (``PreparedRequest.complete``): in its evidence (the fields its condition reads) or its reasons; by pack index
     late: frozenset[int]
 
     @classmethod
@@ -141,7 +141,8 @@ class CompiledPack:
         evidence = tuple(RuleEvidence(r, fields_read(r.when), tuple(dict.fromkeys(
             leaf.screen for leaf in leaves(r.when) if leaf.screen is not None)), unknown_depends_on(r.when))
             for r in ruleset.rules)
-        late = frozenset(i for i, r in enumerate(ruleset.rules) if not _LATE.isdisjoint(fields_read(r.when)))
+        late = frozenset(i for i, r in enumerate(ruleset.rules) if not _LATE.isdisjoint(
+            (*fields_read(r.when), *r.reason.fields, *(r.reason_zh.fields if r.reason_zh else ()))))
         needed = {p for e in evidence for p in e.fields}
         for r in ruleset.rules:
             needed.update(r.reason.fields)
@@ -184,11 +185,12 @@ class CompiledPack:
         start = time.perf_counter_ns() if started_ns is None else started_ns
         matched = self.matcher.match(prepared)
         fired, undecided = self.program.split(matched)
-        # Reasons and evidence show every derived amount, and an undecided rule on one needs it to name what is
-        # missing; a request that fires nothing and leaves only rules on other fields undecided (the screening
-        # rule, skipped on every request without names) has no cross rate to compute.
+        # A cross-rate amount (two exact Fractions) is computed only for an entry that shows one: in its evidence
+        # or its reasons, or an undecided rule on one, which needs it to name what is missing. Most decisions,
+        # those that fire a rule on other fields included, have none to compute.
         entries = self.evidence
-        if fired or (undecided and not self.late.isdisjoint(undecided)):
+        late = self.late
+        if not (late.isdisjoint(fired) and late.isdisjoint(undecided)):
             prepared.complete()
         get = prepared.view.get
         defaulted = prepared.defaulted

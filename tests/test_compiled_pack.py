@@ -103,3 +103,43 @@ def test_an_undecided_rule_on_a_cross_rate_amount_shows_it_when_nothing_fired():
     assert lazy.rule_ids == () and lazy.undecided_ids == ("CMP-015",)
     assert lazy.trail[0].evidence["derived.amount_usd"] is not None
     assert timeless(lazy) == timeless(full)
+
+
+
+_ANY_CNY = """\
+- id: CNY-2
+  category: risk
+  title: Any CNY payment
+  when: {field: amount.currency, op: eq, value: CNY}
+  outcome: review
+  reason: "a CNY payment"
+  source: test
+  verified: false
+"""
+
+
+@pytest.mark.parametrize("shows", ["reason", "reason_zh", "evidence"])
+def test_a_fired_rule_computes_a_cross_rate_amount_only_when_its_entry_shows_one(make_pack, shows):
+    """The cross rates (exact Fractions) are computed for a fired rule whose entry shows one (its condition's fields
+    are its evidence, its reasons render theirs), with the document of a fully prepared request; a decision that
+    fires only rules on other fields leaves them pending."""
+    condition = ("{all: [{field: amount.currency, op: eq, value: CNY}, {field: derived.amount_usd, op: gt, value: 0}]}"
+                 if shows == "evidence" else "{field: amount.currency, op: eq, value: CNY}")
+    reason = "USD {derived.amount_usd}" if shows == "reason" else "a payment"
+    reason_zh = '\n  reason_zh: "USD {derived.amount_usd}"' if shows == "reason_zh" else ""
+    rule = (f"- id: CNY-1\n  category: risk\n  title: A payment\n  when: {condition}\n  outcome: review\n"
+            f"  reason: \"{reason}\"{reason_zh}\n  source: test\n  verified: false\n")
+    pack = CompiledPack.build(load_ruleset(make_pack(rule + _ANY_CNY)))
+    request = base_request(amount__value=700)
+    lazy, full = (pack.decide(pack.prepare(request, pending)) for pending in (True, False))
+    assert lazy.rule_ids == ("CNY-1", "CNY-2")
+    entry = lazy.trail[0]
+    shown = entry.evidence.get("derived.amount_usd") if shows == "evidence" else \
+        (entry.reason_zh if shows == "reason_zh" else entry.reason)
+    assert shown is not None and "<missing" not in str(shown), shown
+    assert timeless(lazy) == timeless(full)
+
+    bare = CompiledPack.build(load_ruleset(make_pack(_ANY_CNY)))
+    prepared = bare.prepare(request, True)
+    assert bare.decide(prepared).rule_ids == ("CNY-2",)
+    assert "derived.amount_usd" not in prepared.view  # nothing showed it: left pending
