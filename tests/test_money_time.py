@@ -215,9 +215,8 @@ embargoed:
     assert not fires(make_pack, matcher, negated, lists, timestamp=before, merchant__country="SY")
 
 
-@pytest.mark.parametrize("matcher", MATCHERS)
-def test_fx_table_as_of_the_payment_date(make_pack, matcher):
-    header = """\
+#: a pack header with two FX tables a year apart
+_TWO_FX_TABLES = """\
 pack: fx
 version: "1"
 reference_fx:
@@ -225,6 +224,11 @@ reference_fx:
   - {as_of: 2025-01-01, rates: {CNY: "1", USD: "7.5"}}
 timezones: {CN: Asia/Shanghai}
 """
+
+
+@pytest.mark.parametrize("matcher", MATCHERS)
+def test_fx_table_as_of_the_payment_date(make_pack, matcher):
+    header = _TWO_FX_TABLES
     when = "{field: derived.amount_cny, op: gte, value: 7500}"
     kw = {"amount__value": 1000, "amount__currency": "USD"}
     assert not fires(make_pack, matcher, when, header=header, timestamp="2024-12-31T23:00:00+08:00", **kw)
@@ -239,14 +243,7 @@ timezones: {CN: Asia/Shanghai}
 def test_one_engine_takes_each_dates_fx_table_however_dates_alternate(make_pack):
     # the preparer remembers the table of each local date it has met: dates met again, in any order and on either
     # input path, still take their own table
-    header = """\
-pack: fx
-version: "1"
-reference_fx:
-  - {as_of: 2024-01-01, rates: {CNY: "1", USD: "7.0"}}
-  - {as_of: 2025-01-01, rates: {CNY: "1", USD: "7.5"}}
-timezones: {CN: Asia/Shanghai}
-"""
+    header = _TWO_FX_TABLES
     engine = PolicyEngine(load_ruleset(make_pack(rule("{field: derived.amount_cny, op: gte, value: 7500}"),
                                                  header=header)))
     stamps = {"2024-12-31T23:00:00+08:00": "2024-01-01", "2024-12-31T16:00:00Z": "2025-01-01",
