@@ -230,15 +230,19 @@ def decode_line(raw: bytes) -> tuple[Any, str | RequestError | None]:
         return None, f"invalid JSON: {exc}"
 
 
-def read_json_lines(lines: Iterable[bytes], first: int = 1) -> Iterator[Record]:
-    """Each non-blank line decoded, numbered from ``first``; a bad line yields its problem and reading goes on."""
+def read_json_lines(lines: Iterable[bytes], first: int = 1, decode: bool = True) -> Iterator[Record]:
+    """Each non-blank line decoded, numbered from ``first``; a bad line yields its problem and reading goes on.
+    With ``decode`` false each line is yielded as its bytes, undecoded, for a caller that decodes it itself."""
     for number, raw in enumerate(lines, start=first):
         if raw.strip():
+            if not decode:
+                yield number, raw, None
+                continue
             value, problem = decode_line(raw)
             yield number, value, problem
 
 
-def read_json_records(stream: BinaryIO) -> Iterator[Record]:
+def read_json_records(stream: BinaryIO, decode: bool = True) -> Iterator[Record]:
     """The records of a JSON document or a JSON Lines stream, told apart by their first lines.
 
     Input is JSON Lines when the first non-empty line, or failing that the second, is a complete JSON value;
@@ -247,6 +251,10 @@ def read_json_records(stream: BinaryIO) -> Iterator[Record]:
     lines); if that does not parse either, it is read line by line after all, so no good line is lost, unless
     no line is a JSON object on its own: then it is one (pretty-printed) document with a mistake, reported once
     with its line and column.
+
+    With ``decode`` false the lines of a JSON Lines stream are yielded as their bytes (no JSON value is ever
+    ``bytes``), for a caller that decodes and decides in one step (``PolicyEngine.evaluate_json``); a document is
+    still yielded decoded.
     """
     head: list[tuple[int, bytes]] = []
     number = 0
@@ -260,9 +268,8 @@ def read_json_records(stream: BinaryIO) -> Iterator[Record]:
         return
     if any(not isinstance(decode_line(raw)[1], str) for _, raw in head):  # JSON, if perhaps an ambiguous one
         for n, raw in head:
-            value, problem = decode_line(raw)
-            yield n, value, problem
-        yield from read_json_lines(stream, number + 1)
+            yield (n, *decode_line(raw)) if decode else (n, raw, None)
+        yield from read_json_lines(stream, number + 1, decode)
         return
     text = b"".join(raw for _, raw in head) + stream.read()
     first = head[0][0]
@@ -272,12 +279,12 @@ def read_json_records(stream: BinaryIO) -> Iterator[Record]:
         yield first, None, exc
     except json.JSONDecodeError as exc:
         if any(_is_object_line(raw) for raw in text.splitlines()):
-            yield from read_json_lines(io.BytesIO(text), first)
+            yield from read_json_lines(io.BytesIO(text), first, decode)
         else:
             line = first + exc.lineno - 1
             yield line, None, f"invalid JSON: {exc.msg} at line {line}, column {exc.colno}"
     except (ValueError, UnicodeDecodeError):
-        yield from read_json_lines(io.BytesIO(text), first)
+        yield from read_json_lines(io.BytesIO(text), first, decode)
 
 
 def _is_object_line(raw: bytes) -> bool:

@@ -185,3 +185,37 @@ def test_durable_matcher_decides_like_the_python_matcher():
     assert results["durable"] == results["python"]
     # the examples send no names: name screening (CMP-025) is skipped, visibly
     assert results["durable"][0] == ("deny", [("CMP-025", "skipped"), ("FS-001", "fired")])
+
+
+def test_json_stream_lines_are_decided_as_the_decoded_requests_would_be(tmp_path):
+    """`evaluate --json` hands each line of a stream to evaluate_json undecoded; every record, decision or error,
+    is what deciding the decoded request gives (a line that is not JSON, not UTF-8, ambiguous or invalid included)."""
+    from policy_engine import PolicyEngine
+    from policy_engine.jsonio import read_json_records
+
+    lines = [_request_line("a"), b"{broken", b'"caf\xe9"', _request_line("b").replace(b"{", b'{"request_id":"x",', 1),
+             json.dumps(base_request(request_id="c", amount={"value": -1, "currency": "CNY"})).encode(),
+             json.dumps(base_request(request_id="d", payer={"id": "p", "name": "Иван"})).encode(), b"[]",
+             _request_line("e").replace(b'"value": 100', b'"value": 1e999999999999999999999')]
+    path = _stream(tmp_path, lines)
+    code, out, err = run("evaluate", "--json", str(path))
+    got = [json.loads(line) for line in out.splitlines()]
+    engine = PolicyEngine.from_path()
+    expected = []
+    with path.open("rb") as stream:
+        for number, request, problem in read_json_records(stream):
+            if isinstance(problem, str):
+                expected.append({"error": "invalid_json", "line": number, "message": problem})
+                continue
+            try:
+                if problem is not None:
+                    raise problem
+                expected.append(engine.evaluate(request).to_dict())
+            except Exception as exc:  # the error records of the decoded path
+                expected.append({**exc.to_dict(), "line": number})
+    for record in got + expected:
+        record.pop("elapsed_us", None)
+    assert code == 2, err
+    assert len(got) == len(lines) and got == json.loads(json.dumps(expected, default=str))
+    assert [r.get("error") for r in got] == [None, "invalid_json", "invalid_json", "invalid_request",
+                                             "invalid_request", None, "invalid_request", "invalid_json"]

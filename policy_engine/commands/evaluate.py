@@ -11,8 +11,8 @@ from ..audit import AuditError, AuditLog
 from ..cli import EXIT_BAD_INPUT, EXIT_ENGINE, EXIT_OK, printable
 from ..decision import FIRED, SKIPPED, UNDECIDED, Decision
 from ..engine import PolicyEngine
-from ..errors import EvaluationError, RequestError, StateError
-from ..jsonio import dumps, read_json_records
+from ..errors import EvaluationError, RequestError, RequestTextError, StateError
+from ..jsonio import decode_line, dumps, read_json_records
 from ..matchers import MATCHERS
 
 #: The environment variable that holds the decision log's pseudonym key (``--audit-key`` overrides it).
@@ -97,20 +97,35 @@ def _audit_log(args: argparse.Namespace, err: TextIO) -> AuditLog | None:
     return log
 
 
+def _problem_record(line: int, problem: str | RequestError | None) -> dict:
+    """The error record of a line the reader could not take: not JSON, or ambiguous JSON (a repeated key)."""
+    if isinstance(problem, RequestError):
+        return {**problem.to_dict(), "line": line}
+    return {"error": "invalid_json", "line": line, "message": problem}
+
+
 def cmd_evaluate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     audit = _audit_log(args, err)
     engine = PolicyEngine.from_path(args.rules, matcher=args.matcher, audit=audit, state=args.state)
     stream = sys.stdin.buffer if args.file in (None, "-") else open(args.file, "rb")  # noqa: SIM115
     worst = EXIT_OK
     try:
-        for line, request, problem in read_json_records(stream):
+        # --json: each line of a JSON Lines stream goes to evaluate_json as it was read, decoded and decided in one
+        # step (the native pass, the decision's document written without its objects), as a service would
+        for line, request, problem in read_json_records(stream, decode=not args.json):
             if problem is not None:
-                record = ({**problem.to_dict(), "line": line} if isinstance(problem, RequestError)
-                          else {"error": "invalid_json", "line": line, "message": problem})
-                _print_error(out, record, args.json)
+                _print_error(out, _problem_record(line, problem), args.json)
                 worst = max(worst, EXIT_BAD_INPUT)
                 continue
             try:
+                if type(request) is bytes:  # no JSON value is bytes: a line left undecoded for evaluate_json
+                    try:
+                        out.write(engine.evaluate_json(request).decode("utf-8", "surrogatepass") + "\n")
+                    except RequestTextError as exc:  # not JSON: the record says so in the reader's words
+                        said = decode_line(request)[1] or exc.violations[0].message
+                        _print_error(out, _problem_record(line, said), args.json)
+                        worst = max(worst, EXIT_BAD_INPUT)
+                    continue
                 decision = engine.evaluate(request)
             except (RequestError, StateError) as exc:
                 _print_error(out, {**exc.to_dict(), "line": line}, args.json)
