@@ -234,7 +234,7 @@ def read_json_lines(lines: Iterable[bytes], first: int = 1, decode: bool = True)
     """Each non-blank line decoded, numbered from ``first``; a bad line yields its problem and reading goes on.
     With ``decode`` false each line is yielded as its bytes, undecoded, for a caller that decodes it itself."""
     for number, raw in enumerate(lines, start=first):
-        if raw.strip():
+        if raw and not raw.isspace():  # not blank (strip() would copy every line)
             if not decode:
                 yield number, raw, None
                 continue
