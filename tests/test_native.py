@@ -248,9 +248,8 @@ def test_structs_follow_the_schema_not_a_list_of_fields():
                                     "1e-20", "1e-21", "1.5E-19", "1.50E-19", "1E19", "1E20", "0.1e21", "-1E+19",
                                     "12.5", "0.0"])
 def test_a_number_is_taken_only_within_exact_arithmetic_as_the_validator_takes_it(number):
-    """The pass reads a number with a fraction or an exponent within exact arithmetic or not at all (its digits
-    after the point counted from the text when no exponent is written): on a number field with no bounds and no
-    places, it takes exactly what the full validator accepts, as the same Decimal."""
+    """The pass reads a number with a fraction or an exponent within exact arithmetic or not at all: on a number
+    field with no bounds and no places, it takes exactly what the full validator accepts, as the same Decimal."""
     schema = pack_schema(load_schema("payment_request"), ())
     schema["properties"]["payer"]["properties"]["ratio"] = {"type": "number"}
     collect = {"payer.ratio": True}
