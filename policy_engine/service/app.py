@@ -41,7 +41,7 @@ from ..state import Store, open_store
 from ..traffic import CallContext, Rollout
 from .metrics import CONTENT_TYPE, Metrics
 from .openapi import document
-from .settings import Settings
+from .settings import MAX_BATCH, Settings
 
 log = logging.getLogger("policy_engine.service")
 
@@ -459,6 +459,9 @@ class App:
                 raise error_for(exc) from None
             return 200, dumps_bytes(decision.to_dict()), _JSON
         if isinstance(value, list):
+            if len(value) > MAX_BATCH:
+                raise HTTPError(413, "batch_too_large", f"a batch may hold at most {MAX_BATCH:,} requests, this one "
+                                f"holds {len(value):,}; split it into several requests")
             return 200, dumps_bytes(await asyncio.to_thread(_batch, service, engine, value, context)), _JSON
         raise HTTPError(400, "invalid_request", "the body must be a payment request (a JSON object) or a batch of "
                         "them (a JSON array)")

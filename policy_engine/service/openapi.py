@@ -9,6 +9,7 @@ from typing import Any
 from .._version import __version__
 from ..aggregates import REPORTED_STATUSES
 from ..resources import load_schema
+from .settings import MAX_BATCH
 
 _JSON = "application/json"
 
@@ -81,7 +82,8 @@ def document() -> dict[str, Any]:
             "/v1/decisions": {"post": {
                 "summary": "Decide one request, or a batch given as an array (one result per item, in order)",
                 "requestBody": _body({"oneOf": [_ref("PaymentRequest"),
-                                                {"type": "array", "items": _ref("PaymentRequest")}]}),
+                                                {"type": "array", "items": _ref("PaymentRequest"),
+                                                 "maxItems": MAX_BATCH}]}),
                 "responses": {
                     "200": _answer("The decision, or for an array each item's decision or error (with its index)",
                                    {"oneOf": [_ref("Decision"), {"type": "array", "items": {

@@ -1,0 +1,38 @@
+"""Holes an adversarial sweep of the decision service found (session 23), each held closed against the real server
+(`policy-engine serve` on a loopback port, as in test_service.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import RULES, base_request
+from test_service import JSON, post
+
+pytest.importorskip("granian")
+pytest.importorskip("prometheus_client")
+
+from policy_engine.service.process import ServiceProcess
+from policy_engine.service.settings import MAX_BATCH
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """One server with a state store, so that status reports have payments to report on."""
+    state = Path(tmp_path_factory.mktemp("state")) / "state.db"
+    with ServiceProcess(["--rules", str(RULES), "--state", f"sqlite:///{state}"]) as service:
+        yield service
+
+
+def test_a_batch_of_more_items_than_the_limit_is_refused_whole_before_any_is_decided(svc):
+    """Two bytes an item: a 1 MiB body of `[1,1,...]` made one worker build 500,000 error objects (39 s of CPU and
+    a 68 MB answer), and `[{},{},...]` took it past 600 MB."""
+    status, _, raw = svc.request("POST", "/v1/decisions", b"[" + b",".join([b"1"] * (MAX_BATCH + 1)) + b"]", JSON)
+    got = json.loads(raw)
+    assert status == 413 and got["error"] == "batch_too_large"
+    assert f"{MAX_BATCH:,}" in got["message"] and "split" in got["message"]
+    status, answers = post(svc, "/v1/decisions", [base_request(request_id="b-0")] + [{}] * (MAX_BATCH - 1))
+    assert status == 200 and len(answers) == MAX_BATCH
+    assert answers[0]["decision"] == "allow" and answers[-1]["index"] == MAX_BATCH - 1
