@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from conftest import RULES, base_request
@@ -36,3 +37,19 @@ def test_a_batch_of_more_items_than_the_limit_is_refused_whole_before_any_is_dec
     status, answers = post(svc, "/v1/decisions", [base_request(request_id="b-0")] + [{}] * (MAX_BATCH - 1))
     assert status == 200 and len(answers) == MAX_BATCH
     assert answers[0]["decision"] == "allow" and answers[-1]["index"] == MAX_BATCH - 1
+
+
+def test_a_request_id_with_a_slash_or_any_character_is_reported_under_its_percent_encoding(svc):
+    """The route matched the decoded path: `order%2F7` became `order/7`, so a payment whose request_id holds a `/`
+    (the request schema allows any string) could never be reported ("no endpoint")."""
+    for request_id in ("order/7", "order 8 ü?#%"):
+        assert post(svc, "/v1/decisions", base_request(request_id=request_id))[0] == 200
+        status, got = post(svc, f"/v1/payments/{quote(request_id, safe='')}/status", {"status": "reversed"})
+        assert (status, got) == (200, {"request_id": request_id, "status": "reversed"})
+
+
+def test_a_request_id_in_the_path_that_is_not_utf8_is_refused_not_replaced(svc):
+    """`%FF` was decoded to U+FFFD: the status went to an id nobody sent (the payment `\\ufffd`, if one exists)."""
+    assert post(svc, "/v1/decisions", base_request(request_id="\ufffd"))[0] == 200
+    status, got = post(svc, "/v1/payments/%FF/status", {"status": "reversed"})
+    assert status == 400 and got["error"] == "invalid_request" and "UTF-8" in got["message"]

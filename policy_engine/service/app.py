@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, unquote_to_bytes
 
 from ..audit import AuditError, AuditLog
 from ..engine import PolicyEngine
@@ -51,7 +51,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
 _JSON = b"application/json"
-_STATUS_PATH = re.compile(r"/v1/payments/(?P<request_id>[^/]+)/status")
+#: matched on the raw path: decoded, an id holding `%2F` would be split in two
+_STATUS_PATH = re.compile(rb"/v1/payments/(?P<request_id>[^/]+)/status")
 #: how long a reload asked of one worker waits for the supervisor to pass it to every worker (itself included)
 RELOAD_FANOUT_TIMEOUT = 60.0
 
@@ -371,9 +372,10 @@ class App:
         if path == "/v1/explain":
             _allow(method, "POST")
             return await self._explain(service, scope, await self._body(scope, receive, headers))
-        if (match := _STATUS_PATH.fullmatch(path)) is not None:
+        if (match := _STATUS_PATH.fullmatch(_raw_path(scope))) is not None:
             _allow(method, "POST")
-            return await self._status(service, match["request_id"], await self._body(scope, receive, headers))
+            return await self._status(service, _path_id(match["request_id"]),
+                                      await self._body(scope, receive, headers))
         if path == "/v1/pack":
             _allow(method, "GET")
             return 200, dumps_bytes(service.pack_info()), _JSON
@@ -530,6 +532,22 @@ def _authorize(header: bytes | None, token: bytes) -> None:
     if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), token):
         raise HTTPError(401, "unauthorized", "a valid bearer token is required (Authorization: Bearer ...)",
                         [(b"www-authenticate", b'Bearer realm="policy-engine"')])
+
+
+def _raw_path(scope: Scope) -> bytes:
+    # ASGI lets a server leave raw_path out; the decoded path, quoted again, is then the nearest thing to it
+    raw = scope.get("raw_path")
+    return raw if raw is not None else quote(scope["path"], safe="/").encode("ascii")
+
+
+def _path_id(segment: bytes) -> str:
+    """A request id from its percent-encoded path segment: UTF-8, strictly (the server's own decoding puts U+FFFD
+    in place of bytes that are not, and the status would go to an id nobody sent)."""
+    try:
+        return unquote_to_bytes(segment).decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPError(400, "invalid_request", "the request id in the path is not UTF-8 once percent-decoded: "
+                        "percent-encode the UTF-8 bytes of the request_id the decision was made for") from None
 
 
 def _allow(method: str, allowed: str) -> None:
