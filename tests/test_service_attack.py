@@ -53,3 +53,14 @@ def test_a_request_id_in_the_path_that_is_not_utf8_is_refused_not_replaced(svc):
     assert post(svc, "/v1/decisions", base_request(request_id="\ufffd"))[0] == 200
     status, got = post(svc, "/v1/payments/%FF/status", {"status": "reversed"})
     assert status == 400 and got["error"] == "invalid_request" and "UTF-8" in got["message"]
+
+
+@pytest.mark.parametrize("query, fragment", [
+    ("rule=NOPE-1&rule=FS-001", "once"),  # the last one won: FS-001 explained, NOPE-1 never looked up
+    ("rule=FS-001&rule=FS-001", "once"),
+    ("rule=", "empty"),                   # dropped: every rule explained for a request about one
+])
+def test_an_explain_query_that_names_no_single_rule_is_refused(svc, query, fragment):
+    status, got = post(svc, f"/v1/explain?{query}", base_request(request_id="x-1"))
+    assert status == 400 and got["error"] == "invalid_query" and fragment in got["message"]
+    assert "rules" not in got

@@ -470,7 +470,7 @@ class App:
 
     async def _explain(self, service: Service, scope: Scope, body: bytes) -> tuple[int, bytes, bytes]:
         request = self._json(body)
-        rule = _query(scope).get("rule")
+        rule = _rule(scope)
         engine = service.ready_engine()
         try:
             explanation = await asyncio.to_thread(engine.explain, request, rule)
@@ -555,8 +555,18 @@ def _allow(method: str, allowed: str) -> None:
         raise HTTPError(405, "method_not_allowed", f"use {allowed}", [(b"allow", allowed.encode("ascii"))])
 
 
-def _query(scope: Scope) -> dict[str, str]:
-    return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+def _rule(scope: Scope) -> str | None:
+    """The ``rule`` of /v1/explain's query, or None. Given twice or empty it is refused, as a repeated JSON key is:
+    the last one silently won and an empty one explained every rule, neither what the caller asked about."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    given = [value for name, value in parse_qsl(query, keep_blank_values=True) if name == "rule"]
+    if len(given) > 1:
+        raise HTTPError(400, "invalid_query", f"?rule= is given {len(given)} times: give it once (explain one rule "
+                        "per call) or leave it out to explain every rule")
+    if given == [""]:
+        raise HTTPError(400, "invalid_query", "?rule= is empty: name a rule id (?rule=FS-001) or leave it out to "
+                        "explain every rule")
+    return given[0] if given else None
 
 
 def create_app() -> App:
