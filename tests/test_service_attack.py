@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -15,7 +17,7 @@ from test_service import JSON, post
 pytest.importorskip("granian")
 pytest.importorskip("prometheus_client")
 
-from policy_engine.service.process import ServiceProcess
+from policy_engine.service.process import ServiceProcess, ServiceStartError
 from policy_engine.service.settings import MAX_BATCH
 
 
@@ -64,3 +66,23 @@ def test_an_explain_query_that_names_no_single_rule_is_refused(svc, query, fragm
     status, got = post(svc, f"/v1/explain?{query}", base_request(request_id="x-1"))
     assert status == 400 and got["error"] == "invalid_query" and fragment in got["message"]
     assert "rules" not in got
+
+
+@pytest.mark.parametrize("seconds", ["nan", "inf", "0", "-1"])
+def test_a_body_timeout_that_is_not_a_positive_number_of_seconds_stops_serve_before_it_listens(seconds):
+    """`nan` made every POST a 500 with a traceback in the log, `0` and `-1` every POST a 408 while /readyz said
+    ready, and `inf` turned the slow-body guard off without a word."""
+    service = ServiceProcess(["--rules", str(RULES), "--body-timeout", seconds])
+    try:
+        with pytest.raises(ServiceStartError, match=r"--body-timeout"):
+            service.start()
+    finally:
+        service.stop()
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_a_port_out_of_range_is_a_usage_error_not_an_internal_one(port):
+    """70000 ended in `internal error (OverflowError: ...); please report it`."""
+    run = subprocess.run([sys.executable, "-m", "policy_engine.cli", "serve", "--rules", str(RULES), "--port", port],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "--port" in run.stderr and "internal error" not in run.stderr

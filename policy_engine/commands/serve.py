@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from typing import TextIO
 
@@ -71,6 +72,13 @@ def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     if args.workers < 1:
         raise ServeArgumentError("--workers must be at least 1")
+    # granian takes these unchecked: a port past 65535 was an internal error, a timeout of nan a 500 on every
+    # request, 0 or less a 408 on every request, and inf no guard against a trickled body at all
+    if not 0 <= args.port <= 65535:
+        raise ServeArgumentError(f"--port {args.port}: a TCP port is 0 to 65535")
+    if not 0 < args.body_timeout < math.inf:
+        raise ServeArgumentError(f"--body-timeout {args.body_timeout}: give the seconds a body may take to arrive "
+                                 "as a positive number (default 10)")
     if args.workers > 1 and args.state == "memory://":
         raise ServeArgumentError("memory:// is one process's memory: with several workers each would count alone "
                                  "and limits would not hold; use sqlite:///path or redis://")
