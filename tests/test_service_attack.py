@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -13,12 +17,15 @@ from urllib.parse import quote
 import pytest
 from conftest import RULES, base_request
 from test_service import JSON, post
+from test_service_faults import Client
 
 pytest.importorskip("granian")
 pytest.importorskip("prometheus_client")
 
+from policy_engine.errors import Issue, RuleSetError
+from policy_engine.service.app import App
 from policy_engine.service.process import ServiceProcess, ServiceStartError
-from policy_engine.service.settings import MAX_BATCH
+from policy_engine.service.settings import MAX_BATCH, Settings
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +93,29 @@ def test_a_port_out_of_range_is_a_usage_error_not_an_internal_one(port):
     run = subprocess.run([sys.executable, "-m", "policy_engine.cli", "serve", "--rules", str(RULES), "--port", port],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "--port" in run.stderr and "internal error" not in run.stderr
+
+
+def test_a_reload_asked_over_http_answers_with_a_reload_that_read_the_pack_after_it_was_asked(monkeypatch):
+    """With several workers, a worker still in an earlier reload (started by an earlier SIGHUP, before the pack on
+    disk was broken) answered POST /v1/pack/reload with that reload's `ok`: the caller was told a pack that the
+    workers then refused was in. In process, the service is its own supervisor (the SIGHUP comes back to it)."""
+    client = Client(App(Settings(rules=str(RULES), supervisor=os.getpid())))
+    try:
+        engine = client.app.service.engine
+        real, calls = engine.reload, []
+
+        def reload() -> object:
+            calls.append(None)
+            if len(calls) == 1:  # the earlier reload: slow, and of the pack as it was then
+                time.sleep(0.5)
+                return real()
+            raise RuleSetError([Issue("rules/x.yaml", 1, 1, None, "broken now")])
+
+        monkeypatch.setattr(engine, "reload", reload)
+        os.kill(os.getpid(), signal.SIGHUP)  # the earlier reload starts...
+        client.loop.run_until_complete(asyncio.sleep(0.1))
+        status, got = client.post("/v1/pack/reload", {})  # ...and the pack breaks before this is asked
+        assert (status, got["error"]) == (422, "reload_failed") and "broken now" in got["message"]
+        assert len(calls) == 2
+    finally:
+        client.close()

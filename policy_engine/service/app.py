@@ -126,7 +126,7 @@ class Service:
         self.last_reload: ReloadResult | None = None
         #: a state store or a decision log does I/O per decision: run those off the event loop
         self.offload = settings.state is not None or settings.audit is not None
-        self._reload_lock = asyncio.Lock()
+        #: held for the whole of a reload, so one holding it knows that no reload is halfway (see reload_everywhere)
         self._reloaded = asyncio.Condition()
         self._generation = 0
         self._tasks: set[asyncio.Task] = set()
@@ -220,7 +220,7 @@ class Service:
         """Reload the pack from where it was loaded. In-flight evaluations finish on the pack they started with;
         a pack that fails to load leaves the old one deciding and is reported in /readyz and the metrics."""
         engine = self.ready_engine()
-        async with self._reload_lock:
+        async with self._reloaded:
             gc.unfreeze()  # the old pack must be collectable once the new one is in
             try:
                 ruleset = await asyncio.to_thread(engine.reload)
@@ -234,7 +234,6 @@ class Service:
             await asyncio.to_thread(_settle)
             self.metrics.reloaded(result.ok)
             self.last_reload = result
-        async with self._reloaded:
             self._generation += 1
             self._reloaded.notify_all()
         return result
@@ -245,6 +244,8 @@ class Service:
         if self.settings.supervisor is None:
             return await self.reload("http")
         self.ready_engine()
+        # Counted with no reload halfway: one that was (started by an earlier signal, of the pack as it was then)
+        # would have ended the wait below and answered for a reload it never did.
         async with self._reloaded:
             generation = self._generation
             os.kill(self.settings.supervisor, signal.SIGHUP)
