@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -119,3 +120,17 @@ def test_a_reload_asked_over_http_answers_with_a_reload_that_read_the_pack_after
         assert len(calls) == 2
     finally:
         client.close()
+
+
+def test_a_content_length_with_thousands_of_leading_zeros_is_read_as_its_number(svc):
+    """`Content-Length: 000…0712` is valid HTTP (1*DIGIT) and the server frames the body by it, but int() of more
+    than 4,300 digits raises: every such request was a 500 and a traceback in the log."""
+    body = json.dumps(base_request(request_id="z-1")).encode()
+    length = b"0" * 5000 + str(len(body)).encode()
+    with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as conn:
+        conn.sendall(b"POST /v1/decisions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json"
+                     b"\r\nContent-Length: " + length + b"\r\n\r\n" + body)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200") and b'"decision":"allow"' in answer
