@@ -32,7 +32,7 @@ from .resources import default_pack_path, load_schema
 from .ruleset import DEFAULT_DECISION_ORDER, FxTable, Rule, RuleSet, default_on_unknown
 from .screening import REQUIREMENTS, Screening
 from .screening.lists import ListFileError, PartyList, file_digest, read_ofac, read_opensanctions
-from .yamlsource import SourceDoc, YamlSourceError, load_yaml
+from .yamlsource import SourceDoc, YamlSourceError, load_yaml, yaml_files
 
 #: Numbers in conditions are compared exactly in units of 10^-SCALE_DIGITS (see ``compiler.py``).
 SCALE_DIGITS = 4
@@ -150,11 +150,7 @@ class _Loader:
             return [(self.root, self.root.name)]
         if not self.root.is_dir():
             raise RuleSetError([Issue(str(self.root), 1, 1, None, "no such rule pack (file or directory)")])
-        found = []
-        for p in sorted(self.root.rglob("*")):
-            rel = p.relative_to(self.root)
-            if p.suffix in (".yaml", ".yml") and p.is_file() and "tests" not in rel.parts[:-1]:
-                found.append((p, rel.as_posix()))
+        found = yaml_files(self.root, skip_dir="tests")
         if not found:
             raise RuleSetError([Issue(str(self.root), 1, 1, None, "directory holds no *.yaml rule files")])
         return found

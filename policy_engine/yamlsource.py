@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -64,16 +66,45 @@ class YamlSourceError(Exception):
         super().__init__(str(issue))
 
 
+def yaml_files(root: Path, skip_dir: str | None = None) -> list[tuple[Path, str]]:
+    """Every ``*.yaml`` / ``*.yml`` entry under the directory ``root``, at any depth, as (path, path relative to
+    ``root``), sorted by the relative path; directories named ``skip_dir`` are left out.
+
+    Symbolic links to directories are followed (each directory is read once, so a link back up the tree is no
+    loop), and every entry that is not a directory is listed, whatever it is: a file under a linked directory, a
+    broken link or a FIFO named ``*.yaml`` is then read or refused, never silently left out of the pack."""
+    found: list[tuple[Path, str]] = []
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        info = os.stat(dirpath)
+        if (info.st_dev, info.st_ino) in seen:
+            dirnames.clear()
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        dirnames[:] = sorted(d for d in dirnames if d != skip_dir)
+        here = Path(dirpath)
+        for name in filenames:
+            path = here / name
+            if path.suffix in (".yaml", ".yml"):
+                found.append((path, path.relative_to(root).as_posix()))
+    return sorted(found, key=lambda entry: entry[1])
+
+
 def load_yaml(path: Path, display: str | None = None) -> SourceDoc:
     """Read and convert one YAML file; raises ``YamlSourceError`` with a positioned issue."""
     name = display or str(path)
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # reading a FIFO would block the load for good
+            raise YamlSourceError(Issue(name, 1, 1, None, "not a regular file (a FIFO, socket or device); a rule "
+                                                          "file must be one"))
+        size = info.st_size
         if size > MAX_FILE_BYTES:
             raise YamlSourceError(Issue(name, 1, 1, None, f"file is {size} bytes; the limit is {MAX_FILE_BYTES}"))
         raw = path.read_bytes()
     except OSError as exc:
-        raise YamlSourceError(Issue(name, 1, 1, None, f"cannot read file: {exc.strerror or exc}")) from exc
+        broken = " (a symbolic link to nothing: restore its target or remove it)" if path.is_symlink() else ""
+        raise YamlSourceError(Issue(name, 1, 1, None, f"cannot read file: {exc.strerror or exc}{broken}")) from exc
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -25,7 +25,7 @@ from ..errors import Issue, IssueListError
 from ..fields import FieldCatalog
 from ..loader import schema_issue_path, schema_message
 from ..resources import load_schema
-from ..yamlsource import SourceDoc, YamlSourceError, load_yaml
+from ..yamlsource import SourceDoc, YamlSourceError, load_yaml, yaml_files
 
 
 class RuleTestError(IssueListError):
@@ -122,10 +122,7 @@ def load_cases(pack_path: Path, tests_path: Path | None,
     """The rule test files used and every case in them, in file order: ``tests_path`` (a file or a directory)
     or by default the pack's ``tests/``. Raises :class:`RuleTestError` listing every problem."""
     root = tests_path if tests_path is not None else (pack_path if pack_path.is_dir() else pack_path.parent) / "tests"
-    if root.is_dir():
-        paths = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
-    else:
-        paths = [root] if root.is_file() else []
+    paths = [path for path, _ in yaml_files(root)] if root.is_dir() else [root] if root.is_file() else []
     loader = _CaseLoader(set(rule_ids))
     used, cases = [], []
     for path in paths:
