@@ -174,10 +174,10 @@ class _Loader:
         fx = self._fx(docs, bad_paths)
         zones = self._timezones(docs, bad_paths)
         rules = self._rules(docs, bad_paths, lists)
-        self.issues += ConstantChecker(self.catalog).check(docs, rules, self.list_sources)
         self.issues += cost_issues(rules, lists, docs[0].file if docs else str(self.root))
         defaults = self._defaults(docs, bad_paths)
         aggregates = self._aggregates(docs, bad_paths, lists)
+        self.issues += ConstantChecker(self.catalog).check(docs, rules, self.list_sources, aggregates)
         if self.issues:
             rank = {d.file: n for n, d in enumerate(docs)}
             raise RuleSetError(sorted(self.issues, key=lambda i: (rank.get(i.file, -1), i.line, i.col)))

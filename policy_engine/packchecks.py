@@ -2,10 +2,11 @@
 
 The loader runs these after it has parsed a pack's shape, and before anything is compiled:
 
-* **constants the request contract can hold**: a rule constant or list value compared with a field must fit
-  that field's JSON Schema (pattern, enum, bounds), read from ``schemas/payment_request.schema.json``. A ``cu``
-  for ``amount.currency`` or a three-digit MCC could never equal a valid request's value, so the rule would
-  silently never (or, with ``ne`` / ``not_in``, always) hold;
+* **constants the request contract can hold**: a constant or list value compared with a field (in a rule, or in
+  an aggregate's ``where:`` / ``since:``) must fit that field's JSON Schema (pattern, enum, bounds), read from
+  ``schemas/payment_request.schema.json``. A ``cu`` for ``amount.currency`` or a three-digit MCC could never
+  equal a valid request's value, so the rule would silently never (or, with ``ne`` / ``not_in``, always) hold,
+  and the counter never (or always) count;
 * **printable constants**: no invisible or control character (Unicode Cc, Cf, Zl, Zp, Co, Cn: zero-width
   spaces and joiners, bidi controls, ...) in a constant or list value, where it would make a value read as one
   thing and compare as another;
@@ -21,7 +22,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from string import Formatter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
@@ -33,6 +34,9 @@ from .operators import Op
 from .request import EXACT, MAX_AMOUNT, MINOR_UNITS
 from .ruleset import Rule
 from .yamlsource import SourceDoc, clip
+
+if TYPE_CHECKING:  # typing only: the loader hands over the aggregates it built
+    from .aggregates import Aggregate
 
 #: Evaluation-cost limits (rules/README.md "Limits"). The default pack's largest: 2 operands, 4 placeholders,
 #: 11 leaves in a rule, 192 leaves in all, 30 items in a list, 88 list items in all.
@@ -133,29 +137,26 @@ class ConstantChecker:
         self._validators: dict[tuple[str, bool], jsonschema.Draft202012Validator] = {}
         self.issues: list[Issue] = []
 
-    def check(self, docs: Iterable[SourceDoc], rules: Iterable[Rule], list_sources: Mapping[str, ListSource]
-              ) -> list[Issue]:
+    def check(self, docs: Iterable[SourceDoc], rules: Iterable[Rule], list_sources: Mapping[str, ListSource],
+              aggregates: Mapping[str, Aggregate]) -> list[Issue]:
         loaded = {(r.file, r.line, r.col): r.id for r in rules}
-        list_users: dict[tuple[str, str], str] = {}  # (list, field) -> the first rule comparing them
-        for doc in docs:
-            section = doc.data.get("rules") if isinstance(doc.data, dict) else None
-            for i, raw in enumerate(section if isinstance(section, list) else ()):
-                rid = loaded.get((doc.file, *doc.mark(("rules", i))))
-                if rid is None:
-                    continue  # not loaded: its own errors are reported, and its constants may be any shape
-                for path, leaf in _raw_leaves(raw["when"], ("rules", i, "when")):
-                    if "list" in leaf:
-                        if isinstance(leaf["field"], str):
-                            list_users.setdefault((leaf["list"], leaf["field"]), rid)
-                        continue
-                    self._leaf(doc, path, leaf, rid)
+        counters = {(a.file, a.field) for a in aggregates.values()}
+        # (list, field) -> who first compares them: (the rule id, or None for an aggregate; its name)
+        list_users: dict[tuple[str, str], tuple[str | None, str]] = {}
+        for doc, path, tree, rid, who in _conditions(docs, loaded, counters):
+            for leaf_path, leaf in _raw_leaves(tree, path):
+                if "list" in leaf:
+                    if isinstance(leaf["field"], str):
+                        list_users.setdefault((leaf["list"], leaf["field"]), (rid, who))
+                    continue
+                self._leaf(doc, leaf_path, leaf, rid)
         for name, (doc, base) in list_sources.items():
-            fields = [(field, rid) for (used, field), rid in list_users.items() if used == name]
+            fields = [(field, user) for (used, field), user in list_users.items() if used == name]
             for item_path, value in _list_values(doc, base):
                 self._list_value(doc, item_path, name, value, fields)
         return self.issues
 
-    def _leaf(self, doc: SourceDoc, path: tuple, leaf: Mapping[str, Any], rid: str) -> None:
+    def _leaf(self, doc: SourceDoc, path: tuple, leaf: Mapping[str, Any], rid: str | None) -> None:
         field, op = leaf["field"], leaf["op"]
         if "value" not in leaf:
             return  # exists / missing, or a ref: no constant
@@ -166,7 +167,8 @@ class ConstantChecker:
         for j, item in enumerate(value):
             self._value(doc, (*path, "value", j), rid, item, field, upper_bound=op == Op.BETWEEN and j == 1)
 
-    def _value(self, doc: SourceDoc, at: tuple, rid: str, value: Any, field: Any, upper_bound: bool = False) -> None:
+    def _value(self, doc: SourceDoc, at: tuple, rid: str | None, value: Any, field: Any,
+               upper_bound: bool = False) -> None:
         if isinstance(value, str) and (char := invisible_character(value)):
             self.issues.append(doc.issue(at, rid, f"{value!r} contains {describe_character(char)}, an invisible "
                                                   "or control character; a constant must be what a reader sees"))
@@ -176,17 +178,18 @@ class ConstantChecker:
             self.issues.append(doc.issue(at, rid, f"{value!r} is outside what the request schema allows for "
                                                   f"{field}: {why}"))
 
-    def _list_value(self, doc: SourceDoc, at: tuple, name: str, value: Any, fields: list[tuple[str, str]]) -> None:
+    def _list_value(self, doc: SourceDoc, at: tuple, name: str, value: Any,
+                    fields: list[tuple[str, tuple[str | None, str]]]) -> None:
         if isinstance(value, str) and (char := invisible_character(value)):
             self.issues.append(doc.issue(at, None, f"list {name!r}: {value!r} contains {describe_character(char)}"
                                                    ", an invisible or control character; a list value must be "
                                                    "what a reader sees"))
             return
-        for field, rid in fields:
+        for field, (rid, who) in fields:
             why = self._misfit(field, value, upper_bound=False)
             if why:
                 self.issues.append(doc.issue(at, rid, f"list {name!r}: {value!r} is outside what the request "
-                                                      f"schema allows for {field}, which {rid} compares with it: "
+                                                      f"schema allows for {field}, which {who} compares with it: "
                                                       f"{why}"))
 
     def _misfit(self, field: str, value: Any, upper_bound: bool) -> str | None:
@@ -242,6 +245,29 @@ def _why(error: jsonschema.ValidationError) -> str:
     if error.validator == "maximum":
         return f"the maximum is {error.validator_value}"
     return error.message
+
+
+def _conditions(docs: Iterable[SourceDoc], loaded: Mapping[tuple[str, int, int], str],
+                counters: set[tuple[str, str]]) -> Iterator[tuple[SourceDoc, tuple, Any, str | None, str]]:
+    """Every condition tree of a loaded rule or aggregate as written: (file, path, tree, rule id or None, who
+    reads it). A counter's `where:` and `since:` decide what it counts, so a constant there that no request can
+    carry makes a limit that never fills, exactly as one in a rule makes a rule that never fires. Rules and
+    aggregates that did not load are left out: their own errors are reported, their constants may be any shape."""
+    for doc in docs:
+        data = doc.data if isinstance(doc.data, dict) else {}
+        section = data.get("rules")
+        for i, raw in enumerate(section if isinstance(section, list) else ()):
+            rid = loaded.get((doc.file, *doc.mark(("rules", i))))
+            if rid is not None:
+                yield doc, ("rules", i, "when"), raw["when"], rid, rid
+        declared = data.get("aggregates")
+        for name, raw in (declared.items() if isinstance(declared, dict) else ()):
+            if (doc.file, name) not in counters:
+                continue
+            if "where" in raw:
+                yield doc, ("aggregates", name, "where"), raw["where"], None, f"aggregate {name}"
+            if isinstance(raw["window"], dict) and "since" in raw["window"]:
+                yield doc, ("aggregates", name, "window", "since"), raw["window"]["since"], None, f"aggregate {name}"
 
 
 def _raw_leaves(node: Any, path: tuple) -> Iterator[tuple[tuple, Mapping[str, Any]]]:

@@ -78,3 +78,58 @@ def test_rule_tests_under_a_symlinked_directory_run(tmp_path):
     (root / "tests" / "shared").symlink_to(shared, target_is_directory=True)
     report = run_tests(root, matcher="python")
     assert [(c.name, c.status) for c in report.cases] == [("a sanctioned payer is refused", "passed")]
+
+
+# -- constants in counters -----------------------------------------------------------------------------------------
+P2P_CAP = rule("""
+    all:
+      - {field: purpose, op: eq, value: p2p_transfer}
+      - {field: {add: [history.p2p_amount_24h_cny, derived.amount_cny]}, op: gt, value: 1000}""").replace(
+    "review", "deny")
+
+
+def p2p_pack(tmp_path: Path, where: str, lists: str = "", window: str = "{last: 24h}") -> Path:
+    path = tmp_path / "pack.yaml"
+    path.write_text(PACK_HEADER + lists + "aggregates:\n  history.p2p_amount_24h_cny:\n    sum: derived.amount_cny\n"
+                    f"    {where}\n    by: payer.id\n    window: {window}\n    counts: allowed\n"
+                    "rules:\n" + textwrap.indent(P2P_CAP, "  "), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("where", "lists", "window", "needle", "fragment"), [
+    ('where: {field: purpose, op: eq, value: "p2p\\u200btransfer"}', "", "{last: 24h}", 'value: "p2p',
+     "U+200B ZERO WIDTH SPACE"),
+    ("where: {field: amount.currency, op: in, value: [CNY, cny]}", "", "{last: 24h}", "cny]",
+     "must match ^[A-Z]{3}$"),
+    ("where: {field: amount.currency, op: in, list: ccy}", "lists:\n  ccy: [CNY, yuan]\n", "{last: 24h}", "yuan",
+     "which aggregate history.p2p_amount_24h_cny compares with it"),
+    ("where: {field: purpose, op: eq, value: p2p_transfer}", "", '{since: {field: merchant.mcc, op: eq, value: "601"}}',
+     'value: "601"', "must match ^[0-9]{4}$"),
+], ids=["invisible", "pattern", "named list", "since"])
+def test_a_counter_constant_no_request_can_carry_is_a_load_error(tmp_path, where, lists, window, needle, fragment):
+    """The same constant refused in a rule loaded in an aggregate's `where:` or `since:`: the counter never
+    counted (a zero-width space in `p2p_transfer`), so the 24h cap never filled and every transfer was allowed."""
+    path = p2p_pack(tmp_path, where, lists, window)
+    with pytest.raises(RuleSetError) as caught:
+        load_ruleset(path)
+    (issue,) = caught.value.issues
+    text = path.read_text()
+    index = text.index(needle)
+    assert (issue.line, issue.col) == (text.count("\n", 0, index) + 1, index - text.rfind("\n", 0, index))
+    assert fragment in issue.message and issue.rule_id is None
+
+
+@pytest.mark.parametrize("matcher", MATCHERS)
+def test_a_clean_counter_fills_and_the_cap_denies(tmp_path, matcher):
+    """The fixed pack's counterpart: with the constant written plainly the cap holds on both matchers."""
+    path = p2p_pack(tmp_path, "where: {field: purpose, op: eq, value: p2p_transfer}")
+    engine = PolicyEngine.from_path(path, matcher=matcher, state="memory://")
+    payee = {"id": "p-1", "name": "Li Lei", "country": "CN", "sanctions_hit": False}
+    try:
+        decisions = [engine.evaluate(base_request(request_id=f"r{i}", purpose="p2p_transfer", merchant=None,
+                                                  amount__value=600, payee=payee,
+                                                  timestamp=f"2025-06-10T14:3{i}:00+08:00")).decision
+                     for i in range(2)]
+    finally:
+        engine.close()
+    assert decisions == ["allow", "deny"]
