@@ -108,7 +108,10 @@ def load_yaml(path: Path, display: str | None = None) -> SourceDoc:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise YamlSourceError(Issue(name, 1, 1, None, f"file is not UTF-8 (byte {exc.start})")) from exc
+        before = raw[: exc.start].decode("utf-8")  # valid up to the first bad byte
+        line, col = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+        raise YamlSourceError(Issue(name, line, col, None, f"file is not UTF-8 (byte {exc.start}: "
+                                                           f"{raw[exc.start]:#04x}); save it as UTF-8")) from exc
     return parse_yaml(text, name)
 
 
@@ -117,17 +120,25 @@ def load_yaml(path: Path, display: str | None = None) -> SourceDoc:
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def _unprintable(exc: yaml.reader.ReaderError, text: str, name: str, utf8_offset: bool) -> YamlSourceError:
+    """A character the YAML reader refuses, at its line and column (the reader only gives its offset: in
+    characters from PyYAML's reader, in UTF-8 bytes from libyaml's)."""
+    before = text.encode("utf-8")[: exc.position].decode("utf-8") if utf8_offset else text[: exc.position]
+    line, col = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+    return YamlSourceError(Issue(name, line, col, None, f"character U+{exc.character:04X} is not allowed in YAML "
+                                                        "(control characters are refused); delete it"))
+
+
 def parse_yaml(text: str, name: str) -> SourceDoc:
     try:
-        loader = _Loader(text)  # the reader already refuses non-printable characters
+        loader = _Loader(text)  # the pure-Python reader refuses non-printable characters here
     except yaml.reader.ReaderError as exc:
-        before = text[: exc.position]
-        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
-        raise YamlSourceError(Issue(name, line, col, None, f"character U+{exc.character:04X} is not allowed in "
-                                                           "YAML (control characters are refused)")) from exc
+        raise _unprintable(exc, text, name, utf8_offset=False) from exc
     try:
         try:
             node = loader.get_single_node()
+        except yaml.reader.ReaderError as exc:  # libyaml's reader refuses them only as it reaches them
+            raise _unprintable(exc, text, name, utf8_offset=True) from exc
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)

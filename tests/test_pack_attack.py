@@ -133,3 +133,24 @@ def test_a_clean_counter_fills_and_the_cap_denies(tmp_path, matcher):
     finally:
         engine.close()
     assert decisions == ["allow", "deny"]
+
+
+# -- where an unreadable character is ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(("bad", "fragment"), [
+    (b"\x07", "U+0007 is not allowed"), (b"\x00", "U+0000 is not allowed"), (b"\x1b", "U+001B is not allowed"),
+    (b"\xff", "not UTF-8 (byte"), (b"\xe4\xb8", "not UTF-8 (byte"),
+], ids=["bell", "nul", "escape", "not utf-8", "cut utf-8"])
+def test_an_unreadable_character_is_refused_at_its_line_and_column(tmp_path, bad, fragment):
+    """A control character reached libyaml's reader only mid-parse and was reported at 1:1 with a character
+    offset in the message (`in "<unicode string>", position 645`); bytes that are not UTF-8 at 1:1 with a byte
+    offset. Both now point at the character, counted in characters after non-ASCII text."""
+    text = (PACK_HEADER + "rules:\n" + textwrap.indent(rule("{field: purpose, op: eq, value: x}"), "  ")).replace(
+        "title: R-1 title", "title: 支付规则一").replace("reason: Held.", "reason: 中文HeBADld.")
+    path = tmp_path / "pack.yaml"
+    path.write_bytes(text.encode("utf-8").replace(b"BAD", bad))
+    with pytest.raises(RuleSetError) as caught:
+        load_ruleset(path)
+    (issue,) = caught.value.issues
+    line = text.splitlines().index("    reason: 中文HeBADld.") + 1
+    assert (issue.line, issue.col) == (line, len("    reason: 中文He") + 1)
+    assert fragment in issue.message and "<unicode string>" not in issue.message
