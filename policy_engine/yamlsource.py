@@ -24,6 +24,9 @@ from .errors import Issue
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_NODES = 200_000
+#: Nodes reached again through an alias. A few hundred bytes of nested aliases expand to MAX_NODES and cost
+#: seconds to convert, validate and parse; a pack sharing a condition or a list by anchor needs far fewer.
+MAX_ALIAS_NODES = 20_000
 MAX_DEPTH = 64
 
 Path_ = tuple[str | int, ...]
@@ -58,6 +61,8 @@ class SourceDoc:
 class _Budget:
     def __init__(self) -> None:
         self.nodes = 0
+        self.aliased = 0
+        self.seen: set[int] = set()  # ids of the nodes converted: the composer gives an alias its anchor's node
 
 
 class YamlSourceError(Exception):
@@ -162,6 +167,14 @@ def _convert(loader: Any, node: yaml.Node, path: Path_, doc: SourceDoc, budget: 
     if budget.nodes > MAX_NODES:
         raise YamlSourceError(Issue(doc.file, *mark, None,
                                     f"document expands to more than {MAX_NODES} nodes (alias bomb?)"))
+    if id(node) in budget.seen:
+        budget.aliased += 1
+        if budget.aliased > MAX_ALIAS_NODES:
+            raise YamlSourceError(Issue(doc.file, *mark, None, f"aliases expand to more than {MAX_ALIAS_NODES} "
+                                                               "nodes (alias bomb?); write the repeated part out, "
+                                                               "or share values with a named list"))
+    else:
+        budget.seen.add(id(node))
     if depth > MAX_DEPTH:
         raise YamlSourceError(Issue(doc.file, *mark, None, f"nesting deeper than {MAX_DEPTH} levels"))
     doc.marks.setdefault(path, mark)

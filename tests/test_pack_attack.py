@@ -154,3 +154,40 @@ def test_an_unreadable_character_is_refused_at_its_line_and_column(tmp_path, bad
     line = text.splitlines().index("    reason: 中文HeBADld.") + 1
     assert (issue.line, issue.col) == (line, len("    reason: 中文He") + 1)
     assert fragment in issue.message and "<unicode string>" not in issue.message
+
+
+# -- aliases ------------------------------------------------------------------------------------------------------
+def nested_aliases(branching: int, levels: int) -> str:
+    """A condition of branching**levels leaves written in about a kilobyte: each level an `any:` of the one below
+    and branching - 1 aliases to it."""
+    tree = "&w0 {field: payer.residence_country, op: in, value: [IR, KP, SY, CU]}"
+    for i in range(1, levels + 1):
+        tree = f"&w{i} {{any: [{tree}" + f", *w{i - 1}" * (branching - 1) + "]}"
+    return tree
+
+
+@pytest.mark.parametrize(("branching", "levels"), [(12, 4), (20, 3), (4, 8)])
+def test_a_kilobyte_of_nested_aliases_is_refused_by_the_alias_budget(make_pack, branching, levels):
+    """About 1 KB of aliases expanded to up to 200,000 nodes before the node budget (or the leaf limit, after
+    parsing 20,736 leaves) refused it: 2-2.5 s of CPU per load. Nodes reached again through aliases now have a
+    budget of their own, so the same text is refused as soon as it has expanded to that."""
+    path = make_pack(rule(nested_aliases(branching, levels)))
+    assert path.stat().st_size < 2000
+    with pytest.raises(RuleSetError) as caught:
+        load_ruleset(path)
+    (issue,) = caught.value.issues
+    assert issue.file == str(path) and "aliases expand to more than" in issue.message
+
+
+@pytest.mark.parametrize("matcher", MATCHERS)
+def test_a_condition_shared_by_anchor_still_loads_and_decides(make_pack, matcher):
+    """What anchors are for (one condition written once, read by many rules) stays within the budget."""
+    shared = "&embargo {any: [{field: payer.residence_country, op: in, value: [IR, KP, SY, CU]}, " \
+             "{field: merchant.country, op: in, value: [IR, KP, SY, CU]}]}"
+    rules = rule(shared, rid="R-0") + "".join(rule("*embargo", rid=f"R-{i}") for i in range(1, 200))
+    engine = PolicyEngine.from_path(make_pack(rules), matcher=matcher)
+    try:
+        decision = engine.evaluate(base_request(payer__residence_country="KP"))
+    finally:
+        engine.close()
+    assert decision.decision == "review" and len(decision.rule_ids) == 200
