@@ -32,7 +32,7 @@ from .resources import default_pack_path, load_schema
 from .ruleset import DEFAULT_DECISION_ORDER, FxTable, Rule, RuleSet, default_on_unknown
 from .screening import REQUIREMENTS, Screening
 from .screening.lists import ListFileError, PartyList, file_digest, read_ofac, read_opensanctions
-from .yamlsource import SourceDoc, YamlSourceError, load_yaml, yaml_files
+from .yamlsource import SourceDoc, YamlSourceError, clip, load_yaml, yaml_files
 
 #: Numbers in conditions are compared exactly in units of 10^-SCALE_DIGITS (see ``compiler.py``).
 SCALE_DIGITS = 4
@@ -130,8 +130,9 @@ def _zone_problem(name: str) -> str | None:
         return f"{name!r} is not a jurisdiction's civil time; name its IANA zone (e.g. Asia/Shanghai, Europe/London)"
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return f"{name!r} is not a timezone of the tz database (IANA names such as Asia/Shanghai or Europe/London)"
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a region (`America`) is a directory of tzdata
+        return (f"{clip(name)!r} is not a timezone of the tz database (IANA names such as Asia/Shanghai or "
+                "Europe/London)")
     return None
 
 

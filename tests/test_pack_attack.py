@@ -191,3 +191,24 @@ def test_a_condition_shared_by_anchor_still_loads_and_decides(make_pack, matcher
     finally:
         engine.close()
     assert decision.decision == "review" and len(decision.rule_ids) == 200
+
+
+# -- timezone names ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("zone", ["America", "US", "Asia" * 80])
+@pytest.mark.parametrize("where", ["timezones", "aggregate"])
+def test_a_timezone_that_names_a_tz_directory_or_is_too_long_is_a_load_error(tmp_path, zone, where):
+    """`timezones: {US: America}` (a region, not a zone) raised IsADirectoryError out of load_ruleset, and a name
+    longer than a file name OSError: tracebacks instead of a positioned load error."""
+    if where == "timezones":
+        path = tmp_path / "pack.yaml"
+        path.write_text(PACK_HEADER.replace("US: America/New_York", f"US: {zone}") + "rules: []\n", encoding="utf-8")
+    else:
+        path = p2p_pack(tmp_path, "where: {field: purpose, op: eq, value: p2p_transfer}",
+                        window=f"{{calendar: day, timezone: {zone}}}")
+    with pytest.raises(RuleSetError) as caught:
+        load_ruleset(path)
+    (issue,) = caught.value.issues
+    text = path.read_text()
+    index = text.index(f"US: {zone}" if where == "timezones" else f"timezone: {zone}")
+    assert issue.line == text.count("\n", 0, index) + 1
+    assert "is not a timezone of the tz database" in issue.message and len(issue.message) < 300
