@@ -32,7 +32,7 @@ from .resources import default_pack_path, load_schema
 from .ruleset import DEFAULT_DECISION_ORDER, FxTable, Rule, RuleSet, default_on_unknown
 from .screening import REQUIREMENTS, Screening
 from .screening.lists import ListFileError, PartyList, file_digest, read_ofac, read_opensanctions
-from .yamlsource import SourceDoc, YamlSourceError, clip, load_yaml, yaml_files
+from .yamlsource import SourceDoc, YamlSourceError, clip, load_yaml, shown, yaml_files
 
 #: Numbers in conditions are compared exactly in units of 10^-SCALE_DIGITS (see ``compiler.py``).
 SCALE_DIGITS = 4
@@ -98,16 +98,18 @@ def schema_message(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = list(error.schema.get("properties", {}))
         extra = [k for k in error.instance if k not in allowed]
-        return "; ".join(f"unknown key {k!r}{did_you_mean(k, allowed)}" for k in extra)
+        return "; ".join(f"unknown key {shown(k)}{did_you_mean(k, allowed)}" for k in extra)
     if error.validator == "required":
         return f"missing required key: {error.message.split(' is a required')[0]}"
     if error.validator == "format":
-        return f"{error.instance!r} is not a valid {error.validator_value} (YYYY-MM-DD, a day that exists)"
+        return f"{shown(error.instance)} is not a valid {error.validator_value} (YYYY-MM-DD, a day that exists)"
     if error.validator == "enum":
         options = [str(o) for o in error.validator_value]
-        return f"{error.instance!r} is not one of {options}{did_you_mean(str(error.instance), options)}"
+        return f"{shown(error.instance)} is not one of {options}{did_you_mean(str(error.instance), options)}"
+    # jsonschema quotes the whole value ("'yyy…' is too long"): a megabyte value made a megabyte message
+    message = error.message.replace(repr(error.instance), shown(error.instance))
     where = "/".join(str(p) for p in error.absolute_path)
-    return f"{where}: {error.message}" if where else error.message
+    return f"{where}: {message}" if where else message
 
 
 @functools.cache
@@ -622,7 +624,7 @@ class _Loader:
             ref = raw["ref"]
             info = self.catalog.get(ref)
             if info is None:
-                err((*path, "ref"), f"unknown field {ref!r} in ref{self._suggest(ref)}")
+                err((*path, "ref"), f"unknown field {shown(ref)} in ref{self._suggest(ref)}")
                 return None
             if info.kind != kind:
                 err((*path, "ref"), f"cannot compare {label} ({kind}) with {ref} ({info.kind})")
@@ -647,7 +649,7 @@ class _Loader:
                                          "against it with `op: screen`")
                     return None
                 if name not in lists:
-                    err((*path, "list"), f"unknown list {name!r}{did_you_mean(str(name), lists)}")
+                    err((*path, "list"), f"unknown list {shown(name)}{did_you_mean(str(name), lists)}")
                     return None
                 items = lists[name]
             else:
@@ -743,10 +745,10 @@ class _Loader:
 
     def _field_ok(self, path: tuple, name: Any, err) -> bool:
         if not isinstance(name, str):
-            err(path, f"field must be a dotted path string, got {name!r}")
+            err(path, f"field must be a dotted path string, got {shown(name)}")
             return False
         if name not in self.catalog:
-            err(path, f"unknown field {name!r}: the request schema does not define it{self._suggest(name)}")
+            err(path, f"unknown field {shown(name)}: the request schema does not define it{self._suggest(name)}")
             return False
         return True
 
@@ -762,11 +764,11 @@ class _Loader:
             except InvalidOperation:
                 exact = False
             if not exact:
-                err(path, f"{value} has more than {SCALE_DIGITS} decimal places; thresholds are compared exactly "
-                          f"in units of 1e-{SCALE_DIGITS}")
+                err(path, f"{clip(str(value))} has more than {SCALE_DIGITS} decimal places; thresholds are compared "
+                          f"exactly in units of 1e-{SCALE_DIGITS}")
                 return None
             if abs(number) >= MAX_CONSTANT:
-                err(path, f"{value} is too large (the limit for thresholds is {MAX_CONSTANT:,})")
+                err(path, f"{clip(str(value))} is too large (the limit for thresholds is {MAX_CONSTANT:,})")
                 return None
             return number
         if kind == "bool":

@@ -21,6 +21,7 @@ from typing import Any, get_args
 
 from .errors import PolicyEngineError
 from .fields import Kind
+from .yamlsource import shown
 
 
 class UnknownOperatorError(PolicyEngineError, ValueError):
@@ -28,7 +29,7 @@ class UnknownOperatorError(PolicyEngineError, ValueError):
 
     def __init__(self, value: object, hint: str = "") -> None:
         self.value = value
-        super().__init__(f"unknown operator {value!r}{hint}; operators are {', '.join(Op)}")
+        super().__init__(f"unknown operator {shown(value)}{hint}; operators are {', '.join(Op)}")
 
 
 class Op(StrEnum):

@@ -241,3 +241,8 @@ def _float_is_exact(text: str, value: float) -> bool:
 def clip(text: str, limit: int = 40) -> str:
     """A scalar as quoted in a message: a 5,000-digit number is shown by its first digits."""
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def shown(value: object) -> str:
+    """A value as a message quotes it (its repr), a megabyte string or list shown by its start."""
+    return clip(repr(value), 80)

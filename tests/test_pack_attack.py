@@ -212,3 +212,32 @@ def test_a_timezone_that_names_a_tz_directory_or_is_too_long_is_a_load_error(tmp
     index = text.index(f"US: {zone}" if where == "timezones" else f"timezone: {zone}")
     assert issue.line == text.count("\n", 0, index) + 1
     assert "is not a timezone of the tz database" in issue.message and len(issue.message) < 300
+
+
+# -- how long an error is ---------------------------------------------------------------------------------------------
+HUGE = "y" * 1_000_000
+HUGE_VALUES = [
+    ("outcome", ("outcome: review", f"outcome: {HUGE}")),
+    ("effective date", ("verified: false", f"verified: false\n    effective: {{from: '{HUGE}'}}")),
+    ("reason", ("reason: Held.", f"reason: '{{{HUGE}}}'")),
+    ("field", ("field: purpose", f"field: {HUGE}")),
+    ("operator", ("op: eq", f"op: {HUGE}")),
+    ("list name", ("op: eq, value: x", f"op: in, list: {HUGE}")),
+    ("version", ('version: "1"', f"version: {[1] * 100_000}")),
+    ("threshold", ("field: purpose, op: eq, value: x", "field: amount.value, op: gt, value: 1" + "0" * 3000)),
+]
+
+
+@pytest.mark.parametrize(("old", "new"), [c[1] for c in HUGE_VALUES], ids=[c[0] for c in HUGE_VALUES])
+def test_an_error_quotes_a_huge_value_by_its_start(tmp_path, old, new):
+    """Schema errors quoted the whole value (jsonschema's "'yyy…' is not one of"), and unknown field, operator
+    and list names were quoted whole: a megabyte value made a megabyte message, which a service keeps as its
+    last reload error and shows in /v1/pack."""
+    path = tmp_path / "pack.yaml"
+    text = PACK_HEADER + "rules:\n" + textwrap.indent(rule("{field: purpose, op: eq, value: x}"), "  ")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(RuleSetError) as caught:
+        load_ruleset(path)
+    messages = [i.message for i in caught.value.issues]
+    assert all(len(m) < 400 for m in messages) and any("characters)" in m for m in messages)
