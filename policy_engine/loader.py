@@ -64,6 +64,21 @@ def _date_ordinal(text: str) -> int:
     return dt.date.fromisoformat(text).toordinal()
 
 
+def _number_hint(value: Any) -> str:
+    """What to write instead of a non-number where a number is due. YAML 1.1 reads `1e3`, `1.5e3` and `0o17` as
+    text (an exponent needs a point and a sign: `1.0e+3`), so "write it without quotes" would be wrong advice."""
+    if not isinstance(value, str):
+        return " (write a number)"
+    try:
+        number = Decimal(value.replace("_", ""))
+    except InvalidOperation:
+        return " (write a number, without quotes)"
+    if not number.is_finite() or abs(number.adjusted()) > 20:
+        return " (write a number, without quotes)"
+    return (f" (write it without quotes, as a plain number: {number:f}; YAML reads a number in quotes, and an "
+            "exponent without a point and a sign such as 1e3, as text)")
+
+
 def _exact_number(value: Any) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -756,7 +771,7 @@ class _Loader:
         if kind == "num":
             number = _exact_number(value)
             if number is None:
-                err(path, f"{label} is a number; {value!r} is a {type(value).__name__} (write it without quotes)")
+                err(path, f"{label} is a number; {shown(value)} is a {type(value).__name__}{_number_hint(value)}")
                 return None
             try:
                 scaled = number.scaleb(SCALE_DIGITS)

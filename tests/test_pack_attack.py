@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,18 @@ def test_an_error_quotes_a_huge_value_by_its_start(tmp_path, old, new):
         load_ruleset(path)
     messages = [i.message for i in caught.value.issues]
     assert all(len(m) < 400 for m in messages) and any("characters)" in m for m in messages)
+
+
+# -- numbers YAML reads as text -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("written", "plain"), [("1e3", "1000"), ("1.5e3", "1500"), ("5E-2", "0.05")])
+def test_an_exponent_yaml_reads_as_text_gets_advice_that_works(make_pack, written, plain):
+    """`value: 1e3` written without quotes was refused with "'1e3' is a str (write it without quotes)": advice
+    the author had already followed. YAML 1.1 reads an exponent without a point and a sign as text; the message
+    now says so and gives the plain number."""
+    path = make_pack(rule(f"{{field: amount.value, op: gt, value: {written}}}"))
+    with pytest.raises(RuleSetError) as caught:
+        load_ruleset(path)
+    (issue,) = caught.value.issues
+    assert f"as a plain number: {plain};" in issue.message and "such as 1e3, as text" in issue.message
+    path.write_text(path.read_text().replace(f"value: {written}", f"value: {plain}"), encoding="utf-8")
+    assert load_ruleset(path).rules[0].when.value == Decimal(plain)
