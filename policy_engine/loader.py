@@ -60,6 +60,15 @@ def load_ruleset(path: str | Path | None = None) -> RuleSet:
     return _Loader(root).load()
 
 
+def _is_utf8(name: str) -> bool:
+    """Whether a file name (decoded with surrogate escapes, as the OS gives it) is UTF-8."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _date_ordinal(text: str) -> int:
     return dt.date.fromisoformat(text).toordinal()
 
@@ -177,6 +186,10 @@ class _Loader:
         docs: list[SourceDoc] = []
         for path, rel in self._files():
             display = str(path) if self.root.is_file() else str(self.root / rel)
+            if not _is_utf8(rel):  # the digest is UTF-8 over the names: hashing it raised UnicodeEncodeError
+                shown_name = display.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                self.issues.append(Issue(shown_name, 1, 1, None, "the file name is not UTF-8; rename the file"))
+                continue
             try:
                 doc = load_yaml(path, display)
             except YamlSourceError as exc:

@@ -257,3 +257,16 @@ def test_an_exponent_yaml_reads_as_text_gets_advice_that_works(make_pack, writte
     assert f"as a plain number: {plain};" in issue.message and "such as 1e3, as text" in issue.message
     path.write_text(path.read_text().replace(f"value: {written}", f"value: {plain}"), encoding="utf-8")
     assert load_ruleset(path).rules[0].when.value == Decimal(plain)
+
+
+def test_a_rule_file_whose_name_is_not_utf8_is_a_load_error_not_a_traceback(tmp_path):
+    """A valid rule file named with a byte that is not UTF-8 raised UnicodeEncodeError while hashing the pack's
+    digest (which covers the file names)."""
+    root = pack_dir(tmp_path / "pack")
+    with open(os.path.join(os.fsencode(root), b"r\xff.yaml"), "w", encoding="utf-8") as fh:
+        fh.write("rules:\n" + textwrap.indent(SANCTIONS, "  "))
+    with pytest.raises(RuleSetError) as caught:
+        load_ruleset(root)
+    (issue,) = caught.value.issues
+    assert (issue.file, issue.line, issue.col) == (f"{root}/r\\xff.yaml", 1, 1)
+    assert "not UTF-8; rename" in issue.message
