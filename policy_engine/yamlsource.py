@@ -34,6 +34,8 @@ _PLAIN_COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 _TAG_NAMES = {"tag:yaml.org,2002:timestamp": "date", "tag:yaml.org,2002:int": "integer",
               "tag:yaml.org,2002:float": "number"}
 _PLAIN_DECIMAL = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+#: YAML 1.1 numbers that read as another number than they show: `010` is octal (8), `1:30` base 60 (90).
+_MISREAD_NUMBER = re.compile(r"[-+]?(?:0[0-7_]+|[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?)")
 #: C0/C1 controls (tab and newline allowed), DEL, lone surrogates, and bidirectional overrides that make a
 #: reason read differently from what it says (Trojan Source); none belongs in a rule file.
 _UNSAFE_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
@@ -209,6 +211,10 @@ def _scalar(loader: Any, node: yaml.Node, doc: SourceDoc) -> Any:
         why = str(exc).split(";")[0]  # not Python's advice on raising its digit limit
         raise YamlSourceError(Issue(doc.file, *mark, None, f"{clip(node.value)!r} is not a valid {what}: "
                                                            f"{why}")) from exc
+    if isinstance(value, int | float) and not isinstance(value, bool) and _MISREAD_NUMBER.fullmatch(node.value):
+        why = "a colon makes it base 60" if ":" in node.value else "a leading 0 makes it octal"
+        raise YamlSourceError(Issue(doc.file, *mark, None, f"{clip(node.value)} reads as {value!r} ({why} in "
+                                                           f"YAML); write {value!r}, or quote it if it is text"))
     if isinstance(value, float) and not math.isfinite(value):
         raise YamlSourceError(Issue(doc.file, *mark, None, f"{node.value} is not a finite number; rule files "
                                                            "hold finite numbers only"))
@@ -231,7 +237,7 @@ def _scalar(loader: Any, node: yaml.Node, doc: SourceDoc) -> Any:
 def _float_is_exact(text: str, value: float) -> bool:
     """Whether a YAML float kept every digit written: ``0.10000000000000000001`` would silently become 0.1.
 
-    Only decimal notation is compared (sexagesimal ``1:30.5`` is exact as far as it goes)."""
+    Only decimal notation is compared (sexagesimal ``1:30.5`` is refused before this)."""
     plain = text.replace("_", "")
     if not _PLAIN_DECIMAL.fullmatch(plain):
         return True

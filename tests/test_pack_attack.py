@@ -270,3 +270,20 @@ def test_a_rule_file_whose_name_is_not_utf8_is_a_load_error_not_a_traceback(tmp_
     (issue,) = caught.value.issues
     assert (issue.file, issue.line, issue.col) == (f"{root}/r\\xff.yaml", 1, 1)
     assert "not UTF-8; rename" in issue.message
+
+
+@pytest.mark.parametrize(("written", "reads", "why"), [
+    ("017", "15", "a leading 0 makes it octal"), ("-0_10", "-8", "a leading 0 makes it octal"),
+    ("1:30", "90", "a colon makes it base 60"), ("1:30.5", "90.5", "a colon makes it base 60"),
+])
+def test_a_number_yaml_reads_as_another_number_is_refused(make_pack, written, reads, why):
+    """`value: 017` loaded as 15 and `value: 1:30` as 90: YAML 1.1 reads a leading 0 as octal and colons as base
+    60, so the threshold the engine applied was not the one the author wrote."""
+    path = make_pack(rule(f"{{field: risk_score, op: gte, value: {written}}}"))
+    with pytest.raises(RuleSetError) as caught:
+        load_ruleset(path)
+    (issue,) = caught.value.issues
+    text = path.read_text()
+    index = text.index(f"value: {written}") + len("value: ")
+    assert (issue.line, issue.col) == (text.count("\n", 0, index) + 1, index - text.rfind("\n", 0, index))
+    assert issue.message == f"{written} reads as {reads} ({why} in YAML); write {reads}, or quote it if it is text"
