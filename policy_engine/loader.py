@@ -343,6 +343,11 @@ class _Loader:
             base = self.root if self.root.is_dir() else self.root.parent
             start = _date_ordinal(spec["from"]) if "from" in spec else None
             files = [base / spec["file"]] + ([base / spec["aliases"]] if "aliases" in spec else [])
+            # Reading /dev/zero (or a FIFO) as a list never ends: the load hung, taking memory without bound.
+            if special := next((f for f in files if f.exists() and not f.is_file()), None):
+                self.issues.append(doc.issue(path, None, f"{special} is not a regular file (a device, FIFO or "
+                                                         "directory); a party list is a CSV file"))
+                continue
             try:
                 if spec["format"] == "ofac_sdn":
                     if start is None:

@@ -4,13 +4,16 @@ that does not say where. The loader must refuse with file:line:col or decide wha
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import textwrap
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from conftest import MATCHERS, PACK_HEADER, base_request
+from test_durable_limits import run_python
 from test_pack_hardening import rule
 
 from policy_engine import PolicyEngine, RuleSetError, load_ruleset
@@ -287,3 +290,35 @@ def test_a_number_yaml_reads_as_another_number_is_refused(make_pack, written, re
     index = text.index(f"value: {written}") + len("value: ")
     assert (issue.line, issue.col) == (text.count("\n", 0, index) + 1, index - text.rfind("\n", 0, index))
     assert issue.message == f"{written} reads as {reads} ({why} in YAML); write {reads}, or quote it if it is text"
+
+
+# -- party-list files ---------------------------------------------------------------------------------------------
+LOAD_IN_CHILD = """
+    import json, sys
+    from policy_engine import RuleSetError, load_ruleset
+    try:
+        load_ruleset(sys.argv[1])
+    except RuleSetError as exc:
+        print(json.dumps([[i.line, i.message] for i in exc.issues]))
+"""
+
+
+@pytest.mark.parametrize("special", ["fifo", "directory"])
+def test_a_party_list_that_is_not_a_regular_file_is_refused_not_read_forever(tmp_path, special):
+    """A FIFO as a party list blocked the load for good, and `file: /dev/zero` read without end, memory growing
+    until the process died (not tried here: a regression would take the machine's memory): a pack could hang a
+    service's reload. Loaded in a child so that a regression fails instead of hanging."""
+    target = tmp_path / "sdn.csv" if special == "fifo" else tmp_path
+    if special == "fifo":
+        os.mkfifo(target)
+    path = tmp_path / "pack.yaml"
+    path.write_text(PACK_HEADER + f"screening_lists:\n  sdn: {{format: opensanctions_simple, file: {target}}}\n"
+                    "rules: []\n", encoding="utf-8")
+    try:
+        child = run_python(LOAD_IN_CHILD, str(path), timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"loading a pack whose party list is {special} did not finish in 30 s")
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert json.loads(child.stdout) == [
+        [PACK_HEADER.count("\n") + 2, f"{target} is not a regular file (a device, FIFO or directory); a party "
+                                      "list is a CSV file"]]
