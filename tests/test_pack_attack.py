@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from conftest import MATCHERS, PACK_HEADER, base_request
 from test_durable_limits import run_python
-from test_pack_hardening import rule
+from test_pack_hardening import position, rule
+from test_rule_tests import write as write_rule_tests
 
 from policy_engine import PolicyEngine, RuleSetError, load_ruleset
-from policy_engine.testing import run_tests
+from policy_engine.testing import RuleTestError, run_tests
 
 SANCTIONS = rule("{field: payer.sanctions_hit, op: eq, value: true}", rid="SANC-1").replace("review", "deny")
 
@@ -322,3 +323,16 @@ def test_a_party_list_that_is_not_a_regular_file_is_refused_not_read_forever(tmp
     assert json.loads(child.stdout) == [
         [PACK_HEADER.count("\n") + 2, f"{target} is not a regular file (a device, FIFO or directory); a party "
                                       "list is a CSV file"]]
+
+
+# -- rule tests ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("key", ["includes", "excludes", "reason_contains"])
+def test_a_rule_test_expectation_that_checks_nothing_is_refused(tmp_path, key):
+    """`expect: {includes: []}` passed whatever the pack decided (the schema's non-empty `expect` was met by a
+    key that checks nothing): a rule test that cannot fail kept CI green."""
+    pack = write_rule_tests(tmp_path, f"- name: checks nothing\n  base: purchase\n  expect: {{{key}: []}}\n")
+    with pytest.raises(RuleTestError) as caught:
+        run_tests(pack, matcher="python")
+    (issue,) = caught.value.issues
+    where = position((tmp_path / "tests" / "cases.yaml").read_text(), f"{key}: []")
+    assert (issue.line, issue.col) == where and f"expect/{key}: [] should be non-empty" in issue.message
