@@ -189,7 +189,10 @@ def _convert(loader: Any, node: yaml.Node, path: Path_, doc: SourceDoc, budget: 
             key = _scalar(loader, key_node, doc) if isinstance(key_node, yaml.ScalarNode) else None
             kmark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             if not isinstance(key, str):
-                raise YamlSourceError(Issue(doc.file, *kmark, None, f"mapping keys must be strings, got {key!r}"))
+                quote = (f"; quote it (\"{clip(key_node.value)}\"): YAML reads NO/yes/on as booleans and 6012 as a "
+                         "number" if isinstance(key_node, yaml.ScalarNode) else "")
+                raise YamlSourceError(Issue(doc.file, *kmark, None, f"mapping keys must be strings, got "
+                                                                    f"{shown(key)}{quote}"))
             if key in out:
                 raise YamlSourceError(Issue(doc.file, *kmark, None, f"duplicate key {key!r} in one mapping"))
             doc.marks[(*path, key)] = kmark

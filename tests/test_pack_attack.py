@@ -336,3 +336,17 @@ def test_a_rule_test_expectation_that_checks_nothing_is_refused(tmp_path, key):
     (issue,) = caught.value.issues
     where = position((tmp_path / "tests" / "cases.yaml").read_text(), f"{key}: []")
     assert (issue.line, issue.col) == where and f"expect/{key}: [] should be non-empty" in issue.message
+
+
+# -- what a message tells the author to do ----------------------------------------------------------------------
+def test_a_key_yaml_reads_as_a_boolean_says_to_quote_it(tmp_path):
+    """`timezones: {NO: Europe/Oslo}` (Norway) was refused with "mapping keys must be strings, got False": right
+    place, but nothing said why a country code is False or what to write."""
+    path = tmp_path / "pack.yaml"
+    path.write_text(PACK_HEADER.replace('"NO": Europe/Oslo', "NO: Europe/Oslo") + "rules: []\n", encoding="utf-8")
+    with pytest.raises(RuleSetError) as caught:
+        load_ruleset(path)
+    (issue,) = caught.value.issues
+    assert (issue.line, issue.col) == position(path.read_text(), "NO: Europe")
+    assert issue.message == ('mapping keys must be strings, got False; quote it ("NO"): YAML reads NO/yes/on as '
+                             "booleans and 6012 as a number")
