@@ -66,7 +66,9 @@ def invisible_character(text: str) -> str | None:
 
 
 def describe_character(char: str) -> str:
-    return f"U+{ord(char):04X} {unicodedata.name(char, 'UNASSIGNED')}"
+    # control characters have no Unicode name: a tab is not "UNASSIGNED"
+    unnamed = "CONTROL CHARACTER" if unicodedata.category(char) == "Cc" else "UNASSIGNED"
+    return f"U+{ord(char):04X} {unicodedata.name(char, unnamed)}"
 
 
 def rate_problem(text: str, rate: Decimal) -> str | None:

@@ -350,3 +350,12 @@ def test_a_key_yaml_reads_as_a_boolean_says_to_quote_it(tmp_path):
     assert (issue.line, issue.col) == position(path.read_text(), "NO: Europe")
     assert issue.message == ('mapping keys must be strings, got False; quote it ("NO"): YAML reads NO/yes/on as '
                              "booleans and 6012 as a number")
+
+
+def test_a_tab_in_a_constant_is_named_as_a_control_character(make_pack):
+    """A tab in a constant was described as "U+0009 UNASSIGNED": control characters have no Unicode name."""
+    path = make_pack(rule('{field: merchant.name, op: eq, value: "Bad\\tShop"}'))
+    with pytest.raises(RuleSetError) as caught:
+        load_ruleset(path)
+    (issue,) = caught.value.issues
+    assert "contains U+0009 CONTROL CHARACTER, an invisible or control character" in issue.message
