@@ -177,7 +177,10 @@ class _Loader:
             return [(self.root, self.root.name)]
         if not self.root.is_dir():
             raise RuleSetError([Issue(str(self.root), 1, 1, None, "no such rule pack (file or directory)")])
-        found = yaml_files(self.root, skip_dir="tests")
+        try:
+            found = yaml_files(self.root, skip_dir="tests")
+        except YamlSourceError as exc:
+            raise RuleSetError([exc.issue]) from exc
         if not found:
             raise RuleSetError([Issue(str(self.root), 1, 1, None, "directory holds no *.yaml rule files")])
         return found

@@ -16,7 +16,7 @@ import stat
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -79,11 +79,16 @@ def yaml_files(root: Path, skip_dir: str | None = None) -> list[tuple[Path, str]
 
     Symbolic links to directories are followed (each directory is read once, so a link back up the tree is no
     loop), and every entry that is not a directory is listed, whatever it is: a file under a linked directory, a
-    broken link or a FIFO named ``*.yaml`` is then read or refused, never silently left out of the pack."""
+    broken link or a FIFO named ``*.yaml`` is then read or refused, never silently left out of the pack. A
+    directory that cannot be read raises ``YamlSourceError`` naming it (os.walk would skip it, and its rules with
+    it)."""
     found: list[tuple[Path, str]] = []
     seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        info = os.stat(dirpath)
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_unreadable_directory, followlinks=True):
+        try:
+            info = os.stat(dirpath)
+        except OSError as exc:
+            _unreadable_directory(exc)
         if (info.st_dev, info.st_ino) in seen:
             dirnames.clear()
             continue
@@ -95,6 +100,12 @@ def yaml_files(root: Path, skip_dir: str | None = None) -> list[tuple[Path, str]
             if path.suffix in (".yaml", ".yml"):
                 found.append((path, path.relative_to(root).as_posix()))
     return sorted(found, key=lambda entry: entry[1])
+
+
+def _unreadable_directory(exc: OSError) -> NoReturn:
+    raise YamlSourceError(Issue(str(exc.filename), 1, 1, None, f"cannot read the directory: "
+                                                               f"{exc.strerror or exc}; the rule files in it would "
+                                                               "be left out")) from exc
 
 
 def load_yaml(path: Path, display: str | None = None) -> SourceDoc:

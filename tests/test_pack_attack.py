@@ -19,6 +19,7 @@ from test_rule_tests import write as write_rule_tests
 
 from policy_engine import PolicyEngine, RuleSetError, load_ruleset
 from policy_engine.testing import RuleTestError, run_tests
+from policy_engine.testing.casefile import load_cases
 
 SANCTIONS = rule("{field: payer.sanctions_hit, op: eq, value: true}", rid="SANC-1").replace("review", "deny")
 
@@ -359,3 +360,29 @@ def test_a_tab_in_a_constant_is_named_as_a_control_character(make_pack):
         load_ruleset(path)
     (issue,) = caught.value.issues
     assert "contains U+0009 CONTROL CHARACTER, an invisible or control character" in issue.message
+
+
+def test_a_rule_directory_that_cannot_be_listed_fails_the_load(tmp_path, monkeypatch):
+    """A subdirectory the service's user may not list (mode 0700, another owner) was skipped in silence by the
+    directory walk, and its rules with it. Tests run as any user, so listing it is made to fail here."""
+    root = pack_dir(tmp_path / "pack")
+    (root / "compliance").mkdir()
+    (root / "compliance" / "sanctions.yaml").write_text("rules:\n" + textwrap.indent(SANCTIONS, "  "),
+                                                       encoding="utf-8")
+    (root / "tests").mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if Path(path).name in ("compliance", "tests"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(RuleSetError) as caught:
+        load_ruleset(root)
+    (issue,) = caught.value.issues
+    assert (issue.file, issue.line, issue.col) == (str(root / "compliance"), 1, 1)
+    assert issue.message.startswith("cannot read the directory: Permission denied")
+    with pytest.raises(RuleTestError) as caught_tests:
+        load_cases(root, None, ["SANC-1"])
+    assert [i.file for i in caught_tests.value.issues] == [str(root / "tests")]

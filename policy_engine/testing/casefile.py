@@ -122,7 +122,10 @@ def load_cases(pack_path: Path, tests_path: Path | None,
     """The rule test files used and every case in them, in file order: ``tests_path`` (a file or a directory)
     or by default the pack's ``tests/``. Raises :class:`RuleTestError` listing every problem."""
     root = tests_path if tests_path is not None else (pack_path if pack_path.is_dir() else pack_path.parent) / "tests"
-    paths = [path for path, _ in yaml_files(root)] if root.is_dir() else [root] if root.is_file() else []
+    try:
+        paths = [path for path, _ in yaml_files(root)] if root.is_dir() else [root] if root.is_file() else []
+    except YamlSourceError as exc:
+        raise RuleTestError([exc.issue]) from exc
     loader = _CaseLoader(set(rule_ids))
     used, cases = [], []
     for path in paths:
