@@ -32,7 +32,7 @@ MAX_DEPTH = 64
 Path_ = tuple[str | int, ...]
 _PLAIN_COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 _TAG_NAMES = {"tag:yaml.org,2002:timestamp": "date", "tag:yaml.org,2002:int": "integer",
-              "tag:yaml.org,2002:float": "number"}
+              "tag:yaml.org,2002:float": "number", "tag:yaml.org,2002:bool": "boolean"}
 _PLAIN_DECIMAL = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 #: YAML 1.1 numbers that read as another number than they show: `010` is octal (8), `1:30` base 60 (90).
 _MISREAD_NUMBER = re.compile(r"[-+]?(?:0[0-7_]+|[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?)")
@@ -220,9 +220,12 @@ def _scalar(loader: Any, node: yaml.Node, doc: SourceDoc) -> Any:
         value = loader.construct_object(node, deep=True)
     except yaml.YAMLError as exc:
         raise YamlSourceError(Issue(doc.file, *mark, None, f"unsupported YAML value: {exc}")) from exc
-    except ValueError as exc:  # an impossible date (2025-02-30) or an integer beyond Python's digit limit
+    except (ValueError, KeyError, AttributeError) as exc:
+        # ValueError: an impossible date (2025-02-30) or an integer beyond Python's digit limit. An explicit tag
+        # on text it does not fit fails inside PyYAML: `!!bool maybe` with KeyError, `!!timestamp x` with
+        # AttributeError.
         what = _TAG_NAMES.get(node.tag, "value")
-        why = str(exc).split(";")[0]  # not Python's advice on raising its digit limit
+        why = str(exc).split(";")[0] if isinstance(exc, ValueError) else f"YAML cannot read it as one ({node.tag})"
         raise YamlSourceError(Issue(doc.file, *mark, None, f"{clip(node.value)!r} is not a valid {what}: "
                                                            f"{why}")) from exc
     if isinstance(value, int | float) and not isinstance(value, bool) and _MISREAD_NUMBER.fullmatch(node.value):

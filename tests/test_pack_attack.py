@@ -386,3 +386,16 @@ def test_a_rule_directory_that_cannot_be_listed_fails_the_load(tmp_path, monkeyp
     with pytest.raises(RuleTestError) as caught_tests:
         load_cases(root, None, ["SANC-1"])
     assert [i.file for i in caught_tests.value.issues] == [str(root / "tests")]
+
+
+@pytest.mark.parametrize(("tagged", "what"), [("!!bool maybe", "boolean"), ("!!timestamp x", "date"),
+                                              ("!!timestamp 2025-1-1x", "date")])
+def test_an_explicit_tag_on_text_it_does_not_fit_is_a_load_error_not_a_traceback(make_pack, tagged, what):
+    """`!!bool maybe` raised KeyError and `!!timestamp x` AttributeError out of load_ruleset (PyYAML's
+    constructors assume text that its resolver matched)."""
+    path = make_pack(rule(f"{{field: purpose, op: eq, value: {tagged}}}"))
+    with pytest.raises(RuleSetError) as caught:
+        load_ruleset(path)
+    (issue,) = caught.value.issues
+    assert (issue.line, issue.col) == position(path.read_text(), tagged)
+    assert issue.message.startswith(f"{tagged.split(' ', 1)[1]!r} is not a valid {what}: YAML cannot read it")
