@@ -219,7 +219,10 @@ def _scalar(loader: Any, node: yaml.Node, doc: SourceDoc) -> Any:
     try:
         value = loader.construct_object(node, deep=True)
     except yaml.YAMLError as exc:
-        raise YamlSourceError(Issue(doc.file, *mark, None, f"unsupported YAML value: {exc}")) from exc
+        # the problem alone: str(exc) adds PyYAML's own 'in "<unicode string>", line N' under the issue's position
+        problem = exc.problem if isinstance(exc, yaml.MarkedYAMLError) and exc.problem else exc
+        raise YamlSourceError(Issue(doc.file, *mark, None, f"unsupported YAML value: {problem}; rule files hold "
+                                                           "plain YAML values (remove the tag)")) from exc
     except (ValueError, KeyError, AttributeError) as exc:
         # ValueError: an impossible date (2025-02-30) or an integer beyond Python's digit limit. An explicit tag
         # on text it does not fit fails inside PyYAML: `!!bool maybe` with KeyError, `!!timestamp x` with

@@ -388,6 +388,19 @@ def test_a_rule_directory_that_cannot_be_listed_fails_the_load(tmp_path, monkeyp
     assert [i.file for i in caught_tests.value.issues] == [str(root / "tests")]
 
 
+@pytest.mark.parametrize("tagged", ["!custom x", "!!python/name:os.system x", "!!yaml x"])
+def test_an_unknown_tag_is_refused_without_pyyaml_s_second_position(make_pack, tagged):
+    """A scalar with a tag the safe constructor does not know was refused with PyYAML's own text appended:
+    '... for the tag '!custom'\\n  in "<unicode string>", line 14, column 43', a second position in another form."""
+    path = make_pack(rule(f"{{field: purpose, op: eq, value: {tagged}}}"))
+    with pytest.raises(RuleSetError) as caught:
+        load_ruleset(path)
+    (issue,) = caught.value.issues
+    assert (issue.line, issue.col) == position(path.read_text(), tagged)
+    assert issue.message.startswith("unsupported YAML value: ") and issue.message.endswith("(remove the tag)")
+    assert "\n" not in issue.message and "<unicode string>" not in issue.message
+
+
 @pytest.mark.parametrize(("tagged", "what"), [("!!bool maybe", "boolean"), ("!!timestamp x", "date"),
                                               ("!!timestamp 2025-1-1x", "date")])
 def test_an_explicit_tag_on_text_it_does_not_fit_is_a_load_error_not_a_traceback(make_pack, tagged, what):
