@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .aggregates import REPORTED_STATUSES
+from .aggregates import FAILED, REPORTED_STATUSES, REVERSED
 from .audit import AuditLog
 from .decision import Decision
 from .errors import EvaluationError, PolicyEngineError, RequestError, RequestTextError, StateError, Violation
@@ -22,7 +22,7 @@ from .request import PreparedRequest
 from .ruleset import RuleSet
 from .shadow import DEFAULT_QUEUE, Job, ShadowPack, ShadowRunner, Stats
 from .signing import signature_path, verify_digest
-from .state import Store, open_store
+from .state import Recorded, Store, open_store
 from .state.counters import Counters, body_digest, decode_decision, encode_decision
 from .traffic import CANDIDATE, PRIMARY, CallContext, DecisionEvent, Rollout, bucket
 
@@ -345,7 +345,7 @@ class PolicyEngine:
             with self._store.transaction() as txn:
                 recorded = txn.recorded(rid)
                 if recorded is not None:
-                    return self._retry(request, recorded.digest, recorded.decision, rid), None
+                    return self._retry(request, recorded, rid), None
                 values = counters.values(request, prepared, txn)
                 decision, counted = counters.decide(request, prepared, values, start)
                 if rollout is not None:
@@ -360,11 +360,17 @@ class PolicyEngine:
             raise EvaluationError(f"could not evaluate request: {type(exc).__name__}: {exc}", rid) from exc
 
     @staticmethod
-    def _retry(request: Any, digest: str, decision: str, rid: str) -> Decision:
-        if body_digest(request) != digest:
+    def _retry(request: Any, recorded: Recorded, rid: str) -> Decision:
+        if body_digest(request) != recorded.digest:
             raise StateError("conflict", f"request_id {rid!r} was already evaluated with a different body; a "
                              "retry must resend the same request, a new payment needs a new request_id", rid)
-        return decode_decision(decision)
+        if recorded.status in (FAILED, REVERSED):
+            # It no longer counts against any limit: handing its recorded allow back would let the payment go
+            # ahead again uncounted.
+            raise StateError("conflict", f"request_id {rid!r} was reported {recorded.status}, so it no longer "
+                             "counts against limits and cannot be decided again; a new attempt needs a new "
+                             "request_id", rid)
+        return decode_decision(recorded.decision)
 
     def report(self, request_id: str, status: str) -> None:
         """Record what happened to an evaluated payment downstream: ``completed``, ``failed`` or ``reversed``

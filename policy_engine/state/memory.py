@@ -39,7 +39,7 @@ class MemoryStore:
     # -- Transaction (only called inside transaction()) ---------------------------------------------------
     def recorded(self, request_id: str) -> Recorded | None:
         found = self._payments.get(request_id)
-        return None if found is None else Recorded(found.digest, found.decision)
+        return None if found is None else Recorded(found.digest, found.decision, found.status)
 
     def rows(self, aggregate: str, entity: str, lo: int, hi: int) -> list[Row]:
         payments = self._payments

@@ -115,8 +115,8 @@ class _Txn:
     def recorded(self, request_id: str) -> Recorded | None:
         self._request_id = request_id
         self._lock(_tag("r", request_id))
-        found = self._db.hmget(f"{_tag('r', request_id)}:payment", ["digest", "decision"])
-        return None if found[0] is None else Recorded(found[0], found[1])
+        found = self._db.hmget(f"{_tag('r', request_id)}:payment", ["digest", "decision", "status"])
+        return None if found[0] is None else Recorded(found[0], found[1], found[2] or PENDING)
 
     def rows(self, aggregate: str, entity: str, lo: int, hi: int) -> list[Row]:
         base = _tag("e", entity)

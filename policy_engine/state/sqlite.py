@@ -42,8 +42,9 @@ class _Txn:
         self._db = db
 
     def recorded(self, request_id: str) -> Recorded | None:
-        row = self._db.execute("SELECT digest, decision FROM payments WHERE request_id = ?", (request_id,)).fetchone()
-        return None if row is None else Recorded(row[0], row[1])
+        row = self._db.execute("SELECT digest, decision, status FROM payments WHERE request_id = ?",
+                               (request_id,)).fetchone()
+        return None if row is None else Recorded(*row)
 
     def rows(self, aggregate: str, entity: str, lo: int, hi: int) -> list[Row]:
         cursor = self._db.execute(

@@ -48,8 +48,11 @@ class Payment:
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
+    """A payment already recorded: its body's digest, its decision as JSON and its downstream status."""
+
     digest: str
     decision: str
+    status: str
 
 
 class Transaction(Protocol):

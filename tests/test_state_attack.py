@@ -1,0 +1,30 @@
+"""Attacks on the engine-owned counters and their stores (session 23's fail-closed sweep): a caller, an operator or
+a failing store must never make the engine count less than it should, decide without the counters, or raise
+anything but the package's own errors."""
+
+from __future__ import annotations
+
+import pytest
+import test_state
+from test_state import fired, qr
+
+from policy_engine import StateError
+
+#: A factory of engines on one store, for memory, SQLite and Redis (test_state's fixture).
+engines = test_state.engines
+
+
+@pytest.mark.parametrize("status", ["failed", "reversed"])
+def test_a_retry_of_a_payment_reported_failed_or_reversed_is_refused_not_allowed_uncounted(engines, status):
+    """Reported failed, a payment stops counting; a retry under its id must not get its recorded allow back, or the
+    payment goes ahead uncounted: CNY 400 allowed, reported failed, retried (allow), then CNY 400 more fits the
+    CNY 500 static-QR day, CNY 800 paid."""
+    assert fired(engines().evaluate(qr("p", 400))) == ("allow", ())
+    engines().report("p", status)
+    with pytest.raises(StateError, match=f"reported {status}.*new request_id") as refused:
+        engines().evaluate(qr("p", 400))
+    assert (refused.value.code, refused.value.request_id) == ("conflict", "p")
+    assert fired(engines().evaluate(qr("q", 400))) == ("allow", ())  # p still does not count: it failed
+    engines().report("q", "completed")
+    assert fired(engines().evaluate(qr("q", 400))) == ("allow", ())  # a completed payment's retry: its decision
+
