@@ -4,6 +4,8 @@ anything but the package's own errors."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 import test_state
 from test_state import fired, qr
@@ -28,3 +30,14 @@ def test_a_retry_of_a_payment_reported_failed_or_reversed_is_refused_not_allowed
     engines().report("q", "completed")
     assert fired(engines().evaluate(qr("q", 400))) == ("allow", ())  # a completed payment's retry: its decision
 
+
+def test_a_future_dated_payment_does_not_prune_the_rows_todays_windows_need(engines):
+    """Retention prunes rows older than a payment's windows reach; counted back from a payment dated 2099, that was
+    every row of the payer, so one future-dated payment reset today's CNY 500 static-QR cap (today: the real one,
+    as retention can only trust the clock)."""
+    now = dt.datetime.now(dt.UTC).isoformat()
+    assert fired(engines().evaluate(qr("a", 500) | {"timestamp": now})) == ("allow", ())
+    future = qr("f", 1) | {"timestamp": "2099-06-10T14:30:00+08:00"}
+    assert fired(engines().evaluate(future)) == ("allow", ())  # its own day is empty (DESIGN §4: known)
+    assert fired(engines().evaluate(qr("b", 500) | {"timestamp": now})) == ("deny", ("CMP-010",))
+    assert engines().counters(qr("z", 1) | {"timestamp": now})["history.qr_static_daily_used_cny"] == 500

@@ -143,6 +143,9 @@ class Counters:
         """The payment to record for ``request``, whose decision had ``outcome`` (``decision``: its JSON)."""
         view = prepared.complete()
         t = micros(self._instant(request)[0])
+        # Retention counts back from the payment's instant, but never from later than now: the instant is the
+        # caller's, and one payment dated 2099 would otherwise prune every row today's windows read.
+        prune_from = min(t, micros(dt.datetime.now(dt.UTC)))
         entries = []
         for agg in self.aggregates:
             entity = view.get(agg.by)
@@ -154,7 +157,7 @@ class Counters:
                 continue  # it could never change this counter: no row for it
             value = view.get(agg.of) if agg.of else None
             reach = agg.window.reach()
-            keep_from = None if reach is None else t - reach - LATE_ARRIVALS_US
+            keep_from = None if reach is None else prune_from - reach - LATE_ARRIVALS_US
             entries.append(Entry(agg.field, str(entity), None if value is None else str(value), matches, event,
                                  keep_from))
         return Payment(prepared.request_id, body_digest(request), t, tuple(entries), outcome, decision)
