@@ -5,12 +5,15 @@ anything but the package's own errors."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 import test_state
 from test_state import fired, qr
 
-from policy_engine import StateError
+from policy_engine import PolicyEngine, StateError
+from policy_engine.errors import StoreUnavailableError
+from policy_engine.state import open_store
 
 #: A factory of engines on one store, for memory, SQLite and Redis (test_state's fixture).
 engines = test_state.engines
@@ -41,3 +44,28 @@ def test_a_future_dated_payment_does_not_prune_the_rows_todays_windows_need(engi
     assert fired(engines().evaluate(future)) == ("allow", ())  # its own day is empty (DESIGN §4: known)
     assert fired(engines().evaluate(qr("b", 500) | {"timestamp": now})) == ("deny", ("CMP-010",))
     assert engines().counters(qr("z", 1) | {"timestamp": now})["history.qr_static_daily_used_cny"] == 500
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_sqlite_file_deleted_or_replaced_while_open_is_unavailable_not_a_second_set_of_counters(tmp_path: Path,
+                                                                                                  how: str):
+    """The open connection kept writing to the deleted file while an engine opened afterwards counted in a new one:
+    CNY 400 in each, CNY 800 on a CNY 500 day."""
+    path = tmp_path / "state.db"
+    store = open_store(f"sqlite:///{path}")
+    first = PolicyEngine.from_path(state=store)
+    assert fired(first.evaluate(qr("a", 400))) == ("allow", ())
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    if how == "replaced":
+        PolicyEngine.from_path(state=f"sqlite:///{tmp_path / 'other.db'}").close()
+        (tmp_path / "other.db").rename(path)
+    second = PolicyEngine.from_path(state=f"sqlite:///{path}")
+    assert fired(second.evaluate(qr("b", 400))) == ("allow", ())
+    for call in (lambda: first.evaluate(qr("c", 400)), lambda: first.report("a", "completed"),
+                 lambda: first.counters(qr("c", 400)), store.ping):
+        with pytest.raises(StoreUnavailableError, match="deleted or replaced after this engine opened it"):
+            call()
+    assert fired(second.evaluate(qr("c", 400))) == ("deny", ("CMP-010",))
+    first.close()
+    second.close()

@@ -3,12 +3,14 @@
 WAL journal with ``synchronous=FULL``: a transaction is durable once :meth:`SQLiteStore.transaction` returns, so
 a restart or a ``kill -9`` loses nothing that was committed. Every transaction starts with ``BEGIN IMMEDIATE``,
 which takes the database's write lock before reading, so read-counters-then-record is atomic across threads and
-processes sharing the file. A file that is not this store's database, or cannot be opened, is an
-:class:`~policy_engine.EvaluationError`: no decision is computed without the counters.
+processes sharing the file. A file that is not this store's database, or cannot be opened, or was deleted or
+replaced after it was opened, is an :class:`~policy_engine.EvaluationError`: no decision is computed without the
+counters.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -73,6 +75,7 @@ class SQLiteStore:
     def __init__(self, path: str, url: str | None = None):
         self.url = url or f"sqlite:///{path}"
         self._lock = threading.Lock()
+        self._path = None if path == ":memory:" else os.path.abspath(path)
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -84,12 +87,34 @@ class SQLiteStore:
                                       f"version {SCHEMA_VERSION}")
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except sqlite3.Error as exc:
+            self._file = self._identity()
+        except (sqlite3.Error, OSError) as exc:
             raise _failure(self.url, exc) from exc
+
+    def _identity(self) -> tuple[int, int] | None:
+        """The database file's device and inode (None for ``:memory:``)."""
+        if self._path is None:
+            return None
+        found = os.stat(self._path)
+        return found.st_dev, found.st_ino
+
+    def _check_file(self) -> None:
+        """The connection keeps writing to a file deleted or replaced under it, while every process opening the
+        path afterwards counts in another file: each would see only its own payments and a payer's limit would
+        split between them. So the file at the path must still be the one opened."""
+        try:
+            same = self._identity() == self._file
+        except OSError:
+            same = False
+        if not same:
+            raise StoreUnavailableError(f"state store {self.url}: the database file was deleted or replaced "
+                                        "after this engine opened it; no decision is made without the counters "
+                                        "(restore the file, or restart the engine to open the one there now)")
 
     @contextmanager
     def transaction(self) -> Iterator[_Txn]:
         with self._lock:
+            self._check_file()
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
@@ -106,6 +131,7 @@ class SQLiteStore:
 
     def report(self, request_id: str, status: str) -> None:
         with self._lock:
+            self._check_file()
             try:
                 changed = self._db.execute("UPDATE payments SET status = ? WHERE request_id = ?",
                                            (status, request_id)).rowcount
@@ -116,6 +142,7 @@ class SQLiteStore:
 
     def ping(self) -> None:
         with self._lock:
+            self._check_file()
             try:
                 self._db.execute("SELECT 1 FROM payments LIMIT 1").fetchall()
             except sqlite3.Error as exc:
