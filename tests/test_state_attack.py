@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import test_state
+from conftest import fresh_redis, needs_redis
 from test_state import fired, qr
 
 from policy_engine import PolicyEngine, StateError
@@ -69,3 +70,23 @@ def test_a_sqlite_file_deleted_or_replaced_while_open_is_unavailable_not_a_secon
     assert fired(second.evaluate(qr("c", 400))) == ("deny", ("CMP-010",))
     first.close()
     second.close()
+
+
+@needs_redis
+def test_a_redis_that_lost_its_data_under_a_running_engine_is_unavailable_not_empty_counters():
+    """Redis restarted without persistence (here: flushed) read as a store where nobody ever paid: CNY 400 before,
+    CNY 400 after, both allowed. A restarted engine accepts what the store holds now."""
+    url = fresh_redis()
+    store = open_store(url)
+    engine = PolicyEngine.from_path(state=store)
+    assert fired(engine.evaluate(qr("a", 400))) == ("allow", ())
+    fresh_redis()
+    for call in (lambda: engine.evaluate(qr("b", 400)), lambda: engine.report("a", "completed"),
+                 lambda: engine.counters(qr("b", 400)), store.ping):
+        with pytest.raises(StoreUnavailableError, match="lost its data since this engine opened it"):
+            call()
+    engine.close()
+    restarted = PolicyEngine.from_path(state=url)
+    assert fired(restarted.evaluate(qr("b", 400))) == ("allow", ())
+    assert fired(restarted.evaluate(qr("c", 400))) == ("deny", ("CMP-010",))
+    restarted.close()

@@ -29,6 +29,12 @@ their aggregates differently. Waiting is bounded (``lock_wait``), so such a cycl
 :class:`~policy_engine.EvaluationError` for the evaluations caught in it, never in a decision made without the
 lock: liveness may suffer, the limits never do.
 
+A Redis that loses its data (restarted without persistence, flushed, keys evicted) would read as one where nobody
+ever paid. So the first engine to open a store writes a random marker, ``pe:epoch``, and every engine remembers the
+one it found: a transaction that finds it gone or changed after taking its request's lock (a lock taken on the
+server that lost the data) fails instead of counting from zero, until the data is restored or the engine is
+restarted, which accepts what is there now.
+
 Entries are keyed by request id, so writing them again is idempotent. A crash between the entity scripts and the
 payment record leaves entries without a payment: they keep counting with their recorded outcome (failing closed),
 a retry of that request id is evaluated again without counting its own earlier entries, and
@@ -51,6 +57,8 @@ from ..errors import StoreUnavailableError
 from .store import Payment, Recorded, unknown_request
 
 PREFIX = "pe"
+#: The marker of the data this engine opened (see the module docstring).
+EPOCH_KEY = f"{PREFIX}:epoch"
 #: A lock outlives any healthy evaluation by far; if it expires anyway the fencing check refuses the record.
 LOCK_TTL_MS = 30_000
 
@@ -115,11 +123,19 @@ class _Txn:
     def recorded(self, request_id: str) -> Recorded | None:
         self._request_id = request_id
         self._lock(_tag("r", request_id))
-        found = self._db.hmget(f"{_tag('r', request_id)}:payment", ["digest", "decision", "status"])
+        # the marker read after the request's lock is held: data lost after this read loses the lock too, and
+        # the fencing check then refuses the record
+        pipe = self._db.pipeline(transaction=False)
+        pipe.hmget(f"{_tag('r', request_id)}:payment", ["digest", "decision", "status"])
+        pipe.get(EPOCH_KEY)
+        found, epoch = pipe.execute()
+        self._store.check_epoch(epoch)
         return None if found[0] is None else Recorded(found[0], found[1], found[2] or PENDING)
 
     def rows(self, aggregate: str, entity: str, lo: int, hi: int) -> list[Row]:
         base = _tag("e", entity)
+        if not self._locks:  # reading counters without a request (counters(), explain): check the marker here
+            self._store.check_epoch(self._db.get(EPOCH_KEY))
         self._lock(base)
         found = self._store._read(keys=[f"{base}:z:{aggregate}", f"{base}:h:{aggregate}"], args=[lo, hi - 1])
         if not found:
@@ -191,7 +207,8 @@ class RedisStore:
         try:
             self._db = redis.Redis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=timeout,
                                             decode_responses=True)
-            self._db.ping()
+            self._db.set(EPOCH_KEY, secrets.token_hex(16), nx=True)
+            self._epoch = self._db.get(EPOCH_KEY)
         except (redis.RedisError, ValueError) as exc:
             raise _failure(url, exc) from exc
         self._read = self._db.register_script(_READ)
@@ -212,8 +229,18 @@ class RedisStore:
             with suppress(redis.RedisError):
                 txn.release()
 
+    def check_epoch(self, found: str | None) -> None:
+        """Raise unless ``found`` (``pe:epoch`` as read now) is the marker this engine opened."""
+        if found != self._epoch:
+            raise StoreUnavailableError(
+                f"state store {self.url} lost its data since this engine opened it (its marker {EPOCH_KEY} is "
+                f"{'gone' if found is None else 'another'}: Redis restarted without persistence, was flushed or "
+                "evicted keys); no decision is made without the counters: restore the data, or restart the engine "
+                "to count from what the store holds now")
+
     def report(self, request_id: str, status: str) -> None:
         try:
+            self.check_epoch(self._db.get(EPOCH_KEY))
             changed = self._report(keys=[f"{_tag('r', request_id)}:payment"], args=[status])
         except redis.RedisError as exc:
             raise _failure(self.url, exc) from exc
@@ -222,7 +249,7 @@ class RedisStore:
 
     def ping(self) -> None:
         try:
-            self._db.ping()
+            self.check_epoch(self._db.get(EPOCH_KEY))
         except redis.RedisError as exc:
             raise _failure(self.url, exc) from exc
 
