@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import test_state
 from conftest import fresh_redis, needs_redis
-from test_state import fired, qr
+from test_state import _free_port, fired, qr
 
 from policy_engine import PolicyEngine, StateError
 from policy_engine.errors import StoreUnavailableError
-from policy_engine.state import open_store
+from policy_engine.state import StoreURLError, open_store
 
 #: A factory of engines on one store, for memory, SQLite and Redis (test_state's fixture).
 engines = test_state.engines
@@ -90,3 +90,16 @@ def test_a_redis_that_lost_its_data_under_a_running_engine_is_unavailable_not_em
     assert fired(restarted.evaluate(qr("b", 400))) == ("allow", ())
     assert fired(restarted.evaluate(qr("c", 400))) == ("deny", ("CMP-010",))
     restarted.close()
+
+
+def test_a_redis_password_never_appears_in_a_stores_errors():
+    """The store's errors named it by its URL, password included: in the service's 503 bodies, its readiness
+    answer and the command line's messages."""
+    pytest.importorskip("redis")
+    url = f"redis://:s3cret-pw@127.0.0.1:{_free_port()}/0"  # nothing listens there
+    with pytest.raises(StoreUnavailableError) as unreachable:
+        PolicyEngine.from_path(state=url)
+    with pytest.raises(StoreURLError) as unsupported:
+        open_store("postgres://admin:s3cret-pw@db/payments")
+    for error in (unreachable, unsupported):
+        assert "s3cret-pw" not in str(error.value) and ":***@" in str(error.value)

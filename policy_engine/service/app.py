@@ -37,7 +37,7 @@ from ..errors import (
 )
 from ..explain import UnknownRuleError
 from ..jsonio import dumps_bytes, parse_json
-from ..state import Store, open_store
+from ..state import Store, open_store, redacted
 from ..traffic import CallContext, Rollout
 from .metrics import CONTENT_TYPE, Metrics
 from .openapi import document
@@ -284,9 +284,9 @@ class Service:
         if self.store is not None:
             try:
                 await asyncio.to_thread(self.store.ping)
-                details["store"] = {"url": _redacted(self.store.url), "reachable": True}
+                details["store"] = {"url": redacted(self.store.url), "reachable": True}
             except PolicyEngineError as exc:
-                details["store"] = {"url": _redacted(self.store.url), "reachable": False, "error": str(exc)}
+                details["store"] = {"url": redacted(self.store.url), "reachable": False, "error": str(exc)}
                 ready = False
         return ready, details
 
@@ -298,11 +298,6 @@ def _settle() -> None:
     """After a reload: collect the old pack, then freeze what remains (see :meth:`Service._started`)."""
     gc.collect()
     gc.freeze()
-
-
-def _redacted(url: str) -> str:
-    """A store URL without its password (``redis://:secret@host``)."""
-    return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
 
 
 class App:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from ..errors import PolicyEngineError
 from .memory import MemoryStore
 from .sqlite import SQLiteStore
-from .store import Entry, Payment, Recorded, Store, Transaction
+from .store import Entry, Payment, Recorded, Store, Transaction, redacted
 
 
 class StoreURLError(PolicyEngineError, ValueError):
@@ -31,10 +31,10 @@ def open_store(url: str) -> Store:
         try:
             from .redis import RedisStore
         except ModuleNotFoundError as exc:
-            raise StoreURLError(f"state URL {url!r} needs the redis client: pip install "
+            raise StoreURLError(f"state URL {redacted(url)!r} needs the redis client: pip install "
                                 "'payment-policy-engine[state-redis]'") from exc
         return RedisStore(url)
-    raise StoreURLError(f"state URL {url!r} is not supported: use memory:// (one process), sqlite:///path or "
+    raise StoreURLError(f"state URL {redacted(url)!r} is not supported: use memory:// (one process), sqlite:///path or "
                         "redis://host:port/db")
 
 

@@ -54,7 +54,7 @@ import redis
 
 from ..aggregates import PENDING, Row
 from ..errors import StoreUnavailableError
-from .store import Payment, Recorded, unknown_request
+from .store import Payment, Recorded, redacted, unknown_request
 
 PREFIX = "pe"
 #: The marker of the data this engine opened (see the module docstring).
@@ -202,7 +202,7 @@ class RedisStore:
     """A connection pool per store (thread-safe); every transaction uses its own locks and token."""
 
     def __init__(self, url: str, *, connect_timeout: float = 2.0, timeout: float = 5.0, lock_wait: float = 10.0):
-        self.url = url
+        self.url = redacted(url)  # every message names the store by it: never its password
         self.lock_wait = lock_wait
         try:
             self._db = redis.Redis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=timeout,
@@ -210,7 +210,7 @@ class RedisStore:
             self._db.set(EPOCH_KEY, secrets.token_hex(16), nx=True)
             self._epoch = self._db.get(EPOCH_KEY)
         except (redis.RedisError, ValueError) as exc:
-            raise _failure(url, exc) from exc
+            raise _failure(self.url, exc) from exc
         self._read = self._db.register_script(_READ)
         self._append = self._db.register_script(_APPEND)
         self._payment = self._db.register_script(_PAYMENT)

@@ -10,6 +10,7 @@ store only returns an entity's rows in a window.
 
 from __future__ import annotations
 
+import re
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -82,6 +83,12 @@ class Store(Protocol):
 
     def close(self) -> None: ...
 
+
+
+def redacted(url: str) -> str:
+    """A store URL without its password (``redis://:secret@host`` -> ``redis://:***@host``): what error messages,
+    logs and health answers may show."""
+    return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
 
 
 def unknown_request(request_id: str, where: str) -> StateError:
