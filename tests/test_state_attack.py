@@ -5,6 +5,9 @@ anything but the package's own errors."""
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,7 @@ from test_state import _free_port, fired, qr
 
 from policy_engine import PolicyEngine, StateError
 from policy_engine.errors import StoreUnavailableError
-from policy_engine.state import StoreURLError, open_store
+from policy_engine.state import SQLiteStore, StoreURLError, open_store
 
 #: A factory of engines on one store, for memory, SQLite and Redis (test_state's fixture).
 engines = test_state.engines
@@ -103,3 +106,30 @@ def test_a_redis_password_never_appears_in_a_stores_errors():
         open_store("postgres://admin:s3cret-pw@db/payments")
     for error in (unreachable, unsupported):
         assert "s3cret-pw" not in str(error.value) and ":***@" in str(error.value)
+
+
+def test_threads_waiting_on_a_sqlite_database_another_process_holds_each_wait_the_busy_timeout_not_in_turn(
+        tmp_path: Path):
+    """Each waiting thread waited its whole busy timeout (30 s) in turn behind the store's lock: the eighth 240 s,
+    and a readiness probe behind them all. Now every call gives up within twice the timeout; once the database is
+    free a retry decides and counts once."""
+    path = tmp_path / "state.db"
+    store = SQLiteStore(str(path), busy_timeout=0.5)
+    engine = PolicyEngine.from_path(state=store)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+
+    def attempt(i: int) -> float:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailableError, match=r"busy|locked"):
+            engine.evaluate(qr(f"t{i}", 100))
+        return time.monotonic() - started
+
+    with ThreadPoolExecutor(8) as pool:
+        waited = list(pool.map(attempt, range(8)))
+    assert max(waited) < 2.5, waited  # in turn: 0.5, 1.0, ... 4.0 s
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert [fired(engine.evaluate(qr("t0", 100))) for _ in range(2)] == [("allow", ())] * 2
+    assert engine.counters(qr("z", 1))["history.qr_static_daily_used_cny"] == 100
+    engine.close()

@@ -70,14 +70,17 @@ class _Txn:
 
 class SQLiteStore:
     """One connection per store, used under a lock (a connection is not for concurrent use); other processes
-    open their own and SQLite's write lock orders them."""
+    open their own and SQLite's write lock orders them. ``busy_timeout``: how long a call waits for that lock and
+    then for the database's, each (so at most twice that in all) before it is a
+    :class:`~policy_engine.errors.StoreUnavailableError`."""
 
-    def __init__(self, path: str, url: str | None = None):
+    def __init__(self, path: str, url: str | None = None, *, busy_timeout: float = 30.0):
         self.url = url or f"sqlite:///{path}"
+        self.busy_timeout = busy_timeout
         self._lock = threading.Lock()
         self._path = None if path == ":memory:" else os.path.abspath(path)
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -112,8 +115,21 @@ class SQLiteStore:
                                         "(restore the file, or restart the engine to open the one there now)")
 
     @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """This store's connection, bounded: while another process holds the database, each waiting thread would
+        otherwise wait its whole busy timeout in turn, the k-th k times as long, and a readiness probe behind them."""
+        if not self._lock.acquire(timeout=self.busy_timeout):
+            raise StoreUnavailableError(f"state store {self.url}: the database stayed busy for {self.busy_timeout}s "
+                                        "(another process holds its write lock); no decision is made without the "
+                                        "counters")
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    @contextmanager
     def transaction(self) -> Iterator[_Txn]:
-        with self._lock:
+        with self._locked():
             self._check_file()
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -130,7 +146,7 @@ class SQLiteStore:
                 raise _failure(self.url, exc) from exc
 
     def report(self, request_id: str, status: str) -> None:
-        with self._lock:
+        with self._locked():
             self._check_file()
             try:
                 changed = self._db.execute("UPDATE payments SET status = ? WHERE request_id = ?",
@@ -141,7 +157,7 @@ class SQLiteStore:
             raise unknown_request(request_id, self.url)
 
     def ping(self) -> None:
-        with self._lock:
+        with self._locked():
             self._check_file()
             try:
                 self._db.execute("SELECT 1 FROM payments LIMIT 1").fetchall()
