@@ -378,6 +378,9 @@ class PolicyEngine:
         payment this engine's store never recorded."""
         if self._store is None:
             raise StateError("no_store", "report() needs a state store: build the engine with state=URL")
+        if not isinstance(request_id, str):  # else each store failed its own way, SQLite's as "unreachable"
+            raise StateError("unknown_request", f"request_id {request_id!r} is not a string; report the status of "
+                             "a payment the engine decided, by its request_id")
         if status not in REPORTED_STATUSES:
             raise StateError("bad_status", f"status {status!r} is not one of {', '.join(REPORTED_STATUSES)}",
                              request_id)

@@ -133,3 +133,11 @@ def test_threads_waiting_on_a_sqlite_database_another_process_holds_each_wait_th
     assert [fired(engine.evaluate(qr("t0", 100))) for _ in range(2)] == [("allow", ())] * 2
     assert engine.counters(qr("z", 1))["history.qr_static_daily_used_cny"] == 100
     engine.close()
+
+
+@pytest.mark.parametrize("request_id", [5, None, ["p"]])
+def test_a_report_for_an_id_that_is_not_a_string_is_an_unknown_request_in_every_store(engines, request_id):
+    """Redis raised a TypeError wrapped as an evaluation fault and SQLite called itself unreachable or corrupt."""
+    with pytest.raises(StateError, match="is not a string") as refused:
+        engines().report(request_id, "failed")
+    assert refused.value.code == "unknown_request"
