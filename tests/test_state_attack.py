@@ -5,7 +5,11 @@ anything but the package's own errors."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
 import sqlite3
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -141,3 +145,75 @@ def test_a_report_for_an_id_that_is_not_a_string_is_an_unknown_request_in_every_
     with pytest.raises(StateError, match="is not a string") as refused:
         engines().report(request_id, "failed")
     assert refused.value.code == "unknown_request"
+
+
+def test_a_sqlite_file_corrupted_while_open_is_unavailable_naming_the_store(tmp_path: Path):
+    """A malformed page read inside the transaction was a generic evaluation fault (a service's 500) that did not
+    name the store; it is the store's failure (503, retry later) like any other."""
+    path = tmp_path / "state.db"
+    engine = PolicyEngine.from_path(state=f"sqlite:///{path}")
+    for i in range(30):
+        engine.evaluate(qr(f"x{i}", 1, payer=f"p{i}"))
+    engine.close()
+    engine = PolicyEngine.from_path(state=f"sqlite:///{path}")
+    with path.open("r+b") as fh:
+        fh.seek(4096)
+        fh.write(bytes(range(256)) * 32)
+    with pytest.raises(StoreUnavailableError, match=f"{path} is unreachable or corrupt .*malformed"):
+        engine.evaluate(qr("y", 1, payer="p3"))
+    engine.close()
+
+
+@needs_redis
+@pytest.mark.parametrize("planted", ["not json", "[1, 2]", None])
+def test_a_redis_entry_this_engine_did_not_write_is_unavailable_naming_the_key(planted):
+    """An entry that is not this engine's JSON was a generic evaluation fault (JSONDecodeError, TypeError)."""
+    redis = pytest.importorskip("redis")
+    url = fresh_redis()
+    engine = PolicyEngine.from_path(state=url)
+    engine.evaluate(qr("a", 100))
+    key = "pe:e:{u-1}:h:history.qr_static_daily_used_cny"
+    with redis.Redis.from_url(url) as db:
+        if planted is None:
+            db.hdel(key, "a")  # the window index names an entry that is not there
+        else:
+            db.hset(key, "a", planted)
+    with pytest.raises(StoreUnavailableError, match=f"is corrupt: {re.escape(key)} holds"):
+        engine.evaluate(qr("b", 100))
+    engine.close()
+
+
+_DISK_FULL = """
+import os, resource, signal, sys
+from test_state import qr
+from policy_engine import PolicyEngine
+from policy_engine.errors import StoreUnavailableError
+path = sys.argv[1]
+engine = PolicyEngine.from_path(state=f"sqlite:///{path}")
+engine.evaluate(qr("warm", 1, payer="w"))
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing us
+limit = max(os.path.getsize(path), os.path.getsize(path + "-wal")) + 4096
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+for i in range(50):
+    try:
+        engine.evaluate(qr(f"p{i}", 100, payer=f"u{i}"))
+    except StoreUnavailableError as exc:
+        print("full", i, exc, file=sys.stderr)
+        break
+else:
+    sys.exit("the disk never filled")
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+print(engine.evaluate(qr(f"p{i}", 100, payer=f"u{i}")).decision.value)
+print(engine.evaluate(qr(f"p{i}", 100, payer=f"u{i}")).decision.value)
+print(engine.counters(qr("z", 1, payer=f"u{i}"))["history.qr_static_daily_used_cny"])
+"""
+
+
+def test_a_full_disk_is_unavailable_and_a_retry_after_it_decides_and_counts_once(tmp_path: Path):
+    """The file size limit (RLIMIT_FSIZE, in a child process) stands in for a full disk."""
+    done = subprocess.run([sys.executable, "-c", _DISK_FULL, str(tmp_path / "state.db")], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr
+    assert "is unreachable or corrupt" in done.stderr
+    assert done.stdout.split() == ["allow", "allow", "100"]

@@ -147,7 +147,12 @@ class _Txn:
         statuses = self._statuses([rid for rid, _, _ in mine])
         rows = []
         for rid, instant, entry in mine:
-            value, matches, event, outcome = json.loads(entry)
+            try:
+                value, matches, event, outcome = json.loads(entry)
+            except (TypeError, ValueError) as exc:  # an entry written by something else, or none for the id
+                raise StoreUnavailableError(f"state store {self._store.url} is corrupt: {base}:h:{aggregate} holds "
+                                            f"{entry!r} for {rid!r}, not an entry this engine wrote; no decision "
+                                            "is made without the counters") from exc
             rows.append(Row(instant, value, matches, event, outcome, statuses[rid]))
         return rows
 

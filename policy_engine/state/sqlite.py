@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from ..aggregates import PENDING, Row
 from ..errors import EvaluationError, StoreUnavailableError
@@ -137,13 +137,23 @@ class SQLiteStore:
                 raise _failure(self.url, exc) from exc
             try:
                 yield _Txn(self._db)
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except BaseException as exc:
+                self._rollback()
+                if isinstance(exc, sqlite3.Error):  # a corrupt page or a full disk: the store's fault, say so
+                    raise _failure(self.url, exc) from exc
                 raise
             try:
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
+                self._rollback()  # a COMMIT that fails may leave the transaction open: the next BEGIN would fail
                 raise _failure(self.url, exc) from exc
+
+    def _rollback(self) -> None:
+        """End the open transaction, if SQLite has not ended it already (it does on a full disk or an I/O
+        error); a connection that cannot even roll back fails the next BEGIN, which says so."""
+        if self._db.in_transaction:
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
 
     def report(self, request_id: str, status: str) -> None:
         with self._locked():
