@@ -4,7 +4,8 @@ Each record holds the request (sensitive fields masked), the full decision and t
 and the caller's trace context (``trace``: request id, W3C ``traceparent``/``tracestate``) when one was given.
 Shadow packs add a ``"kind": "shadow"`` record per decision they shadowed (:meth:`AuditLog.write_shadow`).
 Records are written with one ``write`` on a file opened ``O_APPEND``, so concurrent writers never interleave
-inside a line and a crash leaves at most a partial last line (which ``replay`` reports and skips).
+inside a line and a crash leaves at most a partial last line (which ``replay`` reports and skips; the next
+writer starts its first record on a new line).
 
 fsync policy (``fsync=``):
 
@@ -28,6 +29,7 @@ import hashlib
 import hmac
 import json
 import os
+import stat
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -90,9 +92,13 @@ class AuditLog:
 
     def _open(self) -> int:
         try:
-            return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         except OSError as exc:
             raise AuditError(f"cannot open decision log {self.path}: {exc.strerror}") from exc
+        # A crash or a full disk can leave half a record without its newline: the next record must not be glued
+        # to it, or a decision handed out would be unreadable in the log (replay names the cut line instead).
+        self._cut = _ends_inside_a_line(fd, self.path)
+        return fd
 
     def record(self, request: Mapping[str, Any], decision: Decision,
                context: CallContext | None = None) -> dict[str, Any]:
@@ -136,9 +142,12 @@ class AuditLog:
                 if os.fstat(self._fd).st_nlink == 0:  # deleted or moved away: start a new file at the path
                     os.close(self._fd)
                     self._fd = self._open()
-                written = os.write(self._fd, line)
-                if written != len(line):
-                    raise OSError(f"short write ({written} of {len(line)} bytes)")
+                data = b"\n" + line if self._cut else line
+                self._cut = True  # until the whole record is written (an extra blank line is harmless)
+                written = os.write(self._fd, data)
+                if written != len(data):
+                    raise OSError(f"short write ({written} of {len(data)} bytes)")
+                self._cut = False
                 now = time.monotonic()
                 if self.fsync == "always" or (self.fsync == "interval" and now - self._last_sync >= self.interval_s):
                     _sync(self._fd)
@@ -177,6 +186,19 @@ def _sync(fd: int) -> None:
     except OSError as exc:
         if exc.errno != errno.EINVAL:
             raise
+
+
+def _ends_inside_a_line(fd: int, path: Path) -> bool:
+    """Whether the regular file open on ``fd`` is not empty and does not end with a newline. A pipe or a device
+    has no last byte to read; a log that cannot be read back is taken as whole."""
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+            return False
+        with open(path, "rb") as fh:
+            return os.pread(fh.fileno(), 1, info.st_size - 1) != b"\n"
+    except OSError:
+        return False
 
 
 def _has(request: Mapping[str, Any], path: str) -> bool:

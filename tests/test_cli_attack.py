@@ -1,0 +1,80 @@
+"""Attacks on the command line, the readers, backtest, replay and the decision log that once broke the fail-closed
+contract (session 23): each test is the exact input that did, through the public API or a real process."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import base_request
+
+from policy_engine.cli import EXIT_BAD_INPUT, EXIT_OK, main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def jsonl(path: Path, *records: dict) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def python(script: str, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120, check=False, env=env,
+                          **kwargs)
+
+
+# -- the decision log ------------------------------------------------------------------------------------------
+def test_a_log_left_with_a_partial_last_line_keeps_the_next_runs_decisions_readable(tmp_path):
+    # A crash or a full disk left half a record without its newline; the next run appended its first record to
+    # it, so a decision that was handed out was unreadable in the log (replay: "Expecting ',' delimiter").
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(b'{"logged_at": "2026-12-01T00:00:00+00:00", "request_id": "cut-sh')
+    requests = jsonl(tmp_path / "r.jsonl", *(base_request(request_id=f"r-{n}") for n in range(3)))
+    assert run("evaluate", "--json", "--audit", str(log), "--audit-key", "k", str(requests))[0] == EXIT_OK
+    code, out, _ = run("replay", "--json", str(log))
+    report = json.loads(out)
+    assert code == EXIT_BAD_INPUT and [u["line"] for u in report["unreadable"]] == [1]  # the cut record, named
+    assert report["records"] == report["same"] == 3  # every decision of the second run is readable
+
+
+def test_a_short_write_does_not_swallow_the_next_record(tmp_path):
+    # The library goes on after a failed write (a service keeps serving); the record after a short write must
+    # start on its own line.
+    log = tmp_path / "log.jsonl"
+    script = f"""
+import os
+import resource
+from conftest import base_request
+from policy_engine import PolicyEngine
+from policy_engine.audit import AuditLog
+from policy_engine.errors import EvaluationError
+engine = PolicyEngine.from_path(None, audit=AuditLog({str(log)!r}, key=b"k"))
+engine.evaluate(base_request(request_id="before"))
+size = os.path.getsize({str(log)!r})
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + size // 2, resource.RLIM_INFINITY))
+try:
+    engine.evaluate(base_request(request_id="cut"))
+    raise SystemExit("the short write was not noticed")
+except EvaluationError:
+    pass
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+engine.evaluate(base_request(request_id="after"))
+"""
+    proc = python(script)
+    assert proc.returncode == 0, proc.stderr.decode()
+    lines = log.read_bytes().splitlines()
+    assert len(lines) == 3 and json.loads(lines[2])["request_id"] == "after"
+    assert json.loads(lines[0])["request_id"] == "before"
+    assert resource.getrlimit(resource.RLIMIT_FSIZE)[0] == resource.RLIM_INFINITY  # the test process untouched
