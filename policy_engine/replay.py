@@ -67,6 +67,10 @@ def replay(engine: PolicyEngine, records: Iterable[tuple[int, Any, str | Request
             why = "; ".join(map(str, problem.violations)) if isinstance(problem, RequestError) else problem
             unreadable.append((line, why or "not a decision-log record"))
             continue
+        malformed = _malformed(record)
+        if malformed is not None:  # edited by hand or by a broken tool: named, never a crash of the whole replay
+            unreadable.append((line, f"not a decision-log record: {malformed}"))
+            continue
         total += 1
         logged = record["decision"]
         logged_digest = (record.get("ruleset") or {}).get("digest", "")
@@ -86,6 +90,25 @@ def replay(engine: PolicyEngine, records: Iterable[tuple[int, Any, str | Request
                                     logged_rules, rules, logged_digest))
     return ReplayReport(digest, total, same, tuple(diffs), dict(others), tuple(unreadable),
                         tuple(sorted(masked_read)))
+
+
+def _malformed(record: dict[str, Any]) -> str | None:
+    """What in a decision-log record does not have the shape :class:`~.audit.AuditLog` writes, or None."""
+    if not isinstance(record["request"], dict):
+        return "request is not an object"
+    decision, ruleset, masked = record["decision"], record.get("ruleset", {}), record.get("masked", [])
+    if not isinstance(decision, dict) or not isinstance(decision.get("decision"), str):
+        return "decision is not a decision object"
+    trail = decision.get("trail", [])
+    if not isinstance(trail, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("rule_id"), str) and isinstance(e.get("status", FIRED), str)
+            for e in trail):
+        return "decision.trail is not a list of entries with a rule_id and status"
+    if not isinstance(ruleset, dict) or not isinstance(ruleset.get("digest", ""), str):
+        return "ruleset is not an object with a digest"
+    if not isinstance(masked, list) or not all(isinstance(p, str) for p in masked):
+        return "masked is not a list of field paths"
+    return None
 
 
 def _entry(rule_id: str, status: str) -> str:

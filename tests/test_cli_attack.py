@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import base_request
 
 from policy_engine.cli import EXIT_BAD_INPUT, EXIT_OK, main
@@ -56,6 +57,7 @@ def test_a_short_write_does_not_swallow_the_next_record(tmp_path):
     script = f"""
 import os
 import resource
+import pytest
 from conftest import base_request
 from policy_engine import PolicyEngine
 from policy_engine.audit import AuditLog
@@ -78,3 +80,35 @@ engine.evaluate(base_request(request_id="after"))
     assert len(lines) == 3 and json.loads(lines[2])["request_id"] == "after"
     assert json.loads(lines[0])["request_id"] == "before"
     assert resource.getrlimit(resource.RLIMIT_FSIZE)[0] == resource.RLIM_INFINITY  # the test process untouched
+
+
+def _log_of(tmp_path: Path, n: int) -> list[dict]:
+    log = tmp_path / "good.jsonl"
+    requests = jsonl(tmp_path / "r.jsonl", *(base_request(request_id=f"r-{i}") for i in range(n)))
+    assert run("evaluate", "--audit", str(log), "--audit-key", "k", str(requests))[0] == EXIT_OK
+    return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+
+
+TAMPERED = {  # a record edited by hand or by a broken tool: each crashed the whole replay with a TypeError & co
+    "decision not an object": lambda r: r.update(decision=5),
+    "ruleset not an object": lambda r: r.update(ruleset=[1]),
+    "trail not a list": lambda r: r["decision"].update(trail="x"),
+    "trail entry not an object": lambda r: r["decision"].update(trail=[5]),
+    "trail entry without rule_id": lambda r: r["decision"].update(trail=[{"status": "fired"}]),
+    "rule_id not text": lambda r: r["decision"].update(trail=[{"rule_id": [1], "status": "fired"}]),
+    "masked not a list": lambda r: r.update(masked=5),
+    "masked entry not text": lambda r: r.update(masked=[[1]]),
+    "request not an object": lambda r: r.update(request=[1]),
+}
+
+
+@pytest.mark.parametrize("tamper", TAMPERED.values(), ids=TAMPERED.keys())
+def test_a_tampered_log_record_is_named_by_line_and_the_replay_goes_on(tmp_path, tamper):
+    first, second, third = _log_of(tmp_path, 3)
+    tamper(second)
+    log = tmp_path / "tampered.jsonl"
+    jsonl(log, first, second, third)
+    code, out, err = run("replay", "--json", str(log))
+    assert err == "" and code == EXIT_BAD_INPUT
+    report = json.loads(out)
+    assert [u["line"] for u in report["unreadable"]] == [2] and report["records"] == report["same"] == 2
