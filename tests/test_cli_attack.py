@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import base_request
 
+from policy_engine.backtesting.run import WORKERS_PER_CORE
 from policy_engine.cli import EXIT_BAD_INPUT, EXIT_OK, main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,3 +113,15 @@ def test_a_tampered_log_record_is_named_by_line_and_the_replay_goes_on(tmp_path,
     assert err == "" and code == EXIT_BAD_INPUT
     report = json.loads(out)
     assert [u["line"] for u in report["unreadable"]] == [2] and report["records"] == report["same"] == 2
+
+
+# -- backtest --------------------------------------------------------------------------------------------------
+def test_backtest_refuses_more_workers_than_the_machine_can_use(tmp_path):
+    # The pool forks every worker at once, each building its packs: `--workers 10000` forked ten thousand
+    # processes for a seven-line file. The bound is checked before anything is started.
+    history = jsonl(tmp_path / "h.jsonl", base_request())
+    too_many = WORKERS_PER_CORE * (os.cpu_count() or 1) + 1
+    code, out, err = run("backtest", "--workers", str(too_many), str(history))
+    assert code == EXIT_BAD_INPUT and out == ""
+    assert err.startswith("policy-engine backtest: workers must be between 1 and") and err.count("\n") == 1
+    assert run("backtest", "--workers", str(too_many - 1), "--json", str(history))[0] == EXIT_OK

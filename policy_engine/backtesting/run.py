@@ -51,6 +51,10 @@ FORMATS = ("auto", "jsonl", "csv", "parquet")
 #: (about 1.3 MB of JSON Lines), small enough that in-flight chunks stay a few megabytes.
 CHUNK_RECORDS = 1000
 DEFAULT_EXAMPLES = 5
+#: Worker processes per core at most. The pool starts every worker at once (fork), each building its own packs
+#: (about 40 MB), and deciding is CPU-bound: more than a few per core only cost memory and start-up time, and
+#: ``--workers 10000`` forked ten thousand processes.
+WORKERS_PER_CORE = 4
 _MESSAGE_LIMIT = 300
 
 #: ``progress(done_records, done_bytes, total_bytes_or_None)``, called as chunks complete.
@@ -365,7 +369,11 @@ def backtest(source: str | os.PathLike | BinaryIO, rules: str | os.PathLike | No
         raise BacktestError(f"chunk_records must be at least 1, got {chunk_records}")
     if label_maturity < 0:
         raise BacktestError(f"label maturity must be 0 days or more, got {label_maturity}")
-    workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+    cores = os.cpu_count() or 1
+    if workers is not None and not 1 <= workers <= WORKERS_PER_CORE * cores:
+        raise BacktestError(f"workers must be between 1 and {WORKERS_PER_CORE * cores} ({WORKERS_PER_CORE} per core "
+                            f"on this machine's {cores}), got {workers}; the default is one per core")
+    workers = workers if workers is not None else cores
     candidate = load_ruleset(rules)
     base = load_ruleset(baseline) if baseline is not None else None
     src, opened = _open(source, format, chunk_records)

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     bt.add_argument("--rules", help="the candidate rule pack (default: the bundled default pack)")
     bt.add_argument("--baseline", help="the pack to compare with (e.g. the version in production)")
     bt.add_argument("--workers", type=int, help=f"processes deciding in parallel (default: {os.cpu_count()}, "
-                                                "every core; 1 runs in one process)")
+                                                "every core; at most 4 per core; 1 runs in one process)")
     bt.add_argument("--format", choices=("auto", "jsonl", "csv", "parquet"), default="auto",
                     help="input format (default: auto: .parquet and .csv files by their name, otherwise by the "
                          "first line); Parquet is a history written by `policy-engine convert`")
