@@ -52,6 +52,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, TextIO
 
 from .errors import PolicyEngineError
+from .request import EARLIEST, LATEST
 
 
 class SyntheticError(PolicyEngineError):
@@ -185,6 +186,13 @@ class TrafficSpec:
             raise SyntheticError(f"--payers must be at least 1, got {self.payers}")
         if self.days < 1:
             raise SyntheticError(f"--days must be at least 1, got {self.days}")
+        # Payments the engine would refuse are no traffic to backtest, and a date past 9999 ended the run with
+        # an OverflowError (--start 9999-12-31 --days 10).
+        first, end = EARLIEST.date(), LATEST.date()
+        if not first <= self.start < end or self.days > (end - self.start).days:
+            raise SyntheticError(f"--start {self.start.isoformat()} with --days {self.days} runs outside the "
+                                 f"timestamps a request may carry ({first.isoformat()} to {end.isoformat()}, "
+                                 "exclusive); choose an earlier start or fewer days")
 
     @property
     def population(self) -> int:

@@ -125,3 +125,14 @@ def test_backtest_refuses_more_workers_than_the_machine_can_use(tmp_path):
     assert code == EXIT_BAD_INPUT and out == ""
     assert err.startswith("policy-engine backtest: workers must be between 1 and") and err.count("\n") == 1
     assert run("backtest", "--workers", str(too_many - 1), "--json", str(history))[0] == EXIT_OK
+
+
+# -- generate --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dates", [["--start", "9999-12-31", "--days", "10"], ["--start", "1999-12-31"],
+                                   ["--start", "2099-12-01", "--days", "32"], ["--days", str(10**12)]],
+                         ids=["past year 9999", "before 2000", "into 2100", "a trillion days"])
+def test_generate_refuses_days_outside_the_request_window(dates):
+    # --start 9999-12-31 --days 10 was an internal error (OverflowError: date value out of range), exit 3
+    code, out, err = run("generate", "--payers", "1", *dates)
+    assert code == EXIT_BAD_INPUT and out == ""
+    assert err.startswith("policy-engine generate: --start") and "2100-01-01" in err and err.count("\n") == 1
