@@ -136,3 +136,14 @@ def test_generate_refuses_days_outside_the_request_window(dates):
     code, out, err = run("generate", "--payers", "1", *dates)
     assert code == EXIT_BAD_INPUT and out == ""
     assert err.startswith("policy-engine generate: --start") and "2100-01-01" in err and err.count("\n") == 1
+
+
+# -- test ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("threshold", ["nan", "inf", "-5", "101", "lots"])
+def test_a_coverage_gate_that_cannot_be_met_or_missed_is_refused(threshold, capsys):
+    # --min-coverage nan passed the gate whatever the coverage (every comparison with NaN is false): exit 0
+    with pytest.raises(SystemExit) as exited:
+        main(["test", str(ROOT / "rules"), "--min-coverage", threshold])
+    assert exited.value.code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "--min-coverage" in err and "percentage from 0 to 100" in err

@@ -14,6 +14,18 @@ if TYPE_CHECKING:
     from ..testing.runner import TestReport
 
 
+def _percent(text: str) -> float:
+    """A coverage threshold: ``nan`` made the gate pass whatever the coverage (every comparison with it is
+    false), so only a number from 0 to 100 is taken."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage from 0 to 100")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     te = sub.add_parser("test", help="run a pack's YAML test cases; rule and condition coverage",
                         description="Run the YAML test cases under the pack's tests/ directory (or --tests) "
@@ -26,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     te.add_argument("--tests", help="test file or directory (default: tests/ of the pack)")
     te.add_argument("--matcher", choices=MATCHERS, help="matcher (default: python)")
     te.add_argument("--junit", metavar="FILE", help="also write JUnit XML for CI to FILE")
-    te.add_argument("--min-coverage", type=float, metavar="N", help="fail below N%% rule coverage")
+    te.add_argument("--min-coverage", type=_percent, metavar="N",
+                    help="fail below N%% rule coverage (0 to 100)")
     te.add_argument("--json", action="store_true", help="print the whole report as one JSON object")
     te.add_argument("-v", "--verbose", action="store_true",
                     help="also list passing cases and every leaf not seen both true and false")
