@@ -147,3 +147,16 @@ def test_a_coverage_gate_that_cannot_be_met_or_missed_is_refused(threshold, caps
     assert exited.value.code == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert "--min-coverage" in err and "percentage from 0 to 100" in err
+
+
+@pytest.mark.parametrize("label", [{"kind": ["fraud"]}, {"kind": True}, {"pattern": {"a": 1}}, {"kinds": "fraud"}],
+                         ids=["kind a list", "kind a boolean", "pattern an object", "a misspelt key"])
+def test_a_known_bad_label_of_the_wrong_shape_is_a_bad_line(tmp_path, label):
+    # {"kind": ["fraud"]} was counted as a bad payment of kind "['fraud']"; a misspelt key was dropped unseen
+    history = jsonl(tmp_path / "h.jsonl", {"request": base_request(request_id="a"), "label": label},
+                    {"request": base_request(request_id="b"), "label": "legit"})
+    code, out, _ = run("backtest", "--workers", "1", "--json", str(history))
+    result = json.loads(out)
+    assert code == EXIT_BAD_INPUT and result["evaluated"] == 1
+    (bad,) = result["bad"]["lines"]
+    assert bad["line"] == 1 and bad["error"] == "invalid_record" and bad["message"].startswith("label.")

@@ -84,6 +84,11 @@ def read_label(label: Any, known_at: Any) -> Label | None:
                               '{"kind": ..., "pattern": ...} object)')
         return Label(cls, label, label, known)
     if isinstance(label, dict):  # a known-bad pattern with its kind (violation, risk, ...)
+        # text or nothing: a list or a number here is a broken export, and was counted under its repr
+        wrong = sorted(k for k in label if k not in ("kind", "pattern") or not isinstance(label[k], str | None))
+        if wrong:
+            raise RecordError(f"label.{wrong[0]} is not allowed here: a known-bad label is "
+                              '{"kind": TEXT, "pattern": TEXT}, either optional')
         kind = str(label.get("kind") or "labelled")
         if LABEL_CLASSES.get(kind) == GOOD:  # an object is known bad: a good one would be counted as bad
             raise RecordError(f'a {kind} payment is labelled "label": "{kind}", not an object (objects are '
