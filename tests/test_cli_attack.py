@@ -160,3 +160,11 @@ def test_a_known_bad_label_of_the_wrong_shape_is_a_bad_line(tmp_path, label):
     assert code == EXIT_BAD_INPUT and result["evaluated"] == 1
     (bad,) = result["bad"]["lines"]
     assert bad["line"] == 1 and bad["error"] == "invalid_record" and bad["message"].startswith("label.")
+
+
+def test_an_html_report_that_cannot_be_written_does_not_lose_the_result(tmp_path):
+    # --html to a directory: the run finished, then an OSError (exit 2) and no result at all
+    history = jsonl(tmp_path / "h.jsonl", base_request())
+    code, out, err = run("backtest", "--workers", "1", "--json", "--html", str(tmp_path), str(history))
+    assert code == EXIT_BAD_INPUT and json.loads(out)["evaluated"] == 1
+    assert err.startswith(f"policy-engine backtest: cannot write the HTML report {tmp_path}") and err.count("\n") == 1

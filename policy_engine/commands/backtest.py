@@ -118,15 +118,21 @@ def cmd_backtest(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if bar:
         bar(result.records, 1, 1, final=True)
         bar.close()
-    if args.html:
-        with open(args.html, "w", encoding="utf-8") as fh:
-            fh.write(render_html(result))
     out.write(dumps(result.to_dict()) + "\n" if args.json else render_text(result))
-    if args.html and not args.json:
-        out.write(f"\nHTML report: {args.html}\n")
-    if "evaluation_failed" in result.bad:
-        return EXIT_ENGINE
-    return EXIT_BAD_INPUT if result.bad_count else EXIT_OK
+    code = EXIT_ENGINE if "evaluation_failed" in result.bad else EXIT_BAD_INPUT if result.bad_count else EXIT_OK
+    if args.html:
+        # after the result is out: a report path that cannot be written (a directory, a missing folder) used to
+        # lose the whole run, which may have taken hours
+        try:
+            with open(args.html, "w", encoding="utf-8") as fh:
+                fh.write(render_html(result))
+        except OSError as exc:
+            err.write(f"policy-engine backtest: cannot write the HTML report {args.html}: {exc.strerror or exc}; "
+                      "the result above is complete\n")
+            return max(code, EXIT_BAD_INPUT)
+        if not args.json:
+            out.write(f"\nHTML report: {args.html}\n")
+    return code
 
 
 def _label_options(args: argparse.Namespace) -> dict[str, Any]:
