@@ -168,3 +168,21 @@ def test_an_html_report_that_cannot_be_written_does_not_lose_the_result(tmp_path
     code, out, err = run("backtest", "--workers", "1", "--json", "--html", str(tmp_path), str(history))
     assert code == EXIT_BAD_INPUT and json.loads(out)["evaluated"] == 1
     assert err.startswith(f"policy-engine backtest: cannot write the HTML report {tmp_path}") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("where", ["middle", "last row"])
+def test_one_stray_quote_in_a_csv_history_loses_one_row_not_the_rows_after_it(tmp_path, where):
+    # A quote opening a field that never closes: the csv module read every later line into that field (up to its
+    # 128 KiB limit, or to the end), and those payments vanished; the report said 1 bad line (414 of 3,000 lost).
+    csv_path = tmp_path / "history.csv"
+    assert run("generate", "--n", "600", "--seed", "3", "--format", "csv", "-o", str(csv_path))[0] == EXIT_OK
+    lines = csv_path.read_bytes().splitlines(keepends=True)
+    rows = len(lines) - 1
+    at = 2 if where == "middle" else rows  # 0-based: line 3 of the file, or its last line
+    lines[at] = b'"' + lines[at]
+    csv_path.write_bytes(b"".join(lines))
+    code, out, _ = run("backtest", "--workers", "1", "--json", str(csv_path))
+    result = json.loads(out)
+    assert code == EXIT_BAD_INPUT and result["records"] == rows and result["evaluated"] == rows - 1
+    (bad,) = result["bad"]["lines"]
+    assert bad["line"] == at + 1 and bad["error"] == "invalid_csv"

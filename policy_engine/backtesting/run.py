@@ -22,6 +22,7 @@ each chunk its counters; the input is then held in memory, since counters need t
 
 from __future__ import annotations
 
+import collections
 import csv
 import datetime as dt
 import itertools
@@ -221,22 +222,53 @@ def _jsonl_chunks(lines: Iterator[bytes], size: int) -> Iterator[Chunk]:
 
 
 class _CsvLines:
-    """Decodes lines for the csv module and counts bytes. A line that is not UTF-8 is decoded with surrogates so
-    the reader keeps going; the worker reports that row as a bad line."""
+    """The lines of a CSV input for the csv module, decoded, numbered and their bytes counted. A line that is not
+    UTF-8 is decoded with surrogates so the reader keeps going; the worker reports that row as a bad line.
+
+    It keeps the lines of the record being read, so that the lines a record that does not parse ran over are
+    read again as rows of their own (:meth:`read_again`): one stray quote made the csv module read every later
+    line into one field, up to its 128 KiB limit, and those payments were lost without a word. Each line is read
+    again at most once, so a hostile input costs at most twice its reading. An iterator, not a generator: it
+    hands out lines again after the reader has seen the end of the input."""
 
     def __init__(self, lines: Iterator[bytes]):
         self._lines = lines
         self.consumed = 0
+        self._read = 0  # lines taken from the input
+        self._again: collections.deque[tuple[int, str]] = collections.deque()
+        self._read_again_to = 0  # the last line queued to be read again: none up to it is queued twice
+        self.record: list[tuple[int, str]] = []  # (line number, text) of the record being read
 
-    def __iter__(self) -> Iterator[str]:
-        for raw in self._lines:
+    def __iter__(self) -> _CsvLines:
+        return self
+
+    def __next__(self) -> str:
+        if self._again:
+            number, text = self._again.popleft()
+        else:
+            raw = next(self._lines)
             self.consumed += len(raw)
-            yield raw.decode("utf-8", "surrogateescape")
+            self._read += 1
+            number, text = self._read, raw.decode("utf-8", "surrogateescape")
+        self.record.append((number, text))
+        return text
+
+    def start_record(self) -> None:
+        self.record = []
+
+    def read_again(self) -> tuple[int, int]:
+        """Queue the lines of the failed record after its first to be read again; its first and last line."""
+        first, last = self.record[0][0], self.record[-1][0]
+        queued = [(n, text) for n, text in self.record[1:] if n > self._read_again_to]
+        if queued:
+            self._read_again_to = queued[-1][0]
+            self._again.extendleft(reversed(queued))
+        return first, last
 
 
 def _csv_source(lines: Iterator[bytes], size: int) -> tuple[CsvLayout, Iterator[Chunk]]:
     counted = _CsvLines(lines)
-    reader = csv.reader(iter(counted), strict=True)
+    reader = csv.reader(counted, strict=True)
     header: list[str] | None = None
     try:
         for row in reader:
@@ -254,23 +286,24 @@ def _csv_source(lines: Iterator[bytes], size: int) -> tuple[CsvLayout, Iterator[
 
     def chunks() -> Iterator[Chunk]:
         items: list[tuple[int, Any]] = []
-        previous = reader.line_num
         reported = counted.consumed
         while True:
+            counted.start_record()
             try:
                 row = next(reader)
             except StopIteration:
                 break
             except csv.Error as exc:
-                items.append((previous + 1, f"CSV does not parse: {exc}"))  # a message: the worker reports it
-                if reader.line_num == previous:
+                if not counted.record:
                     break  # the reader cannot move on from here
-                previous = reader.line_num
+                first, last = counted.read_again()
+                ran = f" (the record ran from line {first} to line {last}; the lines after line {first} are read " \
+                      "again)" if last > first else ""
+                items.append((first, f"CSV does not parse: {exc}{ran}"))  # a message: the worker reports it
                 continue
-            start, previous = previous + 1, reader.line_num
             if not row or not any(cell.strip() for cell in row):
                 continue
-            items.append((start, row))
+            items.append((counted.record[0][0], row))
             if len(items) >= size:
                 yield items, counted.consumed - reported
                 reported = counted.consumed
