@@ -31,6 +31,17 @@ def printable(text: str) -> str:
         for line in text.split("\n"))
 
 
+def same_file(output: str | None, source: str | None) -> bool:
+    """Whether an output path names the very file a command reads (``convert h.csv h.csv``, ``--html`` or
+    ``--audit`` given the input's name), which writing would destroy while it is read."""
+    if not output or not source or source == "-":
+        return False
+    try:
+        return os.path.samefile(output, source)
+    except OSError:  # the output does not exist yet, or the input does not: nothing to destroy
+        return False
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="policy-engine", description="Payment policy engine: decide payments "
                                      "against YAML rule packs, with a reason trail.")

@@ -186,3 +186,21 @@ def test_one_stray_quote_in_a_csv_history_loses_one_row_not_the_rows_after_it(tm
     assert code == EXIT_BAD_INPUT and result["records"] == rows and result["evaluated"] == rows - 1
     (bad,) = result["bad"]["lines"]
     assert bad["line"] == at + 1 and bad["error"] == "invalid_csv"
+
+
+# -- outputs that are the input --------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv", [
+    ["convert", "{input}", "{input}"],
+    ["backtest", "--workers", "1", "--html", "{input}", "{input}"],
+    ["evaluate", "--audit", "{input}", "--audit-key", "k", "{input}"],
+], ids=["convert onto its input", "backtest --html onto its history", "evaluate --audit onto its requests"])
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(tmp_path, argv):
+    # `convert h.jsonl h.jsonl` replaced the history with a Parquet file of the rows read before it was truncated;
+    # `--html` overwrote the history with the report; `--audit` appended log records to the requests being read
+    if argv[0] == "convert":
+        pytest.importorskip("pyarrow")  # the `columnar` extra
+    history = jsonl(tmp_path / "h.jsonl", *(base_request(request_id=f"r-{n}") for n in range(3)))
+    before = history.read_bytes()
+    code, out, err = run(*(a.replace("{input}", str(history)) for a in argv))
+    assert code == EXIT_BAD_INPUT and out == "" and err.count("\n") == 1 and "being read" in err
+    assert history.read_bytes() == before

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any, TextIO
 
-from ..cli import EXIT_BAD_INPUT, EXIT_ENGINE, EXIT_OK
+from ..cli import EXIT_BAD_INPUT, EXIT_ENGINE, EXIT_OK, same_file
 from ..jsonio import dumps
 from ..matchers import MATCHERS
 
@@ -83,6 +83,10 @@ def cmd_backtest(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     if args.workers is not None and args.workers < 1:
         err.write("policy-engine backtest: --workers must be at least 1\n")
+        return EXIT_BAD_INPUT
+    if same_file(args.html, args.file):
+        err.write(f"policy-engine backtest: --html {args.html} is the history being read; write the report to "
+                  "another file\n")
         return EXIT_BAD_INPUT
     try:
         labels = _label_options(args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-from ..cli import EXIT_BAD_INPUT, EXIT_OK, printable
+from ..cli import EXIT_BAD_INPUT, EXIT_OK, printable, same_file
 from ..jsonio import dumps
 
 
@@ -40,6 +40,10 @@ def cmd_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except ImportError as exc:
         err.write(f"policy-engine convert: needs the `columnar` extra (pip install "
                   f"'payment-policy-engine[columnar]'): {exc}\n")
+        return EXIT_BAD_INPUT
+    if same_file(args.output, args.input):
+        err.write(f"policy-engine convert: {args.output} is the history being read; write the Parquet file to "
+                  "another path\n")
         return EXIT_BAD_INPUT
     source = sys.stdin.buffer if args.input == "-" else args.input
     try:

@@ -8,7 +8,7 @@ import sys
 from typing import TextIO
 
 from ..audit import AuditError, AuditLog
-from ..cli import EXIT_BAD_INPUT, EXIT_ENGINE, EXIT_OK, printable
+from ..cli import EXIT_BAD_INPUT, EXIT_ENGINE, EXIT_OK, printable, same_file
 from ..decision import FIRED, SKIPPED, UNDECIDED, Decision
 from ..engine import PolicyEngine
 from ..errors import EvaluationError, RequestError, RequestTextError, StateError
@@ -87,6 +87,8 @@ def _print_error(out: TextIO, record: dict, as_json: bool) -> None:
 def _audit_log(args: argparse.Namespace, err: TextIO) -> AuditLog | None:
     if not args.audit:
         return None
+    if same_file(args.audit, args.file):
+        raise AuditError(f"the decision log {args.audit} is the request file being read; log to another file")
     key = args.audit_key if args.audit_key is not None else os.environ.get(AUDIT_KEY_ENV)
     if key == "":
         raise AuditError(f"the decision log key is empty; give a secret with --audit-key or {AUDIT_KEY_ENV}")
