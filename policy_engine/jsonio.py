@@ -16,6 +16,7 @@ text, and any text it refuses, goes through the standard decoder, whose answer (
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -23,6 +24,10 @@ from decimal import Decimal, DecimalException
 from typing import Any, BinaryIO
 
 from .errors import RequestError, Violation, json_path_step
+
+#: The longest input :func:`read_json_records` reads as one (pretty-printed) document: a request, at most
+#: ``engine.MAX_REQUEST_TEXT`` bytes, with room for its indentation.
+DOCUMENT_LIMIT = 16 << 20
 
 #: ``(line_number, value, None)`` for a line that parses, ``(line_number, None, problem)`` for one that does not:
 #: a message for text that is not JSON, a :class:`RequestError` for JSON that is ambiguous (a repeated key).
@@ -248,7 +253,8 @@ def read_json_records(stream: BinaryIO, decode: bool = True) -> Iterator[Record]
     Input is JSON Lines when the first non-empty line, or failing that the second, is a complete JSON value;
     those are read one line at a time, so a stream of any length runs in flat memory and a bad line only
     produces an error record for that line. Otherwise the input is one JSON document (possibly spread over many
-    lines); if that does not parse either, it is read line by line after all, so no good line is lost, unless
+    lines; one longer than :data:`DOCUMENT_LIMIT` is no document, and is read line by line as it comes); if that
+    does not parse either, it is read line by line after all, so no good line is lost, unless
     no line is a JSON object on its own: then it is one (pretty-printed) document with a mistake, reported once
     with its line and column.
 
@@ -257,11 +263,11 @@ def read_json_records(stream: BinaryIO, decode: bool = True) -> Iterator[Record]
     still yielded decoded.
     """
     head: list[tuple[int, bytes]] = []
-    number = 0
+    read: list[bytes] = []  # blank lines too: a fallback to lines must number them as the input does
     for raw in stream:
-        number += 1
+        read.append(raw)
         if raw.strip():
-            head.append((number, raw))
+            head.append((len(read), raw))
             if len(head) == 2:
                 break
     if not head:
@@ -269,10 +275,17 @@ def read_json_records(stream: BinaryIO, decode: bool = True) -> Iterator[Record]
     if any(not isinstance(decode_line(raw)[1], str) for _, raw in head):  # JSON, if perhaps an ambiguous one
         for n, raw in head:
             yield (n, *decode_line(raw)) if decode else (n, raw, None)
-        yield from read_json_lines(stream, number + 1, decode)
+        yield from read_json_lines(stream, len(read) + 1, decode)
         return
-    text = b"".join(raw for _, raw in head) + stream.read()
     first = head[0][0]
+    rest = stream.read(DOCUMENT_LIMIT + 1)
+    text = b"".join(read[first - 1:]) + rest
+    if len(rest) > DOCUMENT_LIMIT:
+        # No document is this long: a stream whose first lines are bad. It is read on line by line, in flat
+        # memory (the whole input used to be read first, however large), from the end of the line cut here.
+        text += b"" if text.endswith(b"\n") else stream.readline()
+        yield from read_json_lines(itertools.chain(io.BytesIO(text), stream), first, decode)
+        return
     try:
         yield first, parse_json(text.decode("utf-8")), None
     except RequestError as exc:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import base_request
 
+from policy_engine import jsonio
 from policy_engine.backtesting.run import WORKERS_PER_CORE
 from policy_engine.cli import EXIT_BAD_INPUT, EXIT_OK, main
 
@@ -204,3 +205,29 @@ def test_an_output_that_is_the_input_is_refused_and_the_input_kept(tmp_path, arg
     code, out, err = run(*(a.replace("{input}", str(history)) for a in argv))
     assert code == EXIT_BAD_INPUT and out == "" and err.count("\n") == 1 and "being read" in err
     assert history.read_bytes() == before
+
+
+# -- the JSON Lines reader -------------------------------------------------------------------------------------
+def test_lines_after_two_bad_first_lines_and_blank_ones_keep_their_numbers(tmp_path):
+    # The two bad head lines were re-read without the blank lines between them: line 4 was reported as line 2,
+    # line 6 as line 4.
+    stream = tmp_path / "s.jsonl"
+    stream.write_text('{"bad\n\n\n{"bad\n' + json.dumps(base_request()) + "\nnot json\n", encoding="utf-8")
+    code, out, _ = run("evaluate", "--json", str(stream))
+    records = [json.loads(line) for line in out.splitlines()]
+    assert code == EXIT_BAD_INPUT
+    assert [r.get("line") for r in records] == [1, 4, None, 6] and records[2]["decision"] == "allow"
+
+
+def test_a_long_stream_with_two_bad_first_lines_is_read_as_it_comes(monkeypatch):
+    # The whole input was read into memory first (to try it as one document), however long: a batch of
+    # gigabytes whose first two lines were bad needed several times its size in memory before a line came out.
+    monkeypatch.setattr(jsonio, "DOCUMENT_LIMIT", 4096)
+    good = json.dumps(base_request()).encode() + b"\n"
+    stream = io.BytesIO(b'{"bad\n{"bad\n' + good * 1000)
+    records = jsonio.read_json_records(stream)
+    assert [next(records)[0] for _ in range(3)] == [1, 2, 3]
+    assert stream.tell() < 4096 + 2 * len(good)  # read as far as the limit and the line it cut, no further
+    rest = list(records)
+    assert len(rest) == 999 and all(problem is None and value == base_request() for _, value, problem in rest)
+    assert rest[-1][0] == 1002
