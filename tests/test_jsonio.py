@@ -43,6 +43,31 @@ def test_a_number_no_decimal_holds_is_invalid_json_not_an_arithmetic_error(engin
     assert [v.path for v in got.value.violations] == ["$"]
 
 
+@pytest.mark.parametrize("encode, problem", [
+    (lambda text: b"\xef\xbb\xbf" + text.encode(), "byte order mark"),
+    (lambda text: text.encode("utf-16"), "utf-8"),  # with its BOM
+    (lambda text: text.replace("u-1", "u-1\ud800").encode("utf-8", "surrogatepass"), "utf-8"),  # a lone surrogate
+])
+def test_a_text_that_is_not_plain_utf8_is_refused_whatever_its_type_or_path(engine, tmp_path, encode, problem):
+    """JSON text is UTF-8 (RFC 8259 8.1). json.loads took a BOM, UTF-16 and lone surrogates in bytes (never in a
+    str), so a request was decided or refused by the type it came in: `evaluate --json` decided a BOM line that
+    `evaluate` refused."""
+    data = encode(json.dumps(base_request()))
+    with pytest.raises(ValueError, match=f"(?i){problem}"):
+        parse_json(data)
+    with pytest.raises(RequestError, match=f"(?i){problem}"):
+        engine.evaluate_json(data)
+    if problem == "byte order mark":  # the first line of a file, where an editor leaves one
+        (tmp_path / "r.jsonl").write_bytes(data + b"\n" + json.dumps(base_request()).encode() + b"\n")
+        out = io.StringIO()
+        main(["evaluate", "--json", str(tmp_path / "r.jsonl")], out, io.StringIO())
+        first, second = map(json.loads, out.getvalue().splitlines())
+        assert first["line"] == 1 and problem in first["message"] and second["decision"] == "allow"
+        out = io.StringIO()
+        main(["evaluate", str(tmp_path / "r.jsonl")], out, io.StringIO())
+        assert "line 1" in out.getvalue() and problem in out.getvalue() and "ALLOW" in out.getvalue()
+
+
 def test_json_lines_report_bad_lines_with_their_numbers_and_go_on():
     lines = [b'{"a": 1}\n', b"\n", b"{broken\n", b'"caf\xe9"\n', b'{"a": NaN}\n', b'{"a": 2.5}\n']
     records = list(read_json_lines(lines))
