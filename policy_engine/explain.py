@@ -39,8 +39,10 @@ from .ruleset import SKIP, Rule
 class UnknownRuleError(PolicyEngineError):
     """``explain(rule_id=...)`` named a rule the pack does not have."""
 
-    def __init__(self, rule_id: str, known: list[str]):
-        super().__init__(f"the pack has no rule {rule_id!r}{did_you_mean(rule_id, known)}")
+    def __init__(self, rule_id: object, known: list[str]):
+        # an id of another type (a number, a list) is named as it is: the did-you-mean search reads a string
+        hint = did_you_mean(rule_id, known) if isinstance(rule_id, str) else " (rule ids are strings)"
+        super().__init__(f"the pack has no rule {rule_id!r}{hint}")
 
 
 def _date(day: int | None) -> str | None:
@@ -168,7 +170,7 @@ def explain(pack: CompiledPack, request: Any, rule_id: str | None = None, prepar
     rule id the pack does not have.
     """
     ruleset = pack.ruleset
-    if rule_id is not None and rule_id not in {r.id for r in ruleset.rules}:
+    if rule_id is not None and (not isinstance(rule_id, str) or rule_id not in {r.id for r in ruleset.rules}):
         raise UnknownRuleError(rule_id, [r.id for r in ruleset.rules])
     if prepared is None:
         prepared = pack.prepare(request)
