@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import is_
+from types import MappingProxyType
 from typing import Any
 
 from ._version import __version__
@@ -107,7 +108,7 @@ class CompiledPack:
     """One pack version: everything evaluation needs, built once by :meth:`build` and never changed.
 
     Share it freely between threads. ``ruleset_info`` and ``engine_info`` are handed to every decision as
-    they are and ``rank`` is read per decision (no copies on the hot path): read them, never change them.
+    they are, read-only (no copies on the hot path), and ``rank`` is read per decision: never change it.
     """
 
     ruleset: RuleSet
@@ -115,12 +116,17 @@ class CompiledPack:
     matcher: Matcher
     preparer: RequestPreparer
     evidence: tuple[RuleEvidence, ...]  # per rule, in pack order (the matcher's indexes)
+    #: read-only views: every Decision, explanation and listener event holds these very mappings, so a caller that
+    #: changed one (``decision.ruleset["digest"] = ...``) changed the digest of every later decision and log record
     ruleset_info: Mapping[str, str]
     engine_info: Mapping[str, str]
     rank: dict[str, int]  # decision_order as outcome -> severity rank (0 = most severe); read-only
     #: the rules whose trail entry shows a cross-rate amount the preparer may leave pending
     #: (``PreparedRequest.complete``): in its evidence (the fields its condition reads) or its reasons; by pack index
     late: frozenset[int]
+    #: the dicts under ``ruleset_info`` and ``engine_info``, for :meth:`decide_json`'s documents (written at once,
+    #: never handed out; the JSON encoder writes a dict, not a read-only view)
+    info_documents: tuple[dict[str, str], dict[str, str]]
 
     @classmethod
     def build(cls, ruleset: RuleSet, matcher: str | None = None) -> CompiledPack:
@@ -154,7 +160,8 @@ class CompiledPack:
         preparer = RequestPreparer(ruleset, tuple(sorted(needed)))
         info = {"pack": ruleset.pack, "version": ruleset.version, "digest": ruleset.digest}
         rank = {outcome: i for i, outcome in enumerate(ruleset.decision_order)}
-        return cls(ruleset, program, compiled, preparer, evidence, info, engine_info, rank, late)
+        return cls(ruleset, program, compiled, preparer, evidence, MappingProxyType(info),
+                   MappingProxyType(engine_info), rank, late, (info, engine_info))
 
     def prepare(self, request: Any, pending: bool = False) -> PreparedRequest:
         """Validate and normalise a request (raises :class:`~policy_engine.RequestError` listing every
@@ -168,7 +175,8 @@ class CompiledPack:
         ``elapsed_us`` counts from ``started_ns`` (a :func:`time.perf_counter_ns` reading; by default, now).
         Faults propagate as they are: failing closed is the caller's policy (see :class:`PolicyEngine`).
         """
-        return self._decide(prepared, started_ns, build_trail_entry, build_decision)
+        return self._decide(prepared, started_ns, build_trail_entry, build_decision,
+                            (self.ruleset_info, self.engine_info))
 
     def decide_json(self, prepared: PreparedRequest, started_ns: int | None = None) -> bytes:
         """``dumps_bytes(decide(prepared, started_ns).to_dict())`` without making the decision's objects, for a
@@ -176,12 +184,14 @@ class CompiledPack:
         entry and the decision made by the functions that lay out their documents instead of by their
         constructors. The document is written at once, so it may share what is constant per pack (ruleset and
         engine) and per rule and presence pattern (an undecided or skipped entry but for its evidence)."""
-        return dumps_bytes(self._decide(prepared, started_ns, trail_entry_document, decision_document))
+        return dumps_bytes(self._decide(prepared, started_ns, trail_entry_document, decision_document,
+                                        self.info_documents))
 
     def _decide(self, prepared: PreparedRequest, started_ns: int | None, make_entry: Callable[..., Any],
-                make_decision: Callable[..., Any]) -> Any:
+                make_decision: Callable[..., Any], info: tuple[Mapping[str, str], Mapping[str, str]]) -> Any:
         """The decision made by ``make_decision`` from trail entries made by ``make_entry``: the constructors of
-        :class:`Decision` and :class:`TrailEntry`, or the functions writing their documents (same arguments)."""
+        :class:`Decision` and :class:`TrailEntry`, or the functions writing their documents (same arguments);
+        ``info``: the pack's ruleset and engine records as the decision holds them."""
         start = time.perf_counter_ns() if started_ns is None else started_ns
         matched = self.matcher.match(prepared)
         fired, undecided = self.program.split(matched)
@@ -217,7 +227,7 @@ class CompiledPack:
         # most requests fire nothing and leave at most the skipped screening rule: no outcome to rank then
         return make_decision(
             prepared.request_id, combine(outcomes, self.rank) if outcomes else ALLOW, tuple(trail),
-            tuple(obligations), self.ruleset_info, self.engine_info, (time.perf_counter_ns() - start) // 1000,
+            tuple(obligations), *info, (time.perf_counter_ns() - start) // 1000,
             _iso_day(prepared.day), prepared.fx.as_of_iso, NO_EXTRA, defaulted, None)
 
     def _with_undecided(self, prepared: PreparedRequest, fired: list[int], undecided: list[int], trail: list,

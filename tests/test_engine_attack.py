@@ -6,6 +6,7 @@ in a traceback, in a hang, or change what the engine hands out later."""
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from conftest import RULES, load_cases
 
 from policy_engine import PolicyEngine, load_ruleset
 from policy_engine.explain import UnknownRuleError
+from policy_engine.jsonio import parse_json
 
 DEFAULT = load_ruleset(RULES)
 CASES = {case["id"]: case for case in load_cases()}
@@ -35,3 +37,49 @@ def test_explain_refuses_a_rule_id_that_is_not_a_string(engine, rule_id):
     """``explain(request, 123)`` raised a TypeError from the did-you-mean search (it iterates the id)."""
     with pytest.raises(UnknownRuleError, match="rule ids are strings"):
         engine.explain(case("AC-01"), rule_id)
+
+
+# -- what a caller does with what it was handed ----------------------------------------------------------------
+def _try_to_change(mapping: Any) -> None:
+    try:
+        mapping["digest"] = "sha256:forged"
+        mapping["version"] = "forged"
+    except TypeError:  # read-only: the fix
+        pass
+
+
+def test_changing_a_returned_decision_changes_no_later_decision(engine):
+    """``Decision.ruleset`` and ``.engine`` were the pack's own dicts: ``d.ruleset["digest"] = ...`` rewrote the
+    digest and version of every later decision, document, explanation and decision log record of the pack."""
+    request = case("AC-01")
+    expected = engine.evaluate(request).to_dict()
+    first = engine.evaluate(request)
+    _try_to_change(first.ruleset)
+    _try_to_change(first.engine)
+    first.trail[0].evidence["purpose"] = "changed"  # type: ignore[index]
+    document = first.to_dict()
+    document["ruleset"]["digest"] = "sha256:forged"
+    document["trail"][0]["evidence"]["purpose"] = "changed"
+    explanation = engine.explain(request)
+    _try_to_change(explanation.ruleset)
+    again = engine.evaluate(request).to_dict()
+    assert again["ruleset"] == expected["ruleset"]
+    assert again["ruleset"]["digest"] == engine.pack_info()["digest"] == engine.ruleset.digest
+    assert again["engine"] == expected["engine"]
+    assert again["trail"] == expected["trail"]
+    text = parse_json(engine.evaluate_json(json.dumps(request)))
+    assert text["ruleset"] == expected["ruleset"] and text["engine"] == expected["engine"]
+    assert engine.explain(request).to_dict()["ruleset"] == expected["ruleset"]
+
+
+def test_a_listener_changing_its_event_changes_no_later_decision():
+    engine = PolicyEngine(DEFAULT, shadow=[DEFAULT])
+    engine.add_listener(lambda event: (_try_to_change(event.pack), _try_to_change(event.decision.engine),
+                                       [_try_to_change(s.pack) for s in event.shadows]))
+    request = case("AC-01")
+    digest = engine.ruleset.digest
+    for n in range(3):
+        decision = engine.evaluate({**request, "request_id": f"L-{n}"})
+        assert decision.ruleset["digest"] == digest and decision.engine["version"] != "forged"
+        assert engine.drain(5)
+    engine.close()
