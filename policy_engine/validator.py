@@ -50,24 +50,25 @@ def decimal_in_bounds(value: Decimal) -> bool:
             and value.as_tuple().exponent >= -MAX_NUMBER_PLACES)  # type: ignore[operator]
 
 
+#: The types a number of a request may have. Exactly these, as a string is exactly ``str``: a subclass goes to the
+#: matcher as it is and may redefine the comparisons it makes (an ``int`` whose ``<`` is always False made a minor's
+#: ``payer.age`` pass an age limit), or lack what the engine calls on a Decimal.
+_NUMBER_TYPES = (int, float, Decimal)
+
+
 def _is_number(v: Any) -> bool:
-    if isinstance(v, bool):
-        return False
-    if isinstance(v, int):
+    kind = type(v)
+    if kind is int:
         return True
-    if isinstance(v, float):
+    if kind is float:
         return math.isfinite(v) and decimal_in_bounds(Decimal(repr(v)))
-    if isinstance(v, Decimal):
+    if kind is Decimal:
         return decimal_in_bounds(v)
     return False
 
 
 def _is_integer(v: Any) -> bool:
-    if isinstance(v, bool):
-        return False
-    if isinstance(v, int):
-        return True
-    return _is_number(v) and v == int(v)  # JSON Schema: 1.0 is an integer
+    return type(v) is int or (_is_number(v) and v == int(v))  # JSON Schema: 1.0 is an integer
 
 
 #: Type tests as expressions over ``{v}``; the common exact types are tested first without a call.
@@ -104,6 +105,8 @@ def _type_name(v: Any) -> str:
         return "null"
     if isinstance(v, bool):
         return "boolean"
+    if type(v) not in _NUMBER_TYPES and isinstance(v, _NUMBER_TYPES):
+        return type(v).__name__  # a subclass (an IntEnum, numpy's float64) is named: send the plain value
     if (isinstance(v, Decimal) and not v.is_finite()) or (isinstance(v, float) and not math.isfinite(v)):
         return f"non-finite number ({v})"
     if isinstance(v, Decimal | float) and not _is_number(v):

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import copy
 import json
+from decimal import Decimal
+from enum import IntEnum
 from typing import Any
 
 import pytest
 from conftest import RULES, load_cases
 
-from policy_engine import PolicyEngine, load_ruleset
+from policy_engine import PolicyEngine, RequestError, load_ruleset
 from policy_engine.explain import UnknownRuleError
 from policy_engine.jsonio import parse_json
 
@@ -83,3 +85,63 @@ def test_a_listener_changing_its_event_changes_no_later_decision():
         assert decision.ruleset["digest"] == digest and decision.engine["version"] != "forged"
         assert engine.drain(5)
     engine.close()
+
+
+# -- requests that are not plain JSON data -----------------------------------------------------------------------
+class NeverLess(int):
+    """An int whose ``<`` is always False."""
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    __hash__ = int.__hash__
+
+
+class NeverAtLeast(Decimal):
+    """A Decimal whose ``>=`` is always False."""
+
+    def __ge__(self, other: object) -> bool:
+        return False
+
+    __hash__ = Decimal.__hash__
+
+
+class NeverLessFloat(float):
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    __hash__ = float.__hash__
+
+
+class Amount(IntEnum):
+    TWO_THOUSAND = 2000
+
+
+def _set(request: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for key in parents:
+        request = request[key]
+    request[last] = value
+
+
+@pytest.mark.parametrize("case_id, path, value, plain, expected", [
+    ("AC-28", "payer.age", NeverLess(14), "deny", "integer"),  # a minor: was allowed
+    ("AC-17", "auth.factors", NeverLess(1), "step_up", "integer"),  # was allowed
+    ("AC-31", "risk_score", NeverLessFloat(65), "review", "integer"),  # was allowed
+    ("AC-21", "amount.value", NeverAtLeast(48000), "review", "number or string"),  # was allowed
+    ("AC-01", "amount.value", Amount.TWO_THOUSAND, "deny", "number or string"),  # EvaluationError: no same_quantum
+])
+def test_a_number_of_a_subclass_is_refused_never_decided(engine, case_id, path, value, plain, expected):
+    """The validator took any int, float or Decimal subclass as a number and handed it to the matcher as it was,
+    so a subclass that redefines a comparison decided the rule: ``payer.age`` an int whose ``<`` is False turned
+    the deny for a minor into an allow. Numbers are JSON numbers, exactly int, float or Decimal (a str subclass
+    was already refused); the plain value decides as ever."""
+    request = case(case_id)
+    _set(request, path, value)
+    with pytest.raises(RequestError) as refused:
+        engine.evaluate(request)
+    assert [(v.path, v.message) for v in refused.value.violations] == [
+        (f"$.{path}", f"expected {expected}, got {type(value).__name__}")]
+    plain_type = next(t for t in (int, float, Decimal) if isinstance(value, t))
+    _set(request, path, plain_type(value))
+    assert engine.evaluate(request).decision == plain
