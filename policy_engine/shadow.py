@@ -166,8 +166,14 @@ class ShadowRunner:
                 self._audit.write_shadow(job.decision, results, job.context)
             except Exception:  # the shadow record is lost; the decision's own record was written before
                 self._stats.add("shadow_log_errors")
-        self._emit(DecisionEvent(job.decision.request_id, job.decision, job.decision.ruleset, job.arm,
-                                 job.decision.elapsed_us, results, False, job.context))
+        try:
+            self._emit(DecisionEvent(job.decision.request_id, job.decision, job.decision.ruleset, job.arm,
+                                     job.decision.elapsed_us, results, False, job.context))
+        except BaseException:
+            # what a listener raises beyond Exception (SystemExit, asyncio's CancelledError) would end this thread,
+            # and every later job would wait forever; only what code raises reaches it (signals go to the main
+            # thread), so nothing meant for the process is swallowed
+            self._stats.add("listener_errors")
 
     def _evaluate(self, shadow: ShadowPack, job: Job) -> ShadowResult:
         info = shadow.pack.ruleset_info

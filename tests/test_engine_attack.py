@@ -145,3 +145,26 @@ def test_a_number_of_a_subclass_is_refused_never_decided(engine, case_id, path, 
     plain_type = next(t for t in (int, float, Decimal) if isinstance(value, t))
     _set(request, path, plain_type(value))
     assert engine.evaluate(request).decision == plain
+
+
+# -- listeners ------------------------------------------------------------------------------------------------
+def test_a_listener_raising_systemexit_does_not_end_the_shadow_worker():
+    """With shadow packs listeners run on the shadow worker; a listener raising what is not an ``Exception``
+    (SystemExit, asyncio's CancelledError) ended the worker thread: every later decision's shadows and events were
+    never run and ``drain()`` never returned."""
+    engine = PolicyEngine(DEFAULT, shadow=[DEFAULT])
+    seen: list[str] = []
+
+    def listener(event) -> None:
+        seen.append(event.request_id)
+        if len(seen) == 1:
+            raise SystemExit(3)
+
+    engine.add_listener(listener)
+    for n in range(3):
+        engine.evaluate({**case("AC-03"), "request_id": f"S-{n}"})
+    assert engine.drain(5)
+    assert seen == ["S-0", "S-1", "S-2"]
+    assert engine.stats()["listener_errors"] == 1 and engine.stats()["shadow_evaluated"] == 3
+    engine.close()
+
