@@ -467,7 +467,8 @@ class PolicyEngine:
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until the shadow packs have decided every decision handed out so far (True), or ``timeout``
-        seconds passed (False): before reading the decision log or stats in a test, or at shutdown."""
+        seconds passed (False): before reading the decision log or stats in a test, or at shutdown. A listener on
+        the shadow worker gets False at once: its own decision is one of those waited for."""
         return self._shadow.drain(timeout)
 
     def close(self, timeout: float = 5.0) -> None:

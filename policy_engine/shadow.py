@@ -118,6 +118,8 @@ class ShadowRunner:
         """Wait until every queued job is done (True) or ``timeout`` seconds passed (False)."""
         if self._pid != os.getpid():
             return True  # nothing was queued in this process (a forked child before its first job)
+        if threading.current_thread() is self._thread:
+            return False  # a listener on this worker: the job running it is one of those waited for, never done
         deadline = None if timeout is None else time.monotonic() + timeout
         done = self._queue.all_tasks_done
         with done:

@@ -168,3 +168,16 @@ def test_a_listener_raising_systemexit_does_not_end_the_shadow_worker():
     assert engine.stats()["listener_errors"] == 1 and engine.stats()["shadow_evaluated"] == 3
     engine.close()
 
+
+def test_drain_called_by_a_listener_on_the_shadow_worker_does_not_wait_for_itself():
+    """``drain()`` from a listener on the shadow worker waited for the job running that very listener: the worker
+    hung for good (and with it every later shadow and event)."""
+    engine = PolicyEngine(DEFAULT, shadow=[DEFAULT])
+    answers: list[bool] = []
+    engine.add_listener(lambda event: answers.append(engine.drain()))
+    engine.evaluate(case("AC-03"))
+    assert engine.drain(5)
+    assert answers == [False]  # not drained: its own job is still running
+    engine.evaluate({**case("AC-03"), "request_id": "after"})
+    assert engine.drain(5) and len(answers) == 2
+    engine.close()
