@@ -44,6 +44,14 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _read_once(request: Any) -> Any:
+    """A request that is a Mapping but not a dict, as a dict: everything that reads the request (rollout routing,
+    validation, the decision log, the store, the shadow packs) then reads the same items, once. Routing read a dict
+    subclass's own ``get``, which may name another payer than the items decided; the decision log wrote a Mapping as
+    its repr, unmasked."""
+    return dict(request) if type(request) is not dict and isinstance(request, Mapping) else request
+
+
 def _fault(exc: Exception, request_id: str) -> EvaluationError:
     """Fail closed: an engine fault while deciding is never an allow."""
     return EvaluationError(f"could not evaluate request: {type(exc).__name__}: {exc}", request_id)
@@ -242,6 +250,7 @@ class PolicyEngine:
         ``context`` (the caller's request id and W3C trace context) goes into the decision log record. With
         shadow packs the request is read again after this returns, by the shadow worker: do not change it."""
         start = time.perf_counter_ns()
+        request = _read_once(request)
         packs = self._packs  # one consistent set of packs for the whole evaluation, even across a reload
         loaded, rollout = (packs.primary, None) if packs.candidate is None else packs.route(request)
         values: Mapping[str, Any] | None = None
@@ -430,6 +439,7 @@ class PolicyEngine:
         them (nothing is recorded) and each leaf on a counter shows how it is counted."""
         from .explain import explain
 
+        request = _read_once(request)
         loaded = self._packs.route(request)[0]
         counters = loaded.counters
         if counters is None:

@@ -6,17 +6,23 @@ in a traceback, in a hang, or change what the engine hands out later."""
 from __future__ import annotations
 
 import copy
+import io
 import json
+from collections import UserDict
 from decimal import Decimal
 from enum import IntEnum
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 from conftest import RULES, load_cases
 
 from policy_engine import PolicyEngine, RequestError, load_ruleset
+from policy_engine.audit import AuditLog
+from policy_engine.cli import main
 from policy_engine.explain import UnknownRuleError
 from policy_engine.jsonio import parse_json
+from policy_engine.traffic import Rollout, bucket
 
 DEFAULT = load_ruleset(RULES)
 CASES = {case["id"]: case for case in load_cases()}
@@ -180,4 +186,65 @@ def test_drain_called_by_a_listener_on_the_shadow_worker_does_not_wait_for_itsel
     assert answers == [False]  # not drained: its own job is still running
     engine.evaluate({**case("AC-03"), "request_id": "after"})
     assert engine.drain(5) and len(answers) == 2
+    engine.close()
+
+
+# -- a request read once -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("wrap", [MappingProxyType, UserDict], ids=["mappingproxy", "UserDict"])
+def test_a_request_given_as_a_mapping_is_logged_masked_and_replays(tmp_path, wrap):
+    """A request that is a Mapping but not a dict was decided, and its decision log record held the request as a
+    Python repr string: nothing masked (payer.id, device.id in the clear, while ``masked`` listed them), and a
+    record replay could not read."""
+    log = tmp_path / "decisions.jsonl"
+    with AuditLog(log, fsync="never") as audit:
+        engine = PolicyEngine(DEFAULT, audit=audit)
+        assert engine.evaluate(wrap(case("AC-01"))).decision == "deny"
+        engine.close()
+    text = log.read_text(encoding="utf-8")
+    record = json.loads(text)
+    assert record["request"]["payer"]["id"].startswith("masked:") and "u-1001" not in text
+    out = io.StringIO()
+    assert main(["replay", "--json", str(log)], out=out, err=io.StringIO()) == 0
+    assert json.loads(out.getvalue())["same"] == 1
+
+
+#: A candidate that holds only payments of a billion and more.
+PERMISSIVE = """\
+- id: HUGE
+  category: risk
+  title: a billion
+  when: {field: amount.value, op: gte, value: 1000000000}
+  outcome: review
+  reason: huge
+  source: test
+  verified: false
+"""
+
+
+def _payer_in(arm_threshold: int, candidate: bool) -> str:
+    return next(p for p in (f"payer-{n}" for n in range(1000)) if (bucket(p) < arm_threshold) is candidate)
+
+
+def test_a_rollout_routes_the_payer_that_is_decided(make_pack):
+    """The rollout arm was chosen by ``request.get("payer")`` while the pack decided a copy of the request's own
+    items: a dict subclass whose ``get`` names another payer sent a payer of the strict primary pack to a
+    permissive candidate (an allow its plain request would not get)."""
+    permissive = load_ruleset(make_pack(PERMISSIVE))
+    rollout = Rollout(permissive, 0.5)
+    engine = PolicyEngine(DEFAULT, rollout=rollout)
+    request = case("AC-01")  # denied by the default pack, allowed by the candidate
+    del request["history"]  # counters the candidate does not read
+    assert PolicyEngine(permissive).evaluate(request).decision == "allow"
+    request["payer"]["id"] = _payer_in(rollout.threshold, candidate=False)
+    assert engine.evaluate(request).decision == "deny"
+
+    class Liar(dict):
+        def get(self, key: str, default: Any = None) -> Any:
+            if key == "payer":
+                return {**self["payer"], "id": _payer_in(rollout.threshold, candidate=True)}
+            return super().get(key, default)
+
+    decision = engine.evaluate(Liar(request))
+    assert decision.decision == "deny" and decision.rollout["arm"] == "primary"
+    assert decision.rollout["bucket"] == bucket(request["payer"]["id"])
     engine.close()
