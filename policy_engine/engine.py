@@ -281,12 +281,16 @@ class PolicyEngine:
             self._emit(DecisionEvent(decision.request_id, decision, decision.ruleset, arm, decision.elapsed_us,
                                      (), dropped, context))
 
-    def evaluate_json(self, data: bytes | str, context: CallContext | None = None) -> bytes:
+    def evaluate_json(self, data: bytes | bytearray | str, context: CallContext | None = None) -> bytes:
         """Decide one request given as JSON text and return the decision's JSON: ``decision.to_dict()`` as compact
         UTF-8 (:func:`~policy_engine.jsonio.dumps_bytes`). Raises what :meth:`evaluate` raises; text that is not
         JSON (a :class:`~policy_engine.errors.RequestTextError`), is ambiguous (a repeated key) or is longer than
         :data:`MAX_REQUEST_TEXT` is a :class:`RequestError`."""
         start = time.perf_counter_ns()
+        if type(data) is not bytes and type(data) is not str and not isinstance(data, str | bytes | bytearray):
+            # before len(): None had none, and a dict or a list reached the decoders, whose faults read as the engine's
+            raise RequestError([Violation("$", f"request text is str or bytes, not {type(data).__name__} "
+                                               "(evaluate() takes a request that is already a dict)")])
         if len(data) > MAX_REQUEST_TEXT:
             raise RequestError([Violation("$", f"the request text is {len(data):,} long, beyond the "
                                                f"{MAX_REQUEST_TEXT:,} a payment request may take")])

@@ -248,3 +248,23 @@ def test_a_rollout_routes_the_payer_that_is_decided(make_pack):
     assert decision.decision == "deny" and decision.rollout["arm"] == "primary"
     assert decision.rollout["bucket"] == bucket(request["payer"]["id"])
     engine.close()
+
+
+# -- evaluate_json given what is not text --------------------------------------------------------------------------
+@pytest.mark.parametrize("options", ["plain", "listener", "audit"])
+@pytest.mark.parametrize("data", [None, 123, 1.5, {"request_id": "r"}, ["{}"]], ids=repr)
+def test_evaluate_json_refuses_what_is_not_text(tmp_path, options, data):
+    """``evaluate_json(None)`` raised a TypeError from ``len``; a dict or a list an AttributeError or TypeError from
+    the decoder (an EvaluationError "could not prepare request" on the native path, as if the engine had failed)."""
+    engine = PolicyEngine(DEFAULT, audit=AuditLog(tmp_path / "log.jsonl", fsync="never") if options == "audit"
+                          else None)
+    if options == "listener":
+        engine.add_listener(lambda event: None)
+    with pytest.raises(RequestError) as refused:
+        engine.evaluate_json(data)
+    assert [v.path for v in refused.value.violations] == ["$"]
+    assert f"not {type(data).__name__}" in refused.value.violations[0].message
+    text = json.dumps(case("AC-01"))
+    for same in (text, text.encode(), bytearray(text.encode())):
+        assert parse_json(engine.evaluate_json(same))["decision"] == "deny"
+    engine.close()
