@@ -14,14 +14,20 @@ from enum import IntEnum
 from types import MappingProxyType
 from typing import Any
 
+import jsonschema
 import pytest
 from conftest import RULES, load_cases
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from policy_engine import PolicyEngine, RequestError, load_ruleset
 from policy_engine.audit import AuditLog
 from policy_engine.cli import main
 from policy_engine.explain import UnknownRuleError
-from policy_engine.jsonio import parse_json
+from policy_engine.jsonio import dumps_bytes, parse_json
+from policy_engine.resources import load_schema
+from policy_engine.synthetic import dumps_request
+from policy_engine.testing.strategies import invalid_requests, requests
 from policy_engine.traffic import Rollout, bucket
 
 DEFAULT = load_ruleset(RULES)
@@ -268,3 +274,70 @@ def test_evaluate_json_refuses_what_is_not_text(tmp_path, options, data):
     for same in (text, text.encode(), bytearray(text.encode())):
         assert parse_json(engine.evaluate_json(same))["decision"] == "deny"
     engine.close()
+
+
+# -- every option, both entry points -------------------------------------------------------------------------------
+#: The options that take ``evaluate_json`` off its native path, one at a time and all together (none: the native
+#: path itself). ``state`` is a plain memory:// store.
+OPTION_SETS = [(), ("audit",), ("shadow",), ("rollout",), ("listener",), ("state",),
+               ("audit", "shadow", "rollout", "listener", "state")]
+DECISION_SCHEMA = jsonschema.Draft202012Validator(load_schema("decision"))
+
+
+@pytest.fixture(scope="module")
+def twin_engines(tmp_path_factory):
+    """Per option set, two engines built alike: one answers ``evaluate_json``, the other ``evaluate``; both get
+    the same calls in the same order, so with a store their counters stay equal."""
+    built: dict[tuple[str, ...], tuple[PolicyEngine, PolicyEngine]] = {}
+    logs = tmp_path_factory.mktemp("logs")
+
+    def make(options: tuple[str, ...], name: str) -> PolicyEngine:
+        engine = PolicyEngine(
+            DEFAULT, audit=AuditLog(logs / f"{name}.jsonl", fsync="never") if "audit" in options else None,
+            state="memory://" if "state" in options else None, shadow=[DEFAULT] if "shadow" in options else (),
+            rollout=Rollout(DEFAULT, 0.5) if "rollout" in options else None)
+        if "listener" in options:
+            engine.add_listener(lambda event: None)
+        return engine
+
+    def get(options: tuple[str, ...]) -> tuple[PolicyEngine, PolicyEngine]:
+        if options not in built:
+            tag = "-".join(options) or "none"
+            built[options] = make(options, f"{tag}-text"), make(options, f"{tag}-dict")
+        return built[options]
+
+    yield get
+    for pair in built.values():
+        for engine in pair:
+            engine.close()
+
+
+def _answer(call: Any) -> bytes | tuple[str, tuple]:
+    try:
+        return call()
+    except RequestError as exc:
+        return type(exc).__name__, exc.violations
+
+
+@given(request=st.one_of(requests(), invalid_requests()), options=st.sampled_from(OPTION_SETS))
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_every_option_writes_the_same_valid_document_by_either_entry_point(twin_engines, request, options):
+    by_text, by_dict = twin_engines(options)
+    if "state" in options and isinstance(request, dict):
+        request.pop("history", None)  # the store keeps the counters
+    text = dumps_request(request)
+    try:
+        parsed = parse_json(text)
+    except ValueError:  # NaN written into the text: refused at the root by evaluate_json, never decided
+        assert _answer(lambda: by_text.evaluate_json(text))[0] == "RequestTextError"
+        return
+    out = _answer(lambda: by_text.evaluate_json(text))
+    expected = _answer(lambda: by_dict.evaluate(parsed).to_dict())
+    if isinstance(expected, tuple):
+        assert out == expected
+        return
+    assert isinstance(out, bytes)
+    document = json.loads(out)
+    DECISION_SCHEMA.validate(document)
+    expected["elapsed_us"] = document["elapsed_us"]  # the one value that differs; its place stays
+    assert out == dumps_bytes(expected)
