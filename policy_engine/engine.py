@@ -49,7 +49,13 @@ def _read_once(request: Any) -> Any:
     validation, the decision log, the store, the shadow packs) then reads the same items, once. Routing read a dict
     subclass's own ``get``, which may name another payer than the items decided; the decision log wrote a Mapping as
     its repr, unmasked."""
-    return dict(request) if type(request) is not dict and isinstance(request, Mapping) else request
+    if type(request) is dict or not isinstance(request, Mapping):
+        return request  # anything but a Mapping is refused by the preparer, naming its type
+    try:
+        return dict(request)
+    except Exception as exc:  # the caller's object failed to give its items: nothing to decide on
+        raise RequestError([Violation("$", f"the request could not be read: {type(request).__name__} raised "
+                                           f"{type(exc).__name__}: {exc}")]) from exc
 
 
 def _fault(exc: Exception, request_id: str) -> EvaluationError:

@@ -9,6 +9,7 @@ import copy
 import io
 import json
 from collections import UserDict
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from enum import IntEnum
 from types import MappingProxyType
@@ -341,3 +342,33 @@ def test_every_option_writes_the_same_valid_document_by_either_entry_point(twin_
     DECISION_SCHEMA.validate(document)
     expected["elapsed_us"] = document["elapsed_us"]  # the one value that differs; its place stays
     assert out == dumps_bytes(expected)
+
+
+class Unreadable(Mapping):
+    """A Mapping whose ``payer`` cannot be read (a lazy record whose backend is gone)."""
+
+    def __init__(self, items: dict[str, Any]):
+        self.items_ = items
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "payer":
+            raise RuntimeError("backend gone")
+        return self.items_[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.items_)
+
+    def __len__(self) -> int:
+        return len(self.items_)
+
+
+@pytest.mark.parametrize("rollout", [False, True], ids=["plain", "rollout"])
+def test_a_mapping_that_cannot_be_read_is_a_request_error_and_the_batch_goes_on(rollout):
+    """With a rollout the arm was chosen by ``request.get("payer")``, whose RuntimeError escaped ``evaluate`` and
+    stopped ``evaluate_many``."""
+    engine = PolicyEngine(DEFAULT, rollout=Rollout(DEFAULT, 0.5) if rollout else None)
+    with pytest.raises(RequestError, match="Unreadable raised RuntimeError: backend gone"):
+        engine.evaluate(Unreadable(case("AC-01")))
+    results = list(engine.evaluate_many([Unreadable(case("AC-01")), case("AC-01")]))
+    assert isinstance(results[0], RequestError) and results[1].decision == "deny"
+    engine.close()
