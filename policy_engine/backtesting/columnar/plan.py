@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from ...aggregates import COUNT, COUNT_DISTINCT, REPORTED_STATUSES
 from ...conditions import NOT_APPLICABLE_WHEN_ABSENT
 from ...decision import Outcome
+from ...errors import RequestError
 from ...pack import CompiledPack
 from ...request import DEFAULT_PSP_COUNTRY, EARLIEST, LATEST, MAX_AMOUNT, MINOR_UNITS, money_places
 from ...resources import load_schema
@@ -64,6 +65,7 @@ LOCAL = "__local"
 RATE = "__rate"
 BAD_REQUEST = "__bad_request"
 BAD_RECORD = "__bad_record"
+UNREAD = "__unread_counters"
 RECORD_COLUMNS = {"__label": "label", "__label_known_at": "label_known_at", "__status": "status",
                   "__decision": "decision"}
 
@@ -162,6 +164,7 @@ class _PackCompiler:
                  jurisdictions: frozenset[str] | None = None):
         self.pack, self.p, self.d = pack, prefix, d
         self.jurisdictions = jurisdictions
+        self.recompute = recompute
         self.fields = request_fields()
         types = column_types(pack.ruleset)
         self.rate = types.rate
@@ -244,10 +247,18 @@ class _PackCompiler:
                     f"(CASE WHEN {self.q(f.parent)} IS NULL THEN NULL ELSE {filled} END)"
             cols.append(f"{expr} AS {self.q(f.path)}")
         cols += [f"({self.q(party)} IS NOT NULL) AS {self.q(party)}" for party in NOT_APPLICABLE_WHEN_ABSENT]
+        by_path = {f.path: f for f in self.fields}
         if self.checked is not None:  # the record's own counters, as written
-            by_path = {f.path: f for f in self.fields}
             cols.append(f"({self.q('history')} IS NOT NULL) AS {self.q(HAS_HISTORY)}")
             cols += [f"{self.source(by_path[c.column])} AS {self.q(RECORDED + c.column)}" for c in self.checked]
+        # a counter the record carries that this pack does not read: the engine refuses it (a misspelling, or a
+        # history converted for another pack), so a candidate or baseline reading fewer counters than the pack
+        # the history was converted with must not decide those records either; read as written (no default).
+        # Recomputed counters set every record's own aside, unread ones included, as the row engine does.
+        unread = [f"CASE WHEN {self.source(by_path[path])} IS NOT NULL THEN {self.d.string(message)} END"
+                  for path, message in (() if self.recompute else self._unread_counters())]
+        cols.append(f"CONCAT_WS('; ', {', '.join(unread)}) AS {self.q(UNREAD)}" if unread else
+                    f"'' AS {self.q(UNREAD)}")
         country = f"COALESCE({self.q('psp_country')}, {self.d.string(DEFAULT_PSP_COUNTRY)})"
         zones = " ".join(f"WHEN {self.d.string(c)} THEN {self.d.local_time(self.q(INSTANT), z)}"
                          for c, z in sorted(self.pack.ruleset.timezones.items()))
@@ -308,6 +319,7 @@ class _PackCompiler:
         for path in ("request_id", "timestamp", "payer.id", "funding_source.type", "purpose", "amount.value",
                      "amount.currency"):
             checks.append((f"{q(path)} IS NULL", d.string(f"$.{path}: required, missing")))
+        checks.append((f"{q(UNREAD)} <> ''", q(UNREAD)))
         amount = q("amount.value")
         checks.append((f"{amount} <= 0", d.string("$.amount.value: amount must be a positive decimal")))
         checks.append((f"{amount} >= {d.decimal(MAX_AMOUNT)}",
@@ -333,6 +345,16 @@ class _PackCompiler:
         any_fails = " OR ".join(f"({c})" for c, _ in checks)
         messages = "CONCAT_WS('; ', " + ", ".join(f"CASE WHEN {c} THEN {m} END" for c, m in checks) + ")"
         return f"(CASE WHEN {any_fails} THEN {messages} ELSE '' END)"
+
+    def _unread_counters(self) -> list[tuple[str, str]]:
+        """The layout's ``history`` counters this pack's requests may not carry, each with the engine's own
+        violation for it (asked of the pack, so the message is the row engine's)."""
+        probe = {"history": {f.name: 0 for f in self.fields if f.parent == "history"}}
+        try:
+            self.pack.prepare(probe)
+        except RequestError as exc:
+            return [(v.path.removeprefix("$."), str(v)) for v in exc.violations if v.path.startswith("$.history.")]
+        raise AssertionError("a probe without the required fields is never a valid request")
 
     def _too_precise(self, value: str, places: int) -> str:
         return f"({value} <> {self.d.cast_decimal(value, DecimalType(MONEY.digits + 1, places))})"

@@ -1,0 +1,78 @@
+"""Adversarial histories for the columnar backtest (DuckDB), held to the row engine: what an analyst or a careless
+producer of Parquet files can hand it that the engines must report alike (session 23's fail-closed sweep)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("duckdb")
+pytest.importorskip("pyarrow")
+
+from policy_engine.backtesting import backtest
+from policy_engine.backtesting.columnar import backtest_columnar
+from policy_engine.backtesting.columnar.convert import convert
+from policy_engine.backtesting.columnar.differential import report_dict
+from policy_engine.synthetic import dumps_request
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _write(records, path: Path) -> Path:
+    path.write_text("".join(dumps_request(r) + "\n" for r in records))
+    return path
+
+
+def _request(**changes) -> dict:
+    request = {"request_id": "r1", "timestamp": "2026-03-01T10:00:00+08:00", "payer": {"id": "p1", "age": 15},
+               "funding_source": {"type": "debit_card"}, "purpose": "merchant_purchase",
+               "amount": {"value": "30", "currency": "CNY"}, "merchant": {"mcc": "5816", "country": "CN"}}
+    request.update(changes)
+    return request
+
+
+def _reports(parquet: Path, recompute: bool = False, **packs) -> tuple[dict, dict]:
+    columnar = report_dict(backtest_columnar(parquet, recompute_counters=recompute, **packs))
+    row = report_dict(backtest(parquet, workers=1, recompute_counters=recompute, **packs))
+    return columnar, row
+
+
+@pytest.fixture(scope="module")
+def without_monthly_game_totals(tmp_path_factory) -> Path:
+    """The bundled pack with CMP-018's monthly totals dropped: it reads no `history.game_topup_month_cny`."""
+    root = tmp_path_factory.mktemp("no-monthly") / "rules"
+    shutil.copytree(ROOT / "rules", root)
+    games = root / "compliance" / "gambling_age.yaml"
+    text = games.read_text()
+    for per_top_up, month in (("50", "200"), ("100", "400")):
+        old = ("                - any:\n"
+               f"                    - {{field: derived.amount_cny, op: gt, value: {per_top_up}}}\n"
+               "                    - {field: {add: [history.game_topup_month_cny, derived.amount_cny]}, op: gt, "
+               f"value: {month}}}\n")
+        assert old in text
+        text = text.replace(old, f"                - {{field: derived.amount_cny, op: gt, value: {per_top_up}}}\n")
+    games.write_text(text)
+    return root
+
+
+def test_a_counter_the_candidate_or_baseline_does_not_read_is_a_bad_line_in_both_engines(
+        tmp_path, without_monthly_game_totals):
+    """History converted under the bundled pack, backtested with a pack that no longer reads one of the counters the
+    records carry: the row engine refuses those records (a counter the pack does not read is an unknown field),
+    so the columnar engine must too, with the same message, instead of deciding them; unless the counters are
+    recomputed."""
+    records = [_request(request_id="r1", history={"game_topup_month_cny": 180, "cash_today_cny": 5}),
+               _request(request_id="r2", history={"cash_today_cny": 5}),
+               _request(request_id="r3", history={"game_topup_month_cny": 0, "lifetime_txn_count": 3})]
+    parquet = tmp_path / "h.parquet"
+    assert convert(_write(records, tmp_path / "h.jsonl"), parquet).written == 3
+    for packs in ({"rules": without_monthly_game_totals}, {"baseline": without_monthly_game_totals}):
+        columnar, row = _reports(parquet, **packs)
+        assert columnar == row
+        assert (row["evaluated"], [b["line"] for b in row["bad"]["lines"]]) == (1, [1, 3])
+        assert "$.history.game_topup_month_cny: unknown field" in row["bad"]["lines"][0]["message"]
+        # recomputed counters set the records' own aside, the unread one with them: every record is decided
+        columnar, row = _reports(parquet, recompute=True, **packs)
+        assert columnar == row and row["evaluated"] == 3
