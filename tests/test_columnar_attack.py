@@ -76,3 +76,53 @@ def test_a_counter_the_candidate_or_baseline_does_not_read_is_a_bad_line_in_both
         # recomputed counters set the records' own aside, the unread one with them: every record is decided
         columnar, row = _reports(parquet, recompute=True, **packs)
         assert columnar == row and row["evaluated"] == 3
+
+
+def _foreign(records, path: Path) -> Path:
+    """``records`` in the Parquet layout as another tool would write them: the columns ``convert`` writes, the
+    rows never checked by the engine's request validation."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from policy_engine.backtesting.columnar.layout import arrow_schema, row_of
+
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    rows = [row_of(line, (dt.datetime.fromisoformat(r["timestamp"]) - epoch) // dt.timedelta(microseconds=1), r, {})
+            for line, r in enumerate(records, 1)]
+    pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema().remove_metadata()), path)
+    return path
+
+
+def test_a_parquet_file_convert_did_not_write_is_refused_never_decided_unvalidated(tmp_path, capsys):
+    """Rows another tool wrote in the layout were never validated: the row engine refuses the invalid ones (an
+    enum in the wrong case, an age of -5, a score of 150), which the columnar engine's SQL checks do not all
+    cover, so it refuses the file with what to do instead of deciding them (it allowed all three)."""
+    from policy_engine.backtesting.columnar import LayoutError
+    from policy_engine.cli import main
+
+    parquet = _foreign([_request(request_id="r1", payer={"id": "p1", "kyc_level": "NONE"}),
+                        _request(request_id="r2", payer={"id": "p2", "age": -5}),
+                        _request(request_id="r3", risk_score=150)], tmp_path / "foreign.parquet")
+    row = backtest(parquet, workers=1, recompute_counters=False)
+    assert (row.evaluated, row.bad_count) == (0, 3)
+    with pytest.raises(LayoutError, match=r"not written by `policy-engine convert`.*--engine row"):
+        backtest_columnar(parquet, recompute_counters=False)
+    assert main(["backtest", str(parquet)]) == 2
+    assert "not written by `policy-engine convert`" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("columns", [{"a": [1]}, {"__line": [1], "__instant_us": [0]}])
+def test_a_parquet_file_without_the_layout_is_a_clear_error_not_an_internal_one(tmp_path, capsys, columns):
+    """Any other Parquet file: DuckDB's binder error surfaced as "internal error ... please report it" (exit 3)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from policy_engine.cli import main
+
+    parquet = tmp_path / "other.parquet"
+    pq.write_table(pa.table(columns), parquet)
+    assert main(["backtest", str(parquet)]) == 2
+    err = capsys.readouterr().err
+    assert "internal error" not in err and "policy-engine convert" in err

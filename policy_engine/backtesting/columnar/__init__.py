@@ -21,7 +21,7 @@ from ...pack import CompiledPack
 from ..metrics import CostModel
 from ..result import BacktestResult
 from .engine import PaymentResult, Run, result_of
-from .layout import LayoutError
+from .layout import LayoutError, check_layout
 from .plan import CounterColumn
 from .sqlcompile import ColumnarCompileError
 
@@ -68,8 +68,10 @@ def open_run(path: str | os.PathLike, candidate: CompiledPack, baseline: Compile
     """The plan materialised over a converted Parquet history: the :class:`Run` and its executor (close both).
     ``session``: a SparkSession to run on (left running on close) instead of one started for the run."""
     name = os.fspath(path)
-    if engine == COLUMNAR and not os.path.exists(name):
-        raise ColumnarError(f"cannot read {name}: no such file")
+    if engine == COLUMNAR:
+        if not os.path.exists(name):
+            raise ColumnarError(f"cannot read {name}: no such file")
+        check_layout(name)  # before the plan: rows another tool wrote were never validated as requests
     executor = _executor(engine, workers, spark_master, session)
     try:
         source = executor.source(name)
