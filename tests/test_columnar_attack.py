@@ -126,3 +126,18 @@ def test_a_parquet_file_without_the_layout_is_a_clear_error_not_an_internal_one(
     assert main(["backtest", str(parquet)]) == 2
     err = capsys.readouterr().err
     assert "internal error" not in err and "policy-engine convert" in err
+
+
+def test_a_counter_sent_as_null_is_left_out_not_a_difference_in_either_file(tmp_path):
+    """`"history": {"payer_txn_count_1h": null}` is a counter left out (JSON null is missing): the row backtest of
+    the JSON Lines reported it as recorded "None" against the recomputed count, the Parquet backtests (which store
+    it as NULL) as no difference."""
+    records = [_request(request_id=f"r{i}", timestamp=f"2026-03-01T10:0{i}:00+08:00",
+                        history={"payer_txn_count_1h": None, "cash_today_cny": 0}) for i in range(3)]
+    jsonl, parquet = _write(records, tmp_path / "h.jsonl"), tmp_path / "h.parquet"
+    assert convert(jsonl, parquet).written == 3
+    reports = [report_dict(backtest(jsonl, workers=1, recompute_counters=True)),
+               report_dict(backtest(parquet, workers=1, recompute_counters=True)),
+               report_dict(backtest_columnar(parquet, recompute_counters=True))]
+    assert reports[0]["counters"] == reports[1]["counters"] == reports[2]["counters"]
+    assert reports[0]["counters"]["compared"] == 3 and reports[0]["counters"]["differing"] == 0

@@ -184,10 +184,11 @@ class Replay:
 def differences(line: int, request_id: str, recorded: Mapping[str, Any],
                 recomputed: Mapping[str, Any]) -> Iterable[Difference]:
     """The counters a record carried (``history``, without the prefix) that differ from the recomputed ones; a
-    counter the record left out is not a difference (the pack's default stood in for it)."""
+    counter the record left out, or sent as null (missing, like any field), is not a difference (the pack's
+    default stood in for it); a Parquet history stores both as NULL, so every engine reads them alike."""
     for path, value in recomputed.items():
         name = path.split(".", 1)[1]
-        if name in recorded and recorded[name] != value:
+        if recorded.get(name) is not None and recorded[name] != value:
             yield Difference(line, request_id, path, counter_text(recorded[name]), counter_text(value))
 
 
