@@ -141,3 +141,52 @@ def test_a_counter_sent_as_null_is_left_out_not_a_difference_in_either_file(tmp_
                report_dict(backtest_columnar(parquet, recompute_counters=True))]
     assert reports[0]["counters"] == reports[1]["counters"] == reports[2]["counters"]
     assert reports[0]["counters"]["compared"] == 3 and reports[0]["counters"]["differing"] == 0
+
+
+def _zone_duckdb_reads_otherwise() -> str | None:
+    """A zone whose UTC offset DuckDB's built-in ICU data and this Python's zoneinfo give differently on some day
+    of 2024-2030 (tz databases released at different times: America/Vancouver, America/Havana, Africa/Casablanca
+    differed here), or None where the installed data agree on all of them."""
+    import datetime as dt
+    import zoneinfo
+
+    import duckdb
+
+    con = duckdb.connect()
+    days = [dt.datetime(2024, 1, 1, 12, tzinfo=dt.UTC) + dt.timedelta(days=n) for n in range(0, 7 * 365, 3)]
+    for key in ("America/Vancouver", "America/Havana", "Africa/Casablanca", "America/Edmonton", "America/Winnipeg"):
+        zone = zoneinfo.ZoneInfo(key)
+        ours = [d.astimezone(zone).replace(tzinfo=None) for d in days]
+        theirs = [r[0] for r in con.execute(
+            f"SELECT timezone('{key}', make_timestamptz(u)) FROM unnest(?) AS t(u) ORDER BY u",
+            [[int(d.timestamp()) * 1_000_000 for d in days]]).fetchall()]
+        if ours != theirs:
+            return key
+    return None
+
+
+def test_a_zone_duckdb_reads_otherwise_than_python_is_refused_not_decided_on_other_local_days(tmp_path, capsys):
+    """A pack whose jurisdiction's zone has different rules in DuckDB's ICU data than in Python's tz data (the row
+    engine's) put payments on other local days and hours: daily counters and decisions differed from the row
+    engine's (CMP-008 fired in DuckDB only). The columnar engine refuses such a history, naming the zone."""
+    from policy_engine.backtesting.columnar import ZoneDataError
+    from policy_engine.cli import main
+
+    key = _zone_duckdb_reads_otherwise()
+    if key is None:
+        pytest.skip("DuckDB's and Python's tz data agree on the zones that differed when this test was written")
+    root = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", root)
+    reference = root / "reference.yaml"
+    reference.write_text(reference.read_text().replace("timezones:\n", f"timezones:\n  ZZ: {key}\n", 1))
+    parquet = tmp_path / "h.parquet"
+    records = [_request(request_id="r1"), _request(request_id="r2", psp_country="ZZ")]
+    assert convert(_write(records, tmp_path / "h.jsonl"), parquet, root).written == 2
+    with pytest.raises(ZoneDataError, match=f"timezone data for {key} differs.*--engine row"):
+        backtest_columnar(parquet, root)
+    assert main(["backtest", str(parquet), "--rules", str(root)]) == 2
+    assert f"timezone data for {key} differs" in capsys.readouterr().err
+    # a history with no payment in that jurisdiction does not need the zone
+    only_cn = tmp_path / "cn.parquet"
+    convert(_write(records[:1], tmp_path / "cn.jsonl"), only_cn, root)
+    assert report_dict(backtest_columnar(only_cn, root))["evaluated"] == 1

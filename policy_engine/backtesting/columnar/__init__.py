@@ -24,6 +24,7 @@ from .engine import PaymentResult, Run, result_of
 from .layout import LayoutError, check_layout
 from .plan import CounterColumn
 from .sqlcompile import ColumnarCompileError
+from .zones import ZoneDataError, check_zones
 
 COLUMNAR = "columnar"
 SPARK = "spark"
@@ -75,8 +76,10 @@ def open_run(path: str | os.PathLike, candidate: CompiledPack, baseline: Compile
     executor = _executor(engine, workers, spark_master, session)
     try:
         source = executor.source(name)
-        recompute = _recomputes(source, executor, [p for p in (candidate, baseline) if p is not None],
-                                recompute_counters)
+        packs = [p for p in (candidate, baseline) if p is not None]
+        if engine == COLUMNAR:
+            check_zones(executor, source, packs)
+        recompute = _recomputes(source, executor, packs, recompute_counters)
         return Run(executor, source, candidate, baseline, counters, recompute), executor
     except Exception:
         executor.close()
@@ -122,6 +125,7 @@ __all__ = [
     "LayoutError",
     "PaymentResult",
     "Run",
+    "ZoneDataError",
     "backtest_columnar",
     "open_run",
 ]
