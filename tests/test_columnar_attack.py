@@ -3,6 +3,7 @@ producer of Parquet files can hand it that the engines must report alike (sessio
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -190,3 +191,23 @@ def test_a_zone_duckdb_reads_otherwise_than_python_is_refused_not_decided_on_oth
     only_cn = tmp_path / "cn.parquet"
     convert(_write(records[:1], tmp_path / "cn.jsonl"), only_cn, root)
     assert report_dict(backtest_columnar(only_cn, root))["evaluated"] == 1
+
+
+def test_workers_out_of_range_are_refused_or_capped_never_a_crash_or_a_hang(tmp_path, capsys):
+    """`--workers` are DuckDB threads: 0 or -1 from the library was DuckDB's own SyntaxException, 100,000 held the
+    CLI for minutes on a one-payment file, and 10**12 aborted the process (std::bad_alloc, exit 134). Below 1 is
+    refused; beyond the machine's cores it is the cores (more threads than cores buy nothing)."""
+    import os
+
+    from policy_engine.backtesting.columnar import ColumnarError
+    from policy_engine.cli import main
+
+    parquet = tmp_path / "h.parquet"
+    convert(_write([_request()], tmp_path / "h.jsonl"), parquet)
+    for workers in (0, -1):
+        with pytest.raises(ColumnarError, match="at least 1"):
+            backtest_columnar(parquet, workers=workers)
+    result = backtest_columnar(parquet, workers=10**12)
+    assert (result.evaluated, result.workers) == (1, os.cpu_count())
+    assert main(["backtest", str(parquet), "--workers", str(10**12), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["evaluated"] == 1

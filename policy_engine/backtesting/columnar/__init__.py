@@ -35,6 +35,17 @@ class ColumnarError(PolicyEngineError):
     """The columnar backtest cannot run as asked (the message says what to do instead)."""
 
 
+def _threads(workers: int | None) -> int:
+    """DuckDB's threads for ``workers``: every core by default, never more (more threads than cores buy nothing,
+    and DuckDB hangs on 100,000 and aborts the process on 10**12)."""
+    cores = os.cpu_count() or 1
+    if workers is None:
+        return cores
+    if workers < 1:
+        raise ColumnarError(f"workers must be at least 1, got {workers}")
+    return min(workers, cores)
+
+
 def _executor(engine: str, workers: int | None, spark_master: str, session: Any) -> Any:
     try:
         if engine == SPARK:
@@ -43,7 +54,7 @@ def _executor(engine: str, workers: int | None, spark_master: str, session: Any)
             return SparkExecutor(spark_master, session)
         from .duck import DuckExecutor
 
-        return DuckExecutor(workers)
+        return DuckExecutor(_threads(workers))
     except ImportError as exc:
         extra = "spark" if engine == SPARK else "columnar"
         raise ColumnarError(f"the {engine} engine needs the `{extra}` extra (pip install "
@@ -94,7 +105,7 @@ def backtest_columnar(path: str | os.PathLike, rules: str | os.PathLike | None =
     """Backtest a converted Parquet history (``policy-engine convert``) on DuckDB (``engine="columnar"``) or
     Spark (``engine="spark"``, on ``spark_master``): the same :class:`BacktestResult` as the row backtest.
 
-    ``workers``: DuckDB threads (default: every core); ``labels_as_of``, ``label_maturity``, ``costs``: the
+    ``workers``: DuckDB threads (default and at most: every core); ``labels_as_of``, ``label_maturity``, ``costs``: the
     label metrics' options, as for :func:`~policy_engine.backtesting.backtest`. Raises :class:`ColumnarError`
     when the engine cannot run (a missing extra), :class:`ColumnarCompileError` for a rule
     it cannot compile exactly."""
@@ -109,7 +120,8 @@ def backtest_columnar(path: str | os.PathLike, rules: str | os.PathLike | None =
                              recompute_counters=recompute_counters)
     try:
         tally = run.tally(examples)
-        return result_of(run, tally, os.fspath(path), engine, workers or os.cpu_count() or 1, started,
+        threads = _threads(workers) if engine == COLUMNAR else workers or os.cpu_count() or 1
+        return result_of(run, tally, os.fspath(path), engine, threads, started,
                          labels_as_of=labels_as_of, label_maturity=label_maturity, costs=costs)
     finally:
         run.close()
