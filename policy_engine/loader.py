@@ -32,6 +32,7 @@ from .resources import default_pack_path, load_schema
 from .ruleset import DEFAULT_DECISION_ORDER, FxTable, Rule, RuleSet, default_on_unknown
 from .screening import REQUIREMENTS, Screening
 from .screening.lists import ListFileError, PartyList, file_digest, read_ofac, read_opensanctions
+from .validator import _bad_unicode
 from .yamlsource import SourceDoc, YamlSourceError, clip, load_yaml, shown, yaml_files
 
 #: Numbers in conditions are compared exactly in units of 10^-SCALE_DIGITS (see ``compiler.py``).
@@ -58,15 +59,6 @@ def load_ruleset(path: str | Path | None = None) -> RuleSet:
     """
     root = Path(path) if path is not None else default_pack_path()
     return _Loader(root).load()
-
-
-def _is_utf8(name: str) -> bool:
-    """Whether a file name (decoded with surrogate escapes, as the OS gives it) is UTF-8."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _date_ordinal(text: str) -> int:
@@ -189,7 +181,9 @@ class _Loader:
         docs: list[SourceDoc] = []
         for path, rel in self._files():
             display = str(path) if self.root.is_file() else str(self.root / rel)
-            if not _is_utf8(rel):  # the digest is UTF-8 over the names: hashing it raised UnicodeEncodeError
+            # a name as the OS gives it (surrogate escapes for bytes that are not UTF-8): the digest is UTF-8 over
+            # the names, and hashing it raised UnicodeEncodeError
+            if _bad_unicode(rel):
                 shown_name = display.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
                 self.issues.append(Issue(shown_name, 1, 1, None, "the file name is not UTF-8; rename the file"))
                 continue

@@ -42,6 +42,7 @@ from .validator import (
     _SUPPORTED,
     MAX_NUMBER_DIGITS,
     MAX_NUMBER_PLACES,
+    _bad_unicode,
     _ecma_regex,
     _enum_ok,
     _FastGen,
@@ -133,7 +134,7 @@ class _StructGen(_FastGen):
         # the members every other string keyword admits: the validator checks them all
         lo, hi = schema.get("minLength", 0), schema.get("maxLength", len(max(options, key=len)))
         pattern = _ecma_regex(schema["pattern"]) if "pattern" in schema else None
-        members = tuple(o for o in options if o.isascii() or _encodable(o))
+        members = tuple(o for o in options if o.isascii() or not _bad_unicode(o))
         members = tuple(o for o in members if lo <= len(o) <= hi and (pattern is None or pattern.search(o)))
         if not members:
             raise NativeUnsupported(f"{where}: an enum no string satisfies")
@@ -347,14 +348,6 @@ def _remember(memo: dict[int, Decimal], value: Decimal) -> None:
 #: absent as in a validated dict. ``get`` and ``[]`` are attribute reads in C; the preparer only asks for fields
 #: the contract declares, which every Struct of it has.
 _MAPPING = {"get": object.__getattribute__, "__getitem__": object.__getattribute__, "__contains__": _contains}
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def compile_native(schema: dict, collect: dict[str, bool], places: dict[str, int]) -> NativePass | None:
