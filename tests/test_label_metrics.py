@@ -53,6 +53,14 @@ def test_wilson_intervals_match_published_values(k, n, low, high):
     assert (round(e.low, 4), round(e.high, 4)) == (low, high)
 
 
+@pytest.mark.parametrize("n", range(1, 40))
+def test_a_wilson_interval_holds_its_value_in_floats_too(n):
+    """With nothing or everything seen, rounding put the bound a hair past the value (0 of 3: low 5.6e-17)."""
+    for k in (0, n):
+        e = wilson(k, n)
+        assert e.low <= e.value <= e.high
+
+
 def test_a_zero_denominator_is_undefined_never_nan():
     assert (wilson(0, 0).value, wilson(0, 0).low, wilson(0, 0).high) == (None, None, None)
     assert f1(0, 0, 0).value is None

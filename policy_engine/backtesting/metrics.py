@@ -167,7 +167,8 @@ def wilson(successes: int, trials: int, z: float = Z95) -> Estimate:
     denominator = 1 + z2 / trials
     centre = (p + z2 / (2 * trials)) / denominator
     half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / denominator
-    return Estimate(p, max(0.0, centre - half), min(1.0, centre + half))
+    # the interval holds p exactly; in floats, 0 successes gave a low of 5.6e-17 above the value 0
+    return Estimate(p, min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)))
 
 
 def f1(caught: int, friction: int, missed: int, z: float = Z95) -> Estimate:
