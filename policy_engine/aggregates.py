@@ -40,6 +40,8 @@ COUNTS = (ATTEMPTS, ALLOWED, DENIED)
 #: Downstream statuses ``report`` accepts; a payment is ``pending`` until one is reported.
 PENDING, COMPLETED, FAILED, REVERSED = "pending", "completed", "failed", "reversed"
 REPORTED_STATUSES = (COMPLETED, FAILED, REVERSED)
+#: Reported statuses after which a payment counts against no allowed-payments limit (nor may it be decided again).
+UNCOUNTED_STATUSES = frozenset((FAILED, REVERSED))
 JURISDICTION = "jurisdiction"
 CALENDAR_UNITS = ("day", "month", "year")
 _SLIDING = re.compile(r"^([1-9][0-9]{0,5})([mhd])$")
@@ -167,7 +169,7 @@ def counted(counts: str, outcome: str, status: str) -> bool:
         return True
     if counts == DENIED:
         return outcome == "deny"
-    return outcome != "deny" and status not in (FAILED, REVERSED)
+    return outcome != "deny" and status not in UNCOUNTED_STATUSES
 
 
 def since_start(rows: Iterable[Row]) -> int:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .aggregates import FAILED, REPORTED_STATUSES, REVERSED
+from .aggregates import REPORTED_STATUSES, UNCOUNTED_STATUSES
 from .audit import AuditLog
 from .decision import Decision
 from .errors import EvaluationError, PolicyEngineError, RequestError, RequestTextError, StateError, Violation
@@ -383,7 +383,7 @@ class PolicyEngine:
         if body_digest(request) != recorded.digest:
             raise StateError("conflict", f"request_id {rid!r} was already evaluated with a different body; a "
                              "retry must resend the same request, a new payment needs a new request_id", rid)
-        if recorded.status in (FAILED, REVERSED):
+        if recorded.status in UNCOUNTED_STATUSES:
             # It no longer counts against any limit: handing its recorded allow back would let the payment go
             # ahead again uncounted.
             raise StateError("conflict", f"request_id {rid!r} was reported {recorded.status}, so it no longer "

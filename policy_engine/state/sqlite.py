@@ -116,13 +116,15 @@ class SQLiteStore:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        """This store's connection, bounded: while another process holds the database, each waiting thread would
-        otherwise wait its whole busy timeout in turn, the k-th k times as long, and a readiness probe behind them."""
+        """This store's connection, bounded, on the file it opened (every call goes through here): while another
+        process holds the database, each waiting thread would otherwise wait its whole busy timeout in turn, the
+        k-th k times as long, and a readiness probe behind them."""
         if not self._lock.acquire(timeout=self.busy_timeout):
             raise StoreUnavailableError(f"state store {self.url}: the database stayed busy for {self.busy_timeout}s "
                                         "(another process holds its write lock); no decision is made without the "
                                         "counters")
         try:
+            self._check_file()
             yield
         finally:
             self._lock.release()
@@ -130,7 +132,6 @@ class SQLiteStore:
     @contextmanager
     def transaction(self) -> Iterator[_Txn]:
         with self._locked():
-            self._check_file()
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
@@ -157,7 +158,6 @@ class SQLiteStore:
 
     def report(self, request_id: str, status: str) -> None:
         with self._locked():
-            self._check_file()
             try:
                 changed = self._db.execute("UPDATE payments SET status = ? WHERE request_id = ?",
                                            (status, request_id)).rowcount
@@ -168,7 +168,6 @@ class SQLiteStore:
 
     def ping(self) -> None:
         with self._locked():
-            self._check_file()
             try:
                 self._db.execute("SELECT 1 FROM payments LIMIT 1").fetchall()
             except sqlite3.Error as exc:
